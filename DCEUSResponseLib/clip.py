@@ -1,0 +1,75 @@
+"""The in-memory form of a CEUS cine clip, independent of the file it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UltrasoundRegion:
+    """One entry of the DICOM Sequence of Ultrasound Regions, in full-frame pixel coordinates.
+
+    ``x0, y0, x1, y1`` are the inclusive pixel bounds (Region Location Min/Max X0/Y0/X1/Y1),
+    already clipped to the image; ``spacing_mm`` is ``(row_spacing, column_spacing)`` in mm, or
+    ``None`` when the region carries no physical calibration in cm.
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    spacing_mm: tuple[float, float] | None = None
+    data_type: int = 1  # Region Data Type: 1 = tissue (B-mode/contrast image)
+    spatial_format: int = 1  # Region Spatial Format: 1 = 2D
+
+    @property
+    def rows(self) -> int:
+        return self.y1 - self.y0 + 1
+
+    @property
+    def columns(self) -> int:
+        return self.x1 - self.x0 + 1
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(row slice, column slice)`` selecting the region out of a frame."""
+        return slice(self.y0, self.y1 + 1), slice(self.x0, self.x1 + 1)
+
+
+@dataclass
+class Clip:
+    """A cine clip as display pixels plus timing and geometry.
+
+    ``frames`` holds display values exactly as stored: ``(N, rows, columns)`` for monochrome and
+    palette clips (palette indices), ``(N, rows, columns, 3)`` RGB for colour clips (YBR already
+    converted to RGB). ``frame_times_s`` are seconds on the clip clock, first frame at 0.
+    """
+
+    source: str
+    frames: np.ndarray
+    frame_times_s: np.ndarray
+    photometric: str = "MONOCHROME2"
+    bits_stored: int = 8
+    palette: np.ndarray | None = None  # (K, 3) display colours (0..255) for PALETTE COLOR
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column) spacing in mm
+    regions: list[UltrasoundRegion] = field(default_factory=list)
+    timing_source: str = ""
+    warnings: list[str] = field(default_factory=list)
+    uids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def rows(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def columns(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def is_colour(self) -> bool:
+        return self.frames.ndim == 4
