@@ -1,0 +1,175 @@
+"""Command line: ``python -m DCEUSResponseLib {analyze,compare,demo}`` (also ``dceus``).
+
+Exit status: 0 success, 1 bad input (one line on stderr naming the file and the problem),
+2 usage error, 3 internal error (rerun with ``--debug`` for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import InputError
+
+EXIT_INPUT_ERROR = 1
+EXIT_INTERNAL_ERROR = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .compare import DEFAULT_RULE, RULE_ALIASES
+    from .linearize import DEFAULT_DYNAMIC_RANGE_DB
+
+    parser = argparse.ArgumentParser(prog="dceus", description="Quantitative dynamic contrast-enhanced "
+                                     "ultrasound (DCE-US): time-intensity curves, bolus-model fits and "
+                                     "perfusion parameters from CEUS DICOM clips.")
+    parser.add_argument("--version", action="version", version=f"DCEUSResponse {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser("analyze", help="quantify the ROIs of one clip",
+                                  description="Quantify the ROIs of one CEUS clip and write results.json, "
+                                  "parameters.csv and tic.csv into --out.")
+    analyze.add_argument("clip", metavar="CLIP", help="Ultrasound Multi-frame DICOM file, or a folder of "
+                         "single-frame DICOM files of one clip")
+    analyze.add_argument("--roi", action="append", required=True, metavar="NAME=MASK",
+                         help="ROI mask (.png, .npy, .nrrd) on the reference frame; a Slicer .seg.nrrd gives "
+                         "one ROI per segment (--roi FILE, or --roi PREFIX=FILE). Repeat for more ROIs.")
+    analyze.add_argument("--reference", metavar="NAME", help="ROI that relative values are computed against "
+                         "(usually liver parenchyma)")
+    analyze.add_argument("--dynamic-range", type=float, default=DEFAULT_DYNAMIC_RANGE_DB, metavar="DB",
+                         help=f"display dynamic range in dB (default {DEFAULT_DYNAMIC_RANGE_DB:g}; set the "
+                         "scanner's value)")
+    analyze.add_argument("--injection-time", type=float, default=0.0, metavar="S",
+                         help="clip time of the contrast injection in s (default 0, the first frame)")
+    analyze.add_argument("--reference-frame", type=int, default=0, metavar="K",
+                         help="frame the ROIs were drawn on (default 0)")
+    from .models import BOLUS_MODELS
+    analyze.add_argument("--model", default="lognormal", choices=sorted(BOLUS_MODELS),
+                         help="bolus model (default lognormal)")
+    analyze.add_argument("--frame-rate", type=float, metavar="HZ",
+                         help="frame rate for clips that carry no frame timing")
+    analyze.add_argument("--colormap", metavar="TABLE",
+                         help="display colour map of a colour clip that is not a tinted grey map: "
+                         ".csv/.npy with 256 rows of R,G,B")
+    analyze.add_argument("--maps", action="store_true", help="also write parametric maps (not yet available)")
+    analyze.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene (not yet available)")
+    analyze.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+
+    compare = commands.add_parser("compare", help="treatment response between two exams",
+                                  description="Compare two analyze output folders of one patient and write "
+                                  "response.json into --out.")
+    compare.add_argument("baseline", metavar="BASELINE_DIR")
+    compare.add_argument("followup", metavar="FOLLOWUP_DIR")
+    compare.add_argument("--rule", default=DEFAULT_RULE, metavar="RULE",
+                         help=f"response rule: {', '.join(f'{k} ({v})' for k, v in RULE_ALIASES.items())} "
+                         "or [absolute|relative]:PARAM:PERCENT (default %(default)s)")
+    compare.add_argument("--out", required=True, metavar="DIR")
+
+    demo = commands.add_parser("demo", help="generate the synthetic demo study and analyse it end to end")
+    demo.add_argument("--out", required=True, metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "analyze":
+            return _analyze(args)
+        if args.command == "compare":
+            return _compare(args)
+        return _demo(args)
+    except InputError as error:
+        print(f"dceus {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print(f"dceus {args.command}: interrupted; no results were written", file=sys.stderr)
+        return 130
+    except Exception as error:  # one line for users; the traceback with --debug
+        if args.debug:
+            raise
+        message = " ".join(str(error).split())
+        print(f"dceus {args.command}: internal error: {type(error).__name__}: {message} (rerun with --debug "
+              "and report it)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+def _analyze(args) -> int:
+    from .analysis import AnalysisOptions, analyze_files
+    from .linearize import read_colour_table
+    from .outputs import prepare_output_dir, write_analysis
+
+    if args.maps:
+        raise InputError("--maps (parametric maps) is not available in this version yet")
+    if args.scene:
+        raise InputError("--scene (Slicer scene bundle) is not available in this version yet")
+    if args.frame_rate is not None and not args.frame_rate > 0:
+        raise InputError(f"--frame-rate must be positive, got {args.frame_rate}")
+    if not os.path.exists(args.clip):
+        raise InputError("clip not found", args.clip)
+    prepare_output_dir(args.out)
+    options = AnalysisOptions(dynamic_range_db=args.dynamic_range, injection_time_s=args.injection_time,
+                              reference_frame=args.reference_frame, model=args.model, reference=args.reference,
+                              colour_table=read_colour_table(args.colormap) if args.colormap else None)
+    analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate)
+    write_analysis(analysis, args.out)
+    for warning in analysis.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(format_summary(analysis))
+    print(f"results written to {os.path.abspath(args.out)}")
+    return 0
+
+
+def format_summary(analysis) -> str:
+    """A short table of the main parameters per ROI, for the terminal and the demo's summary."""
+    lines = [f"{'ROI':<14}{'status':<16}{'PE [a.u.]':>11}{'TTP [s]':>9}{'mTTl [s]':>10}"
+             f"{'WiWoAUC':>11}{'QOF %':>7}{'rel WiWoAUC':>13}"]
+    for roi in analysis.rois.values():
+        p, r = roi.parameters, roi.relative
+        lines.append(f"{roi.name:<14}{roi.fit.status:<16}{_fmt(p.get('PE'), '.3g'):>11}{_fmt(p.get('TTP'), '.1f'):>9}"
+                     f"{_fmt(p.get('mTTl'), '.1f'):>10}{_fmt(p.get('WiWoAUC'), '.3g'):>11}"
+                     f"{_fmt(p.get('QOF'), '.0f'):>7}{_fmt(r.get('WiWoAUC'), '.2f'):>13}")
+    return "\n".join(lines)
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _compare(args) -> int:
+    from .compare import compare_folders
+    from .outputs import json_text, prepare_output_dir, write_staged
+
+    prepare_output_dir(args.out)
+    response = compare_folders(args.baseline, args.followup, args.rule)
+    text = json_text(response)
+
+    def write(path):
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+
+    write_staged(args.out, [("response.json", write)], last="response.json")
+    print(format_response(response))
+    print(f"response written to {os.path.join(os.path.abspath(args.out), 'response.json')}")
+    return 0
+
+
+def format_response(response: dict) -> str:
+    lines = [f"rule: {response['rule_definition']}"]
+    for name, roi in response["rois"].items():
+        lines.append(f"  {name:<14}{roi['classification']:<15}{roi['reason']}")
+    return "\n".join(lines)
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.out)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Treatment response: the per-lesion change between a baseline and a follow-up analysis.
+
+A response rule reads ``[absolute|relative]:PARAM:THRESHOLD`` (percent): an ROI is a responder when
+its PARAM (relative: normalised by each exam's reference ROI) changed by THRESHOLD percent or less.
+The default, ``lassau2014`` = ``relative:WiWoAUC:-40``, follows Lassau et al., Invest Radiol 2014.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+from .errors import InputError
+from .parameters import PARAMETER_NAMES
+
+RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40"}
+DEFAULT_RULE = "lassau2014"
+
+
+@dataclass(frozen=True)
+class ResponseRule:
+    """Responder when the ``scale`` (absolute or relative) change of ``parameter`` <= ``threshold_percent``."""
+
+    name: str
+    scale: str
+    parameter: str
+    threshold_percent: float
+
+    @classmethod
+    def parse(cls, text: str) -> "ResponseRule":
+        spelled = RULE_ALIASES.get(text, text)
+        parts = spelled.split(":")
+        if len(parts) != 3 or parts[0] not in ("absolute", "relative") or parts[1] not in PARAMETER_NAMES:
+            raise InputError(f"unknown response rule {text!r}: use {', '.join(RULE_ALIASES)} or "
+                             "[absolute|relative]:PARAM:PERCENT, e.g. relative:WiWoAUC:-40")
+        try:
+            threshold = float(parts[2])
+        except ValueError:
+            raise InputError(f"response rule {text!r}: threshold {parts[2]!r} is not a number") from None
+        return cls(text, parts[0], parts[1], threshold)
+
+    def describe(self) -> str:
+        normalised = "reference-normalised " if self.scale == "relative" else ""
+        return (f"{self.name}: responder when the {normalised}{self.parameter} changes by "
+                f"{self.threshold_percent:g} % or less")
+
+
+def read_results(folder: str) -> dict:
+    """The ``results.json`` of an ``analyze`` output folder."""
+    path = os.path.join(folder, "results.json")
+    if not os.path.isfile(path):
+        raise InputError("not an analyze output folder (no results.json)", folder)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            results = json.load(stream)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read results.json: {error}", path) from None
+    if not isinstance(results, dict) or not isinstance(results.get("rois"), dict):
+        raise InputError("results.json has no 'rois' object; was it written by analyze?", path)
+    return results
+
+
+def percent_change(baseline, followup) -> float | None:
+    """100 (followup - baseline) / |baseline|, or None when undefined."""
+    if baseline is None or followup is None:
+        return None
+    baseline, followup = float(baseline), float(followup)
+    if not (math.isfinite(baseline) and math.isfinite(followup)) or baseline == 0:
+        return None
+    return 100.0 * (followup - baseline) / abs(baseline)
+
+
+def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
+                    baseline_name: str = "", followup_name: str = "") -> dict:
+    """The contract's ``response.json`` content for two ``results.json`` contents."""
+    reference = followup.get("reference")
+    out_rois = {}
+    for name, before in baseline["rois"].items():
+        after = followup["rois"].get(name)
+        if after is None:
+            continue
+        parameters = {}
+        for parameter in PARAMETER_NAMES:
+            b = before.get("parameters", {}).get(parameter)
+            f = after.get("parameters", {}).get(parameter)
+            rel_b = before.get("relative", {}).get(parameter)
+            rel_f = after.get("relative", {}).get(parameter)
+            parameters[parameter] = {"baseline": b, "followup": f, "delta_percent": percent_change(b, f),
+                                     "relative_delta_percent": percent_change(rel_b, rel_f),
+                                     "baseline_relative": rel_b, "followup_relative": rel_f}
+        classification, reason = _classify(name, before, after, parameters, rule,
+                                           baseline.get("reference"), reference)
+        out_rois[name] = {"classification": classification, "reason": reason,
+                          "status": {"baseline": before.get("status"), "followup": after.get("status")},
+                          "parameters": parameters}
+    missing = sorted(set(baseline["rois"]) ^ set(followup["rois"]))
+    return {
+        "baseline": baseline_name,
+        "followup": followup_name,
+        "rule": rule.name,
+        "rule_definition": rule.describe(),
+        "reference": {"baseline": baseline.get("reference"), "followup": reference},
+        "rois": out_rois,
+        "unmatched_rois": missing,
+    }
+
+
+def _classify(name, before, after, parameters, rule, baseline_reference, followup_reference):
+    if name in (baseline_reference, followup_reference):
+        return "not-evaluable", "reference ROI"
+    if rule.scale == "relative" and (baseline_reference is None or followup_reference is None):
+        return "not-evaluable", "an exam has no reference ROI (analyze --reference) for a relative rule"
+    status_before, status_after = before.get("status"), after.get("status")
+    if status_before != "ok":
+        return "not-evaluable", f"baseline ROI is {status_before}: {before.get('reason')}"
+    if status_after == "no_enhancement":
+        return "responder", f"follow-up ROI has no enhancement left ({after.get('reason')})"
+    if status_after != "ok":
+        return "not-evaluable", f"follow-up ROI is {status_after}: {after.get('reason')}"
+    key = "relative_delta_percent" if rule.scale == "relative" else "delta_percent"
+    change = parameters[rule.parameter][key]
+    if change is None:
+        return "not-evaluable", f"{rule.parameter} change is undefined"
+    verdict = "responder" if change <= rule.threshold_percent else "non-responder"
+    return verdict, f"{rule.parameter} changed by {change:+.1f} % (threshold {rule.threshold_percent:g} %)"
+
+
+def compare_folders(baseline_dir: str, followup_dir: str, rule_text: str = DEFAULT_RULE) -> dict:
+    """Read two ``analyze`` output folders and compare them."""
+    rule = ResponseRule.parse(rule_text)
+    baseline = read_results(baseline_dir)
+    followup = read_results(followup_dir)
+    common = set(baseline["rois"]) & set(followup["rois"])
+    if not common:
+        raise InputError(f"no ROI name is shared with the baseline {baseline_dir} (name ROIs alike in both "
+                         "exams)", followup_dir)
+    return compare_results(baseline, followup, rule, os.path.abspath(baseline_dir), os.path.abspath(followup_dir))

@@ -1,0 +1,139 @@
+"""The bundled demo study: one synthetic patient, baseline and follow-up, analysed end to end.
+
+The patient has a liver metastasis with a perfused rim and a necrotic core (``lesion1``), a second
+solid metastasis (``lesion2``) and normal liver (``liver``, the reference). After PRRT the rim of
+lesion1 loses 60 % of its blood volume (a responder), lesion2 only 10 % (a non-responder). The
+follow-up was recorded with 30 % more receive gain, which changes every absolute value but not the
+reference-normalised ones: that is why the response rule is relative.
+
+Clips are dual display (B-mode | gold-tinted contrast), JPEG Baseline, as scanners export them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from .synthetic import PerfusionRegion, liver, make_clip, truth_parameters, write_clip, write_roi_masks
+
+PANEL_SHAPE = (200, 240)
+DYNAMIC_RANGE_DB = 50.0
+INJECTION_TIME_S = 2.0
+REFERENCE = "liver"
+EXAMS = ("baseline", "followup")
+
+
+def demo_regions(exam: str) -> list[PerfusionRegion]:
+    """The demo patient's regions at ``exam`` (``"baseline"`` or ``"followup"``)."""
+    rows, columns = PANEL_SHAPE
+    rim = {"O": 3e-4, "A": 0.36, "t0": 7.0, "mu": np.log(11.0), "sigma": 0.5}
+    solid = {"O": 3e-4, "A": 0.26, "t0": 8.0, "mu": np.log(12.0), "sigma": 0.55}
+    if exam == "followup":
+        rim = {**rim, "A": rim["A"] * 0.4, "t0": 8.0, "mu": np.log(13.0)}
+        solid = {**solid, "A": solid["A"] * 0.9}
+    core = {"O": 3e-4, "A": 0.0, "t0": 0.0, "mu": 0.0, "sigma": 1.0}
+    return [
+        PerfusionRegion("liver", (rows * 0.75, columns * 0.28), 34, liver(), is_background=True),
+        PerfusionRegion("lesion1", (rows * 0.40, columns * 0.62), 44, rim, inner_radius=18, echogenicity=0.6),
+        PerfusionRegion("necrosis", (rows * 0.40, columns * 0.62), 18, core, echogenicity=0.3),
+        PerfusionRegion("lesion2", (rows * 0.78, columns * 0.74), 22, solid, echogenicity=0.7),
+    ]
+
+
+def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float = 0.6) -> dict:
+    """Write the demo study into ``folder``: per exam a DICOM clip and its ROI masks; plus truth.json.
+
+    Returns ``{exam: {"clip": path, "segmentation": path, "masks": {name: png}}}``.
+    """
+    study_uid = "1.2.826.0.1.3680043.8.498.1"  # fixed, so both exams are one study series pair
+    study = {}
+    truth = {"dynamic_range_db": DYNAMIC_RANGE_DB, "injection_time_s": INJECTION_TIME_S, "reference": REFERENCE,
+             "model": "lognormal", "exams": {}}
+    for index, exam in enumerate(EXAMS):
+        clip = make_clip(demo_regions(exam), panel_shape=PANEL_SHAPE, n_frames=n_frames,
+                         frame_interval_s=frame_interval_s, jitter=0.05, dynamic_range_db=DYNAMIC_RANGE_DB,
+                         display="dual", colour="gold", injection_time_s=INJECTION_TIME_S,
+                         gain=1.0 if exam == "baseline" else 1.3, seed=11 + index)
+        exam_dir = os.path.join(folder, exam)
+        os.makedirs(exam_dir, exist_ok=True)
+        clip_path = os.path.join(exam_dir, "clip.dcm")
+        write_clip(clip, clip_path, transfer_syntax="jpeg-baseline", timing="vector",
+                   study_date="20260115" if exam == "baseline" else "20260420",
+                   study_instance_uid=f"{study_uid}.{index + 1}", series_description=f"CEUS liver {exam}")
+        masks = write_roi_masks(clip, os.path.join(exam_dir, "rois"))
+        study[exam] = {"clip": clip_path, "segmentation": masks.pop("__segmentation__"), "masks": masks}
+        truth["exams"][exam] = {name: {"fit": params, "parameters": truth_parameters(params)
+                                       if params["A"] > 0 else None}
+                                for name, params in clip.truth.items()}
+    with open(os.path.join(folder, "truth.json"), "w", encoding="utf-8") as stream:
+        json.dump(truth, stream, indent=2)
+    return study
+
+
+def run_demo(out_dir: str) -> str:
+    """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary."""
+    from .analysis import AnalysisOptions, analyze_files
+    from .cli import format_response, format_summary
+    from .compare import compare_folders
+    from .outputs import json_text, prepare_output_dir, write_analysis, write_staged
+
+    out_dir = prepare_output_dir(out_dir)
+    study = build_demo_study(os.path.join(out_dir, "study"))
+    options = AnalysisOptions(dynamic_range_db=DYNAMIC_RANGE_DB, injection_time_s=INJECTION_TIME_S,
+                              reference=REFERENCE)
+    analyses = {}
+    lines = ["DCEUSResponse demo study: one patient, baseline and follow-up after PRRT", ""]
+    for exam in EXAMS:
+        analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
+        write_analysis(analysis, os.path.join(out_dir, exam))
+        analyses[exam] = analysis
+        lines += [f"{exam}: {study[exam]['clip']}", format_summary(analysis), ""]
+    response = compare_folders(os.path.join(out_dir, "baseline"), os.path.join(out_dir, "followup"))
+    text = json_text(response)
+    write_staged(os.path.join(out_dir, "response"), [("response.json", lambda p: _write(p, text))],
+                 last="response.json")
+    lines += ["response (follow-up vs baseline):", format_response(response), ""]
+    plot = plot_tics(analyses, os.path.join(out_dir, "tic.png"))
+    lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv; "
+                 f"{out_dir}/response/response.json" + (f"; TIC plot {plot}" if plot else ""))
+    summary = "\n".join(lines) + "\n"
+    write_staged(out_dir, [("summary.txt", lambda p: _write(p, summary))], last="summary.txt")
+    return summary
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+def plot_tics(analyses: dict, path: str) -> str | None:
+    """Measured and fitted TICs of every ROI per exam as a PNG, if matplotlib is installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(1, len(analyses), figsize=(6 * len(analyses), 4), sharey=True)
+    for axis, (exam, analysis) in zip(np.atleast_1d(axes), analyses.items()):
+        for index, roi in enumerate(analysis.rois.values()):
+            colour = f"C{index}"
+            axis.plot(analysis.times_s, roi.tic, ".", color=colour, markersize=2, alpha=0.6)
+            if roi.fit.status == "ok":
+                axis.plot(analysis.times_s, roi.fit.curve(analysis.times_s), "-", color=colour, label=roi.name)
+            else:
+                axis.plot([], [], ".", color=colour, label=f"{roi.name} ({roi.fit.status})")
+        axis.set_title(exam)
+        axis.set_xlabel("time since injection [s]")
+        axis.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("mean linear intensity [a.u.]")
+    np.atleast_1d(axes)[0].legend()
+    figure.tight_layout()
+    staged = path + ".part.png"
+    figure.savefig(staged, dpi=110)
+    plt.close(figure)
+    os.replace(staged, path)
+    return path

@@ -1,0 +1,192 @@
+"""From display pixels of a log-compressed CEUS clip to linear echo power.
+
+The scanner maps echo power to display gray level logarithmically over its dynamic range DR (dB)
+and may then tint the gray level through a colour map. We undo both: first recover the gray level
+g (0..255) as the pixel's position along the display colour map, then apply the contract's
+``I = 10 ** ((g / 255 * DR - DR) / 10)`` (gray 255 is 1.0 a.u., gray 0 is 10^(-DR/10) a.u.).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clip import Clip
+from .errors import InputError
+
+DEFAULT_DYNAMIC_RANGE_DB = 60.0
+SATURATED_GRAY = 254.5  # gray levels above this are the top of the display scale
+FLOOR_GRAY = 0.5  # gray levels below this are the bottom of the display scale
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as in DICOM YBR_FULL
+
+# A pixel is "grey" when its channels differ by no more than this many levels (JPEG adds a few).
+_GREY_CHANNEL_TOLERANCE = 6.0
+# A colour clip is on a tinted grey map when nearly all pixels lie this close to one line.
+_TINT_DISTANCE_TOLERANCE = 8.0
+_TINT_OUTLIER_FRACTION = 0.02
+
+
+@dataclass(frozen=True)
+class ColourMapping:
+    """How display colours were turned into gray levels, for the record.
+
+    ``kind`` is ``"gray"`` (monochrome or grey RGB), ``"palette"`` (the DICOM palette LUT),
+    ``"tint"`` (a tinted grey map: colour = g * ``tint``, ``tint`` scaled so its largest channel
+    is 1) or ``"table"`` (a user-given 256-entry colour table, nearest colour wins).
+    """
+
+    kind: str
+    tint: tuple[float, float, float] | None = None
+    table: np.ndarray | None = None
+
+    def describe(self) -> str:
+        if self.kind == "tint" and self.tint is not None:
+            return "tinted grey map, channel gains R {:.3f} G {:.3f} B {:.3f}".format(*self.tint)
+        return {"gray": "grey levels", "palette": "DICOM palette colour LUT position",
+                "table": "position along the given colour table"}.get(self.kind, self.kind)
+
+
+def linear_from_gray(gray: np.ndarray, dynamic_range_db: float) -> np.ndarray:
+    """Linear echo power (a.u., float32) from display gray levels 0..255 under ``dynamic_range_db`` dB."""
+    check_dynamic_range(dynamic_range_db)
+    exponent = (np.asarray(gray, dtype=np.float32) * np.float32(dynamic_range_db / 255.0)
+                - np.float32(dynamic_range_db)) * np.float32(np.log(10.0) / 10.0)
+    return np.exp(exponent, dtype=np.float32)
+
+
+def gray_from_linear(intensity: np.ndarray, dynamic_range_db: float) -> np.ndarray:
+    """Inverse of :func:`linear_from_gray`, unclipped: gray level (float) of linear echo power."""
+    check_dynamic_range(dynamic_range_db)
+    with np.errstate(divide="ignore"):
+        return (10.0 * np.log10(np.asarray(intensity, dtype=np.float64)) + dynamic_range_db) \
+            * 255.0 / dynamic_range_db
+
+
+def check_dynamic_range(dynamic_range_db: float) -> None:
+    if not np.isfinite(dynamic_range_db) or dynamic_range_db <= 0:
+        raise InputError(f"dynamic range must be a positive number of dB, got {dynamic_range_db!r}"
+                         " (--dynamic-range)")
+
+
+def read_colour_table(path: str) -> np.ndarray:
+    """A display colour table from ``.npy`` or ``.csv``/``.txt``: 256 rows of R, G, B in 0..255."""
+    try:
+        if str(path).lower().endswith(".npy"):
+            table = np.load(path, allow_pickle=False)
+        else:
+            table = np.loadtxt(path, delimiter="," if str(path).lower().endswith(".csv") else None)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the colour table: {error}", path) from None
+    table = np.asarray(table, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] != 3 or table.shape[0] < 2:
+        raise InputError(f"a colour table needs rows of R,G,B (N x 3), got shape {table.shape}", path)
+    if table.max() <= 1.0:
+        table = table * 255.0
+    return table
+
+
+def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
+                          colour_table: np.ndarray | None = None) -> ColourMapping:
+    """Decide how the clip's display values in ``panel`` become gray levels.
+
+    Colour clips without a given table must be grey or a tinted grey map (every colour a multiple of
+    one tint); anything else needs the display's colour table, since channel averages are not gray
+    levels.
+    """
+    if clip.palette is not None:
+        return ColourMapping("palette", table=np.asarray(clip.palette, dtype=np.float64))
+    if not clip.is_colour:
+        return ColourMapping("gray")
+    if colour_table is not None:
+        return ColourMapping("table", table=colour_table)
+    sample = _sample_colours(clip, panel)
+    spread = sample.max(axis=1) - sample.min(axis=1)
+    if np.mean(spread <= _GREY_CHANNEL_TOLERANCE) >= 1.0 - _TINT_OUTLIER_FRACTION:
+        return ColourMapping("gray")
+    bright = sample[sample.max(axis=1) > 16.0]
+    if len(bright) < 10:
+        return ColourMapping("gray")
+    # The tint is the principal direction of the colours through black (the map's origin).
+    _, _, vt = np.linalg.svd(bright, full_matrices=False)
+    direction = np.abs(vt[0])
+    tint = direction / direction.max()
+    along = bright @ tint / (tint @ tint)
+    distance = np.linalg.norm(bright - along[:, None] * tint[None, :], axis=1)
+    if np.mean(distance > _TINT_DISTANCE_TOLERANCE) > _TINT_OUTLIER_FRACTION:
+        raise InputError("the contrast panel's colours are neither grey nor one tinted grey map; "
+                         "give the display's colour map with --colormap TABLE.csv (256 rows of R,G,B)",
+                         clip.source)
+    return ColourMapping("tint", tint=(float(tint[0]), float(tint[1]), float(tint[2])))
+
+
+def gray_levels(frames: np.ndarray, clip: Clip, mapping: ColourMapping) -> np.ndarray:
+    """Display gray level (float32, 0..255) of every pixel of ``frames`` (a crop of ``clip.frames``)."""
+    if mapping.kind == "palette":
+        entries = mapping.table.shape[0]
+        return frames.astype(np.float32) * np.float32(255.0 / max(entries - 1, 1))
+    if mapping.kind == "gray":
+        if frames.ndim == 4:
+            return frames.astype(np.float32).mean(axis=-1)
+        full_scale = float(2 ** clip.bits_stored - 1)
+        return frames.astype(np.float32) * np.float32(255.0 / full_scale)
+    if mapping.kind == "tint":
+        # Position along the tint from luma alone: JPEG keeps luma per pixel but shares chroma
+        # between neighbours (4:2:2), so chroma would mix the gray levels of adjacent pixels.
+        luma_weights = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+        weights = luma_weights / np.float32(luma_weights @ np.asarray(mapping.tint, dtype=np.float32))
+        gray = frames.astype(np.float32) @ weights
+        return np.clip(gray, 0.0, 255.0, out=gray)
+    return _gray_from_table(frames, mapping.table)
+
+
+def _gray_from_table(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    packed = (frames[..., 0].astype(np.uint32) << 16) | (frames[..., 1].astype(np.uint32) << 8) \
+        | frames[..., 2].astype(np.uint32)
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float64)
+    _, index = cKDTree(table).query(rgb)
+    position = (index * (255.0 / (len(table) - 1))).astype(np.float32)
+    return position[inverse].reshape(packed.shape)
+
+
+def _sample_colours(clip: Clip, panel: tuple[slice, slice], max_samples: int = 200_000) -> np.ndarray:
+    """Colours of the panel averaged over 2 x 2 blocks aligned to even rows and columns.
+
+    Subsampled chroma (JPEG 4:2:2 and 4:2:0) is shared within such blocks, so a block's mean colour
+    is the colour of its mean gray level and lies on the colour map, while single pixels do not.
+    """
+    frames = clip.frames
+    step = max(1, frames.shape[0] // 16)
+    row0, row1 = _even_bounds(panel[0], frames.shape[1])
+    col0, col1 = _even_bounds(panel[1], frames.shape[2])
+    crop = frames[::step, row0:row1, col0:col1].astype(np.float64)
+    blocks = crop.reshape(crop.shape[0], crop.shape[1] // 2, 2, crop.shape[2] // 2, 2, 3).mean(axis=(2, 4))
+    colours = blocks.reshape(-1, 3)
+    if len(colours) > max_samples:
+        colours = colours[np.linspace(0, len(colours) - 1, max_samples).astype(np.int64)]
+    return colours
+
+
+def _even_bounds(index: slice, size: int) -> tuple[int, int]:
+    start, stop, _ = index.indices(size)
+    start += start % 2
+    stop -= (stop - start) % 2
+    return start, stop
+
+
+@dataclass(frozen=True)
+class ClippingCount:
+    """Fractions of ROI samples (pixels x frames) at the top and bottom of the display scale."""
+
+    saturated_fraction: float
+    floor_fraction: float
+
+
+def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | None = None) -> ClippingCount:
+    """Saturated (gray > 254.5) and floor (gray < 0.5) fractions of the ``mask`` pixels over frames."""
+    samples = gray[:, mask] if frame_use is None else gray[frame_use][:, mask]
+    total = max(samples.size, 1)
+    return ClippingCount(float(np.count_nonzero(samples > SATURATED_GRAY)) / total,
+                         float(np.count_nonzero(samples < FLOOR_GRAY)) / total)

@@ -1,0 +1,307 @@
+"""Synthetic CEUS clips with known perfusion: the ground truth of the tests and the demo study.
+
+A clip is built the way a scanner forms it: every tissue region has a true mean echo power
+O + e(t) with a lognormal bolus e(t); a complex Gaussian scattering field blurred by a Gaussian
+point-spread function gives fully developed, spatially correlated speckle (exponentially
+distributed power, fresh every frame because microbubbles move); the power is log-compressed over
+the display's dynamic range into 8-bit gray levels, optionally tinted through a gold colour map, and
+placed in a single display or a dual display beside a static B-mode panel.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from .clip import UltrasoundRegion
+
+GOLD_TINT = (1.0, 0.78, 0.42)
+PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
+
+
+@dataclass(frozen=True)
+class PerfusionRegion:
+    """A disk or ring of tissue (panel pixel coordinates) with a lognormal bolus.
+
+    ``params`` are the contract's lognormal parameters: ``O`` baseline and ``A`` area (a.u. and
+    a.u. s), ``t0`` arrival (s after injection), ``mu``, ``sigma``. ``A = 0`` is tissue without
+    enhancement (necrosis). ``echogenicity`` is the B-mode brightness relative to liver.
+    ``roi_margin_px`` shrinks the region into its ROI so that speckle blur at the border stays out.
+    """
+
+    name: str
+    center: tuple[float, float]
+    radius: float
+    params: dict
+    inner_radius: float = 0.0
+    echogenicity: float = 1.0
+    roi_margin_px: float = 4.0
+    is_background: bool = False
+
+    def mask(self, shape: tuple[int, int], margin: float = 0.0) -> np.ndarray:
+        rows, columns = np.mgrid[0:shape[0], 0:shape[1]]
+        distance = np.hypot(rows - self.center[0], columns - self.center[1])
+        inner = self.inner_radius + margin if self.inner_radius > 0 else -1.0
+        return (distance <= self.radius - margin) & (distance > inner)
+
+
+def liver(params: dict | None = None) -> dict:
+    """Lognormal parameters of normal liver parenchyma (portal-venous dominated, late and long)."""
+    return dict(params or {"O": 3e-4, "A": 0.40, "t0": 12.0, "mu": np.log(25.0), "sigma": 0.6})
+
+
+def default_regions(panel_shape: tuple[int, int]) -> list[PerfusionRegion]:
+    """Liver background with a reference ROI, a hypervascular metastasis and a necrotic lesion."""
+    rows, columns = panel_shape
+    return [
+        PerfusionRegion("liver", (rows * 0.70, columns * 0.30), min(rows, columns) * 0.18, liver(),
+                        is_background=True),
+        PerfusionRegion("lesion", (rows * 0.38, columns * 0.62), min(rows, columns) * 0.16,
+                        {"O": 3e-4, "A": 0.33, "t0": 8.0, "mu": np.log(10.0), "sigma": 0.5},
+                        echogenicity=0.6),
+        PerfusionRegion("necrosis", (rows * 0.72, columns * 0.75), min(rows, columns) * 0.10,
+                        {"O": 3e-4, "A": 0.0, "t0": 10.0, "mu": np.log(10.0), "sigma": 0.5},
+                        echogenicity=0.35),
+    ]
+
+
+@dataclass
+class SyntheticClip:
+    """A generated clip with everything needed to check an analysis of it.
+
+    ``roi_masks`` are full-frame masks (on the B-mode panel of a dual display unless
+    ``rois_on_contrast``), ``truth`` the lognormal parameters of each ROI (time 0 = injection).
+    """
+
+    frames: np.ndarray
+    frame_times_s: np.ndarray
+    regions: list[UltrasoundRegion]
+    roi_masks: dict[str, np.ndarray]
+    truth: dict[str, dict]
+    dynamic_range_db: float
+    injection_time_s: float
+    display: str
+    colour: str
+    contrast_region: UltrasoundRegion
+    bmode_region: UltrasoundRegion | None
+    spacing_mm: tuple[float, float] = (PIXEL_SPACING_MM, PIXEL_SPACING_MM)
+    notes: list[str] = field(default_factory=list)
+
+
+def lognormal_enhancement(t: np.ndarray, params: dict) -> np.ndarray:
+    """e(t) of the contract's lognormal (a.u.), zero for t <= t0."""
+    tau = np.asarray(t, dtype=np.float64) - params["t0"]
+    out = np.zeros_like(tau)
+    positive = tau > 0
+    if params["A"] == 0 or not np.any(positive):
+        return out
+    log_tau = np.log(tau[positive])
+    out[positive] = params["A"] / (np.sqrt(2 * np.pi) * params["sigma"] * tau[positive]) * np.exp(
+        -(log_tau - params["mu"]) ** 2 / (2 * params["sigma"] ** 2))
+    return out
+
+
+def make_frame_times(n_frames: int, frame_interval_s: float, jitter: float = 0.0,
+                     rng: np.random.Generator | None = None) -> np.ndarray:
+    """Frame times (s, first 0): regular, or each interval scaled by 1 + U(-jitter, jitter)."""
+    if jitter <= 0:
+        return np.arange(n_frames) * frame_interval_s
+    rng = rng or np.random.default_rng(0)
+    intervals = frame_interval_s * (1.0 + rng.uniform(-jitter, jitter, n_frames - 1))
+    return np.concatenate([[0.0], np.cumsum(intervals)])
+
+
+def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: tuple[int, int] = (160, 200),
+              n_frames: int = 160, frame_interval_s: float = 0.75, jitter: float = 0.0,
+              dynamic_range_db: float = 50.0, display: str = "single", contrast_side: str = "right",
+              colour: str = "gray", speckle_sigma_px: float = 1.0, injection_time_s: float = 0.0,
+              gain: float = 1.0, rois_on_contrast: bool = False, seed: int = 0) -> SyntheticClip:
+    """Generate a CEUS clip (8-bit display values) with known lognormal perfusion per region.
+
+    ``gain`` scales every region's echo power (O and A), as a different dose or receive gain does.
+    ``colour`` is ``"gray"`` or ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames).
+    """
+    rng = np.random.default_rng(seed)
+    regions = list(regions) if regions is not None else default_regions(panel_shape)
+    regions = [replace(r, params={**r.params, "O": r.params["O"] * gain, "A": r.params["A"] * gain})
+               for r in regions]
+    frame_times = make_frame_times(n_frames, frame_interval_s, jitter, rng)
+    model_times = frame_times - injection_time_s
+
+    contrast_power = _contrast_power(regions, panel_shape, model_times)
+    contrast_gray = np.empty((n_frames,) + tuple(panel_shape), dtype=np.uint8)
+    for k in range(n_frames):
+        speckled = contrast_power[k] * _speckle(panel_shape, speckle_sigma_px, rng)
+        contrast_gray[k] = _log_compress(speckled, dynamic_range_db)
+
+    layout = _frame_layout(panel_shape, display, contrast_side)
+    frame_shape, contrast_region, bmode_region = layout
+    if colour == "gold":
+        frames = np.zeros((n_frames,) + frame_shape + (3,), dtype=np.uint8)
+        tint = np.asarray(GOLD_TINT, dtype=np.float64)
+        rows, cols = contrast_region.slices
+        frames[:, rows, cols, :] = np.round(contrast_gray[..., None] * tint).astype(np.uint8)
+    elif colour == "gray":
+        frames = np.zeros((n_frames,) + frame_shape, dtype=np.uint8)
+        frames[:, contrast_region.slices[0], contrast_region.slices[1]] = contrast_gray
+    else:
+        raise ValueError(f"colour must be 'gray' or 'gold', not {colour!r}")
+    if bmode_region is not None:
+        bmode = _bmode_panel(regions, panel_shape, n_frames, speckle_sigma_px, rng)
+        rows, cols = bmode_region.slices
+        frames[:, rows, cols, ...] = bmode[..., None] if colour == "gold" else bmode
+    _burn_in_annotations(frames)
+
+    roi_panel = contrast_region if (bmode_region is None or rois_on_contrast) else bmode_region
+    roi_masks, truth = {}, {}
+    for region in regions:
+        panel_mask = region.mask(panel_shape, region.roi_margin_px)
+        if region.is_background:
+            for other in regions:
+                if other is not region:
+                    panel_mask &= ~other.mask(panel_shape, -region.roi_margin_px)
+        full = np.zeros(frame_shape, dtype=bool)
+        full[roi_panel.slices] = panel_mask
+        roi_masks[region.name] = full
+        truth[region.name] = dict(region.params)
+    panels = sorted((r for r in (contrast_region, bmode_region) if r is not None), key=lambda r: r.x0)
+    return SyntheticClip(frames, frame_times, panels, roi_masks, truth, dynamic_range_db, injection_time_s,
+                         display, colour, contrast_region, bmode_region)
+
+
+def _contrast_power(regions: Sequence[PerfusionRegion], panel_shape, model_times) -> np.ndarray:
+    """True mean echo power (N, rows, columns) of the contrast panel; later regions paint over earlier."""
+    label = np.full(panel_shape, -1, dtype=np.int64)
+    background = [i for i, r in enumerate(regions) if r.is_background]
+    if background:
+        label[:] = background[0]
+    for index, region in enumerate(regions):
+        if not region.is_background:
+            label[region.mask(panel_shape)] = index
+    curves = np.stack([r.params["O"] + lognormal_enhancement(model_times, r.params) for r in regions])
+    power = np.empty((len(model_times),) + tuple(panel_shape), dtype=np.float64)
+    for index in range(len(regions)):
+        where = label == index
+        power[:, where] = curves[index][:, None]
+    power[:, label < 0] = 1e-9
+    return power
+
+
+def _speckle(shape, sigma_px: float, rng: np.random.Generator) -> np.ndarray:
+    """Fully developed speckle: exponential power with mean 1, correlated over ~``sigma_px``."""
+    from scipy.ndimage import gaussian_filter
+
+    real = gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
+    imaginary = gaussian_filter(rng.standard_normal(shape), sigma_px, mode="wrap")
+    power = real * real + imaginary * imaginary
+    return power / _speckle_energy(sigma_px)
+
+
+def _speckle_energy(sigma_px: float) -> float:
+    """Mean of |h * w|^2 for unit complex white noise w: twice the filter's energy."""
+    from scipy.ndimage import gaussian_filter
+
+    impulse = np.zeros((64, 64))
+    impulse[32, 32] = 1.0
+    kernel = gaussian_filter(impulse, sigma_px, mode="wrap")
+    return 2.0 * float(np.sum(kernel * kernel))
+
+
+def _log_compress(power: np.ndarray, dynamic_range_db: float) -> np.ndarray:
+    gray = (10.0 * np.log10(np.maximum(power, 1e-30)) + dynamic_range_db) * 255.0 / dynamic_range_db
+    return np.clip(np.round(gray), 0, 255).astype(np.uint8)
+
+
+def _bmode_panel(regions, panel_shape, n_frames, sigma_px, rng) -> np.ndarray:
+    """A static B-mode image (tissue speckle with region echogenicity) plus 2 % electronic noise."""
+    echo = np.full(panel_shape, 0.01)
+    for region in regions:
+        if not region.is_background:
+            echo[region.mask(panel_shape)] = 0.01 * region.echogenicity
+    tissue = echo * _speckle(panel_shape, sigma_px, rng)
+    frames = np.empty((n_frames,) + tuple(panel_shape), dtype=np.uint8)
+    for k in range(n_frames):
+        frames[k] = _log_compress(tissue * (1.0 + 0.02 * rng.standard_normal(panel_shape)).clip(0.5), 60.0)
+    return frames
+
+
+def _frame_layout(panel_shape, display: str, contrast_side: str):
+    """Frame shape and panel regions with a scanner-like border (annotations above the image)."""
+    rows, columns = panel_shape
+    top, side, gap = 24, 16, 12
+    spacing = (PIXEL_SPACING_MM, PIXEL_SPACING_MM)
+
+    def region(x0):
+        return UltrasoundRegion(x0, top, x0 + columns - 1, top + rows - 1, spacing, 1, 1)
+
+    if display == "single":
+        return (rows + top + 8, columns + 2 * side), region(side), None
+    if display != "dual":
+        raise ValueError(f"display must be 'single' or 'dual', not {display!r}")
+    left, right = region(side), region(side + columns + gap)
+    frame_shape = (rows + top + 8, 2 * columns + gap + 2 * side)
+    return (frame_shape, right, left) if contrast_side == "right" else (frame_shape, left, right)
+
+
+def _burn_in_annotations(frames: np.ndarray) -> None:
+    """Static text-like marks in the top border, as scanners burn in (must not disturb anything)."""
+    frames[:, 4:14, 10:60, ...] = 200
+    frames[:, 6:12, 70:90, ...] = 255
+
+
+def truth_parameters(params: dict) -> dict:
+    """The contract's parameters of a true lognormal (QOF is not defined for the truth)."""
+    from .parameters import bolus_parameters
+
+    return bolus_parameters("lognormal", params, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files: DICOM clips, ROI masks and the demo study
+
+
+def write_clip(clip: SyntheticClip, path: str, *, transfer_syntax: str = "explicit", timing: str = "vector",
+               patient_id: str = "DEMO-001", patient_name: str = "Demo^Patient",
+               study_date: str = "20260101", study_instance_uid: str | None = None,
+               series_description: str = "CEUS liver") -> str:
+    """Write ``clip`` as an Ultrasound Multi-frame DICOM file; returns its SOP Instance UID."""
+    from .dicom_writer import write_ultrasound_multiframe
+
+    return write_ultrasound_multiframe(
+        path, clip.frames, clip.frame_times_s, photometric="RGB" if clip.frames.ndim == 4 else "MONOCHROME2",
+        transfer_syntax=transfer_syntax, timing=timing, regions=clip.regions, patient_id=patient_id,
+        patient_name=patient_name, study_instance_uid=study_instance_uid, study_date=study_date,
+        series_description=series_description)
+
+
+def write_roi_masks(clip: SyntheticClip, folder: str, names: Sequence[str] | None = None) -> dict[str, str]:
+    """Write each ROI as a PNG mask and all of them as one Slicer segmentation ``rois.seg.nrrd``.
+
+    The segmentation uses the clip's frame geometry (pixel (r, c) at LPS (c dx, r dy, 0) mm).
+    Returns ``{name: png path}`` plus ``{"__segmentation__": seg.nrrd path}``.
+    """
+    import slicerio
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    names = list(names) if names is not None else list(clip.roi_masks)
+    paths = {}
+    for name in names:
+        path = os.path.join(folder, f"{name}.png")
+        Image.fromarray(clip.roi_masks[name].astype(np.uint8) * 255).save(path)
+        paths[name] = path
+    rows, columns = clip.frames.shape[1:3]
+    dy, dx = clip.spacing_mm
+    ijk_to_lps = np.array([[dx, 0, 0, 0], [0, dy, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
+    segmentation = slicerio.create_segmentation((columns, rows, 1), ijk_to_lps)
+    colours = [(0.9, 0.3, 0.3), (0.3, 0.8, 0.3), (0.3, 0.5, 0.9), (0.9, 0.8, 0.2), (0.7, 0.3, 0.8)]
+    for index, name in enumerate(names):
+        mask_ijk = clip.roi_masks[name].T[:, :, None]
+        slicerio.add_segment(segmentation, mask_ijk, {"id": name, "name": name,
+                                                       "color": list(colours[index % len(colours)])})
+    seg_path = os.path.join(folder, "rois.seg.nrrd")
+    slicerio.write_segmentation(seg_path, segmentation)
+    paths["__segmentation__"] = seg_path
+    return paths

@@ -1,0 +1,92 @@
+"""Linearisation: the contract's gray-to-power law, colour-map recovery and clipping counts."""
+import numpy as np
+import pytest
+
+from DCEUSResponseLib.clip import Clip
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.linearize import (ColourMapping, choose_colour_mapping, count_clipping, gray_from_linear,
+                                        gray_levels, linear_from_gray)
+
+
+def test_contract_end_points_and_decibel_steps():
+    gray = np.array([0.0, 127.5, 255.0])
+    linear = linear_from_gray(gray, 60.0)
+    np.testing.assert_allclose(linear, [1e-6, 1e-3, 1.0], rtol=1e-5)
+    # every 255/DR gray levels is one dB
+    ratio = linear_from_gray(np.array([100.0 + 255.0 / 40.0]), 40.0) / linear_from_gray(np.array([100.0]), 40.0)
+    np.testing.assert_allclose(ratio, 10 ** 0.1, rtol=1e-5)
+    np.testing.assert_allclose(gray_from_linear(linear, 60.0), gray, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad", [0.0, -10.0, float("nan")])
+def test_dynamic_range_must_be_positive(bad):
+    with pytest.raises(InputError, match="dynamic range"):
+        linear_from_gray(np.zeros(3), bad)
+
+
+def _clip(frames, **kwargs):
+    return Clip("test.dcm", frames, np.arange(frames.shape[0], dtype=float), **kwargs)
+
+
+def test_tinted_colour_map_gives_the_gray_level_not_the_channel_mean():
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, size=(4, 30, 40)).astype(np.float64)
+    tint = np.array([1.0, 0.78, 0.42])
+    frames = np.round(gray[..., None] * tint).astype(np.uint8)
+    clip = _clip(frames)
+    panel = (slice(None), slice(None))
+    mapping = choose_colour_mapping(clip, panel)
+    assert mapping.kind == "tint"
+    np.testing.assert_allclose(mapping.tint, tint, atol=0.01)
+    recovered = gray_levels(frames, clip, mapping)
+    assert np.max(np.abs(recovered - gray)) < 1.0
+    # the naive channel mean would be 27 % low: the reason for the colour-map recovery
+    assert np.mean(frames.mean(axis=-1)) < 0.8 * np.mean(gray)
+
+
+def test_grey_rgb_and_sixteen_bit_monochrome():
+    gray = np.arange(256, dtype=np.uint8).reshape(1, 16, 16).repeat(2, axis=0)
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    clip = _clip(rgb)
+    mapping = choose_colour_mapping(clip, (slice(None), slice(None)))
+    assert mapping.kind == "gray"
+    np.testing.assert_allclose(gray_levels(rgb, clip, mapping), gray)
+    wide = (gray.astype(np.uint16) * 257)
+    clip16 = _clip(wide, bits_stored=16)
+    np.testing.assert_allclose(gray_levels(wide, clip16, choose_colour_mapping(clip16, (slice(None),) * 2)),
+                               gray, atol=1e-3)
+
+
+def test_palette_position_along_the_lut():
+    palette = np.stack([np.linspace(0, 255, 256), np.linspace(0, 200, 256), np.zeros(256)], axis=1)
+    indices = np.array([[[0, 51, 255]]], dtype=np.uint8).repeat(2, axis=0)
+    clip = _clip(indices, palette=palette, photometric="PALETTE COLOR")
+    mapping = choose_colour_mapping(clip, (slice(None), slice(None)))
+    np.testing.assert_allclose(gray_levels(indices, clip, mapping)[0, 0], [0, 51, 255])
+
+
+def test_colour_table_lookup_and_curved_maps_need_a_table():
+    # a "hot"-like map: not a line through black, so no tint can explain it
+    g = np.arange(256.0)
+    table = np.stack([np.clip(3 * g, 0, 255), np.clip(3 * g - 255, 0, 255), np.clip(3 * g - 510, 0, 255)], axis=1)
+    rng = np.random.default_rng(2)
+    gray = rng.integers(0, 256, size=(3, 20, 20))
+    frames = table[gray].round().astype(np.uint8)
+    clip = _clip(frames)
+    with pytest.raises(InputError, match="--colormap"):
+        choose_colour_mapping(clip, (slice(None), slice(None)))
+    mapping = ColourMapping("table", table=table)
+    recovered = gray_levels(frames, clip, mapping)
+    # flat stretches of the map are ambiguous; where the map moves, the position is exact
+    moving = (gray % 85 != 0)
+    assert np.mean(np.abs(recovered - gray)[moving] <= 1.0) > 0.95
+
+
+def test_clipping_fractions():
+    gray = np.zeros((10, 4, 4), dtype=np.float32) + 100
+    gray[:2] = 0
+    gray[9, :2, :2] = 255
+    mask = np.ones((4, 4), bool)
+    counts = count_clipping(gray, mask)
+    assert counts.floor_fraction == pytest.approx(0.2)
+    assert counts.saturated_fraction == pytest.approx(4 / 160)
