@@ -112,3 +112,17 @@ def test_demo_study_response_matches_the_truth(tmp_path):
         assert results["clip"]["display"] == "dual" and results["reference"] == "liver"
         assert set(results["rois"]) == {"liver", "lesion1", "necrosis", "lesion2"}
     assert (tmp_path / "summary.txt").exists()
+
+
+def test_the_truth_check_catches_a_wrong_linearisation(tmp_path):
+    """Negative control: the same clip read with the wrong dynamic range must fail the check."""
+    clip = make_clip(display="single", colour="gray", dynamic_range_db=40.0, seed=5)
+    path = str(tmp_path / "clip.dcm")
+    write_clip(clip, path)
+    masks = write_roi_masks(clip, str(tmp_path / "rois"))
+    specs = [f"{name}={masks[name]}" for name in clip.roi_masks]
+    right = analyze_files(path, specs, AnalysisOptions(dynamic_range_db=40.0, reference="liver"))
+    check_against_truth(clip, right)
+    wrong = analyze_files(path, specs, AnalysisOptions(dynamic_range_db=55.0, reference="liver"))
+    with pytest.raises(AssertionError, match="PE"):
+        check_against_truth(clip, wrong)

@@ -1,0 +1,106 @@
+"""Perfusion parameters of a fitted bolus, per the quantification contract ("Parameters (bolus)").
+
+Every value is computed from the fitted enhancement e(t) = f(t) - O of the model, never from the
+measured samples: times in seconds relative to the injection, amplitudes in linear a.u., rates in
+a.u./s, areas in a.u. * s, QOF in %. Peaks, inflection points, areas and mean transit times come
+from the analytic properties of :mod:`DCEUSResponseLib.models` (the inflections of LDRW and FPT are
+Brent roots of an analytic quartic), so the values are exact to about 1e-12 relative.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from .models import BolusModel, ParamsLike, get_model
+
+#: Parameter names in the order they are reported (the columns of parameters.csv).
+PARAMETER_NAMES: tuple[str, ...] = (
+    "PE", "TTP", "WiR", "WoR", "TI", "TO", "RT", "FT", "mTTl",
+    "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC", "QOF",
+)
+
+#: Units of each parameter, for tables and plots.
+PARAMETER_UNITS: dict[str, str] = {
+    "PE": "a.u.", "TTP": "s", "WiR": "a.u./s", "WoR": "a.u./s", "TI": "s", "TO": "s", "RT": "s",
+    "FT": "s", "mTTl": "s", "WiAUC": "a.u.*s", "WoAUC": "a.u.*s", "WiWoAUC": "a.u.*s",
+    "WiPI": "a.u.", "AUC": "a.u.*s", "QOF": "%",
+}
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def bolus_parameters(model_name_or_model: str | BolusModel, params: ParamsLike,
+                     qof: float | None) -> dict[str, float | None]:
+    """All :data:`PARAMETER_NAMES` of the enhancement e(t) = A * shape(t - t0) of a fitted model.
+
+    ``params`` are the model parameters (mapping or sequence in the model's parameter order: O and
+    PE-type values in a.u., times in s). Definitions (contract): PE = max e (a.u.); TTP = time of
+    that maximum (s, includes t0); WiR / WoR = max / min de/dt (a.u./s); TI / TO = where the
+    tangents at those steepest points cross e = 0 (s); RT = TTP - TI; FT = TO - TTP;
+    mTTl = mean transit time (first moment of e about t = 0 over its area) - TI (s);
+    WiAUC = integral of e over [TI, TTP], WoAUC over [TTP, TO], WiWoAUC their sum (a.u. * s);
+    WiPI = WiAUC / RT (a.u.); AUC = A, the integral of e over all time (a.u. * s); QOF is passed
+    through (%). A value that is undefined (non-finite parameters, negative area, an infinitely steep
+    rise) is None. Raises InputError for an unknown model or missing parameters.
+    """
+    model = get_model(model_name_or_model)
+    _, area, t0, p1, p2 = model.unpack(params)
+    values: dict[str, float | None] = {name: None for name in PARAMETER_NAMES}
+    values["QOF"] = _finite_or_none(qof)
+    if not (math.isfinite(area) and math.isfinite(t0) and area >= 0 and model.shape_parameters_valid(p1, p2)):
+        return values
+    try:
+        tau_peak = model.shape_peak(p1, p2)
+        tau_rise, tau_fall = model.shape_inflections(p1, p2)
+        slope_rise, intercept_rise = model.tangent(tau_rise, p1, p2)
+        slope_fall, intercept_fall = model.tangent(tau_fall, p1, p2)
+        peak = area * float(model.shape(tau_peak, p1, p2))
+        time_to_peak = t0 + tau_peak
+        time_in = t0 + intercept_rise
+        time_out = t0 + intercept_fall
+        mean_transit = model.mean_transit(params)
+        wash_in_area = model.enhancement_area(time_in, time_to_peak, params)
+        wash_out_area = model.enhancement_area(time_to_peak, time_out, params)
+    except (ValueError, ArithmeticError):
+        # Shape parameters outside the model's domain (e.g. sigma <= 0): nothing is defined.
+        return values
+    rise_time = time_to_peak - time_in
+    values.update(
+        PE=peak,
+        TTP=time_to_peak,
+        WiR=area * slope_rise,
+        WoR=area * slope_fall,
+        TI=time_in,
+        TO=time_out,
+        RT=rise_time,
+        FT=time_out - time_to_peak,
+        mTTl=mean_transit - time_in,
+        WiAUC=wash_in_area,
+        WoAUC=wash_out_area,
+        WiWoAUC=wash_in_area + wash_out_area,
+        WiPI=wash_in_area / rise_time if rise_time > 0 else None,
+        AUC=area,
+    )
+    return {name: _finite_or_none(value) for name, value in values.items()}
+
+
+def relative_parameters(values: Mapping[str, float | None],
+                        reference_values: Mapping[str, float | None]) -> dict[str, float | None]:
+    """``values[name] / reference_values[name]`` for every name in ``values`` (dimensionless).
+
+    None where either value is missing, None or not finite, or the reference is 0.
+    """
+    relative: dict[str, float | None] = {}
+    for name, value in values.items():
+        value = _finite_or_none(value)
+        reference = _finite_or_none(reference_values.get(name))
+        if value is None or reference is None or reference == 0.0:
+            relative[name] = None
+        else:
+            relative[name] = _finite_or_none(value / reference)
+    return relative
