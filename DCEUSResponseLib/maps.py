@@ -1,0 +1,623 @@
+"""Parametric maps: every pixel of the contrast panel fitted at once, without a per-pixel loop.
+
+Method (per chunk of pixels, all arrays shaped frames x pixels):
+
+1. **Initial values by a shared dictionary.** The bolus model ``O + A s(t - t0; p1, p2)`` is linear
+   in O and A. For a grid of (t0, time to peak, skew) shapes s_g shared by all pixels, the best
+   (O, A) of every pixel and shape is closed-form, and the residual reduction is
+   ``(s~_g . y~)^2 / |s~_g|^2`` (centred vectors). One matrix product (shapes x samples) @
+   (samples x pixels), done by BLAS on frame-bin means, scores every shape for every pixel; the
+   best shape with A > 0 starts the fit.
+2. **Batched Levenberg-Marquardt.** Each pixel's 5 x 5 normal equations come from the model's
+   analytic Jacobian (:mod:`models` log-shape derivatives) and are solved for all pixels together;
+   steps are projected onto the same bounds as the ROI fit and accepted per pixel when they lower
+   the cost. The iterations run on frame-bin means (bins of at most :data:`BIN_SECONDS`), then the
+   last iterations on every frame, so the result is the least-squares fit to all frames.
+3. **Decisions per pixel.** ``no_enhancement`` when the bolus does not explain the curve better
+   than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`; ``poor_fit`` when QOF is below
+   :data:`MIN_MAP_QOF_PERCENT`; ``fit_failed`` when the peak lies outside the clip or values are not
+   finite. Every map is NaN wherever the status is not ``fitted``.
+
+Maps are float32 on the contrast panel's pixel grid (optionally binned N x N), computed in row
+bands so that memory stays bounded for long, large clips.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .fitting import _GRID_SKEW, _shape_bounds
+from .models import BolusModel, get_model
+from .parameters import PARAMETER_NAMES, bolus_parameter_arrays
+
+STATUS_FITTED = 0
+STATUS_NO_ENHANCEMENT = 1
+STATUS_POOR_FIT = 2
+STATUS_NOT_MAPPED = 3
+STATUS_FIT_FAILED = 4
+STATUS_NAMES = {STATUS_FITTED: "fitted", STATUS_NO_ENHANCEMENT: "no_enhancement", STATUS_POOR_FIT: "poor_fit",
+                STATUS_NOT_MAPPED: "not_mapped", STATUS_FIT_FAILED: "fit_failed"}
+
+#: A pixel enhances when the bolus lowers the residual sum of squares below the constant's by this
+#: F ratio ((SS_const - SS_bolus) / 4) / (SS_bolus / (n - 5)). Pure speckle gives F ~ 1 (F > 10 by
+#: chance has p < 1e-6 at n = 100); an enhancing pixel of a 2-minute clip gives F in the hundreds.
+MIN_ENHANCEMENT_F = 10.0
+#: Pixels whose fit explains less of the curve's variance than this are NaN. Single pixels carry
+#: fully developed speckle (standard deviation = mean), so pixel QOF is far below ROI QOF: a well
+#: enhancing pixel reaches 30-60 %.
+MIN_MAP_QOF_PERCENT = 5.0
+#: Frame bins for the initial dictionary and the first iterations: at most this long.
+BIN_SECONDS = 0.5
+#: and at most this many bins for the dictionary.
+MAX_DICTIONARY_BINS = 160
+BINNED_ITERATIONS = 8
+FULL_ITERATIONS = 0
+#: Pixels per chunk: large enough for few Python-level steps, small enough to stay in cache.
+CHUNK_PIXELS = 2048
+_N_GRID_T0 = 16
+_N_GRID_PEAK = 12
+_N_GRID_SKEW = 5
+
+
+@dataclass
+class ParametricMaps:
+    """Per-pixel parameters of one clip.
+
+    ``values`` maps each contract parameter (and ``QOF``) to a float32 (rows, columns) array on the
+    map grid, NaN where ``status`` is not fitted; ``status`` holds the ``STATUS_*`` codes. The grid
+    is the contrast panel binned ``binning`` x ``binning``: ``spacing_mm`` is its (row, column)
+    pixel size and ``origin_px`` the full-frame (row, column) position of its first pixel's centre.
+    """
+
+    values: dict[str, np.ndarray]
+    status: np.ndarray
+    model: str
+    binning: int
+    spacing_mm: tuple[float, float] | None
+    origin_px: tuple[float, float]
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """What ``results.json`` records about the maps."""
+        counts = {STATUS_NAMES[code]: int(np.count_nonzero(self.status == code)) for code in STATUS_NAMES}
+        fitted = self.status == STATUS_FITTED
+        medians = {name: (float(np.nanmedian(values[fitted])) if np.any(fitted) else None)
+                   for name, values in self.values.items()}
+        return {"model": self.model, "rows": int(self.status.shape[0]), "columns": int(self.status.shape[1]),
+                "binning": self.binning, "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+                "origin_px": list(self.origin_px), "status_codes": {str(k): v for k, v in STATUS_NAMES.items()},
+                "pixels": counts, "median_of_fitted": medians, **self.settings}
+
+
+# ----------------------------------------------------------------------------------------------
+# Fitting many curves at once
+
+
+@dataclass
+class PixelFits:
+    """Fits of P curves: ``params`` (P, 5) in the model's order, ``qof`` (%), ``f_ratio``, ``status``."""
+
+    params: np.ndarray
+    qof: np.ndarray
+    f_ratio: np.ndarray
+    status: np.ndarray
+
+
+def frame_bins(times_s: np.ndarray, bin_seconds: float, max_bins: int | None = None) -> np.ndarray:
+    """Bin index of each frame: consecutive frames in bins of at most ``bin_seconds`` (and ``max_bins``)."""
+    span = float(times_s[-1] - times_s[0])
+    n_bins = max(1, int(math.ceil(span / bin_seconds)))
+    if max_bins is not None:
+        n_bins = min(n_bins, max_bins)
+    n_bins = min(n_bins, len(times_s))
+    edges = np.linspace(times_s[0], times_s[-1], n_bins + 1)
+    index = np.clip(np.searchsorted(edges, times_s, side="right") - 1, 0, n_bins - 1)
+    # drop empty bins (irregular frame times)
+    _, index = np.unique(index, return_inverse=True)
+    return index
+
+
+def _bin(values: np.ndarray, index: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted means of the rows of ``values`` per bin, and each bin's total weight (its count)."""
+    # Frames are in time order, so every bin is a contiguous run of rows.
+    starts = np.flatnonzero(np.diff(index, prepend=-1))
+    if weights is None:
+        totals = np.diff(np.append(starts, len(index))).astype(np.float64)
+        sums = np.add.reduceat(values, starts, axis=0)
+    else:
+        totals = np.add.reduceat(weights.astype(np.float64), starts)
+        shaped = weights.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
+        sums = np.add.reduceat(values * shaped, starts, axis=0)
+    return sums / totals.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype), totals
+
+
+class _Dictionary:
+    """Shapes shared by all pixels, centred on the bin grid, for the initial-value search."""
+
+    def __init__(self, model: BolusModel, bin_times: np.ndarray, bin_weights: np.ndarray):
+        t_first, t_last = float(bin_times[0]), float(bin_times[-1])
+        span = max(t_last - t_first, 1e-6)
+        t0 = np.linspace(t_first - 0.05 * span, t_first + 0.7 * span, _N_GRID_T0)
+        peak = np.geomspace(max(0.01 * span, 0.3), 0.5 * span, _N_GRID_PEAK)
+        skew_all = _GRID_SKEW[model.name]
+        skew = skew_all[np.linspace(0, len(skew_all) - 1, _N_GRID_SKEW).round().astype(int)]
+        t0_g, peak_g, skew_g = (a.ravel() for a in np.meshgrid(t0, peak, skew, indexing="ij"))
+        p1_g, p2_g = model.shape_params_for_peak(peak_g, skew_g)
+        keep = t0_g + peak_g < t_last
+        self.t0, self.p1, self.p2 = t0_g[keep], np.asarray(p1_g)[keep], np.asarray(p2_g)[keep]
+        shapes = model.shape(bin_times[None, :] - self.t0[:, None], self.p1[:, None], self.p2[:, None])
+        weights = bin_weights / bin_weights.sum()
+        self.weights = weights
+        self.means = shapes @ weights
+        centred = (shapes - self.means[:, None]) * np.sqrt(weights)[None, :]
+        self.norms = np.einsum("gb,gb->g", centred, centred)
+        useful = self.norms > 1e-12 * self.norms.max()
+        self.t0, self.p1, self.p2 = self.t0[useful], self.p1[useful], self.p2[useful]
+        self.means, self.norms = self.means[useful], self.norms[useful]
+        self.centred = centred[useful].astype(np.float32)
+
+    def best(self, binned: np.ndarray) -> np.ndarray:
+        """Initial (P, 5) parameters for binned curves (B, P) (scaled intensities)."""
+        weights = self.weights
+        mean_y = weights @ binned
+        centred_y = (binned - mean_y[None, :]) * np.sqrt(weights)[:, None].astype(binned.dtype)
+        products = self.centred @ centred_y.astype(np.float32)  # (G, P): the one BLAS product
+        score = np.where(products > 0, products * products / self.norms[:, None].astype(np.float32), -1.0)
+        best = np.argmax(score, axis=0)
+        area = products[best, np.arange(binned.shape[1])] / self.norms[best]
+        area = np.maximum(area, 0.0)
+        offset = np.maximum(mean_y - area * self.means[best], 0.0)
+        return np.stack([offset, area, self.t0[best], self.p1[best], self.p2[best]], axis=1)
+
+
+def _bounds(model: BolusModel, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    span = float(times_s[-1] - times_s[0])
+    shape_bounds = _shape_bounds(model.name, max(span, 1e-6))
+    interval = float(np.min(np.diff(times_s))) if len(times_s) > 1 else 1.0
+    lower = np.array([0.0, 0.0, times_s[0] - span, *shape_bounds.lower])
+    upper = np.array([10.0, np.inf, times_s[-1] - interval, *shape_bounds.upper])
+    return lower, upper
+
+
+def _model_and_jacobian(model: BolusModel, times_s: np.ndarray, x: np.ndarray, need_jacobian: bool):
+    """f (N, P) float32 and, if asked, the Jacobian columns for A, t0, p1, p2 (that of O is 1)."""
+    if model.name == "lognormal":
+        return _lognormal_and_jacobian(times_s, x, need_jacobian)
+    offset, area, t0, p1, p2 = (x[:, k][None, :] for k in range(5))
+    tau = times_s[:, None] - t0
+    positive = tau > 0
+    safe_tau = np.where(positive, tau, 1.0)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        shape = np.where(positive, np.exp(np.minimum(model.log_shape(safe_tau, p1, p2), 80.0)), 0.0)
+        curve = (offset + area * shape).astype(np.float32)
+        if not need_jacobian:
+            return curve, None
+        scaled = area * shape
+        d_tau = model.dlog_shape_dtau(safe_tau, p1, p2)
+        d_p1, d_p2 = model.dlog_shape_dparams(safe_tau, p1, p2)
+        columns = (shape, -scaled * d_tau, scaled * d_p1, scaled * d_p2)
+    return curve, [np.where(np.isfinite(c), c, 0.0).astype(np.float32) for c in columns]
+
+
+_TINY_DELAY_S = np.float32(1e-12)
+_LOG_SQRT_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
+
+
+def _lognormal_and_jacobian(times_s: np.ndarray, x: np.ndarray, need_jacobian: bool):
+    """The lognormal fast path: float32, ln(tau) computed once, in-place arithmetic, no masks.
+
+    Delays tau <= 0 are raised to 1e-12 s, where the lognormal is below 1e-20 of its peak for every
+    sigma within the fit's bounds, so the curve and its derivatives vanish there by themselves.
+    """
+    x32 = x.astype(np.float32)
+    offset, area, t0, mu, sigma = (x32[:, k][None, :] for k in range(5))
+    inverse_sigma = np.float32(1.0) / sigma
+    log_constant = -_LOG_SQRT_2PI - np.log(sigma)
+    tau = np.subtract(times_s.astype(np.float32)[:, None], t0)
+    np.maximum(tau, _TINY_DELAY_S, out=tau)
+    log_tau = np.log(tau)
+    z = np.subtract(log_tau, mu)
+    z *= inverse_sigma
+    z_squared = np.multiply(z, z)
+    shape = np.multiply(z_squared, np.float32(-0.5))
+    shape -= log_tau
+    shape += log_constant
+    np.minimum(shape, np.float32(80.0), out=shape)
+    np.exp(shape, out=shape)
+    scaled = np.multiply(shape, area)
+    curve = np.add(scaled, offset)
+    if not need_jacobian:
+        return curve, None
+    z *= inverse_sigma  # now z / sigma
+    d_mu = np.multiply(scaled, z)
+    z += np.float32(1.0)
+    z *= scaled
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.divide(z, tau, out=z)  # d f / d t0 = A s (1 + z/sigma) / tau
+    np.nan_to_num(z, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    z_squared -= np.float32(1.0)
+    z_squared *= scaled
+    z_squared *= inverse_sigma  # d f / d sigma = A s (z^2 - 1) / sigma
+    return curve, [shape, z, d_mu, z_squared]
+
+
+def _cost(y: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    residual = y - curve
+    return np.einsum("np,np->p", residual, residual).astype(np.float64)
+
+
+def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, x: np.ndarray,
+                         lower: np.ndarray, upper: np.ndarray, iterations: int,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+    """Batched, bounded LM on curves y (N, P) float32 from x (P, 5); rows weighted by ``weights``.
+
+    Weighted rows (bin means weighted by their frame counts) are handled by scaling rows of the
+    residual and of the Jacobian by sqrt(weight).
+    """
+    root_w = None if weights is None else np.sqrt(weights).astype(np.float32)[:, None]
+    if root_w is not None:
+        y = y * root_w
+    n_pixels = x.shape[0]
+    damping = np.full(n_pixels, 1e-3)
+    identity = np.eye(5)[None]
+
+    def evaluate(params, need_jacobian):
+        curve, columns = _model_and_jacobian(model, times_s, params, need_jacobian)
+        if root_w is not None:
+            curve = curve * root_w
+            if columns is not None:
+                columns = [c * root_w for c in columns]
+        return curve, columns
+
+    ones = np.ones((len(times_s), 1), dtype=np.float32) if root_w is None else root_w
+    curve, _ = evaluate(x, False)
+    cost = _cost(y, curve)
+    for _ in range(iterations):
+        curve, columns = evaluate(x, True)
+        residual = y - curve
+        columns = [np.broadcast_to(ones, y.shape)] + columns
+        normal = np.empty((n_pixels, 5, 5))
+        gradient = np.empty((n_pixels, 5))
+        for i in range(5):
+            gradient[:, i] = np.einsum("np,np->p", columns[i], residual)
+            for j in range(i, 5):
+                normal[:, i, j] = normal[:, j, i] = np.einsum("np,np->p", columns[i], columns[j])
+        diagonal = np.einsum("pii->pi", normal)
+        # Marquardt scaling, floored so that a parameter the data cannot see (a shape entirely
+        # before or after the clip) still gives a solvable system.
+        scale = np.maximum(diagonal, 1e-9 * np.maximum(diagonal.max(axis=1, keepdims=True), 1e-30))
+        system = normal + (damping[:, None] * scale)[:, :, None] * identity
+        step = np.linalg.solve(system, gradient[:, :, None])[:, :, 0]
+        step = np.where(np.isfinite(step), step, 0.0)
+        trial = np.clip(x + step, lower, upper)
+        trial_cost = _cost(y, evaluate(trial, False)[0])
+        better = np.isfinite(trial_cost) & (trial_cost < cost)
+        x = np.where(better[:, None], trial, x)
+        cost = np.where(better, trial_cost, cost)
+        damping = np.where(better, np.maximum(damping / 3.0, 1e-7), np.minimum(damping * 4.0, 1e7))
+    return x
+
+
+def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel = "lognormal") -> PixelFits:
+    """Fit the bolus model to every column of ``curves`` (N frames x P pixels, linear a.u.).
+
+    ``times_s`` are the N frame times since injection (s). Returns parameters in a.u. (O, A),
+    seconds (t0) and the model's shape units, plus QOF, the enhancement F ratio and a status per curve.
+    """
+    model = get_model(model)
+    times_s = np.asarray(times_s, dtype=np.float64)
+    curves = np.asarray(curves, dtype=np.float32)
+    n_frames, n_pixels = curves.shape
+    if n_frames < 8:
+        raise InputError(f"a parametric map needs at least 8 frames, got {n_frames}")
+    bins_fit = frame_bins(times_s, BIN_SECONDS)
+    fit_times, fit_counts = _bin(times_s, bins_fit)
+    bins_dictionary = frame_bins(fit_times, BIN_SECONDS, MAX_DICTIONARY_BINS)
+    dictionary_times, dictionary_weights = _bin(fit_times, bins_dictionary, fit_counts)
+    dictionary = _Dictionary(model, dictionary_times, dictionary_weights)
+    lower, upper = _bounds(model, times_s)
+
+    params = np.empty((n_pixels, 5))
+    qof = np.empty(n_pixels)
+    f_ratio = np.empty(n_pixels)
+    scale = np.empty(n_pixels)
+    for start in range(0, n_pixels, CHUNK_PIXELS):
+        chunk = slice(start, min(start + CHUNK_PIXELS, n_pixels))
+        binned, _ = _bin(curves[:, chunk], bins_fit)
+        # Scale each curve to a peak of about 1 (the bins average the speckle out of the maximum) so
+        # that one set of bounds and damping suits all pixels.
+        peak = binned.max(axis=0)
+        chunk_scale = np.where(peak > 0, peak, 1.0).astype(np.float32)
+        scale[chunk] = chunk_scale
+        binned /= chunk_scale
+        y = curves[:, chunk] / chunk_scale
+        x = np.clip(dictionary.best(_bin(binned, bins_dictionary, fit_counts)[0]), lower, upper)
+        x = _levenberg_marquardt(model, fit_times, binned, x, lower, upper, BINNED_ITERATIONS, weights=fit_counts)
+        if FULL_ITERATIONS:
+            x = _levenberg_marquardt(model, times_s, y, x, lower, upper, FULL_ITERATIONS)
+        params[chunk] = x
+        # Quality on every frame (QOF) and enhancement significance on the bins (F), where a
+        # single-frame speckle spike, exponentially distributed, cannot pass for a bolus.
+        qof[chunk] = _qof(y, _model_and_jacobian(model, times_s, x, False)[0])
+        binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
+        f_ratio[chunk] = _enhancement_f(binned, binned_curve, fit_counts)
+    params[:, 0] *= scale
+    params[:, 1] *= scale
+    return PixelFits(params, qof, f_ratio, _status(model, params, qof, f_ratio, times_s))
+
+
+def _qof(y: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """100 (1 - SS_res / SS_tot) per column, % (NaN for a constant column)."""
+    centred = y - y.mean(axis=0, dtype=np.float64)[None, :].astype(np.float32)
+    total = np.einsum("np,np->p", centred, centred, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, 100.0 * (1.0 - _cost(y, curve) / total), np.nan)
+
+
+def _enhancement_f(binned: np.ndarray, binned_curve: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """F ratio of the bolus against a constant on count-weighted bin means."""
+    weights = (counts / counts.mean()).astype(np.float32)[:, None]
+    mean = (binned * weights).sum(axis=0, dtype=np.float64) / weights.sum()
+    centred = binned - mean[None, :].astype(np.float32)
+    total = np.einsum("np,np->p", centred * weights, centred, dtype=np.float64)
+    residual = binned - binned_curve
+    residual_ss = np.einsum("np,np->p", residual * weights, residual, dtype=np.float64)
+    degrees = max(binned.shape[0] - 5, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(residual_ss > 0, ((total - residual_ss) / 4.0) / (residual_ss / degrees), np.inf)
+
+
+def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.ndarray,
+            times_s: np.ndarray) -> np.ndarray:
+    status = np.full(params.shape[0], STATUS_FITTED, dtype=np.uint8)
+    peak_time = params[:, 2] + _peak_delay(model, params[:, 3], params[:, 4])
+    failed = ~np.all(np.isfinite(params), axis=1) | ~np.isfinite(qof) | (peak_time <= times_s[0]) \
+        | (peak_time >= times_s[-1])
+    status[failed] = STATUS_FIT_FAILED
+    status[(qof < MIN_MAP_QOF_PERCENT) & ~failed] = STATUS_POOR_FIT
+    no_enhancement = ~(f_ratio >= MIN_ENHANCEMENT_F) | ~(params[:, 1] > 0)
+    status[no_enhancement & ~failed] = STATUS_NO_ENHANCEMENT
+    return status
+
+
+def _peak_delay(model: BolusModel, p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        if model.name == "lognormal":
+            return np.exp(p1 - p2 * p2)
+        if model.name == "gamma":
+            return p1 * p2
+        return np.array([model.shape_peak(a, b) if np.isfinite(a) and np.isfinite(b) and b > 0 else np.nan
+                         for a, b in zip(p1, p2)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Maps of a clip, in row bands
+
+
+#: Each row band of linear intensities (frames x rows x columns, float32) stays below this size.
+BAND_BYTES = 192 * 2**20
+
+
+def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, times_s: np.ndarray,
+                            frame_use: np.ndarray, *, model: str = "lognormal", binning: int = 1,
+                            region_mask: np.ndarray | None = None,
+                            displacement_px: np.ndarray | None = None) -> ParametricMaps:
+    """Fit every pixel of the contrast panel (or of ``region_mask``, panel-shaped) of ``clip``.
+
+    ``times_s`` are frame times since injection (s); only frames with ``frame_use`` are fitted.
+    ``binning`` N averages N x N pixel blocks (linear intensity) before fitting (1 = full resolution).
+    ``displacement_px`` (frames x 2, row/column) resamples each frame back onto the reference frame
+    (bilinear) before fitting, so each map pixel follows the same tissue.
+    """
+    from .linearize import gray_levels, linear_from_gray
+
+    model = get_model(model)
+    if binning < 1:
+        raise InputError(f"--map-binning must be 1 or more, got {binning}")
+    panel = layout.contrast
+    rows, columns = (panel.rows // binning) * binning, (panel.columns // binning) * binning
+    if rows == 0 or columns == 0:
+        raise InputError(f"--map-binning {binning} is larger than the contrast panel", clip.source)
+    map_shape = (rows // binning, columns // binning)
+    if region_mask is not None:
+        blocks = region_mask[:rows, :columns].reshape(map_shape[0], binning, map_shape[1], binning)
+        map_region = blocks.mean(axis=(1, 3)) >= 0.5
+    else:
+        map_region = np.ones(map_shape, dtype=bool)
+    used_times = np.asarray(times_s, dtype=np.float64)[frame_use]
+    n_used = int(np.count_nonzero(frame_use))
+    margin = 0
+    if displacement_px is not None:
+        margin = int(math.ceil(np.nanmax(np.abs(displacement_px[frame_use]))) + 1) if n_used else 0
+    band_rows = max(binning, int(BAND_BYTES // max(n_used * (columns + 2 * margin) * 4, 1)) // binning * binning)
+
+    values = {name: np.full(map_shape, np.nan, dtype=np.float32) for name in PARAMETER_NAMES}
+    status = np.full(map_shape, STATUS_NOT_MAPPED, dtype=np.uint8)
+    frame_indices = np.flatnonzero(frame_use)
+    for band_start in range(0, rows, band_rows):
+        band_stop = min(band_start + band_rows, rows)
+        map_rows = slice(band_start // binning, band_stop // binning)
+        wanted = map_region[map_rows]
+        if not np.any(wanted):
+            continue
+        linear = _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop,
+                              columns, margin, displacement_px, gray_levels, linear_from_gray)
+        if binning > 1:
+            linear = linear.reshape(n_used, linear.shape[1] // binning, binning, columns // binning,
+                                    binning).mean(axis=(2, 4), dtype=np.float32)
+        curves = linear.reshape(n_used, -1)[:, wanted.ravel()]
+        fits = fit_curves(used_times, curves, model)
+        parameters = bolus_parameter_arrays(model, dict(zip(model.parameter_names, fits.params.T)), fits.qof)
+        fitted = fits.status == STATUS_FITTED
+        band_status = status[map_rows]
+        band_status[wanted] = fits.status
+        for name in PARAMETER_NAMES:
+            band_values = values[name][map_rows]
+            band_values[wanted] = np.where(fitted, parameters[name], np.nan).astype(np.float32)
+    spacing = panel.spacing_mm
+    map_spacing = (spacing[0] * binning, spacing[1] * binning) if spacing else None
+    origin = (panel.y0 + (binning - 1) / 2.0, panel.x0 + (binning - 1) / 2.0)
+    settings = {"fit_frame_bin_s": BIN_SECONDS, "frames_fitted": n_used, "qof_threshold_percent": MIN_MAP_QOF_PERCENT,
+                "enhancement_f_threshold": MIN_ENHANCEMENT_F, "motion_compensated": displacement_px is not None,
+                "region": "whole contrast panel" if region_mask is None else "region mask"}
+    return ParametricMaps(values, status, model.name, binning, map_spacing, origin, settings)
+
+
+def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,
+                 displacement_px, gray_levels, linear_from_gray) -> np.ndarray:
+    """Linear intensity (used frames x band rows x columns, float32) of a row band of the panel.
+
+    With motion, a margin of rows and columns around the band is read and each frame is sampled at
+    the tissue's displaced position (bilinear), which brings it back onto the reference frame.
+    """
+    top = panel.y0 + band_start
+    height = band_stop - band_start
+    if displacement_px is None:
+        frames = clip.frames[frame_indices, top:top + height, panel.x0:panel.x0 + columns]
+        return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
+    from scipy.ndimage import map_coordinates
+
+    row_lo, row_hi = max(top - margin, 0), min(top + height + margin, clip.rows)
+    col_lo, col_hi = max(panel.x0 - margin, 0), min(panel.x0 + columns + margin, clip.columns)
+    grid_rows, grid_cols = np.mgrid[top:top + height, panel.x0:panel.x0 + columns].astype(np.float64)
+    out = np.empty((len(frame_indices), height, columns), dtype=np.float32)
+    for k, frame in enumerate(frame_indices):
+        window = clip.frames[frame:frame + 1, row_lo:row_hi, col_lo:col_hi]
+        linear = linear_from_gray(gray_levels(window, clip, mapping), dynamic_range_db)[0]
+        d_row, d_col = displacement_px[frame]
+        coordinates = [grid_rows + d_row - row_lo, grid_cols + d_col - col_lo]
+        out[k] = map_coordinates(linear, coordinates, order=1, mode="nearest")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+#: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
+PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
+                       "WiWoAUC": "magma", "WiPI": "magma", "AUC": "magma", "TTP": "viridis", "TI": "viridis",
+                       "TO": "viridis", "RT": "viridis", "FT": "viridis", "mTTl": "viridis", "QOF": "cividis"}
+
+
+def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
+    """(relative path, writer(path)) pairs for every map as NRRD, the status map, and PNG previews.
+
+    The NRRD files are 2D (rows x columns of the map grid) in physical space: space directions
+    are the pixel spacing in mm and the space origin the first pixel's centre in the clip's frame
+    geometry (pixel (r, c) at (c dx, r dy)), so they overlay the clip in Slicer.
+    """
+    from .parameters import PARAMETER_UNITS
+
+    writers = []
+    for name, values in maps.values.items():
+        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))
+    writers.append((f"{folder}/status.nrrd", _nrrd_writer(maps, maps.status, "status",
+                                                         "; ".join(f"{k}={v}" for k, v in STATUS_NAMES.items()))))
+    for name, values in maps.values.items():
+        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, PARAMETER_UNITS.get(name, ""))))
+    writers.append((f"{folder}/png/status.png", _status_png_writer(maps)))
+    return writers
+
+
+def _geometry(maps: ParametricMaps) -> tuple[tuple[float, float], tuple[float, float]]:
+    row_mm, col_mm = maps.spacing_mm or (float(maps.binning), float(maps.binning))
+    unit_row, unit_col = (maps.spacing_mm[0] / maps.binning, maps.spacing_mm[1] / maps.binning) \
+        if maps.spacing_mm else (1.0, 1.0)
+    origin = (maps.origin_px[1] * unit_col, maps.origin_px[0] * unit_row)
+    return (col_mm, row_mm), origin
+
+
+def _nrrd_writer(maps: ParametricMaps, values: np.ndarray, name: str, unit: str):
+    def write(path: str) -> None:
+        import nrrd
+
+        (col_mm, row_mm), origin = _geometry(maps)
+        # Fields outside the NRRD standard are written by pynrrd as "key:=value" pairs.
+        header = {"space dimension": 2, "space directions": np.array([[col_mm, 0.0], [0.0, row_mm]]),
+                  "space origin": np.array(origin), "space units": ["mm", "mm"], "kinds": ["domain", "domain"],
+                  "encoding": "gzip", "content": name, "DCEUS_parameter": name, "DCEUS_unit": unit,
+                  "DCEUS_model": maps.model, "DCEUS_binning": str(maps.binning)}
+        # index order C: the array is (rows, columns); NRRD's fastest axis is the column (x).
+        nrrd.write(path, np.ascontiguousarray(values), header, index_order="C", compression_level=1)
+    return write
+
+
+def _colour_table(name: str) -> np.ndarray:
+    """A 256 x 3 uint8 perceptual colour table: matplotlib's if installed, else a grey ramp."""
+    try:
+        import matplotlib
+
+        colour_map = matplotlib.colormaps[name]
+        return (np.asarray(colour_map(np.linspace(0.0, 1.0, 256)))[:, :3] * 255).round().astype(np.uint8)
+    except ImportError:
+        ramp = np.arange(256, dtype=np.uint8)
+        return np.stack([ramp, ramp, ramp], axis=1)
+
+
+_NAN_COLOUR = (48, 48, 48)
+_PREVIEW_PIXELS = 420  # longer side of the map in the preview
+
+
+def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labels: list[tuple[float, str]],
+             path: str) -> None:
+    """Map image (upscaled, nearest) with a title and a vertical colour bar with labels, as PNG.
+
+    ``bar_rgb`` is the bar's colour column (bottom = low); ``labels`` are (position 0..1 from the
+    bottom, text) pairs drawn beside it.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows, columns = image_rgb.shape[:2]
+    zoom = max(1, _PREVIEW_PIXELS // max(rows, columns))
+    body = Image.fromarray(image_rgb).resize((columns * zoom, rows * zoom), Image.NEAREST)
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    top, left, gap, bar_width, label_width = 28, 10, 14, 18, 150
+    width = left + body.width + gap + bar_width + label_width
+    height = top + body.height + 12
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas.paste(body, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((left, 6), title, fill=(0, 0, 0), font=font)
+    x_bar = left + body.width + gap
+    if bar_rgb is not None:
+        bar = Image.fromarray(np.repeat(bar_rgb[::-1, None, :], bar_width, axis=1)).resize((bar_width, body.height))
+        canvas.paste(bar, (x_bar, top))
+        draw.rectangle([x_bar, top, x_bar + bar_width - 1, top + body.height - 1], outline=(0, 0, 0))
+    for position, text in labels:
+        y = top + (1.0 - position) * (body.height - 1)
+        draw.line([x_bar + bar_width, y, x_bar + bar_width + 4, y], fill=(0, 0, 0))
+        draw.text((x_bar + bar_width + 7, y - 8), text, fill=(0, 0, 0), font=font)
+    canvas.save(path, format="PNG")
+
+
+def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
+    def write(path: str) -> None:
+        finite = values[np.isfinite(values)]
+        low, high = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        if not high > low:
+            high = low + 1.0
+        table = _colour_table(PREVIEW_COLOUR_MAPS.get(name, "viridis"))
+        index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
+        image = table[index]
+        image[~np.isfinite(values)] = _NAN_COLOUR
+        labels = [(f, f"{low + f * (high - low):.3g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        title = f"{name} [{unit}]  {maps.model}, grey: not fitted" if unit else f"{name}  {maps.model}"
+        _preview(image, title, table, labels, path)
+    return write
+
+
+def _status_png_writer(maps: ParametricMaps):
+    def write(path: str) -> None:
+        colours = np.array([(44, 160, 44), (31, 31, 31), (255, 127, 14), (127, 127, 127), (214, 39, 40)],
+                           dtype=np.uint8)
+        bar = np.repeat(colours, 40, axis=0)
+        labels = [((code + 0.5) / len(colours), STATUS_NAMES[code]) for code in range(len(colours))]
+        _preview(colours[maps.status], "map status", bar, labels, path)
+    return write
