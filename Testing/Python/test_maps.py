@@ -1,0 +1,149 @@
+"""Parametric maps: batched pixel fits against per-pixel curve_fit and against ground truth."""
+import numpy as np
+import pytest
+
+from DCEUSResponseLib.layout import find_layout
+from DCEUSResponseLib.linearize import choose_colour_mapping, linear_from_gray
+from DCEUSResponseLib.maps import (STATUS_FITTED, STATUS_NAMES, STATUS_NO_ENHANCEMENT, STATUS_NOT_MAPPED,
+                                   compute_parametric_maps, fit_curves, map_writers)
+from DCEUSResponseLib.models import get_model
+from DCEUSResponseLib.outputs import write_staged
+from DCEUSResponseLib.parameters import PARAMETER_NAMES, bolus_parameter_arrays, bolus_parameters
+from DCEUSResponseLib.synthetic import PerfusionRegion, liver, make_clip, truth_parameters
+
+
+def _rim_and_core_clip(seed=4, n_frames=480, **kwargs):
+    """A metastasis with a perfused rim around a necrotic core, in liver."""
+    rows, columns = 90, 110
+    rim = {"O": 3e-4, "A": 0.36, "t0": 7.0, "mu": np.log(11.0), "sigma": 0.5}
+    core = {"O": 3e-4, "A": 0.0, "t0": 0.0, "mu": 0.0, "sigma": 1.0}
+    regions = [PerfusionRegion("liver", (70, 25), 14, liver(), is_background=True),
+               PerfusionRegion("rim", (40, 65), 30, rim, inner_radius=13, roi_margin_px=3),
+               PerfusionRegion("core", (40, 65), 13, core, roi_margin_px=2)]
+    return make_clip(regions, panel_shape=(rows, columns), n_frames=n_frames, frame_interval_s=120.0 / n_frames,
+                     seed=seed, **kwargs)
+
+
+def _maps(clip, **kwargs):
+    from DCEUSResponseLib.clip import Clip
+
+    in_memory = Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions)
+    layout = find_layout(in_memory)
+    mapping = choose_colour_mapping(in_memory, layout.contrast.slices)
+    use = np.ones(clip.frames.shape[0], dtype=bool)
+    return compute_parametric_maps(in_memory, layout, mapping, clip.dynamic_range_db,
+                                   clip.frame_times_s - clip.injection_time_s, use, **kwargs), layout
+
+
+@pytest.fixture(scope="module")
+def rim_core():
+    clip = _rim_and_core_clip()
+    maps, layout = _maps(clip)
+    return clip, maps, layout
+
+
+def test_map_medians_match_the_truth_and_the_necrotic_core_shows(rim_core):
+    clip, maps, layout = rim_core
+    for name in ("rim", "liver"):
+        inside = clip.roi_masks[name][layout.contrast.slices]
+        truth = truth_parameters(clip.truth[name])
+        assert np.mean(maps.status[inside] == STATUS_FITTED) > 0.97, name
+        for parameter, tolerance in (("PE", 0.15), ("WiWoAUC", 0.15), ("mTTl", 0.15), ("TTP", 0.10)):
+            median = np.nanmedian(maps.values[parameter][inside])
+            assert abs(median / truth[parameter] - 1) < tolerance, (name, parameter, median, truth[parameter])
+    core = clip.roi_masks["core"][layout.contrast.slices]
+    assert np.mean(np.isnan(maps.values["PE"][core])) > 0.85
+    assert np.mean(maps.status[core] == STATUS_NO_ENHANCEMENT) > 0.8
+    # the rim is far brighter in the PE map than the parenchyma around it
+    rim = clip.roi_masks["rim"][layout.contrast.slices]
+    parenchyma = clip.roi_masks["liver"][layout.contrast.slices]
+    assert np.nanmedian(maps.values["PE"][rim]) > 2 * np.nanmedian(maps.values["PE"][parenchyma])
+
+
+def test_every_map_is_nan_exactly_where_the_pixel_is_not_fitted(rim_core):
+    _, maps, _ = rim_core
+    fitted = maps.status == STATUS_FITTED
+    assert set(np.unique(maps.status)) <= set(STATUS_NAMES)
+    for name in PARAMETER_NAMES:
+        values = maps.values[name]
+        assert values.dtype == np.float32 and values.shape == maps.status.shape
+        assert np.all(np.isnan(values[~fitted])), name
+    for name in ("PE", "TTP", "WiWoAUC", "QOF", "AUC"):
+        assert np.all(np.isfinite(maps.values[name][fitted])), name
+    summary = maps.summary()
+    assert sum(summary["pixels"].values()) == maps.status.size
+    assert summary["fit_frame_bin_s"] > 0 and summary["binning"] == 1
+
+
+def test_region_and_binning(tmp_path):
+    clip = _rim_and_core_clip(seed=5, n_frames=240)
+    region = np.zeros((90, 110), dtype=bool)
+    region[20:60, 40:90] = True
+    maps, layout = _maps(clip, binning=2, region_mask=region)
+    assert maps.status.shape == (45, 55)
+    assert maps.spacing_mm == pytest.approx((0.4, 0.4))
+    assert maps.origin_px == (layout.contrast.y0 + 0.5, layout.contrast.x0 + 0.5)
+    inside = np.zeros((45, 55), dtype=bool)
+    inside[10:30, 20:45] = True
+    assert np.all(maps.status[~inside] == STATUS_NOT_MAPPED)
+    assert np.all(maps.status[inside] != STATUS_NOT_MAPPED)
+    paths = write_staged(str(tmp_path), map_writers(maps), last="maps/PE.nrrd")
+    assert any(p.endswith("maps/status.nrrd") for p in paths) and any(p.endswith("png/PE.png") for p in paths)
+    import nrrd
+
+    data, header = nrrd.read(str(tmp_path / "maps" / "TTP.nrrd"), index_order="C")
+    assert data.shape == (45, 55)
+    np.testing.assert_allclose(np.diag(header["space directions"]), [0.4, 0.4])
+    np.testing.assert_allclose(header["space origin"], [(layout.contrast.x0 + 0.5) * 0.2,
+                                                        (layout.contrast.y0 + 0.5) * 0.2])
+    np.testing.assert_array_equal(np.isnan(data), np.isnan(maps.values["TTP"]))
+    assert header["DCEUS_unit"] == "s"
+
+
+def test_batched_fit_agrees_with_per_pixel_curve_fit():
+    from scipy.optimize import curve_fit
+
+    clip = _rim_and_core_clip(seed=6, n_frames=480)
+    panel = clip.contrast_region.slices
+    linear = linear_from_gray(clip.frames[:, panel[0], panel[1]].astype(np.float32), clip.dynamic_range_db)
+    times = clip.frame_times_s - clip.injection_time_s
+    inside = clip.roi_masks["rim"][panel] | clip.roi_masks["liver"][panel]
+    curves = linear[:, inside][:, ::7]
+    fits = fit_curves(times, curves)
+    model = get_model("lognormal")
+    names = model.parameter_names
+    ours = bolus_parameter_arrays(model, dict(zip(names, fits.params.T)), fits.qof)
+    differences = {p: [] for p in ("PE", "TTP", "mTTl", "WiWoAUC")}
+    for j in range(curves.shape[1]):
+        y = curves[:, j].astype(np.float64)
+        smooth = np.convolve(y, np.ones(9) / 9, "same")
+        k = int(np.argmax(smooth))
+        p0 = [max(np.median(y[:10]), 1e-7), smooth[k] * 15.0, max(times[k] - 8.0, times[0]), np.log(8.0) + 0.25, 0.5]
+        try:
+            fitted, _ = curve_fit(lambda t, *p: model.curve(t, p), times, y, p0=p0, maxfev=3000,
+                                  bounds=([0, 0, times[0] - 120, np.log(0.05), 0.02], [np.inf, np.inf, times[-1], 8, 2.5]))
+        except RuntimeError:
+            continue
+        reference = bolus_parameters(model, fitted, None)
+        if fits.status[j] != STATUS_FITTED or reference["PE"] is None:
+            continue
+        for p in differences:
+            differences[p].append(abs(ours[p][j] / reference[p] - 1))
+    assert len(differences["PE"]) > 0.9 * curves.shape[1]
+    for p, values in differences.items():
+        assert np.median(values) < 0.01, (p, np.median(values))
+
+
+def test_vectorised_parameters_equal_the_scalar_definitions():
+    rng = np.random.default_rng(0)
+    cases = {"lognormal": ("mu", "sigma", rng.uniform(1, 3.5, 40), rng.uniform(0.2, 1.5, 40)),
+             "gamma": ("alpha", "beta", rng.uniform(1.5, 20, 40), rng.uniform(0.3, 5, 40)),
+             "ldrw": ("mu", "lambda", rng.uniform(3, 20, 6), rng.uniform(0.5, 20, 6))}
+    for model, (n1, n2, p1, p2) in cases.items():
+        n = len(p1)
+        params = {"O": rng.uniform(0, 1e-3, n), "A": rng.uniform(0.1, 1, n), "t0": rng.uniform(-2, 10, n), n1: p1, n2: p2}
+        arrays = bolus_parameter_arrays(model, params)
+        for i in range(n):
+            single = bolus_parameters(model, {k: v[i] for k, v in params.items()}, None)
+            for name in PARAMETER_NAMES[:-1]:
+                assert arrays[name][i] == pytest.approx(single[name], rel=1e-9, abs=1e-12), (model, name)
