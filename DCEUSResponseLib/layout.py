@@ -50,8 +50,14 @@ def find_layout(clip: Clip) -> DisplayLayout:
     tissue = [r for r in clip.regions if r.data_type == 1 and r.spatial_format == 1]
     notes: list[str] = []
     if not tissue:
-        whole = UltrasoundRegion(0, 0, clip.columns - 1, clip.rows - 1, spacing_mm=clip.pixel_spacing_mm)
-        return DisplayLayout("single", whole, None, notes)
+        tissue = panels_from_activity(clip)
+        if not tissue:
+            whole = UltrasoundRegion(0, 0, clip.columns - 1, clip.rows - 1, spacing_mm=clip.pixel_spacing_mm)
+            notes.append("no ultrasound regions in the file and no image area found by pixel activity: "
+                         "the whole frame is analysed")
+            return DisplayLayout("single", whole, None, notes)
+        boxes = ", ".join(f"columns {r.x0}-{r.x1} x rows {r.y0}-{r.y1}" for r in tissue)
+        notes.append(f"no ultrasound regions in the file: image panels found from pixel activity ({boxes})")
     if len(tissue) == 1:
         return DisplayLayout("single", tissue[0], None, notes)
     if len(tissue) > 2:
@@ -76,6 +82,52 @@ def find_layout(clip: Clip) -> DisplayLayout:
             f"assuming the {_side(panels, contrast_index)} panel is the contrast image"
         )
     return DisplayLayout("dual", panels[contrast_index], panels[1 - contrast_index], notes)
+
+
+#: A pixel belongs to the live image when its gray level varies over the clip by more than this
+#: (standard deviation, gray levels): burned-in text, logos and borders are static (0), speckle is not.
+ACTIVE_PIXEL_STD = 0.25
+#: A column (row) belongs to a panel when this fraction of its pixels is live.
+ACTIVE_LINE_FRACTION = 0.3
+#: Panels narrower or lower than this many pixels are annotations that move (cursors, clocks).
+MIN_PANEL_PX = 16
+_ACTIVITY_SAMPLE_FRAMES = 48
+
+
+def panels_from_activity(clip: Clip) -> list[UltrasoundRegion]:
+    """Image panels of a clip without ultrasound regions (video exports): boxes of live pixels.
+
+    The live image changes from frame to frame (speckle, contrast), while annotations and borders
+    stay the same; columns and rows with enough live pixels delimit up to two side-by-side panels.
+    Returns [] when nothing is found. Spacing comes from ``clip.pixel_spacing_mm``.
+    """
+    sample = np.linspace(0, clip.n_frames - 1, min(clip.n_frames, _ACTIVITY_SAMPLE_FRAMES)).round().astype(int)
+    frames = clip.frames[sample].astype(np.float32)
+    if frames.ndim == 4:
+        frames = frames.mean(axis=-1)
+    live = frames.std(axis=0) > ACTIVE_PIXEL_STD
+    panels = []
+    for start, stop in _runs(live.mean(axis=0) > ACTIVE_LINE_FRACTION):
+        if stop - start < MIN_PANEL_PX:
+            continue
+        rows = _runs(live[:, start:stop].mean(axis=1) > ACTIVE_LINE_FRACTION)
+        rows = [(a, b) for a, b in rows if b - a >= MIN_PANEL_PX]
+        if rows:
+            top, bottom = rows[0][0], rows[-1][1]
+            panels.append(UltrasoundRegion(start, top, stop - 1, bottom - 1, spacing_mm=clip.pixel_spacing_mm))
+    panels.sort(key=lambda r: r.rows * r.columns, reverse=True)
+    return panels[:2]
+
+
+def _runs(flags: np.ndarray, max_gap: int = 2) -> list[tuple[int, int]]:
+    """[start, stop) runs of True, bridging gaps of up to ``max_gap`` False values."""
+    runs: list[tuple[int, int]] = []
+    for index in np.flatnonzero(flags):
+        if runs and index - runs[-1][1] <= max_gap:
+            runs[-1] = (runs[-1][0], index + 1)
+        else:
+            runs.append((int(index), int(index) + 1))
+    return runs
 
 
 def mirror_offset(layout: DisplayLayout) -> tuple[int, int]:
