@@ -138,15 +138,8 @@ def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOpt
     check_dynamic_range(options.dynamic_range_db)
     get_model(options.model)
     clip = read_clip(clip_path, frame_rate_hz=frame_rate_hz)
-    rois = read_roi_masks(roi_specs, (clip.rows, clip.columns), _frame_spacing(clip))
+    rois = read_roi_masks(roi_specs, (clip.rows, clip.columns), clip.frame_spacing_mm)
     return analyze(clip, rois, options)
-
-
-def _frame_spacing(clip: Clip) -> tuple[float, float] | None:
-    for region in clip.regions:
-        if region.spacing_mm:
-            return region.spacing_mm
-    return clip.pixel_spacing_mm
 
 
 def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions) -> Analysis:

@@ -73,3 +73,17 @@ class Clip:
     @property
     def is_colour(self) -> bool:
         return self.frames.ndim == 4
+
+    @property
+    def frame_spacing_mm(self) -> tuple[float, float]:
+        """``(dy, dx)`` mm of the clip's frame geometry, where pixel (r, c) lies at (c dx, r dy).
+
+        The first ultrasound region with a physical calibration, else ``pixel_spacing_mm``, else
+        1 mm: ROI segmentations, Slicer volumes and maps all place pixels with it.
+        """
+        for region in self.regions:
+            if region.spacing_mm:
+                return float(region.spacing_mm[0]), float(region.spacing_mm[1])
+        if self.pixel_spacing_mm:
+            return float(self.pixel_spacing_mm[0]), float(self.pixel_spacing_mm[1])
+        return 1.0, 1.0

@@ -189,17 +189,8 @@ def create_headless_application(cache_dir: str | None = None) -> HeadlessSlicer:
 
 
 def frame_spacing_mm(clip: Clip) -> tuple[float, float]:
-    """``(dy, dx)``: the (row, column) pixel spacing in mm of the clip's frame geometry.
-
-    The first ultrasound region with a physical calibration, else ``Clip.pixel_spacing_mm``, else
-    1 mm (the same choice as the analysis makes for Slicer segmentations).
-    """
-    for region in clip.regions:
-        if region.spacing_mm:
-            return float(region.spacing_mm[0]), float(region.spacing_mm[1])
-    if clip.pixel_spacing_mm:
-        return float(clip.pixel_spacing_mm[0]), float(clip.pixel_spacing_mm[1])
-    return 1.0, 1.0
+    """``(dy, dx)`` mm of the clip's frame geometry (see :attr:`Clip.frame_spacing_mm`)."""
+    return clip.frame_spacing_mm
 
 
 def panel_ijk_to_ras(x0: int, y0: int, spacing_mm: tuple[float, float]) -> np.ndarray:

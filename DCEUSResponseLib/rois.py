@@ -125,7 +125,7 @@ def _read_segmentation(path: str, frame_shape: tuple[int, int],
     if not segments:
         raise InputError("the segmentation has no segments", path)
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
-    row_mm, col_mm = spacing_mm if spacing_mm else (1.0, 1.0)
+    row_mm, col_mm = spacing_mm if spacing_mm else (1.0, 1.0)  # as Clip.frame_spacing_mm
     # frame (column, row) = LPS (x / dx, y / dy): compose with the segmentation's voxel-to-LPS matrix
     lps_to_frame = np.diag([1.0 / col_mm, 1.0 / row_mm, 1.0, 1.0])
     ijk_to_frame = lps_to_frame @ ijk_to_lps

@@ -6,12 +6,17 @@ point-spread function gives fully developed, spatially correlated speckle (expon
 distributed power, fresh every frame because microbubbles move); the power is log-compressed over
 the display's dynamic range into 8-bit gray levels, optionally tinted through a gold colour map, and
 placed in a single display or a dual display beside a static B-mode panel.
+
+Optional degradations of a real free-breathing exam, each with its exact truth recorded: breathing
+motion of the whole anatomy (sub-pixel, both panels), probe-contact dropouts, duplicated frames and
+destruction flashes followed by replenishment. With none of them requested the output is exactly what
+it was before they existed.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +24,14 @@ from .clip import UltrasoundRegion
 
 GOLD_TINT = (1.0, 0.78, 0.42)
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
+# Mean echo power (a.u.) of the contrast panel during a destruction flash: 3x the display's full
+# scale, so that ~3/4 of the speckle saturates at gray 255 (the flash blooms the whole image).
+FLASH_POWER = 3.0
+# Replenishment rate beta (1/s) after a flash, e(t) (1 - exp(-beta (t - t_flash))): a typical
+# liver parenchyma value (Wei et al. 1998 report 0.1 to 1 /s), refilling ~90 % within 5 s.
+REPLENISHMENT_RATE_PER_S = 0.5
+# Gray levels of a frame recorded without probe contact: electronic noise just above black.
+DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD = 4.0, 3.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,12 @@ class SyntheticClip:
     """A generated clip with everything needed to check an analysis of it.
 
     ``roi_masks`` are full-frame masks (on the B-mode panel of a dual display unless
-    ``rois_on_contrast``), ``truth`` the lognormal parameters of each ROI (time 0 = injection).
+    ``rois_on_contrast``) drawn on ``reference_frame``, ``truth`` the lognormal parameters of each
+    ROI (time 0 = injection). ``motion_px`` is the true (N, 2) (row, column) displacement in pixels of
+    the anatomy in each frame relative to ``reference_frame`` (content at reference pixel p is at
+    p + d), or None for a still clip; a duplicated frame carries the displacement of the frame it
+    copies. ``dropout_frames``, ``duplicate_frames`` and ``flash_frames`` list the injected bad frames.
+    After a flash the truth no longer describes the curve (the bubbles were destroyed).
     """
 
     frames: np.ndarray
@@ -88,6 +106,11 @@ class SyntheticClip:
     bmode_region: UltrasoundRegion | None
     spacing_mm: tuple[float, float] = (PIXEL_SPACING_MM, PIXEL_SPACING_MM)
     notes: list[str] = field(default_factory=list)
+    motion_px: np.ndarray | None = None
+    reference_frame: int = 0
+    dropout_frames: list[int] = field(default_factory=list)
+    duplicate_frames: list[int] = field(default_factory=list)
+    flash_frames: list[int] = field(default_factory=list)
 
 
 def lognormal_enhancement(t: np.ndarray, params: dict) -> np.ndarray:
@@ -113,15 +136,53 @@ def make_frame_times(n_frames: int, frame_interval_s: float, jitter: float = 0.0
     return np.concatenate([[0.0], np.cumsum(intervals)])
 
 
+def breathing_motion(times_s: np.ndarray, amplitude_px: float, period_s: float,
+                     direction: tuple[float, float] = (1.0, 0.0), phase_s: float = 0.0) -> np.ndarray:
+    """Sinusoidal breathing displacement (N, 2) in pixels (row, column) at ``times_s`` (s).
+
+    ``amplitude_px * sin(2 pi (t - phase_s) / period_s)`` along ``direction`` (row, column; scaled to
+    unit length), so the anatomy swings by +-``amplitude_px`` and is at rest position at ``phase_s``.
+    """
+    times = np.asarray(times_s, dtype=np.float64)
+    unit = np.asarray(direction, dtype=np.float64)
+    if unit.shape != (2,) or not np.any(unit):
+        raise ValueError(f"direction must be a non-zero (row, column) pair, not {direction!r}")
+    if not period_s > 0:
+        raise ValueError(f"period_s must be positive, not {period_s!r}")
+    unit = unit / np.hypot(*unit)
+    swing = amplitude_px * np.sin(2.0 * np.pi * (times - phase_s) / period_s)
+    return swing[:, None] * unit[None, :]
+
+
 def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: tuple[int, int] = (160, 200),
               n_frames: int = 160, frame_interval_s: float = 0.75, jitter: float = 0.0,
               dynamic_range_db: float = 50.0, display: str = "single", contrast_side: str = "right",
               colour: str = "gray", speckle_sigma_px: float = 1.0, injection_time_s: float = 0.0,
-              gain: float = 1.0, rois_on_contrast: bool = False, seed: int = 0) -> SyntheticClip:
+              gain: float = 1.0, rois_on_contrast: bool = False, seed: int = 0,
+              motion_px: np.ndarray | Callable[[float], Sequence[float]] | None = None,
+              reference_frame: int = 0, dropout_frames: Sequence[int] = (),
+              duplicate_frames: Sequence[int] = (), flash_frames: Sequence[int] = (),
+              replenishment_rate_per_s: float = REPLENISHMENT_RATE_PER_S) -> SyntheticClip:
     """Generate a CEUS clip (8-bit display values) with known lognormal perfusion per region.
 
     ``gain`` scales every region's echo power (O and A), as a different dose or receive gain does.
     ``colour`` is ``"gray"`` or ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames).
+
+    Degradations (all off by default; the clip is then bit-identical to earlier versions):
+
+    * ``motion_px``: displacement of the whole anatomy (both panels) in pixels (row, column), an
+      (N, 2) array or a function of the clip time (s) returning a pair; see :func:`breathing_motion`.
+      Regions are drawn at their shifted centres with partial-volume (anti-aliased) edges and the
+      static B-mode tissue speckle is moved by an exact Fourier shift of its complex field on a padded
+      canvas, so sub-pixel motion is rendered faithfully. ROI masks are drawn on ``reference_frame``
+      and ``SyntheticClip.motion_px`` is the displacement relative to that frame.
+    * ``dropout_frames``: probe contact lost, both panels nearly black (electronic noise only).
+    * ``duplicate_frames``: frame k is an exact copy of frame k - 1 (k >= 1).
+    * ``flash_frames``: destruction flash, the contrast panel near saturation (mean power
+      :data:`FLASH_POWER`); afterwards every region's enhancement restarts from its baseline and
+      replenishes as ``O + e(t) (1 - exp(-beta (t - t_flash)))``, beta = ``replenishment_rate_per_s``.
+
+    The bad frames use their own random stream, so every other frame equals the clean clip's.
     """
     rng = np.random.default_rng(seed)
     regions = list(regions) if regions is not None else default_regions(panel_shape)
@@ -129,8 +190,18 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
                for r in regions]
     frame_times = make_frame_times(n_frames, frame_interval_s, jitter, rng)
     model_times = frame_times - injection_time_s
+    if not 0 <= reference_frame < n_frames:
+        raise ValueError(f"reference_frame {reference_frame} is not a frame index 0..{n_frames - 1}")
+    dropouts, duplicates, flashes = _check_bad_frames(n_frames, dropout_frames, duplicate_frames, flash_frames)
+    anatomy_px = _anatomy_displacement(motion_px, frame_times)
+    enhancement_scale = _replenishment(frame_times, flashes, replenishment_rate_per_s) if flashes else None
 
-    contrast_power = _contrast_power(regions, panel_shape, model_times)
+    if anatomy_px is None:
+        contrast_power = _contrast_power(regions, panel_shape, model_times, enhancement_scale)
+    else:
+        contrast_power = _moving_contrast_power(regions, panel_shape, model_times, anatomy_px, enhancement_scale)
+    for k in flashes:
+        contrast_power[k] = FLASH_POWER
     contrast_gray = np.empty((n_frames,) + tuple(panel_shape), dtype=np.uint8)
     for k in range(n_frames):
         speckled = contrast_power[k] * _speckle(panel_shape, speckle_sigma_px, rng)
@@ -149,17 +220,28 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
     else:
         raise ValueError(f"colour must be 'gray' or 'gold', not {colour!r}")
     if bmode_region is not None:
-        bmode = _bmode_panel(regions, panel_shape, n_frames, speckle_sigma_px, rng)
+        if anatomy_px is None:
+            bmode = _bmode_panel(regions, panel_shape, n_frames, speckle_sigma_px, rng)
+        else:
+            bmode = _moving_bmode_panel(regions, panel_shape, speckle_sigma_px, rng, anatomy_px)
         rows, cols = bmode_region.slices
         frames[:, rows, cols, ...] = bmode[..., None] if colour == "gold" else bmode
+    if dropouts:
+        _black_out(frames, dropouts, contrast_region, bmode_region, colour, seed)
     _burn_in_annotations(frames)
+    for k in duplicates:  # ascending, so a run of duplicates repeats its first frame
+        frames[k] = frames[k - 1]
 
     roi_panel = contrast_region if (bmode_region is None or rois_on_contrast) else bmode_region
+    # ROIs are drawn on the reference frame, where the anatomy sits at its displaced position.
+    drawn_regions = regions if anatomy_px is None else [
+        replace(r, center=(r.center[0] + anatomy_px[reference_frame, 0], r.center[1] + anatomy_px[reference_frame, 1]))
+        for r in regions]
     roi_masks, truth = {}, {}
-    for region in regions:
+    for region in drawn_regions:
         panel_mask = region.mask(panel_shape, region.roi_margin_px)
         if region.is_background:
-            for other in regions:
+            for other in drawn_regions:
                 if other is not region:
                     panel_mask &= ~other.mask(panel_shape, -region.roi_margin_px)
         full = np.zeros(frame_shape, dtype=bool)
@@ -167,11 +249,60 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
         roi_masks[region.name] = full
         truth[region.name] = dict(region.params)
     panels = sorted((r for r in (contrast_region, bmode_region) if r is not None), key=lambda r: r.x0)
-    return SyntheticClip(frames, frame_times, panels, roi_masks, truth, dynamic_range_db, injection_time_s,
+    clip = SyntheticClip(frames, frame_times, panels, roi_masks, truth, dynamic_range_db, injection_time_s,
                          display, colour, contrast_region, bmode_region)
+    clip.reference_frame = int(reference_frame)
+    if anatomy_px is not None:
+        relative = anatomy_px - anatomy_px[reference_frame]
+        for k in duplicates:
+            relative[k] = relative[k - 1]
+        clip.motion_px = relative
+    clip.dropout_frames, clip.duplicate_frames, clip.flash_frames = dropouts, duplicates, flashes
+    if flashes:
+        clip.notes.append(f"destruction flash at frame(s) {flashes}: the lognormal truth holds only before "
+                          f"frame {flashes[0]}")
+    return clip
 
 
-def _contrast_power(regions: Sequence[PerfusionRegion], panel_shape, model_times) -> np.ndarray:
+def _check_bad_frames(n_frames: int, *lists: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """Sorted, validated (dropout, duplicate, flash) frame lists; a frame may appear in one list only."""
+    checked = []
+    for name, frames in zip(("dropout_frames", "duplicate_frames", "flash_frames"), lists):
+        values = sorted({int(k) for k in frames})
+        lowest = 1 if name == "duplicate_frames" else 0
+        if values and (values[0] < lowest or values[-1] >= n_frames):
+            raise ValueError(f"{name} must lie in {lowest}..{n_frames - 1}, got {values}")
+        checked.append(values)
+    every = [k for values in checked for k in values]
+    if len(every) != len(set(every)):
+        raise ValueError("a frame can be only one of dropout, duplicate or flash")
+    return checked[0], checked[1], checked[2]
+
+
+def _anatomy_displacement(motion_px, frame_times: np.ndarray) -> np.ndarray | None:
+    """(N, 2) float displacement of the anatomy per frame from an array or a function of time."""
+    if motion_px is None:
+        return None
+    if callable(motion_px):
+        values = np.array([np.asarray(motion_px(float(t)), dtype=np.float64) for t in frame_times])
+    else:
+        values = np.array(motion_px, dtype=np.float64)
+    if values.shape != (frame_times.size, 2) or not np.all(np.isfinite(values)):
+        raise ValueError(f"motion_px must give {frame_times.size} finite (row, column) pairs, got shape {values.shape}")
+    return values
+
+
+def _replenishment(frame_times: np.ndarray, flashes: Sequence[int], rate_per_s: float) -> np.ndarray:
+    """Fraction of the enhancement present in each frame: 1 before the first flash, refilling after each."""
+    scale = np.ones(frame_times.size)
+    for k in flashes:
+        after = frame_times > frame_times[k]
+        scale[after] = 1.0 - np.exp(-rate_per_s * (frame_times[after] - frame_times[k]))
+    return scale
+
+
+def _contrast_power(regions: Sequence[PerfusionRegion], panel_shape, model_times,
+                    enhancement_scale: np.ndarray | None = None) -> np.ndarray:
     """True mean echo power (N, rows, columns) of the contrast panel; later regions paint over earlier."""
     label = np.full(panel_shape, -1, dtype=np.int64)
     background = [i for i, r in enumerate(regions) if r.is_background]
@@ -180,13 +311,104 @@ def _contrast_power(regions: Sequence[PerfusionRegion], panel_shape, model_times
     for index, region in enumerate(regions):
         if not region.is_background:
             label[region.mask(panel_shape)] = index
-    curves = np.stack([r.params["O"] + lognormal_enhancement(model_times, r.params) for r in regions])
+    curves = _region_curves(regions, model_times, enhancement_scale)
     power = np.empty((len(model_times),) + tuple(panel_shape), dtype=np.float64)
     for index in range(len(regions)):
         where = label == index
         power[:, where] = curves[index][:, None]
     power[:, label < 0] = 1e-9
     return power
+
+
+def _region_curves(regions: Sequence[PerfusionRegion], model_times, enhancement_scale) -> np.ndarray:
+    """(regions, N) true mean echo power O + e(t) (times the replenishment fraction after a flash)."""
+    if enhancement_scale is None:
+        return np.stack([r.params["O"] + lognormal_enhancement(model_times, r.params) for r in regions])
+    return np.stack([r.params["O"] + lognormal_enhancement(model_times, r.params) * enhancement_scale
+                     for r in regions])
+
+
+def _coverage(region: PerfusionRegion, rows: np.ndarray, columns: np.ndarray, offset) -> np.ndarray:
+    """Fraction (0..1) of each pixel inside ``region`` moved by ``offset`` (row, column) pixels.
+
+    A linear ramp one pixel wide across the edge: the exact partial-volume fraction of a straight
+    edge crossing a pixel parallel to an axis, and close to it otherwise. It makes the rendered
+    region move smoothly with sub-pixel displacements instead of jumping a pixel at a time.
+    """
+    distance = np.hypot(rows - (region.center[0] + offset[0]), columns - (region.center[1] + offset[1]))
+    inside = np.clip(region.radius - distance + 0.5, 0.0, 1.0)
+    if region.inner_radius > 0:
+        inside -= np.clip(region.inner_radius - distance + 0.5, 0.0, 1.0)
+    return inside
+
+
+def _moving_contrast_power(regions: Sequence[PerfusionRegion], panel_shape, model_times,
+                           anatomy_px: np.ndarray, enhancement_scale) -> np.ndarray:
+    """As :func:`_contrast_power` with the regions displaced by ``anatomy_px[k]`` in frame k and
+    partial-volume edges (later regions are composited over earlier ones by their coverage)."""
+    curves = _region_curves(regions, model_times, enhancement_scale)
+    background = [i for i, r in enumerate(regions) if r.is_background]
+    rows, columns = np.mgrid[0:panel_shape[0], 0:panel_shape[1]].astype(np.float64)
+    power = np.empty((len(model_times),) + tuple(panel_shape), dtype=np.float64)
+    for k in range(len(model_times)):
+        frame = np.full(panel_shape, curves[background[0], k] if background else 1e-9)
+        for index, region in enumerate(regions):
+            if not region.is_background:
+                frame += _coverage(region, rows, columns, anatomy_px[k]) * (curves[index, k] - frame)
+        power[k] = frame
+    return power
+
+
+def _moving_bmode_panel(regions, panel_shape, sigma_px: float, rng, anatomy_px: np.ndarray) -> np.ndarray:
+    """:func:`_bmode_panel` with the tissue (echogenicity map and speckle) displaced per frame.
+
+    The tissue's complex scattering field is drawn once on a canvas padded beyond the largest
+    displacement and moved by a Fourier phase ramp (exact for this band-limited field), so the
+    speckle pattern moves rigidly by sub-pixel amounts; the power is taken after the shift.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rows, columns = panel_shape
+    pad = int(np.ceil(np.max(np.abs(anatomy_px)))) + int(np.ceil(4 * sigma_px)) + 4
+    canvas = (rows + 2 * pad, columns + 2 * pad)
+    field_ = gaussian_filter(rng.standard_normal(canvas), sigma_px, mode="wrap") \
+        + 1j * gaussian_filter(rng.standard_normal(canvas), sigma_px, mode="wrap")
+    spectrum = np.fft.fft2(field_)
+    row_frequency = np.fft.fftfreq(canvas[0])[:, None]
+    column_frequency = np.fft.fftfreq(canvas[1])[None, :]
+    energy = _speckle_energy(sigma_px)
+    grid_rows, grid_columns = np.mgrid[0:rows, 0:columns].astype(np.float64)
+    frames = np.empty((anatomy_px.shape[0],) + tuple(panel_shape), dtype=np.uint8)
+    for k, (d_row, d_column) in enumerate(anatomy_px):
+        ramp = np.exp(-2j * np.pi * (row_frequency * d_row + column_frequency * d_column))
+        moved = np.fft.ifft2(spectrum * ramp)[pad:pad + rows, pad:pad + columns]
+        speckle = (moved.real ** 2 + moved.imag ** 2) / energy
+        echo = np.full(panel_shape, 0.01)
+        for region in regions:
+            if not region.is_background:
+                echo += _coverage(region, grid_rows, grid_columns, (d_row, d_column)) \
+                    * (0.01 * region.echogenicity - echo)
+        tissue = echo * speckle
+        frames[k] = _log_compress(tissue * (1.0 + 0.02 * rng.standard_normal(panel_shape)).clip(0.5), 60.0)
+    return frames
+
+
+def _black_out(frames: np.ndarray, dropouts: Sequence[int], contrast_region, bmode_region, colour: str,
+               seed: int) -> None:
+    """Probe contact lost: both panels show electronic noise just above black."""
+    noise_rng = np.random.default_rng([seed, 0xD0])  # own stream: the other frames stay as they were
+    for k in dropouts:
+        for region in (contrast_region, bmode_region):
+            if region is None:
+                continue
+            gray = np.clip(np.round(noise_rng.normal(DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD,
+                                                     (region.rows, region.columns))), 0, 255)
+            rows, cols = region.slices
+            if colour == "gold":
+                tint = np.asarray(GOLD_TINT) if region is contrast_region else np.ones(3)
+                frames[k, rows, cols, :] = np.round(gray[..., None] * tint).astype(np.uint8)
+            else:
+                frames[k, rows, cols] = gray.astype(np.uint8)
 
 
 def _speckle(shape, sigma_px: float, rng: np.random.Generator) -> np.ndarray:
