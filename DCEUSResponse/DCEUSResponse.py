@@ -1,0 +1,898 @@
+"""DCEUSResponse: quantitative dynamic contrast-enhanced ultrasound (DCE-US) in 3D Slicer.
+
+The module is a thin Slicer front end of the engine package ``DCEUSResponseLib`` (installed next to
+this file): the clip comes from a sequence browser (loaded from DICOM by the DCEUSResponse DICOM
+plugin), the regions of interest from a segmentation drawn in the Segment Editor, and the results
+(tables, chart, response table) go back into the scene through ``DCEUSResponseLib.mrml``. Every
+number is the engine's, exactly as the quantification contract defines it.
+
+Only cheap imports happen here at module level (Slicer imports every scripted module at startup);
+the engine's numerical modules (scipy) are imported when they are used.
+"""
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from typing import Annotated
+
+import vtk
+
+import slicer
+from slicer import vtkMRMLPlotChartNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode, vtkMRMLTableNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, Minimum, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+try:
+    import DCEUSResponseLib  # noqa: F401  (installed by the extension next to this file)
+except ImportError:  # running from a source checkout: the engine is at the repository root, one level up
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import DCEUSResponseLib  # noqa: F401
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.linearize import DEFAULT_DYNAMIC_RANGE_DB
+
+# Bolus models of DCEUSResponseLib.models.BOLUS_MODELS (listed here so that importing this module does
+# not import scipy at Slicer startup; Testing/Python/test_slicer_module_static.py checks they agree).
+MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
+DEFAULT_MODEL = "lognormal"
+DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.compare.DEFAULT_RULE
+# Python packages the self-test needs beyond those Slicer ships (the demo study writes its ROIs with slicerio).
+TEST_REQUIREMENTS = ["slicerio>=1.0"]
+
+
+#
+# DCEUSResponse
+#
+
+
+class DCEUSResponse(ScriptedLoadableModule):
+    """Uses ScriptedLoadableModule base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("DCE-US Response")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Ultrasound")]
+        self.parent.dependencies = ["Sequences", "Segmentations"]
+        self.parent.contributors = ["DCEUSResponse contributors (dceus-response project)"]
+        self.parent.helpText = _("""
+Quantitative dynamic contrast-enhanced ultrasound (DCE-US). Load a CEUS cine clip from the DICOM
+database (it becomes a sequence browser), draw the lesions and a reference region (usually healthy
+liver) as segments in the Segment Editor on one frame, set the display's dynamic range and the
+injection time, and click Apply: the module linearises the log-compressed video to echo power,
+extracts each region's time-intensity curve, fits a bolus model and reports the perfusion parameters
+(PE, TTP, WiR, WoR, WiAUC, WoAUC, WiWoAUC, mTTl, ...), absolute and relative to the reference region.
+Compare classifies each lesion's response against a previous exam's exported results.
+See the <a href="https://github.com/dceus-response/DCEUSResponse">project page</a> and its
+quantification contract for the exact definition of every number.
+""")
+        self.parent.acknowledgementText = _("""
+DCEUSResponse is open source (Apache License 2.0). The default response rule follows
+Lassau et al., Invest Radiol 2014. Built on 3D Slicer and its Sequences and Segmentations modules.
+""")
+
+
+#
+# DCEUSResponseParameterNode
+#
+
+
+@parameterNodeWrapper
+class DCEUSResponseParameterNode:
+    """The parameters of the module (saved with the scene).
+
+    inputBrowser - sequence browser of the CEUS clip.
+    inputSegmentation - segmentation whose segments are the ROIs (drawn on the reference frame).
+    referenceSegmentId - segment ID of the reference ROI ("" = none: absolute values only).
+    dynamicRangeDb - log-compression dynamic range of the display, dB.
+    injectionTimeS - clip time of the contrast injection, s.
+    referenceFrame - frame the ROIs were drawn on.
+    model - bolus model fitted to the curves.
+    motionCompensation - compensate breathing motion (not available in this engine version).
+    maps - compute parametric maps (not available in this engine version).
+    responseRule - rule of Compare (lassau2014 or [absolute|relative]:PARAM:PERCENT).
+    outputParameterTable, outputTicTable, outputChart - results of the last Apply.
+    outputResponseTable - result of the last Compare.
+    """
+
+    inputBrowser: vtkMRMLSequenceBrowserNode | None
+    inputSegmentation: vtkMRMLSegmentationNode | None
+    referenceSegmentId: str = ""
+    dynamicRangeDb: Annotated[float, WithinRange(1.0, 200.0)] = DEFAULT_DYNAMIC_RANGE_DB
+    injectionTimeS: Annotated[float, WithinRange(-3600.0, 3600.0)] = 0.0
+    referenceFrame: Annotated[int, Minimum(0)] = 0
+    model: Annotated[str, Choice(MODEL_CHOICES)] = DEFAULT_MODEL
+    motionCompensation: bool = False
+    maps: bool = False
+    responseRule: str = DEFAULT_RESPONSE_RULE
+    outputParameterTable: vtkMRMLTableNode | None
+    outputTicTable: vtkMRMLTableNode | None
+    outputChart: vtkMRMLPlotChartNode | None
+    outputResponseTable: vtkMRMLTableNode | None
+
+
+class ProcessingCancelled(Exception):
+    """The user cancelled the analysis; nothing was added to the scene."""
+
+
+#
+# DCEUSResponseWidget
+#
+
+
+class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Uses ScriptedLoadableModuleWidget base class, available at:
+    https://github.com/Slicer/Slicer/blob/main/Base/Python/slicer/ScriptedLoadableModule.py
+    """
+
+    def __init__(self, parent=None) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._observedSegmentation = None
+        self._updatingReferenceSegment = False
+        self._userChoseReferenceFor = None  # segmentation whose reference the user picked (maybe None)
+        self._processing = False
+        self._analysis = None  # DCEUSResponseLib.analysis.Analysis of the last Apply (for Compare and Export)
+
+    def setup(self) -> None:
+        """Called when the user opens the module the first time and the widget is initialized."""
+        ScriptedLoadableModuleWidget.setup(self)
+
+        # Load widget from .ui file (created by Qt Designer).
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/DCEUSResponse.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+
+        # Set scene in MRML widgets. The .ui connects the top-level qMRMLWidget's
+        # "mrmlSceneChanged(vtkMRMLScene*)" signal to each MRML widget's "setMRMLScene(vtkMRMLScene*)" slot.
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = DCEUSResponseLogic()
+
+        # These connections ensure that we update parameter node when scene is closed
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        # Buttons and the widgets that are not bound to the parameter node by connectGui
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.editRoisButton.connect("clicked(bool)", self.onEditRoisButton)
+        self.ui.useCurrentFrameButton.connect("clicked(bool)", self.onUseCurrentFrameButton)
+        self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
+        self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceSegmentChanged)
+        self.ui.baselineFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
+        self.ui.exportFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
+
+        # Make sure parameter node is initialized (needed for module reload)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self.removeObservers()
+
+    def enter(self) -> None:
+        """Called each time the user opens this module."""
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        """Called each time the user opens a different module."""
+        # Do not react to parameter node changes (GUI will be updated when the user enters into the module)
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        """Called just before the scene is closed."""
+        self.setParameterNode(None)
+        self._analysis = None
+
+    def onSceneEndClose(self, caller, event) -> None:
+        """Called just after the scene is closed."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        """Ensure parameter node exists and observed."""
+        self.setParameterNode(self.logic.getParameterNode())
+
+        # Select default inputs if nothing is selected yet to save a few clicks for the user
+        if not self._parameterNode.inputBrowser:
+            browserNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSequenceBrowserNode")
+            if browserNode:
+                self._parameterNode.inputBrowser = browserNode
+        if not self._parameterNode.inputSegmentation:
+            segmentationNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+            if segmentationNode:
+                self._parameterNode.inputSegmentation = segmentationNode
+
+    def setParameterNode(self, inputParameterNode: DCEUSResponseParameterNode | None) -> None:
+        """Set and observe the parameter node (the GUI follows it and writes into it)."""
+        if self._parameterNode == inputParameterNode:
+            return
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # In the .ui file, a Qt dynamic property called "SlicerParameterName" is set on each
+            # widget that connectGui binds to a parameter.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+        self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Update the widgets that connectGui does not handle, then the buttons."""
+        segmentationNode = self._parameterNode.inputSegmentation if self._parameterNode else None
+        self._observeSegmentation(segmentationNode)
+        self._updateReferenceSegmentSelector()
+        self._updateButtonStates()
+
+    def _observeSegmentation(self, segmentationNode) -> None:
+        """Follow segments being added or removed: they decide whether Apply is possible."""
+        if segmentationNode == self._observedSegmentation:
+            return
+        if self._observedSegmentation is not None:
+            for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved):
+                self.removeObserver(self._observedSegmentation, event, self.onSegmentsChanged)
+        self._observedSegmentation = segmentationNode
+        if segmentationNode is not None:
+            for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved):
+                self.addObserver(segmentationNode, event, self.onSegmentsChanged)
+
+    def onSegmentsChanged(self, caller=None, event=None) -> None:
+        self._updateReferenceSegmentSelector()
+        self._updateButtonStates()
+
+    def _updateReferenceSegmentSelector(self) -> None:
+        """Show the parameter node's reference segment in the segment selector (not bound by connectGui)."""
+        selector = self.ui.referenceSegmentSelector
+        parameterNode = self._parameterNode
+        segmentationNode = parameterNode.inputSegmentation if parameterNode else None
+        self._updatingReferenceSegment = True
+        try:
+            if selector.currentNode() != segmentationNode:
+                selector.setCurrentNode(segmentationNode)
+            if parameterNode is None or segmentationNode is None:
+                return
+            segmentId = parameterNode.referenceSegmentId
+            if segmentId and not segmentationNode.GetSegmentation().GetSegment(segmentId):
+                segmentId = ""  # the reference belonged to another segmentation
+            if not segmentId and self._userChoseReferenceFor is not segmentationNode:
+                segmentId = self.logic.defaultReferenceSegmentId(segmentationNode)  # "liver", if there is one
+            if selector.currentSegmentID() != segmentId:
+                selector.setCurrentSegmentID(segmentId)
+            if parameterNode.referenceSegmentId != segmentId:
+                parameterNode.referenceSegmentId = segmentId
+        finally:
+            self._updatingReferenceSegment = False
+
+    def onReferenceSegmentChanged(self, segmentId) -> None:
+        segmentId = segmentId or ""
+        if self._updatingReferenceSegment or not self._parameterNode \
+                or segmentId == self._parameterNode.referenceSegmentId:
+            return
+        self._userChoseReferenceFor = self._parameterNode.inputSegmentation
+        self._parameterNode.referenceSegmentId = segmentId
+
+    def _updateButtonStates(self, *args) -> None:
+        parameterNode = self._parameterNode
+        problem = self.logic.inputProblem(parameterNode.inputBrowser, parameterNode.inputSegmentation) \
+            if parameterNode else _("No parameter node.")
+        self.ui.applyButton.enabled = problem is None and not self._processing
+        self.ui.applyButton.toolTip = problem if problem else _("Quantify the ROIs of the clip.")
+        hasBrowser = bool(parameterNode and parameterNode.inputBrowser)
+        self.ui.editRoisButton.enabled = hasBrowser
+        self.ui.useCurrentFrameButton.enabled = hasBrowser
+        self.ui.showChartButton.enabled = bool(parameterNode and parameterNode.outputChart)
+        hasAnalysis = self._analysis is not None
+        self.ui.compareButton.enabled = hasAnalysis and bool(self.ui.baselineFolderPathLineEdit.currentPath)
+        self.ui.compareButton.toolTip = _("Compare the current analysis (follow-up) with the previous exam's results.") \
+            if hasAnalysis else _("Apply first: Compare uses the current analysis as the follow-up.")
+        self.ui.exportButton.enabled = hasAnalysis and bool(self.ui.exportFolderPathLineEdit.currentPath)
+
+    def _setStatus(self, text: str, error: bool = False) -> None:
+        """Messages go to the module panel's status label (no popups in the normal flow)."""
+        self.ui.statusLabel.text = (_("Error: {message}").format(message=text) if error else text)
+        if error:
+            logging.error(f"DCEUSResponse: {text}")
+
+    def onApplyButton(self) -> None:
+        """Run the analysis with a cancellable progress dialog; results go to the scene and the panel."""
+        parameterNode = self._parameterNode
+        self._processing = True
+        self._updateButtonStates()
+        self._setStatus(_("Analysing..."))
+        progressDialog = slicer.util.createProgressDialog(
+            windowTitle=_("DCE-US analysis"), labelText=_("Reading the clip..."), maximum=100)
+
+        def onProgress(fraction, message):
+            progressDialog.labelText = message
+            progressDialog.value = int(round(100 * fraction))
+            slicer.app.processEvents()
+            return progressDialog.wasCanceled
+
+        try:
+            with slicer.util.WaitCursor():
+                analysis = self.logic.process(
+                    parameterNode.inputBrowser, parameterNode.inputSegmentation, parameterNode.referenceSegmentId,
+                    dynamicRangeDb=parameterNode.dynamicRangeDb, injectionTimeS=parameterNode.injectionTimeS,
+                    referenceFrame=parameterNode.referenceFrame, model=parameterNode.model,
+                    motionCompensation=parameterNode.motionCompensation, maps=parameterNode.maps,
+                    progressCallback=onProgress)
+        except ProcessingCancelled:
+            self._setStatus(_("Cancelled: nothing was added to the scene."))
+            return
+        except InputError as error:
+            self._setStatus(str(error), error=True)
+            return
+        except Exception as error:  # a bug: one line here, the traceback in the log
+            logging.exception("DCEUSResponse: analysis failed")
+            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
+                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
+            return
+        finally:
+            progressDialog.close()
+            self._processing = False
+            self._updateButtonStates()
+
+        self._analysis = analysis
+        resultNodes = self.logic.resultNodes
+        with slicer.util.NodeModify(parameterNode):
+            parameterNode.outputParameterTable = getattr(resultNodes, "parameter_table", None)
+            parameterNode.outputTicTable = getattr(resultNodes, "tic_table", None)
+            parameterNode.outputChart = getattr(resultNodes, "chart", None)
+        if parameterNode.outputChart:
+            slicer.modules.plots.logic().ShowChartInLayout(parameterNode.outputChart)
+        self.ui.resultsCollapsibleButton.collapsed = False
+        self._setStatus(self.logic.summary(analysis))
+        self._updateButtonStates()
+
+    def onEditRoisButton(self) -> None:
+        """Open the Segment Editor on the clip's current frame with the ROI segmentation (created if needed)."""
+        parameterNode = self._parameterNode
+        browserNode = parameterNode.inputBrowser
+        volumeNode = self.logic.sourceVolumeNode(browserNode)
+        if volumeNode is None:
+            self._setStatus(_("the clip's sequence browser shows no volume."), error=True)
+            return
+        segmentationNode = parameterNode.inputSegmentation
+        if segmentationNode is None:
+            try:
+                segmentationNode = self.logic.createRoiSegmentation(browserNode)
+            except InputError as error:
+                self._setStatus(str(error), error=True)
+                return
+            parameterNode.inputSegmentation = segmentationNode
+        frame = max(0, browserNode.GetSelectedItemNumber())
+        parameterNode.referenceFrame = frame
+        self._setStatus(_("Draw one segment per ROI on frame {frame} (the reference frame), then come back and "
+                          "click Apply.").format(frame=frame))
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.SegmentEditorWidget.editor
+        editor.setSegmentationNode(segmentationNode)
+        editor.setSourceVolumeNode(volumeNode)
+
+    def onUseCurrentFrameButton(self) -> None:
+        browserNode = self._parameterNode.inputBrowser
+        if browserNode is not None:
+            self._parameterNode.referenceFrame = max(0, browserNode.GetSelectedItemNumber())
+
+    def onShowChartButton(self) -> None:
+        if self._parameterNode and self._parameterNode.outputChart:
+            slicer.modules.plots.logic().ShowChartInLayout(self._parameterNode.outputChart)
+
+    def onCompareButton(self) -> None:
+        parameterNode = self._parameterNode
+        baselineFolder = self.ui.baselineFolderPathLineEdit.currentPath
+        try:
+            response = self.logic.compareWithFolder(baselineFolder, self._analysis,
+                                                    rule=parameterNode.responseRule or DEFAULT_RESPONSE_RULE,
+                                                    responseTableNode=parameterNode.outputResponseTable)
+        except InputError as error:
+            self._setStatus(str(error), error=True)
+            return
+        except Exception as error:
+            logging.exception("DCEUSResponse: comparison failed")
+            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
+                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
+            return
+        self.ui.baselineFolderPathLineEdit.addCurrentPathToHistory()
+        parameterNode.outputResponseTable = self.logic.responseTableNode
+        self._setStatus(self.logic.responseSummary(response))
+
+    def onExportButton(self) -> None:
+        folder = self.ui.exportFolderPathLineEdit.currentPath
+        try:
+            self.logic.exportResults(self._analysis, folder)
+        except InputError as error:
+            self._setStatus(str(error), error=True)
+            return
+        except Exception as error:
+            logging.exception("DCEUSResponse: export failed")
+            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
+                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
+            return
+        self.ui.exportFolderPathLineEdit.addCurrentPathToHistory()
+        self._setStatus(_("Results written to {folder} (results.json, parameters.csv, tic.csv).")
+                        .format(folder=os.path.abspath(folder)))
+
+
+#
+# DCEUSResponseLogic
+#
+
+
+class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
+    """The analysis, usable without the GUI (Python console, scripts, tests).
+
+    >>> logic = DCEUSResponseLogic()
+    >>> analysis = logic.process(browserNode, segmentationNode, referenceSegmentId, dynamicRangeDb=50,
+    ...                          injectionTimeS=2.0)
+    >>> logic.exportResults(analysis, "/path/to/exam1")
+    >>> response = logic.compareWithFolder("/path/to/exam0", analysis)
+
+    Bad input raises ``DCEUSResponseLib.errors.InputError`` with a one-line message naming the problem.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.resultNodes = None  # DCEUSResponseLib.mrml.ResultNodes of the last process()
+        self.responseTableNode = None  # table of the last compareWithFolder()
+
+    def getParameterNode(self):
+        return DCEUSResponseParameterNode(super().getParameterNode())
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def inputProblem(browserNode, segmentationNode):
+        """Why Apply cannot run with these inputs (a translated sentence), or None when it can."""
+        if browserNode is None:
+            return _("Select the CEUS clip (its sequence browser).")
+        if browserNode.GetNumberOfItems() < 2:
+            return _("The selected clip has fewer than 2 frames.")
+        if segmentationNode is None:
+            return _("Select the segmentation holding the ROIs (or click Edit ROIs).")
+        if segmentationNode.GetSegmentation().GetNumberOfSegments() == 0:
+            return _("The segmentation has no segment: draw the ROIs first.")
+        return None
+
+    @staticmethod
+    def defaultReferenceSegmentId(segmentationNode) -> str:
+        """The segment named like a reference region ("liver", "reference", "parenchyma"), or ""."""
+        if segmentationNode is None:
+            return ""
+        segmentation = segmentationNode.GetSegmentation()
+        for keyword in ("liver", "reference", "parenchyma"):
+            for index in range(segmentation.GetNumberOfSegments()):
+                segmentId = segmentation.GetNthSegmentID(index)
+                if keyword in (segmentation.GetSegment(segmentId).GetName() or "").lower():
+                    return segmentId
+        return ""
+
+    @staticmethod
+    def sourceVolumeNode(browserNode):
+        """The volume the sequence browser shows for its master sequence (the one to draw ROIs on)."""
+        if browserNode is None or browserNode.GetMasterSequenceNode() is None:
+            return None
+        return browserNode.GetProxyNode(browserNode.GetMasterSequenceNode())
+
+    @staticmethod
+    def createRoiSegmentation(browserNode, name=None):
+        """An empty segmentation for the ROIs of the clip, on the clip's pixel grid over the whole frame
+        (so segments can be drawn on either panel of a dual display), referencing the contrast panel."""
+        from DCEUSResponseLib import mrml
+
+        clip = mrml.clip_from_browser(browserNode)
+        volumeNode = DCEUSResponseLogic.sourceVolumeNode(browserNode)
+        return mrml.add_roi_segmentation(slicer.mrmlScene, [], clip, volumeNode,
+                                         name=name or slicer.mrmlScene.GenerateUniqueName(_("ROIs")))
+
+    @staticmethod
+    def segmentName(segmentationNode, segmentId) -> str:
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId) if segmentId else None
+        if segment is None:
+            raise InputError(f"reference segment {segmentId!r} is not in segmentation {segmentationNode.GetName()!r}")
+        return segment.GetName()
+
+    # -- analysis ----------------------------------------------------------------------------
+
+    def process(self, browserNode, segmentationNode, referenceSegmentId="",
+                dynamicRangeDb=DEFAULT_DYNAMIC_RANGE_DB, injectionTimeS=0.0, referenceFrame=0,
+                model=DEFAULT_MODEL, motionCompensation=False, maps=False, addResults=True,
+                progressCallback=None):
+        """Quantify every segment of ``segmentationNode`` on the clip of ``browserNode``.
+
+        :param browserNode: vtkMRMLSequenceBrowserNode of the clip (DCEUSResponse DICOM plugin or
+            ``DCEUSResponseLib.mrml.add_clip_sequences``).
+        :param segmentationNode: vtkMRMLSegmentationNode, one 2D segment per ROI, drawn on ``referenceFrame``.
+        :param referenceSegmentId: segment ID of the reference ROI, "" for none.
+        :param dynamicRangeDb: display dynamic range (dB); ``injectionTimeS``: clip time of the injection (s);
+            ``model``: one of MODEL_CHOICES.
+        :param motionCompensation, maps: not available in this engine version (InputError when set).
+        :param addResults: add the TIC and parameter tables and the chart to the scene (``self.resultNodes``).
+        :param progressCallback: ``callback(fraction, message) -> bool``; returning True cancels
+            (ProcessingCancelled is raised before anything is added to the scene).
+        :return: the engine's ``DCEUSResponseLib.analysis.Analysis``.
+        """
+        from DCEUSResponseLib import __version__, mrml
+        from DCEUSResponseLib.analysis import AnalysisOptions, analyze
+
+        def step(fraction, message):
+            if progressCallback is not None and progressCallback(fraction, message):
+                raise ProcessingCancelled()
+
+        problem = self.inputProblem(browserNode, segmentationNode)
+        if problem:
+            raise InputError(problem)
+        if motionCompensation:
+            raise InputError(f"motion compensation is not available in DCEUSResponseLib {__version__} yet")
+        if maps:
+            raise InputError(f"parametric maps are not available in DCEUSResponseLib {__version__} yet")
+        if model not in MODEL_CHOICES:
+            raise InputError(f"unknown bolus model {model!r} (use one of {', '.join(MODEL_CHOICES)})")
+
+        step(0.02, _("Reading the clip..."))
+        clip = mrml.clip_from_browser(browserNode)
+        step(0.20, _("Reading the ROIs..."))
+        rois = mrml.rois_from_segmentation(segmentationNode, clip)
+        reference = self.segmentName(segmentationNode, referenceSegmentId) if referenceSegmentId else None
+        if reference is not None and reference not in [roi.name for roi in rois]:
+            raise InputError(f"reference segment {reference!r} gave no ROI (is it empty?)", segmentationNode.GetName())
+        options = AnalysisOptions(dynamic_range_db=float(dynamicRangeDb), injection_time_s=float(injectionTimeS),
+                                  reference_frame=int(referenceFrame), model=str(model), reference=reference)
+        step(0.30, _("Fitting {count} time-intensity curves...").format(count=len(rois)))
+        analysis = analyze(clip, rois, options)
+        step(0.90, _("Adding the results to the scene..."))
+        if addResults:
+            self.resultNodes = mrml.add_analysis_results(slicer.mrmlScene, analysis,
+                                                         name_prefix=f"{browserNode.GetName()} ",
+                                                         segmentation_node=segmentationNode)
+        if progressCallback is not None:
+            progressCallback(1.0, _("Done."))
+        for warning in analysis.warnings:
+            logging.warning(f"DCEUSResponse: {warning}")
+        return analysis
+
+    @staticmethod
+    def summary(analysis) -> str:
+        """One short paragraph for the status label: ROI statuses and the engine's warnings."""
+        counts = {}
+        for roi in analysis.rois.values():
+            counts[roi.fit.status] = counts.get(roi.fit.status, 0) + 1
+        parts = ", ".join(f"{count} {status.replace('_', ' ')}" for status, count in counts.items())
+        text = _("{count} ROIs quantified ({parts}).").format(count=len(analysis.rois), parts=parts)
+        if analysis.options.reference is None:
+            text += " " + _("No reference ROI: relative values are empty.")
+        if analysis.warnings:
+            text += " " + _("Warnings: {warnings}").format(warnings=" | ".join(analysis.warnings))
+        return text
+
+    # -- comparison and export ---------------------------------------------------------------
+
+    def compareWithFolder(self, baselineFolder, followup, rule=DEFAULT_RESPONSE_RULE, responseTableNode=None):
+        """Treatment response of ``followup`` against a previous exam's results folder.
+
+        :param baselineFolder: folder holding the previous exam's ``results.json`` (exportResults or the
+            command line's ``analyze --out``).
+        :param followup: the current ``Analysis`` (from process) or another results folder.
+        :param rule: response rule (DCEUSResponseLib.compare: ``lassau2014`` or ``[absolute|relative]:PARAM:PERCENT``).
+        :param responseTableNode: table node to fill (a new one when None); kept in ``self.responseTableNode``.
+        :return: the contract's ``response.json`` content.
+        """
+        from DCEUSResponseLib.compare import ResponseRule, compare_results, read_results
+        from DCEUSResponseLib.outputs import json_text
+
+        if followup is None:
+            raise InputError("no follow-up analysis: click Apply first")
+        if not baselineFolder:
+            raise InputError("choose the previous exam's results folder")
+        parsedRule = ResponseRule.parse(rule or DEFAULT_RESPONSE_RULE)
+        baseline = read_results(baselineFolder)
+        if isinstance(followup, (str, os.PathLike)):
+            followupResults, followupName = read_results(os.fspath(followup)), os.path.abspath(followup)
+        else:  # an Analysis in memory: the same content as its results.json
+            followupResults, followupName = json.loads(json_text(followup.results())), followup.clip.source
+        if not set(baseline["rois"]) & set(followupResults["rois"]):
+            raise InputError("no ROI name is shared with the current exam (name the segments alike in both exams)",
+                             baselineFolder)
+        response = compare_results(baseline, followupResults, parsedRule, os.path.abspath(baselineFolder),
+                                   followupName)
+        self.responseTableNode = self.updateResponseTable(response, responseTableNode)
+        return response
+
+    @staticmethod
+    def updateResponseTable(response, tableNode=None):
+        """Fill (or create) a table node: one row per ROI, its classification and the main changes (%)."""
+        from DCEUSResponseLib.compare import ResponseRule
+
+        if tableNode is None:
+            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode",
+                                                          slicer.mrmlScene.GenerateUniqueName(_("DCE-US response")))
+        rule = ResponseRule.parse(response.get("rule") or DEFAULT_RESPONSE_RULE)
+        changes = [(rule.parameter, "relative_delta_percent" if rule.scale == "relative" else "delta_percent")]
+        for parameter in ("PE", "WiWoAUC", "mTTl"):
+            for key in ("relative_delta_percent", "delta_percent"):
+                if (parameter, key) not in changes:
+                    changes.append((parameter, key))
+
+        table = tableNode.GetTable()
+        wasModified = tableNode.StartModify()
+        table.Initialize()
+        columns = {}
+        for name in ("ROI", "Classification"):
+            columns[name] = vtk.vtkStringArray()
+        for parameter, key in changes:
+            columns[(parameter, key)] = vtk.vtkDoubleArray()
+        columns["Reason"] = vtk.vtkStringArray()
+        titles = {}
+        for name, array in columns.items():
+            if isinstance(name, tuple):
+                parameter, key = name
+                title = (f"{parameter} rel. change" if key == "relative_delta_percent" else f"{parameter} change")
+            else:
+                title = name
+            array.SetName(title)
+            titles[name] = title
+            table.AddColumn(array)
+        for roiName, roi in response["rois"].items():
+            columns["ROI"].InsertNextValue(roiName)
+            columns["Classification"].InsertNextValue(roi["classification"])
+            for parameter, key in changes:
+                value = roi["parameters"].get(parameter, {}).get(key)
+                columns[(parameter, key)].InsertNextValue(float("nan") if value is None else float(value))
+            columns["Reason"].InsertNextValue(roi.get("reason") or "")
+        for name, title in titles.items():
+            if isinstance(name, tuple):
+                parameter, key = name
+                tableNode.SetColumnUnitLabel(title, "%")
+                tableNode.SetColumnDescription(
+                    title, (f"change of {parameter} relative to each exam's reference ROI"
+                            if key == "relative_delta_percent" else f"change of the absolute {parameter}"))
+        tableNode.SetAttribute("DCEUSResponse.rule", response.get("rule_definition") or "")
+        tableNode.Modified()
+        tableNode.EndModify(wasModified)
+        return tableNode
+
+    @staticmethod
+    def responseSummary(response) -> str:
+        lines = [f"{name}: {roi['classification']}" for name, roi in response["rois"].items()]
+        text = "; ".join(lines) + ". " + (response.get("rule_definition") or "")
+        if response.get("unmatched_rois"):
+            text += " " + _("Only in one exam: {names}.").format(names=", ".join(response["unmatched_rois"]))
+        return text
+
+    @staticmethod
+    def exportResults(analysis, folder):
+        """Write the contract's ``results.json``, ``parameters.csv`` and ``tic.csv`` atomically into ``folder``.
+
+        :return: the written paths.
+        """
+        from DCEUSResponseLib.outputs import prepare_output_dir, write_analysis
+
+        if analysis is None:
+            raise InputError("no analysis to export: click Apply first")
+        if not folder:
+            raise InputError("choose an output folder")
+        prepare_output_dir(folder)
+        return write_analysis(analysis, folder)
+
+
+def ensurePythonPackages(requirements, requester="DCEUSResponse", inTest=False):
+    """Install missing Python packages (``requirements``: pip requirement strings) with slicer.packaging.
+
+    Slicer 5.12 and later ship numpy, scipy, pydicom 3 and Pillow, everything the module needs; only the
+    self-test needs more (``TEST_REQUIREMENTS``). In a test the install runs without prompting.
+    """
+    import slicer.packaging
+
+    slicer.packaging.pip_ensure(requirements, requester=requester, prompt_install=not inTest,
+                                prompt_restart=not inTest, skip_in_testing=not inTest, show_progress=not inTest)
+
+
+#
+# DCEUSResponseTest
+#
+
+
+class DCEUSResponseTest(ScriptedLoadableModuleTest):
+    """End-to-end test on the bundled synthetic demo study (baseline and follow-up of one patient).
+
+    Tolerances are the engine's (Testing/Python/test_accuracy.py): amplitudes 10 %, times 5 % or 0.5 s.
+    """
+
+    AMPLITUDES = ("PE", "WiR", "WoR", "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC")
+    TIMES = ("TTP", "TI", "TO", "RT", "FT", "mTTl")
+    AMPLITUDE_TOLERANCE = 0.10
+    TIME_TOLERANCE, TIME_TOLERANCE_S = 0.05, 0.5
+
+    def setUp(self):
+        """Do whatever is needed to reset the state - typically a scene clear will be enough."""
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        """Run as few or as many tests as needed here."""
+        self.setUp()
+        self.test_DCEUSResponse_demoStudy()
+        self.setUp()
+        self.test_DCEUSResponse_dicomPlugin()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _buildDemoStudy(self):
+        """The demo study in a fresh temporary folder: (folder, {exam: paths}, truth)."""
+        ensurePythonPackages(TEST_REQUIREMENTS, inTest=True)
+        from DCEUSResponseLib.demo import build_demo_study
+
+        folder = tempfile.mkdtemp(prefix="DCEUSResponseTest-", dir=slicer.app.temporaryPath)
+        study = build_demo_study(os.path.join(folder, "study"))
+        with open(os.path.join(folder, "study", "truth.json"), encoding="utf-8") as stream:
+            truth = json.load(stream)
+        return folder, study, truth
+
+    @staticmethod
+    def _frameSpacing(clip):
+        """Pixel spacing (row, column) mm of the clip's frame geometry, as the engine's ROI reader uses it."""
+        for region in clip.regions:
+            if region.spacing_mm:
+                return region.spacing_mm
+        return clip.pixel_spacing_mm
+
+    def _checkAgainstTruth(self, analysis, truth, exam):
+        failures = []
+        for name, expected in truth.items():
+            roi = analysis.rois[name]
+            if expected["parameters"] is None:  # necrosis: no perfusion at all
+                self.assertEqual(roi.fit.status, "no_enhancement", f"{exam} {name}: {roi.fit.reason}")
+                self.assertIsNone(roi.parameters["PE"])
+                continue
+            self.assertEqual(roi.fit.status, "ok", f"{exam} {name}: {roi.fit.reason}")
+            for parameter in self.AMPLITUDES:
+                value, true = roi.parameters[parameter], expected["parameters"][parameter]
+                if abs(value / true - 1) > self.AMPLITUDE_TOLERANCE:
+                    failures.append(f"{exam} {name} {parameter}: {value:.4g} vs {true:.4g}")
+            for parameter in self.TIMES:
+                value, true = roi.parameters[parameter], expected["parameters"][parameter]
+                if abs(value - true) > max(self.TIME_TOLERANCE * abs(true), self.TIME_TOLERANCE_S):
+                    failures.append(f"{exam} {name} {parameter}: {value:.3f} s vs {true:.3f} s")
+        self.assertFalse(failures, "\n".join(failures))
+
+    # -- tests -------------------------------------------------------------------------------
+
+    def test_DCEUSResponse_demoStudy(self):
+        """Load both exams of the demo study as the DCEUSResponse DICOM plugin does, draw the ROIs from
+        the demo's segmentation, analyse through the module logic, check against the truth, export,
+        compare and check each lesion's classification."""
+        from DCEUSResponseLib import mrml
+        from DCEUSResponseLib.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
+        from DCEUSResponseLib.dicom_io import read_clip
+        from DCEUSResponseLib.layout import find_layout
+        from DCEUSResponseLib.rois import read_roi_masks
+
+        self.delayDisplay("Building the demo study")
+        folder, study, truth = self._buildDemoStudy()
+        try:
+            logic = DCEUSResponseLogic()
+            analyses = {}
+            for exam in EXAMS:
+                self.delayDisplay(f"Analysing the {exam} exam")
+                clip = read_clip(study[exam]["clip"])
+                nodes = mrml.add_clip_sequences(slicer.mrmlScene, clip, find_layout(clip), name=f"CEUS {exam}")
+                self.assertEqual(nodes.browser.GetNumberOfItems(), clip.n_frames)
+
+                # The ROIs of the demo's rois.seg.nrrd, read by the engine and put into the scene ...
+                rois = read_roi_masks([study[exam]["segmentation"]], (clip.rows, clip.columns),
+                                      self._frameSpacing(clip))
+                segmentationNode = mrml.add_roi_segmentation(slicer.mrmlScene, rois, clip, nodes.contrast_volume,
+                                                             name=f"ROIs {exam}")
+                # ... and the same file read by Slicer itself must give the same pixels (geometry convention).
+                loadedNode = slicer.util.loadSegmentation(study[exam]["segmentation"])
+                fromSlicer = {roi.name: roi.mask for roi in mrml.rois_from_segmentation(loadedNode, clip)}
+                for roi in rois:
+                    self.assertIn(roi.name, fromSlicer)
+                    self.assertTrue((fromSlicer[roi.name] == roi.mask).all(), f"{exam} {roi.name}: masks differ")
+                slicer.mrmlScene.RemoveNode(loadedNode)
+
+                referenceId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(REFERENCE)
+                self.assertTrue(referenceId)
+                self.assertEqual(logic.defaultReferenceSegmentId(segmentationNode), referenceId)
+                analysis = logic.process(nodes.browser, segmentationNode, referenceId,
+                                         dynamicRangeDb=DYNAMIC_RANGE_DB, injectionTimeS=INJECTION_TIME_S)
+                self._checkAgainstTruth(analysis, truth["exams"][exam], exam)
+                self.assertEqual(analysis.options.reference, REFERENCE)
+                self.assertEqual(analysis.layout.display, "dual")
+
+                resultNodes = logic.resultNodes
+                self.assertIsNotNone(resultNodes.parameter_table)
+                self.assertIsNotNone(resultNodes.tic_table)
+                self.assertIsNotNone(resultNodes.chart)
+                self.assertEqual(resultNodes.parameter_table.GetNumberOfRows(), len(analysis.rois))
+
+                written = logic.exportResults(analysis, os.path.join(folder, exam))
+                self.assertTrue(any(path.endswith("results.json") for path in written))
+                analyses[exam] = analysis
+
+            self.delayDisplay("Comparing follow-up with baseline")
+            response = logic.compareWithFolder(os.path.join(folder, "baseline"), analyses["followup"])
+            classes = {name: roi["classification"] for name, roi in response["rois"].items()}
+            self.assertEqual(classes["lesion1"], "responder")
+            self.assertEqual(classes["lesion2"], "non-responder")
+            self.assertEqual(classes["necrosis"], "not-evaluable")
+            self.assertEqual(classes["liver"], "not-evaluable")  # the reference ROI itself
+            # the same comparison from the two exported folders
+            fromFolders = logic.compareWithFolder(os.path.join(folder, "baseline"), os.path.join(folder, "followup"))
+            self.assertEqual({n: r["classification"] for n, r in fromFolders["rois"].items()}, classes)
+            self.assertEqual(logic.responseTableNode.GetNumberOfRows(), len(response["rois"]))
+
+            # Bad input is an InputError with a message, not a crash
+            with self.assertRaises(InputError):
+                logic.process(nodes.browser, segmentationNode, referenceId, maps=True)
+            with self.assertRaises(InputError):
+                logic.compareWithFolder(folder, analyses["followup"])  # no results.json there
+            self.delayDisplay("Test passed")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def test_DCEUSResponse_dicomPlugin(self):
+        """The demo's baseline clip imported into a DICOM database is offered by the DCEUSResponse plugin
+        above the generic image sequence plugin, and loads into a browser the engine reads back intact."""
+        import numpy as np
+        from DICOMLib import DICOMUtils
+
+        from DCEUSResponseLib import mrml
+        from DCEUSResponseLib.dicom_io import read_clip
+        from DCEUSResponseLib.layout import find_layout
+
+        self.assertIn("DCEUSResponseDICOMPlugin", slicer.modules.dicomPlugins)
+        pluginClass = slicer.modules.dicomPlugins["DCEUSResponseDICOMPlugin"]
+        self.delayDisplay("Building the demo study")
+        folder, study, _truth = self._buildDemoStudy()
+        try:
+            clipPath = study["baseline"]["clip"]
+            with DICOMUtils.TemporaryDICOMDatabase() as database:
+                DICOMUtils.importDicom(os.path.dirname(clipPath), database)
+                seriesUID = database.fileValue(clipPath, "0020,000E")
+                self.assertTrue(seriesUID)
+                files = database.filesForSeries(seriesUID)
+                loadablesByPlugin, _loadEnabled = DICOMUtils.getLoadablesFromFileLists([files])
+                DICOMUtils.selectHighestConfidenceLoadables(loadablesByPlugin)
+                ours = [loadable for plugin, loadables in loadablesByPlugin.items() if isinstance(plugin, pluginClass)
+                        for loadable in loadables]
+                self.assertEqual(len(ours), 1)
+                self.assertTrue(ours[0].selected)
+                self.assertIn("CEUS liver baseline", ours[0].name)  # from the Series Description
+                others = [loadable for plugin, loadables in loadablesByPlugin.items()
+                          if not isinstance(plugin, pluginClass) for loadable in loadables if loadable.selected]
+                self.assertEqual(others, [], "another plugin is also selected for the CEUS clip")
+
+                self.delayDisplay("Loading the clip through the DICOM plugin")
+                DICOMUtils.loadLoadables(loadablesByPlugin)
+                browsers = slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode")
+                self.assertEqual(len(browsers), 1)
+                fromScene = mrml.clip_from_browser(browsers[0])
+                fromFile = read_clip(clipPath)
+                layout = find_layout(fromFile)
+                self.assertEqual(fromScene.frames.shape, fromFile.frames.shape)
+                for panel in (layout.contrast, layout.bmode):  # the scene keeps the display panels exactly
+                    rows, columns = panel.slices
+                    self.assertTrue(np.array_equal(fromScene.frames[:, rows, columns], fromFile.frames[:, rows, columns]))
+                self.assertTrue(np.allclose(fromScene.frame_times_s, fromFile.frame_times_s, atol=1e-6))
+                self.assertEqual(fromScene.uids.get("SeriesInstanceUID"), seriesUID)
+                self.assertEqual(find_layout(fromScene).display, "dual")
+            self.delayDisplay("Test passed")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

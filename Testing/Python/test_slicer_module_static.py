@@ -1,0 +1,519 @@
+"""Static checks of the Slicer extension (the module, its DICOM plugin, the .ui, the CMake files, the icon
+and the Extensions Index entry), runnable without Slicer.
+
+Slicer's Qt application cannot run here, so everything that can be checked from the files is checked
+against what Slicer's own sources require (Slicer 5.12 / main, see the comments for the file each rule
+comes from). The module's behaviour is tested inside Slicer by DCEUSResponseTest (DCEUSResponse.py,
+registered with ctest by DCEUSResponse/CMakeLists.txt).
+"""
+import ast
+import importlib.util
+import json
+import pathlib
+import re
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MODULE_DIR = ROOT / "DCEUSResponse"
+MODULE_NAME = "DCEUSResponse"
+MODULE_FILE = MODULE_DIR / f"{MODULE_NAME}.py"
+PLUGIN_FILE = MODULE_DIR / f"{MODULE_NAME}DICOMPlugin.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / f"{MODULE_NAME}.ui"
+MODULE_ICON = MODULE_DIR / "Resources" / "Icons" / f"{MODULE_NAME}.png"
+EXTENSION_ICON = ROOT / "Resources" / "Icons" / f"{MODULE_NAME}.png"
+ICON_SCRIPT = MODULE_DIR / "Resources" / "make_icon.py"
+CATALOG_ENTRY = ROOT / f"{MODULE_NAME}.json"
+MODULE_SCRIPTS = sorted(MODULE_DIR.glob("*.py"))
+
+# Packages a module file may import when Slicer imports it at startup: the standard library, what
+# Slicer ships and always has loaded (numpy, scipy, vtk, slicer, qt, ctk), Slicer's DICOM library
+# (Modules/Scripted/DICOMLib; every DICOM plugin of Slicer subclasses its DICOMPlugin at module level,
+# e.g. Modules/Scripted/DICOMPlugins/DICOMImageSequencePlugin.py) and the engine.
+ALLOWED_PACKAGES = set(sys.stdlib_module_names) | {"__future__", "numpy", "scipy", "vtk", "slicer", "qt", "ctk",
+                                                    "DICOMLib", "DCEUSResponseLib"}
+
+# What Slicer's parameterNodeWrapper can bind (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py,
+# the canRepresent() of each connector): widget class -> parameter kinds it represents.
+CONNECTABLE = {
+    "QCheckBox": {"bool"}, "ctkCheckBox": {"bool"},
+    "QSpinBox": {"int"}, "QSlider": {"int"},
+    "QDoubleSpinBox": {"float", "int"}, "ctkDoubleSpinBox": {"float", "int"}, "ctkSliderWidget": {"float", "int"},
+    "qMRMLSliderWidget": {"float", "int"}, "ctkDoubleSlider": {"float", "int"}, "qMRMLSpinBox": {"float", "int"},
+    "QComboBox": {"choice", "enum"}, "ctkComboBox": {"choice", "enum"},
+    "QLineEdit": {"str"}, "QLabel": {"str"}, "QTextEdit": {"str"},
+    "ctkPathLineEdit": {"path"}, "ctkDirectoryButton": {"path"},
+    "qMRMLNodeComboBox": {"node"},
+}
+BOUNDED_WIDGETS = {"ctkSliderWidget", "qMRMLSliderWidget", "QSlider"}  # connectors refuse unbounded numbers
+QT_WIDGETS = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QSpinBox", "QDoubleSpinBox", "QComboBox",
+              "QLineEdit", "QTextEdit", "QTableView", "QSlider", "QGroupBox", "QFrame", "QRadioButton"}
+SECTIONS = ("Inputs", "Options", "Results", "Compare", "Export")
+
+# Slicer/ExtensionsIndex schemas/slicer-extension-catalog-entry-schema-v1.0.2.json (identical to
+# Slicer's Schemas/ copy), reduced to what it constrains.
+CATALOG_SCHEMA_URL = ("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                      "slicer-extension-catalog-entry-schema-v1.0.2.json#")
+CATALOG_REQUIRED = ("$schema", "category", "scm_url")
+CATALOG_PROPERTIES = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+                      "build_dependencies": list, "dicom_support_rule": str, "build_subdirectory": str,
+                      "enabled": bool, "tier": int}
+# Slicer/ExtensionsIndex scripts/check_description_files.py
+CATALOG_CATEGORY_EXAMPLES = {"Ultrasound", "Quantification", "DICOM", "Sequences", "Segmentation"}
+EXTENSIONS_INDEX_PROJECT_PATTERN = r'project\s*\(\s*([^\s\)\n\r]+)'
+EXTENSIONS_INDEX_ICON_PATTERN = r'set\s*\(EXTENSION_ICONURL\s*"([^"]+)"[ ]*\)'
+EXTENSIONS_INDEX_SCREENSHOTS_PATTERN = r'set\s*\(EXTENSION_SCREENSHOTURLS\s*"([^"]+)"\)'
+REQUIRED_METADATA = ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                     "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _tree(path: pathlib.Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _import_time_imports(body):
+    """Imports that run when the module is imported: module level, if/try/with blocks, class bodies."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    yield from _import_time_imports(children)
+
+
+def _imported_modules(node) -> list[str]:
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return [alias.name for alias in node.names]
+
+
+def _classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def _parameter_kinds() -> dict[str, dict]:
+    """The parameter node's fields: {name: {"kind": ..., "nodes": [...], "validators": {...}}}."""
+    cls = _classes(_tree(MODULE_FILE))[f"{MODULE_NAME}ParameterNode"]
+    fields = {}
+    for statement in cls.body:
+        if not isinstance(statement, ast.AnnAssign) or not isinstance(statement.target, ast.Name):
+            continue
+        annotation, validators = statement.annotation, set()
+        if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) in ("Annotated", "typing.Annotated"):
+            base, *extras = annotation.slice.elts
+            validators = {ast.unparse(extra.func) for extra in extras if isinstance(extra, ast.Call)}
+            annotation = base
+        text = ast.unparse(annotation)
+        nodes = [part.strip() for part in text.split("|") if part.strip().startswith("vtkMRML")]
+        if nodes:
+            kind = "node"
+        elif text in ("bool", "int", "float", "str"):
+            kind = "choice" if "Choice" in validators else text
+        elif "Path" in text:
+            kind = "path"
+        else:
+            kind = text
+        fields[statement.target.id] = {"kind": kind, "nodes": nodes, "validators": validators,
+                                       "default": statement.value}
+    return fields
+
+
+def _ui_root() -> ET.Element:
+    return ET.parse(UI_FILE).getroot()
+
+
+def _ui_widgets() -> list[ET.Element]:
+    return list(_ui_root().iter("widget"))
+
+
+def _property(widget: ET.Element, name: str):
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            return prop
+    return None
+
+
+def _parameter_widgets() -> dict[str, ET.Element]:
+    found = {}
+    for widget in _ui_widgets():
+        prop = _property(widget, "SlicerParameterName")
+        if prop is not None:
+            name = prop.findtext("string")
+            assert name not in found, f"two widgets bound to parameter {name!r}"
+            found[name] = widget
+    return found
+
+
+def _cmake_sets(text: str) -> dict[str, str]:
+    """``set(NAME value)`` of a CMake file (comments removed; quoted or single unquoted values)."""
+    text = re.sub(r"#[^\n]*", "", text)
+    values = {}
+    for match in re.finditer(r'set\(\s*(\w+)\s+("(?:[^"\\]|\\.)*"|[^\s\)]+)\s*\)', text):
+        values.setdefault(match.group(1), match.group(2).strip('"'))
+    return values
+
+
+def _cmake_list(text: str, name: str) -> list[str]:
+    match = re.search(r"set\(\s*" + name + r"\s+([^)]*)\)", text)
+    assert match, f"set({name} ...) not found"
+    return match.group(1).split()
+
+
+def _png_size(path: pathlib.Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG file"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ----------------------------------------------------------------------------------------------
+# Python module files
+
+
+def test_the_module_folder_has_the_module_and_the_dicom_plugin():
+    assert [p.name for p in MODULE_SCRIPTS] == [f"{MODULE_NAME}.py", f"{MODULE_NAME}DICOMPlugin.py"]
+
+
+@pytest.mark.parametrize("path", MODULE_SCRIPTS, ids=[p.name for p in MODULE_SCRIPTS])
+def test_module_files_import_only_slicer_numpy_scipy_vtk_and_the_engine_at_startup(path):
+    offending = [f"{path.name}:{node.lineno}: {ast.unparse(node)}" for node in _import_time_imports(_tree(path).body)
+                 if any(name.split(".")[0] not in ALLOWED_PACKAGES for name in _imported_modules(node))]
+    assert not offending, "imports at module level outside the allowed packages:\n" + "\n".join(offending)
+
+
+def test_importing_the_module_files_does_not_import_scipy():
+    """Slicer imports every scripted module at startup: the engine modules imported at module level
+    must be cheap (no scipy.optimize: about half a second)."""
+    engine_modules = sorted({name for path in MODULE_SCRIPTS for node in _import_time_imports(_tree(path).body)
+                             for name in _imported_modules(node) if name.split(".")[0] == "DCEUSResponseLib"})
+    assert "DCEUSResponseLib" in engine_modules
+    code = ("import sys\n" + "".join(f"import {name}\n" for name in engine_modules)
+            + "heavy = sorted(m for m in sys.modules if m.split('.')[0] == 'scipy')\nprint(len(heavy))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "0", f"{engine_modules} import scipy at Slicer startup"
+
+
+def test_the_module_file_has_the_classes_slicer_looks_for():
+    """qSlicerScriptedLoadableModule::setPythonSource instantiates the class named like the file, and
+    <Name>Widget; ScriptedLoadableModule.runTest looks for <Name>Test."""
+    classes = _classes(_tree(MODULE_FILE))
+    bases = {name: [ast.unparse(base) for base in cls.bases] for name, cls in classes.items()}
+    assert bases[MODULE_NAME] == ["ScriptedLoadableModule"]
+    assert bases[f"{MODULE_NAME}Widget"][0] == "ScriptedLoadableModuleWidget"
+    assert "VTKObservationMixin" in bases[f"{MODULE_NAME}Widget"]
+    assert bases[f"{MODULE_NAME}Logic"] == ["ScriptedLoadableModuleLogic"]
+    assert bases[f"{MODULE_NAME}Test"] == ["ScriptedLoadableModuleTest"]
+    parameter_node = classes[f"{MODULE_NAME}ParameterNode"]
+    assert [ast.unparse(d) for d in parameter_node.decorator_list] == ["parameterNodeWrapper"]
+    logic_methods = {n.name for n in classes[f"{MODULE_NAME}Logic"].body if isinstance(n, ast.FunctionDef)}
+    assert {"process", "compareWithFolder", "exportResults", "getParameterNode"} <= logic_methods
+    tests = {n.name for n in classes[f"{MODULE_NAME}Test"].body if isinstance(n, ast.FunctionDef)}
+    assert {"setUp", "runTest"} <= tests and len([t for t in tests if t.startswith("test_")]) >= 2
+
+
+def test_the_module_texts_are_translatable_and_the_category_is_ultrasound():
+    init = next(n for n in _classes(_tree(MODULE_FILE))[MODULE_NAME].body
+                if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    assigned = {ast.unparse(n.targets[0]): n.value for n in ast.walk(init) if isinstance(n, ast.Assign)}
+    for attribute in ("title", "helpText", "acknowledgementText"):
+        value = assigned[f"self.parent.{attribute}"]
+        assert isinstance(value, ast.Call) and ast.unparse(value.func) == "_", f"{attribute} is not wrapped in _()"
+    assert ast.unparse(assigned["self.parent.categories"]) == "[translate('qSlicerAbstractCoreModule', 'Ultrasound')]"
+    assert ast.unparse(assigned["self.parent.contributors"]).startswith("[")
+
+
+def test_the_dicom_plugin_registers_like_slicers_own_plugins():
+    """Modules/Scripted/DICOMPlugins/DICOMImageSequencePlugin.py: a hidden module class whose constructor
+    adds the plugin class to slicer.modules.dicomPlugins."""
+    tree = _tree(PLUGIN_FILE)
+    classes = _classes(tree)
+    hook = classes[f"{MODULE_NAME}DICOMPlugin"]
+    source = ast.unparse(hook)
+    assert "parent.hidden = True" in source
+    assert f"slicer.modules.dicomPlugins['{MODULE_NAME}DICOMPlugin'] = {MODULE_NAME}DICOMPluginClass" in source
+    plugin = classes[f"{MODULE_NAME}DICOMPluginClass"]
+    assert [ast.unparse(b) for b in plugin.bases] == ["DICOMPlugin"]
+    methods = {n.name for n in plugin.body if isinstance(n, ast.FunctionDef)}
+    assert {"examineForImport", "examineFiles", "load"} <= methods
+
+
+def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clips():
+    """DICOMImageSequencePlugin gives ultrasound sequences confidence 0.7; DICOMGeAbusPlugin 0.9 for GE
+    Invenia ABUS volumes (Slicer main, Modules/Scripted/DICOMPlugins)."""
+    constants = {n.targets[0].id: ast.literal_eval(n.value) for n in _tree(PLUGIN_FILE).body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    assert 0.7 < constants["CLIP_CONFIDENCE"] < 0.9
+    assert "1.2.840.10008.5.1.4.1.1.3.1" in constants["US_MULTIFRAME_SOP_CLASS_UIDS"]
+    assert "1.2.840.10008.5.1.4.1.1.6.1" in constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]
+    from DCEUSResponseLib.dicom_io import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
+
+    assert set(constants["US_MULTIFRAME_SOP_CLASS_UIDS"]) == set(US_MULTIFRAME_SOP_CLASSES)
+    assert set(constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]) == set(US_SINGLE_FRAME_SOP_CLASSES)
+
+
+def test_the_module_constants_agree_with_the_engine():
+    constants = {n.targets[0].id: n.value for n in _tree(MODULE_FILE).body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    from DCEUSResponseLib.compare import DEFAULT_RULE
+    from DCEUSResponseLib.models import BOLUS_MODELS, DEFAULT_MODEL
+
+    assert set(ast.literal_eval(constants["MODEL_CHOICES"])) == set(BOLUS_MODELS)
+    assert ast.literal_eval(constants["DEFAULT_MODEL"]) == DEFAULT_MODEL
+    assert ast.literal_eval(constants["DEFAULT_RESPONSE_RULE"]) == DEFAULT_RULE
+    fields = _parameter_kinds()
+    assert ast.unparse(fields["dynamicRangeDb"]["default"]) == "DEFAULT_DYNAMIC_RANGE_DB"
+
+
+def test_the_parameter_node_has_the_inputs_options_and_outputs():
+    fields = _parameter_kinds()
+    expected = {
+        "inputBrowser": ("node", ["vtkMRMLSequenceBrowserNode"]), "inputSegmentation": ("node", ["vtkMRMLSegmentationNode"]),
+        "referenceSegmentId": ("str", []), "dynamicRangeDb": ("float", []), "injectionTimeS": ("float", []),
+        "referenceFrame": ("int", []), "model": ("choice", []), "motionCompensation": ("bool", []),
+        "maps": ("bool", []), "outputParameterTable": ("node", ["vtkMRMLTableNode"]),
+        "outputTicTable": ("node", ["vtkMRMLTableNode"]), "outputChart": ("node", ["vtkMRMLPlotChartNode"]),
+    }
+    for name, (kind, nodes) in expected.items():
+        assert name in fields, name
+        assert fields[name]["kind"] == kind, (name, fields[name])
+        assert fields[name]["nodes"] == nodes, (name, fields[name])
+
+
+# ----------------------------------------------------------------------------------------------
+# Qt Designer file
+
+
+def test_the_ui_file_is_well_formed_qt_designer_xml():
+    root = _ui_root()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    assert root.findtext("class") == MODULE_NAME
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == MODULE_NAME
+    names = [w.get("name") for w in _ui_widgets()]
+    assert len(names) == len(set(names)), "widget names must be unique"
+
+
+def test_every_slicer_parameter_name_is_a_parameter_its_widget_can_represent():
+    fields = _parameter_kinds()
+    bound = _parameter_widgets()
+    assert bound, "no widget has a SlicerParameterName"
+    for name, widget in bound.items():
+        assert name in fields, f"SlicerParameterName {name!r} is not a field of {MODULE_NAME}ParameterNode"
+        prop = _property(widget, "SlicerParameterName")
+        assert prop.get("stdset") == "0", f"{name}: SlicerParameterName must be a dynamic property (stdset=0)"
+        widget_class, field = widget.get("class"), fields[name]
+        assert field["kind"] in CONNECTABLE.get(widget_class, set()), \
+            f"{name}: a {widget_class} cannot represent a {field['kind']} parameter (guiConnectors.py)"
+        if widget_class in BOUNDED_WIDGETS:
+            assert "WithinRange" in field["validators"], f"{name}: {widget_class} needs a bounded number"
+        if widget_class == "qMRMLNodeComboBox":
+            node_types = [s.text for s in _property(widget, "nodeTypes").iter("string")]
+            assert node_types == field["nodes"], (name, node_types, field["nodes"])
+
+
+def test_every_parameter_but_the_reference_segment_has_a_widget():
+    """The reference segment is shown by a qMRMLSegmentSelectorWidget, which no parameterNodeWrapper
+    connector represents: the widget keeps it in sync with the parameter node itself."""
+    assert set(_parameter_kinds()) - set(_parameter_widgets()) == {"referenceSegmentId"}
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    assert "referenceSegmentSelector.connect(\"currentSegmentChanged(QString)\"" in source
+
+
+def test_the_ui_has_the_sections_selectors_status_label_and_buttons():
+    widgets = {w.get("name"): w for w in _ui_widgets()}
+    sections = [(_property(w, "text").findtext("string")) for w in widgets.values()
+                if w.get("class") == "ctkCollapsibleButton"]
+    assert sections == list(SECTIONS)
+    assert widgets["statusLabel"].get("class") == "QLabel"
+    assert widgets["applyButton"].get("class") == "QPushButton"
+    assert _property(widgets["applyButton"], "enabled").findtext("bool") == "false"
+    for name in ("inputBrowserSelector", "inputSegmentationSelector"):
+        assert widgets[name].get("class") == "qMRMLNodeComboBox"
+        assert _property(widgets[name], "noneEnabled").findtext("bool") == "true"
+        assert _property(widgets[name], "addEnabled").findtext("bool") == "false"
+    assert widgets["referenceSegmentSelector"].get("class") == "qMRMLSegmentSelectorWidget"
+    for name in ("baselineFolderPathLineEdit", "exportFolderPathLineEdit"):
+        assert widgets[name].get("class") == "ctkPathLineEdit"
+        assert "ctkPathLineEdit::Dirs" in _property(widgets[name], "filters").findtext("set")
+    assert widgets["responseTableView"].get("class") == "qMRMLTableView"
+
+
+def test_custom_widgets_are_declared_and_mrml_widgets_get_the_scene():
+    root = _ui_root()
+    declared = {c.findtext("class"): c.findtext("header") for c in root.iter("customwidget")}
+    for widget in _ui_widgets():
+        cls = widget.get("class")
+        if cls not in QT_WIDGETS:
+            assert declared.get(cls) == f"{cls}.h", f"custom widget {cls} is not declared in <customwidgets>"
+    receivers = {c.findtext("receiver") for c in root.iter("connection")
+                 if c.findtext("sender") == MODULE_NAME and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml_widgets = {w.get("name") for w in _ui_widgets() if w.get("class").startswith("qMRML")} - {MODULE_NAME}
+    assert mrml_widgets and mrml_widgets == receivers
+
+
+def test_every_ui_widget_the_module_uses_exists():
+    names = {w.get("name") for w in _ui_widgets()}
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
+    assert used and used <= names, f"not in the .ui: {sorted(used - names)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# CMake files
+
+
+def test_the_extension_cmakelists_has_the_metadata_and_the_template_structure():
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    values = _cmake_sets(text)
+    for name in REQUIRED_METADATA:
+        assert values.get(name), f"{name} is not set"
+    assert values["EXTENSION_CATEGORY"] == "Ultrasound"
+    assert values["EXTENSION_DEPENDS"] == "NA"
+    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL"):
+        assert values[name].startswith("https://"), name
+    # the order of Utilities/Templates/Extensions/Default/CMakeLists.txt
+    steps = [r"cmake_minimum_required\(", r"project\(DCEUSResponse\)", r"find_package\(Slicer REQUIRED\)",
+             r"include\(\$\{Slicer_USE_FILE\}\)", r"add_subdirectory\(DCEUSResponse\)",
+             r"include\(\$\{Slicer_EXTENSION_GENERATE_CONFIG\}\)", r"include\(\$\{Slicer_EXTENSION_CPACK\}\)"]
+    positions = [re.search(step, text).start() for step in steps]
+    assert positions == sorted(positions)
+    # Extensions Index's check_cmakelists_content: project name = catalog file name, icon and screenshots
+    assert re.findall(EXTENSIONS_INDEX_PROJECT_PATTERN, text, re.IGNORECASE | re.MULTILINE)[0] == CATALOG_ENTRY.stem
+    icon_url = re.findall(EXTENSIONS_INDEX_ICON_PATTERN, text, re.IGNORECASE | re.MULTILINE)[0]
+    screenshots = re.findall(EXTENSIONS_INDEX_SCREENSHOTS_PATTERN, text, re.IGNORECASE | re.MULTILINE)[0].split()
+    assert screenshots and all(url.startswith("https://raw.githubusercontent.com/") for url in screenshots)
+    assert all("/Resources/Screenshots/" in url for url in screenshots)
+    # the icon URL is the raw URL of the repository's own icon file
+    assert icon_url.startswith("https://raw.githubusercontent.com/")
+    assert icon_url.endswith("/main/" + EXTENSION_ICON.relative_to(ROOT).as_posix())
+    for name in ("EXTENSION_LICENSE_FILE", "EXTENSION_README_FILE"):
+        path = values[name].replace("${CMAKE_CURRENT_SOURCE_DIR}", str(ROOT))
+        assert pathlib.Path(path).is_file(), f"{name} points to {path}"
+
+
+def test_every_file_the_module_cmakelists_lists_exists_and_every_script_is_listed():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert _cmake_sets(text)["MODULE_NAME"] == MODULE_NAME
+    scripts = [s.replace("${MODULE_NAME}", MODULE_NAME) for s in _cmake_list(text, "MODULE_PYTHON_SCRIPTS")]
+    resources = [s.replace("${MODULE_NAME}", MODULE_NAME) for s in _cmake_list(text, "MODULE_PYTHON_RESOURCES")]
+    for relative in scripts + resources:
+        assert (MODULE_DIR / relative).is_file(), f"listed in CMakeLists.txt but missing: {relative}"
+    assert sorted(scripts) == [p.name for p in MODULE_SCRIPTS]
+    shipped = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*")
+               if p.is_file() and p != ICON_SCRIPT and "__pycache__" not in p.parts}
+    assert shipped == set(resources), "every resource file (but the icon script) must be installed"
+    assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME \$\{MODULE_NAME\}\s+SCRIPTS \$\{MODULE_PYTHON_SCRIPTS\}"
+                     r"\s+RESOURCES \$\{MODULE_PYTHON_RESOURCES\}\s+WITH_GENERIC_TESTS\s*\)", text)
+
+
+def test_the_module_cmakelists_installs_the_engine_package_next_to_the_modules():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    source_dir = re.search(r"get_filename_component\(DCEUSResponseLib_SOURCE_DIR \$\{CMAKE_CURRENT_SOURCE_DIR\}/([^ ]+) "
+                           r"REALPATH\)", text).group(1)
+    package = (MODULE_DIR / source_dir).resolve()
+    assert package == ROOT / "DCEUSResponseLib" and (package / "__init__.py").is_file()
+    assert re.search(r"file\(GLOB DCEUSResponseLib_PYTHON_SCRIPTS\s+RELATIVE \$\{DCEUSResponseLib_SOURCE_DIR\}"
+                     r"\s+CONFIGURE_DEPENDS\s+\$\{DCEUSResponseLib_SOURCE_DIR\}/\*\.py\s*\)", text)
+    call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, re.S).group(1).split()
+    arguments = dict(zip(call[0::2], call[1::2]))
+    assert arguments["TARGET_NAME"] == "DCEUSResponseLib"
+    assert arguments["SOURCE_DIR"] == "${DCEUSResponseLib_SOURCE_DIR}"
+    # as slicerMacroBuildScriptedModule and SegmentStatisticsPlugins do (CMake/SlicerMacroBuildScriptedModule.cmake)
+    assert arguments["DESTINATION_DIR"] == "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/DCEUSResponseLib"
+    assert arguments["INSTALL_DIR"] == "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/DCEUSResponseLib"
+    assert "NO_INSTALL_SUBDIR" in call
+
+
+def test_the_module_cmakelists_registers_the_self_test_as_the_template_does():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    block = re.search(r"if\(BUILD_TESTING\)(.*?)endif\(\)", text, re.S).group(1)
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in block
+    assert "add_subdirectory(Testing)" in block
+    assert (MODULE_DIR / "Testing" / "CMakeLists.txt").read_text().strip() == "add_subdirectory(Python)"
+    assert (MODULE_DIR / "Testing" / "Python" / "CMakeLists.txt").is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# Icon
+
+
+def test_the_icons_are_128_pixel_pngs_and_the_same_image():
+    assert _png_size(MODULE_ICON) == (128, 128)
+    assert _png_size(EXTENSION_ICON) == (128, 128)
+    assert MODULE_ICON.read_bytes() == EXTENSION_ICON.read_bytes()
+
+
+def test_the_icon_is_what_the_icon_script_draws():
+    np = pytest.importorskip("numpy")
+    image_module = pytest.importorskip("PIL.Image")
+    spec = importlib.util.spec_from_file_location("make_icon", ICON_SCRIPT)
+    make_icon = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_icon)
+    drawn = np.asarray(make_icon.draw_icon(), dtype=np.int16)
+    with image_module.open(MODULE_ICON) as stored:
+        assert stored.mode == "RGBA"
+        stored = np.asarray(stored, dtype=np.int16)
+    assert drawn.shape == stored.shape == (128, 128, 4)
+    assert np.mean(np.abs(drawn - stored)) < 1.0  # Pillow versions may resample a level differently
+
+
+# ----------------------------------------------------------------------------------------------
+# Extensions Index catalog entry
+
+
+def test_the_catalog_entry_follows_the_extensions_index_schema():
+    raw = CATALOG_ENTRY.read_bytes()
+    assert b"\r" not in raw, "the Extensions Index requires LF line endings"
+    entry = json.loads(raw)
+    assert entry["$schema"] == CATALOG_SCHEMA_URL
+    for key in CATALOG_REQUIRED:
+        assert entry.get(key), f"required field {key!r} missing"
+    assert set(entry) <= set(CATALOG_PROPERTIES), f"fields not in the schema: {set(entry) - set(CATALOG_PROPERTIES)}"
+    for key, value in entry.items():
+        assert isinstance(value, CATALOG_PROPERTIES[key]) and not (CATALOG_PROPERTIES[key] is int and
+                                                                    isinstance(value, bool)), key
+    assert all(isinstance(item, str) for item in entry.get("build_dependencies", []))
+    assert entry.get("scm_type", "git") in ("git", "local")
+    assert 1 <= entry.get("tier", 1) <= 5
+    assert entry["scm_url"].split("://")[0] in ("git", "https")
+
+
+def test_the_catalog_entry_agrees_with_the_cmakelists():
+    entry = json.loads(CATALOG_ENTRY.read_text(encoding="utf-8"))
+    values = _cmake_sets((ROOT / "CMakeLists.txt").read_text(encoding="utf-8"))
+    assert entry["category"] == values["EXTENSION_CATEGORY"] and entry["category"] in CATALOG_CATEGORY_EXAMPLES
+    assert entry["build_dependencies"] == ([] if values["EXTENSION_DEPENDS"] == "NA"
+                                           else values["EXTENSION_DEPENDS"].split())
+    assert entry["build_subdirectory"] == "."  # not a superbuild extension
+    homepage = values["EXTENSION_HOMEPAGE"].rstrip("/")
+    assert entry["scm_url"].removesuffix(".git") == homepage
+    for uid in ("1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.6.1"):
+        assert f"SOPClassUID == '{uid}'" in entry["dicom_support_rule"]
+
+
+def test_the_catalog_entry_validates_with_jsonschema_when_available():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {
+        "$schema": "http://json-schema.org/draft-07/schema", "type": "object",
+        "required": list(CATALOG_REQUIRED), "additionalProperties": False,
+        "properties": {
+            "$schema": {"type": "string"}, "category": {"type": "string"}, "scm_url": {"type": "string"},
+            "scm_revision": {"type": "string"}, "scm_type": {"type": "string", "enum": ["git", "local"]},
+            "build_dependencies": {"type": "array", "items": {"type": "string"}},
+            "dicom_support_rule": {"type": "string"}, "build_subdirectory": {"type": "string"},
+            "enabled": {"type": "boolean"}, "tier": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+    }
+    jsonschema.validate(json.loads(CATALOG_ENTRY.read_text(encoding="utf-8")), schema)
