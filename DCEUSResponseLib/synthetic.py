@@ -182,7 +182,8 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
       :data:`FLASH_POWER`); afterwards every region's enhancement restarts from its baseline and
       replenishes as ``O + e(t) (1 - exp(-beta (t - t_flash)))``, beta = ``replenishment_rate_per_s``.
 
-    The bad frames use their own random stream, so every other frame equals the clean clip's.
+    Dropout noise has its own random stream, so all other frames equal the clean clip's (except,
+    after a flash, the contrast panel, which replenishes).
     """
     rng = np.random.default_rng(seed)
     regions = list(regions) if regions is not None else default_regions(panel_shape)
