@@ -45,16 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clip time of the contrast injection in s (default 0, the first frame)")
     analyze.add_argument("--reference-frame", type=int, default=0, metavar="K",
                          help="frame the ROIs were drawn on (default 0)")
-    from .models import BOLUS_MODELS
-    analyze.add_argument("--model", default="lognormal", choices=sorted(BOLUS_MODELS),
-                         help="bolus model (default lognormal)")
+    from .analysis import MODEL_CHOICES
+    analyze.add_argument("--model", default="lognormal", choices=MODEL_CHOICES,
+                         help="bolus model (default lognormal), or replenishment for flash-replenishment studies")
+    analyze.add_argument("--no-motion-compensation", dest="motion_compensation", action="store_false",
+                         help="do not compensate breathing motion (on by default)")
+    analyze.add_argument("--no-frame-qc", dest="frame_quality_control", action="store_false",
+                         help="do not exclude dropout, out-of-plane, duplicate and flash frames automatically")
+    analyze.add_argument("--exclude-frames", default="", metavar="RANGES",
+                         help="frames to keep out of the fits, 0-based, e.g. 3-5,10")
+    analyze.add_argument("--flash-frames", metavar="RANGES",
+                         help="flash (destruction) frames of a replenishment study (default: the flashes found)")
     analyze.add_argument("--frame-rate", type=float, metavar="HZ",
-                         help="frame rate for clips that carry no frame timing")
+                         help="frame rate for clips that carry no frame timing (videos, some exports)")
+    analyze.add_argument("--pixel-spacing", type=float, metavar="MM",
+                         help="pixel size in mm for clips without calibration (videos)")
     analyze.add_argument("--colormap", metavar="TABLE",
                          help="display colour map of a colour clip that is not a tinted grey map: "
                          ".csv/.npy with 256 rows of R,G,B")
-    analyze.add_argument("--maps", action="store_true", help="also write parametric maps (not yet available)")
-    analyze.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene (not yet available)")
+    analyze.add_argument("--maps", action="store_true", help="also write parametric maps (maps/*.nrrd, maps/png)")
+    analyze.add_argument("--map-binning", type=int, default=1, metavar="N",
+                         help="average N x N pixels before fitting the maps (default 1: full resolution)")
+    analyze.add_argument("--map-region", metavar="NAME", help="map only inside this ROI (default: whole contrast panel)")
+    analyze.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle (relative to --out "
+                         "unless absolute)")
     analyze.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
 
     compare = commands.add_parser("compare", help="treatment response between two exams",
@@ -97,40 +111,63 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _analyze(args) -> int:
-    from .analysis import AnalysisOptions, analyze_files
+    from .analysis import AnalysisOptions, analyze_files, check_options
     from .linearize import read_colour_table
     from .outputs import prepare_output_dir, write_analysis
 
-    if args.maps:
-        raise InputError("--maps (parametric maps) is not available in this version yet")
-    if args.scene:
-        raise InputError("--scene (Slicer scene bundle) is not available in this version yet")
-    if args.frame_rate is not None and not args.frame_rate > 0:
-        raise InputError(f"--frame-rate must be positive, got {args.frame_rate}")
+    for option, value in (("--frame-rate", args.frame_rate), ("--pixel-spacing", args.pixel_spacing)):
+        if value is not None and not value > 0:
+            raise InputError(f"{option} must be positive, got {value}")
+    if args.scene and not args.scene.lower().endswith(".mrb"):
+        raise InputError(f"--scene must name a .mrb file, got {args.scene!r}")
     if not os.path.exists(args.clip):
         raise InputError("clip not found", args.clip)
-    prepare_output_dir(args.out)
     options = AnalysisOptions(dynamic_range_db=args.dynamic_range, injection_time_s=args.injection_time,
                               reference_frame=args.reference_frame, model=args.model, reference=args.reference,
-                              colour_table=read_colour_table(args.colormap) if args.colormap else None)
-    analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate)
-    write_analysis(analysis, args.out)
+                              colour_table=read_colour_table(args.colormap) if args.colormap else None,
+                              motion_compensation=args.motion_compensation,
+                              frame_quality_control=args.frame_quality_control, exclude_frames=args.exclude_frames,
+                              flash_frames=args.flash_frames, maps=args.maps, map_binning=args.map_binning,
+                              map_region=args.map_region)
+    check_options(options)
+    out_dir = prepare_output_dir(args.out)
+    analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate,
+                             pixel_spacing_mm=args.pixel_spacing)
+    extra = []
+    if args.scene:
+        from .mrml import write_scene_bundle
+
+        scene_path = args.scene if os.path.isabs(args.scene) else None
+        if scene_path is None:
+            extra.append((args.scene, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
+        else:
+            write_scene_bundle(analysis, scene_path, rois=analysis.roi_masks)
+    write_analysis(analysis, out_dir, extra_writers=extra)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_summary(analysis))
-    print(f"results written to {os.path.abspath(args.out)}")
+    print(f"results written to {out_dir}")
     return 0
 
 
 def format_summary(analysis) -> str:
     """A short table of the main parameters per ROI, for the terminal and the demo's summary."""
-    lines = [f"{'ROI':<14}{'status':<16}{'PE [a.u.]':>11}{'TTP [s]':>9}{'mTTl [s]':>10}"
-             f"{'WiWoAUC':>11}{'QOF %':>7}{'rel WiWoAUC':>13}"]
+    shown = [("PE", "PE [a.u.]", ".3g"), ("TTP", "TTP [s]", ".1f"), ("mTTl", "mTTl [s]", ".1f"),
+             ("WiWoAUC", "WiWoAUC", ".3g")]
+    if analysis.parameter_names[0] != "PE":  # replenishment
+        shown = [("rBV", "rBV [a.u.]", ".3g"), ("mTT", "mTT [s]", ".2f"), ("rBF", "rBF [a.u./s]", ".3g")]
+    key = shown[-1][0]
+    lines = [f"{'ROI':<14}{'status':<16}" + "".join(f"{title:>13}" for _, title, _ in shown)
+             + f"{'QOF %':>7}{'rel ' + key:>13}"]
     for roi in analysis.rois.values():
         p, r = roi.parameters, roi.relative
-        lines.append(f"{roi.name:<14}{roi.fit.status:<16}{_fmt(p.get('PE'), '.3g'):>11}{_fmt(p.get('TTP'), '.1f'):>9}"
-                     f"{_fmt(p.get('mTTl'), '.1f'):>10}{_fmt(p.get('WiWoAUC'), '.3g'):>11}"
-                     f"{_fmt(p.get('QOF'), '.0f'):>7}{_fmt(r.get('WiWoAUC'), '.2f'):>13}")
+        lines.append(f"{roi.name:<14}{roi.fit.status:<16}" + "".join(f"{_fmt(p.get(n), f):>13}" for n, _, f in shown)
+                     + f"{_fmt(p.get('QOF'), '.0f'):>7}{_fmt(r.get(key), '.2f'):>13}")
+    if analysis.excluded:
+        lines.append(f"frames excluded from the fits: {len(analysis.excluded)} of {analysis.clip.n_frames}")
+    if analysis.motion is not None:
+        lines.append(f"breathing motion: {analysis.motion.rms_displacement_px:.1f} px RMS "
+                     f"(estimated on the {analysis.motion.kind} panel)")
     return "\n".join(lines)
 
 

@@ -15,6 +15,8 @@ from .errors import InputError
 from .parameters import PARAMETER_NAMES
 
 RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40"}
+# Bolus parameters, then those of destruction-replenishment studies.
+KNOWN_PARAMETERS = PARAMETER_NAMES + ("rBV", "mTT", "rBF", "PI")
 DEFAULT_RULE = "lassau2014"
 
 
@@ -31,7 +33,7 @@ class ResponseRule:
     def parse(cls, text: str) -> "ResponseRule":
         spelled = RULE_ALIASES.get(text, text)
         parts = spelled.split(":")
-        if len(parts) != 3 or parts[0] not in ("absolute", "relative") or parts[1] not in PARAMETER_NAMES:
+        if len(parts) != 3 or parts[0] not in ("absolute", "relative") or parts[1] not in KNOWN_PARAMETERS:
             raise InputError(f"unknown response rule {text!r}: use {', '.join(RULE_ALIASES)} or "
                              "[absolute|relative]:PARAM:PERCENT, e.g. relative:WiWoAUC:-40")
         try:
@@ -81,7 +83,8 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
         if after is None:
             continue
         parameters = {}
-        for parameter in PARAMETER_NAMES:
+        names = list(before.get("parameters", {})) or list(PARAMETER_NAMES)
+        for parameter in names:
             b = before.get("parameters", {}).get(parameter)
             f = after.get("parameters", {}).get(parameter)
             rel_b = before.get("relative", {}).get(parameter)
@@ -119,6 +122,8 @@ def _classify(name, before, after, parameters, rule, baseline_reference, followu
     if status_after != "ok":
         return "not-evaluable", f"follow-up ROI is {status_after}: {after.get('reason')}"
     key = "relative_delta_percent" if rule.scale == "relative" else "delta_percent"
+    if rule.parameter not in parameters:
+        return "not-evaluable", f"{rule.parameter} is not a parameter of this analysis ({before.get('model')})"
     change = parameters[rule.parameter][key]
     if change is None:
         return "not-evaluable", f"{rule.parameter} change is undefined"

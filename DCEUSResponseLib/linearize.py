@@ -21,8 +21,9 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as in DICOM YBR_FULL
 
 # A pixel is "grey" when its channels differ by no more than this many levels (JPEG adds a few).
 _GREY_CHANNEL_TOLERANCE = 6.0
-# A colour clip is on a tinted grey map when nearly all pixels lie this close to one line.
-_TINT_DISTANCE_TOLERANCE = 8.0
+# A colour clip is on a tinted grey map when nearly all 2 x 2 block colours lie this close to one line
+# (gray levels; JPEG chroma quantisation scatters blocks by up to ~10 levels, a curved map by ~100).
+_TINT_DISTANCE_TOLERANCE = 14.0
 _TINT_OUTLIER_FRACTION = 0.02
 
 
@@ -190,3 +191,22 @@ def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | N
     total = max(samples.size, 1)
     return ClippingCount(float(np.count_nonzero(samples > SATURATED_GRAY)) / total,
                          float(np.count_nonzero(samples < FLOOR_GRAY)) / total)
+
+
+def panel_gray_uint8(clip: Clip, panel: tuple[slice, slice], mapping: ColourMapping,
+                     frames_per_step: int = 64) -> np.ndarray:
+    """Display gray levels of a panel as uint8 (frames, rows, columns), for motion and quality control.
+
+    8-bit grey clips give a view without copying; others are converted a few frames at a time so
+    that no float copy of the whole clip is ever held.
+    """
+    rows, columns = panel
+    if mapping.kind == "gray" and clip.frames.ndim == 3 and clip.frames.dtype == np.uint8:
+        return clip.frames[:, rows, columns]
+    first = clip.frames[:1, rows, columns]
+    out = np.empty((clip.n_frames,) + first.shape[1:3], dtype=np.uint8)
+    for start in range(0, clip.n_frames, frames_per_step):
+        chunk = gray_levels(clip.frames[start:start + frames_per_step, rows, columns], clip, mapping)
+        np.clip(np.round(chunk), 0, 255, out=chunk)
+        out[start:start + frames_per_step] = chunk
+    return out

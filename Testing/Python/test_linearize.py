@@ -90,3 +90,18 @@ def test_clipping_fractions():
     counts = count_clipping(gray, mask)
     assert counts.floor_fraction == pytest.approx(0.2)
     assert counts.saturated_fraction == pytest.approx(4 / 160)
+
+
+@pytest.mark.parametrize("seed", [11, 13])
+def test_gold_tint_survives_jpeg_chroma_quantisation(tmp_path, seed):
+    """Small gold JPEG clips scatter 2 x 2 block colours by up to ~10 levels: still one tint."""
+    from DCEUSResponseLib.dicom_io import read_clip
+    from DCEUSResponseLib.layout import find_layout
+    from DCEUSResponseLib.synthetic import GOLD_TINT, make_clip, write_clip
+
+    clip = make_clip(panel_shape=(80, 100), n_frames=80, frame_interval_s=0.6, colour="gold", seed=seed)
+    write_clip(clip, str(tmp_path / "c.dcm"), transfer_syntax="jpeg-baseline")
+    read = read_clip(str(tmp_path / "c.dcm"))
+    mapping = choose_colour_mapping(read, find_layout(read).contrast.slices)
+    assert mapping.kind == "tint"
+    np.testing.assert_allclose(mapping.tint, GOLD_TINT, atol=0.02)
