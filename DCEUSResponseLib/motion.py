@@ -446,6 +446,12 @@ def _solve_links(links: _Links, n_frames: int, reference_frame: int,
     base_weight = rho * rho / (1.0 - rho * rho)
 
     note = None
+    # The reference frame fixes the gauge of every displacement, so one chance match of a frame
+    # without structure (a black pre-arrival contrast frame) must not anchor the whole solution.
+    touching = (earlier == reference_frame) | (later == reference_frame)
+    if 0 < np.count_nonzero(touching) < MIN_CONSISTENT_LINKS:
+        keep = ~touching
+        earlier, later, measured, rho, base_weight = (a[keep] for a in (earlier, later, measured, rho, base_weight))
     graph = sparse.coo_matrix((np.ones(earlier.size), (earlier, later)), shape=(n_frames, n_frames))
     _, component = csgraph.connected_components(graph, directed=False)
     members = np.flatnonzero(component == component[reference_frame])

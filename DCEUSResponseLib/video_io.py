@@ -37,7 +37,8 @@ from .clip import Clip
 from .errors import InputError
 
 #: File name extensions (lower case) taken for video exports by :func:`is_video_file`.
-VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".wmv")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".wmv",
+                                     ".mjpeg", ".mjpg", ".h264", ".264")  # the last four: raw streams
 #: A pixel counts as grey when its R, G, B differ by at most this many levels (0..255); lossy
 #: codecs and YUV to RGB conversion move grey pixels by a level or two, JPEG-like codecs by a few.
 GREY_CHANNEL_TOLERANCE = 6

@@ -132,7 +132,7 @@ def small_frames(n_frames=6, colour=False, seed=0):
 def test_is_video_file():
     for name in ("a.avi", "b.MP4", "c.mov", "d.mkv", "e.m4v", "f.wmv", "/x/y.Avi"):
         assert is_video_file(name)
-    for name in ("clip.dcm", "folder", "mask.png", "x.mp4.dcm", "raw.mjpeg"):
+    for name in ("clip.dcm", "folder", "mask.png", "x.mp4.dcm", "raw.mjpeg.txt"):
         assert not is_video_file(name)
 
 

@@ -1,0 +1,168 @@
+"""Real-world clips end to end through the command line: breathing motion, bad frames,
+destruction-replenishment, video exports, and their bad input."""
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from DCEUSResponseLib import synthetic
+from DCEUSResponseLib.cli import main
+from DCEUSResponseLib.synthetic import PerfusionRegion, breathing_motion, make_clip, write_clip, write_roi_masks
+
+COMPARED = ("PE", "TTP", "mTTl", "WiWoAUC")
+
+
+def _analyze(capsys, clip_path, masks, out, *extra):
+    code = main(["analyze", str(clip_path), "--roi", masks["__segmentation__"], "--reference", "liver",
+                 "--dynamic-range", "50", "--out", str(out), *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.parametrize("display", ["dual", "single"])
+def test_breathing_motion_is_compensated(tmp_path, capsys, display):
+    panel = (112, 140)
+    times = synthetic.make_frame_times(160, 0.75)
+    motion = breathing_motion(times, 8.0, 4.5, direction=(1.0, 0.4))
+    # On a single display the ROIs are drawn where the contrast image shows the anatomy (the
+    # lesion's arterial phase); the B-mode panel of a dual display shows it from the first frame.
+    reference_frame = 0 if display == "dual" else 24
+    kwargs = dict(panel_shape=panel, display=display, colour="gold", dynamic_range_db=50.0, seed=21,
+                  reference_frame=reference_frame)
+    still = make_clip(**kwargs)
+    moving = make_clip(motion_px=motion, **kwargs)
+    results = {}
+    for name, clip, extra in (("still", still, ["--no-motion-compensation"]), ("compensated", moving, []),
+                              ("uncompensated", moving, ["--no-motion-compensation"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_clip(clip, str(folder / "clip.dcm"))
+        masks = write_roi_masks(clip, str(folder / "rois"))
+        results[name] = _analyze(capsys, folder / "clip.dcm", masks, folder / "out", "--reference-frame",
+                                 str(reference_frame), *extra)
+    motion_record = results["compensated"]["clip"]["motion"]
+    estimated = np.array(motion_record["displacement_px"])
+    # A contrast panel before the bolus arrives shows no anatomy: those frames carry no motion
+    # information (their displacement is interpolated) and no perfusion signal either.
+    measured = np.ones(len(estimated), dtype=bool)
+    measured[motion_record["interpolated_frames"]] = False
+    if display == "dual":
+        assert measured.all()
+    else:
+        assert measured.sum() > 0.5 * len(measured)
+    rms = float(np.sqrt(np.mean(np.sum((estimated - moving.motion_px)[measured] ** 2, axis=1))))
+    assert rms < 1.0, rms
+    assert results["compensated"]["clip"]["motion"]["estimated_on"] == ("bmode" if display == "dual" else "contrast")
+
+    def errors(name):
+        return {p: abs(results[name]["rois"]["lesion"]["parameters"][p]
+                       / results["still"]["rois"]["lesion"]["parameters"][p] - 1) for p in COMPARED}
+
+    compensated, uncompensated = errors("compensated"), errors("uncompensated")
+    assert max(compensated.values()) < 0.10, compensated
+    # what compensation removes: the fixed ROI samples the lesion's rim and the liver around it
+    assert max(uncompensated.values()) > max(0.05, 2 * max(compensated.values())), (compensated, uncompensated)
+    with open(tmp_path / "compensated" / "out" / "tic.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert float(rows[40]["motion_row_px"]) == pytest.approx(estimated[40][0], abs=1e-3)
+    assert "motion_score" in rows[0] and ("motion_row_mm" in rows[0])
+
+
+def test_bad_frames_are_found_marked_and_kept_out_of_the_fit(tmp_path, capsys):
+    clip = make_clip(display="dual", dynamic_range_db=50.0, seed=22, dropout_frames=[60, 61],
+                     duplicate_frames=[90])
+    write_clip(clip, str(tmp_path / "clip.dcm"))
+    masks = write_roi_masks(clip, str(tmp_path / "rois"))
+    results = _analyze(capsys, tmp_path / "clip.dcm", masks, tmp_path / "out", "--exclude-frames", "5-6")
+    reasons = {item["frame"]: item["reason"] for item in results["clip"]["excluded_frame_reasons"]}
+    assert reasons == {5: "user", 6: "user", 60: "dropout", 61: "dropout", 90: "duplicate"}
+    assert results["clip"]["excluded_frames"] == [5, 6, 60, 61, 90]
+    with open(tmp_path / "out" / "tic.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["frame"]) for r in rows if r["excluded"] == "1"] == [5, 6, 60, 61, 90]
+    assert rows[60]["exclusion_reason"] == "dropout"
+    truth = synthetic.truth_parameters(clip.truth["lesion"])
+    measured = results["rois"]["lesion"]["parameters"]
+    for p in COMPARED:
+        assert measured[p] == pytest.approx(truth[p], rel=0.10), p
+    assert results["rois"]["lesion"]["frames_fitted"] == clip.frames.shape[0] - 5
+
+
+def _infusion_clip(flashes, seed=3):
+    """Constant blood concentration (infusion) with destruction flashes; beta known."""
+    mode_s, sigma = 1500.0, 0.5
+    shape_peak = 1.0 / (math.sqrt(2 * math.pi) * sigma * mode_s) * math.exp(-sigma ** 2 / 2)
+    steady = {"O": 3e-4, "A": 0.01 / shape_peak, "t0": 15.0 - mode_s, "mu": math.log(mode_s) + sigma ** 2,
+              "sigma": sigma}
+    regions = [PerfusionRegion("liver", (40, 50), 60, steady, is_background=True),
+               PerfusionRegion("necrosis", (40, 72), 14, {**steady, "A": 0.0})]
+    return make_clip(regions, panel_shape=(80, 100), n_frames=240, frame_interval_s=0.125, dynamic_range_db=50.0,
+                     flash_frames=flashes, seed=seed), steady
+
+
+def test_replenishment_study(tmp_path, capsys):
+    clip, steady = _infusion_clip([40, 41, 150])
+    write_clip(clip, str(tmp_path / "clip.dcm"))
+    masks = write_roi_masks(clip, str(tmp_path / "rois"))
+    results = _analyze(capsys, tmp_path / "clip.dcm", masks, tmp_path / "out", "--model", "replenishment")
+    liver = results["rois"]["liver"]
+    assert liver["status"] == "ok" and len(liver["segments"]) == 2
+    beta = synthetic.REPLENISHMENT_RATE_PER_S
+    plateau = float(np.mean(synthetic.lognormal_enhancement(clip.frame_times_s, steady)))
+    for segment in liver["segments"]:
+        assert segment["parameters"]["rBV"] == pytest.approx(plateau, rel=0.10)
+        assert segment["parameters"]["mTT"] == pytest.approx(1.0 / beta, rel=0.10)
+    assert liver["parameters"]["rBF"] == pytest.approx(plateau * beta, rel=0.15)
+    assert results["rois"]["necrosis"]["status"] == "no_enhancement"
+    assert {item["frame"]: item["reason"] for item in results["clip"]["excluded_frame_reasons"]}.get(150) == "flash"
+    header = (tmp_path / "out" / "parameters.csv").read_text().splitlines()[0]
+    assert header.startswith("roi,status,model,rBV,mTT,rBF,PI,WiR,QOF,rel_rBV")
+    # the same flashes given by hand
+    given = _analyze(capsys, tmp_path / "clip.dcm", masks, tmp_path / "given", "--model", "replenishment",
+                     "--flash-frames", "40-41,150")
+    assert given["rois"]["liver"]["parameters"]["rBV"] == pytest.approx(liver["parameters"]["rBV"], rel=1e-6)
+
+
+def test_video_export_gives_the_dicom_parameters(tmp_path, capsys):
+    pytest.importorskip("av")
+    from DCEUSResponseLib.video_io import write_video_clip
+
+    clip = make_clip(dynamic_range_db=50.0, seed=23)
+    write_clip(clip, str(tmp_path / "clip.dcm"))
+    write_video_clip(str(tmp_path / "clip.avi"), clip.frames, 1.0 / 0.75)
+    masks = write_roi_masks(clip, str(tmp_path / "rois"))
+    dicom = _analyze(capsys, tmp_path / "clip.dcm", masks, tmp_path / "dicom")
+    video = _analyze(capsys, tmp_path / "clip.avi", masks, tmp_path / "video", "--pixel-spacing", "0.2")
+    for roi in ("liver", "lesion"):
+        for p in COMPARED + ("AUC",):
+            assert video["rois"][roi]["parameters"][p] == pytest.approx(dicom["rois"][roi]["parameters"][p],
+                                                                        rel=0.02), (roi, p)
+    assert video["clip"]["pixel_spacing_mm"] == [0.2, 0.2]
+
+
+def test_bad_real_world_input_is_one_line(tmp_path, capsys):
+    pytest.importorskip("av")
+    from DCEUSResponseLib.video_io import write_video_clip
+
+    clip = make_clip(panel_shape=(60, 80), n_frames=40, frame_interval_s=1.0, seed=24)
+    write_clip(clip, str(tmp_path / "clip.dcm"))
+    masks = write_roi_masks(clip, str(tmp_path / "rois"))
+    raw = tmp_path / "clip.mjpeg"
+    write_video_clip(str(raw), clip.frames, 5.0, codec="mjpeg")
+    roi = ["--roi", f"lesion={masks['lesion']}"]
+    cases = [([str(raw), *roi], str(raw), "--frame-rate"),
+             ([str(tmp_path / "clip.dcm"), *roi, "--exclude-frames", "30-45"], None, "--exclude-frames"),
+             ([str(tmp_path / "clip.dcm"), *roi, "--model", "replenishment", "--flash-frames", "39"], None,
+              "--flash-frames"),
+             ([str(tmp_path / "clip.dcm"), *roi, "--maps", "--model", "replenishment"], None, "--maps")]
+    for argv, named, problem in cases:
+        out = tmp_path / "out"
+        code = main(["analyze", *argv, "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 1 and len(err.splitlines()) == 1 and problem in err, (argv, err)
+        if named:
+            assert named in err
+        assert not (out / "results.json").exists()
