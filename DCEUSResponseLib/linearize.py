@@ -210,3 +210,20 @@ def panel_gray_uint8(clip: Clip, panel: tuple[slice, slice], mapping: ColourMapp
         np.clip(np.round(chunk), 0, 255, out=chunk)
         out[start:start + frames_per_step] = chunk
     return out
+
+
+def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float) -> np.ndarray:
+    """Linear echo power (a.u., float32) of ``frames`` (a crop of ``clip.frames``).
+
+    Integer display values of grey and palette clips go through a lookup table (one gather per
+    pixel instead of the arithmetic and exponential); colour values are mapped to gray first.
+    """
+    integer = np.issubdtype(frames.dtype, np.integer)
+    if integer and mapping.kind == "palette":
+        positions = np.arange(mapping.table.shape[0]) * (255.0 / max(mapping.table.shape[0] - 1, 1))
+        return linear_from_gray(positions, dynamic_range_db)[frames]
+    if integer and mapping.kind == "gray" and frames.ndim == 3:
+        full_scale = 2 ** clip.bits_stored - 1
+        table = linear_from_gray(np.arange(full_scale + 1) * (255.0 / full_scale), dynamic_range_db)
+        return table[frames]
+    return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)

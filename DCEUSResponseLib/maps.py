@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import InputError
 from .fitting import _GRID_SKEW, _shape_bounds
+from .linearize import linear_intensity
 from .models import BolusModel, get_model
 from .parameters import PARAMETER_NAMES, bolus_parameter_arrays
 
@@ -55,7 +56,7 @@ MIN_MAP_QOF_PERCENT = 5.0
 BIN_SECONDS = 0.5
 #: and at most this many bins for the dictionary.
 MAX_DICTIONARY_BINS = 160
-BINNED_ITERATIONS = 8
+BINNED_ITERATIONS = 12
 FULL_ITERATIONS = 0
 #: Pixels per chunk: large enough for few Python-level steps, small enough to stay in cache.
 CHUNK_PIXELS = 1024
@@ -257,19 +258,23 @@ def _cost(y: np.ndarray, curve: np.ndarray) -> np.ndarray:
     return np.einsum("np,np->p", residual, residual).astype(np.float64)
 
 
+#: A pixel stops iterating once an accepted step lowers its cost by less than this fraction.
+CONVERGED_RELATIVE_DECREASE = 1e-6
+
+
 def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, x: np.ndarray,
                          lower: np.ndarray, upper: np.ndarray, iterations: int,
                          weights: np.ndarray | None = None) -> np.ndarray:
     """Batched, bounded LM on curves y (N, P) float32 from x (P, 5); rows weighted by ``weights``.
 
     Weighted rows (bin means weighted by their frame counts) are handled by scaling rows of the
-    residual and of the Jacobian by sqrt(weight).
+    residual and of the Jacobian by sqrt(weight). Pixels that have converged drop out of the
+    remaining iterations, so the work follows the pixels still moving.
     """
     root_w = None if weights is None else np.sqrt(weights).astype(np.float32)[:, None]
     if root_w is not None:
         y = y * root_w
-    n_pixels = x.shape[0]
-    damping = np.full(n_pixels, 1e-3)
+    x = x.copy()
     identity = np.eye(5)[None]
 
     def evaluate(params, need_jacobian):
@@ -281,14 +286,18 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         return curve, columns
 
     ones = np.ones((len(times_s), 1), dtype=np.float32) if root_w is None else root_w
-    curve, _ = evaluate(x, False)
-    cost = _cost(y, curve)
+    active = np.arange(x.shape[0])
+    damping = np.full(active.size, 1e-3)
+    cost = _cost(y, evaluate(x, False)[0])
     for _ in range(iterations):
-        curve, columns = evaluate(x, True)
-        residual = y - curve
-        columns = [np.broadcast_to(ones, y.shape)] + columns
-        normal = np.empty((n_pixels, 5, 5))
-        gradient = np.empty((n_pixels, 5))
+        if active.size == 0:
+            break
+        xa, ya = x[active], (y if active.size == x.shape[0] else y[:, active])
+        curve, columns = evaluate(xa, True)
+        residual = ya - curve
+        columns = [np.broadcast_to(ones, ya.shape)] + columns
+        normal = np.empty((active.size, 5, 5))
+        gradient = np.empty((active.size, 5))
         for i in range(5):
             gradient[:, i] = np.einsum("np,np->p", columns[i], residual)
             for j in range(i, 5):
@@ -300,12 +309,16 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         system = normal + (damping[:, None] * scale)[:, :, None] * identity
         step = np.linalg.solve(system, gradient[:, :, None])[:, :, 0]
         step = np.where(np.isfinite(step), step, 0.0)
-        trial = np.clip(x + step, lower, upper)
-        trial_cost = _cost(y, evaluate(trial, False)[0])
-        better = np.isfinite(trial_cost) & (trial_cost < cost)
-        x = np.where(better[:, None], trial, x)
-        cost = np.where(better, trial_cost, cost)
+        trial = np.clip(xa + step, lower, upper)
+        trial_cost = _cost(ya, evaluate(trial, False)[0])
+        current = cost[active]
+        better = np.isfinite(trial_cost) & (trial_cost < current)
+        x[active[better]] = trial[better]
+        cost[active[better]] = trial_cost[better]
         damping = np.where(better, np.maximum(damping / 3.0, 1e-7), np.minimum(damping * 4.0, 1e7))
+        converged = better & (current - trial_cost <= CONVERGED_RELATIVE_DECREASE * current)
+        keep = ~converged & (damping < 1e6)
+        active, damping = active[keep], damping[keep]
     return x
 
 
@@ -427,8 +440,6 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
     ``displacement_px`` (frames x 2, row/column) resamples each frame back onto the reference frame
     (bilinear) before fitting, so each map pixel follows the same tissue.
     """
-    from .linearize import gray_levels, linear_from_gray
-
     model = get_model(model)
     if binning < 1:
         raise InputError(f"--map-binning must be 1 or more, got {binning}")
@@ -459,7 +470,7 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         if not np.any(wanted):
             continue
         linear = _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop,
-                              columns, margin, displacement_px, gray_levels, linear_from_gray)
+                              columns, margin, displacement_px)
         if binning > 1:
             linear = linear.reshape(n_used, linear.shape[1] // binning, binning, columns // binning,
                                     binning).mean(axis=(2, 4), dtype=np.float32)
@@ -482,7 +493,7 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
 
 
 def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,
-                 displacement_px, gray_levels, linear_from_gray) -> np.ndarray:
+                 displacement_px) -> np.ndarray:
     """Linear intensity (used frames x band rows x columns, float32) of a row band of the panel.
 
     With motion, a margin of rows and columns around the band is read and each frame is sampled at
@@ -492,7 +503,7 @@ def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_sta
     height = band_stop - band_start
     if displacement_px is None:
         frames = clip.frames[frame_indices, top:top + height, panel.x0:panel.x0 + columns]
-        return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
+        return linear_intensity(frames, clip, mapping, dynamic_range_db)
     from scipy.ndimage import map_coordinates
 
     row_lo, row_hi = max(top - margin, 0), min(top + height + margin, clip.rows)
@@ -501,7 +512,7 @@ def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_sta
     out = np.empty((len(frame_indices), height, columns), dtype=np.float32)
     for k, frame in enumerate(frame_indices):
         window = clip.frames[frame:frame + 1, row_lo:row_hi, col_lo:col_hi]
-        linear = linear_from_gray(gray_levels(window, clip, mapping), dynamic_range_db)[0]
+        linear = linear_intensity(window, clip, mapping, dynamic_range_db)[0]
         d_row, d_col = displacement_px[frame]
         coordinates = [grid_rows + d_row - row_lo, grid_cols + d_col - col_lo]
         out[k] = map_coordinates(linear, coordinates, order=1, mode="nearest")

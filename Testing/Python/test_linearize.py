@@ -105,3 +105,15 @@ def test_gold_tint_survives_jpeg_chroma_quantisation(tmp_path, seed):
     mapping = choose_colour_mapping(read, find_layout(read).contrast.slices)
     assert mapping.kind == "tint"
     np.testing.assert_allclose(mapping.tint, GOLD_TINT, atol=0.02)
+
+
+def test_lookup_table_path_equals_the_formula():
+    from DCEUSResponseLib.linearize import linear_intensity
+
+    rng = np.random.default_rng(3)
+    for frames, bits in ((rng.integers(0, 256, (3, 8, 9), dtype=np.uint8), 8),
+                         (rng.integers(0, 4096, (3, 8, 9), dtype=np.uint16), 12)):
+        clip = _clip(frames, bits_stored=bits)
+        mapping = choose_colour_mapping(clip, (slice(None), slice(None)))
+        np.testing.assert_allclose(linear_intensity(frames, clip, mapping, 45.0),
+                                   linear_from_gray(gray_levels(frames, clip, mapping), 45.0), rtol=1e-6)
