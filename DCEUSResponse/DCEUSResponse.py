@@ -98,8 +98,8 @@ class DCEUSResponseParameterNode:
     injectionTimeS - clip time of the contrast injection, s.
     referenceFrame - frame the ROIs were drawn on.
     model - bolus model fitted to the curves.
-    motionCompensation - compensate breathing motion (not available in this engine version).
-    maps - compute parametric maps (not available in this engine version).
+    motionCompensation - compensate breathing motion (on the B-mode panel of a dual display).
+    maps - compute per-pixel parametric maps of every parameter.
     responseRule - rule of Compare (lassau2014 or [absolute|relative]:PARAM:PERCENT).
     outputParameterTable, outputTicTable, outputChart - results of the last Apply.
     outputResponseTable - result of the last Compare.
@@ -112,7 +112,7 @@ class DCEUSResponseParameterNode:
     injectionTimeS: Annotated[float, WithinRange(-3600.0, 3600.0)] = 0.0
     referenceFrame: Annotated[int, Minimum(0)] = 0
     model: Annotated[str, Choice(MODEL_CHOICES)] = DEFAULT_MODEL
-    motionCompensation: bool = False
+    motionCompensation: bool = True
     maps: bool = False
     responseRule: str = DEFAULT_RESPONSE_RULE
     outputParameterTable: vtkMRMLTableNode | None
@@ -357,6 +357,12 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameterNode.outputChart = getattr(resultNodes, "chart", None)
         if parameterNode.outputChart:
             slicer.modules.plots.logic().ShowChartInLayout(parameterNode.outputChart)
+        if analysis.maps is not None and "PE" in self.logic.mapNodes:
+            # The PE map over the clip, as radiologists read parametric images.
+            browser = parameterNode.inputBrowser
+            contrast = browser.GetProxyNode(browser.GetMasterSequenceNode())  # the contrast panel
+            slicer.util.setSliceViewerLayers(background=contrast, foreground=self.logic.mapNodes["PE"],
+                                             foregroundOpacity=0.6)
         self.ui.resultsCollapsibleButton.collapsed = False
         self._setStatus(self.logic.summary(analysis))
         self._updateButtonStates()
@@ -451,6 +457,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.resultNodes = None  # DCEUSResponseLib.mrml.ResultNodes of the last process()
+        self.mapNodes = {}  # parameter name -> map volume of the last process() with maps
         self.responseTableNode = None  # table of the last compareWithFolder()
 
     def getParameterNode(self):
@@ -513,7 +520,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
     def process(self, browserNode, segmentationNode, referenceSegmentId="",
                 dynamicRangeDb=DEFAULT_DYNAMIC_RANGE_DB, injectionTimeS=0.0, referenceFrame=0,
-                model=DEFAULT_MODEL, motionCompensation=False, maps=False, addResults=True,
+                model=DEFAULT_MODEL, motionCompensation=True, maps=False, addResults=True,
                 progressCallback=None):
         """Quantify every segment of ``segmentationNode`` on the clip of ``browserNode``.
 
@@ -523,13 +530,14 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         :param referenceSegmentId: segment ID of the reference ROI, "" for none.
         :param dynamicRangeDb: display dynamic range (dB); ``injectionTimeS``: clip time of the injection (s);
             ``model``: one of MODEL_CHOICES.
-        :param motionCompensation, maps: not available in this engine version (InputError when set).
+        :param motionCompensation: compensate breathing motion (ROIs move with the anatomy).
+        :param maps: also compute parametric maps, added as volumes with colour tables (``self.mapNodes``).
         :param addResults: add the TIC and parameter tables and the chart to the scene (``self.resultNodes``).
         :param progressCallback: ``callback(fraction, message) -> bool``; returning True cancels
             (ProcessingCancelled is raised before anything is added to the scene).
         :return: the engine's ``DCEUSResponseLib.analysis.Analysis``.
         """
-        from DCEUSResponseLib import __version__, mrml
+        from DCEUSResponseLib import mrml
         from DCEUSResponseLib.analysis import AnalysisOptions, analyze
 
         def step(fraction, message):
@@ -539,10 +547,6 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         problem = self.inputProblem(browserNode, segmentationNode)
         if problem:
             raise InputError(problem)
-        if motionCompensation:
-            raise InputError(f"motion compensation is not available in DCEUSResponseLib {__version__} yet")
-        if maps:
-            raise InputError(f"parametric maps are not available in DCEUSResponseLib {__version__} yet")
         if model not in MODEL_CHOICES:
             raise InputError(f"unknown bolus model {model!r} (use one of {', '.join(MODEL_CHOICES)})")
 
@@ -554,7 +558,8 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         if reference is not None and reference not in [roi.name for roi in rois]:
             raise InputError(f"reference segment {reference!r} gave no ROI (is it empty?)", segmentationNode.GetName())
         options = AnalysisOptions(dynamic_range_db=float(dynamicRangeDb), injection_time_s=float(injectionTimeS),
-                                  reference_frame=int(referenceFrame), model=str(model), reference=reference)
+                                  reference_frame=int(referenceFrame), model=str(model), reference=reference,
+                                  motion_compensation=bool(motionCompensation), maps=bool(maps))
         step(0.30, _("Fitting {count} time-intensity curves...").format(count=len(rois)))
         analysis = analyze(clip, rois, options)
         step(0.90, _("Adding the results to the scene..."))
@@ -562,6 +567,11 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
             self.resultNodes = mrml.add_analysis_results(slicer.mrmlScene, analysis,
                                                          name_prefix=f"{browserNode.GetName()} ",
                                                          segmentation_node=segmentationNode)
+            self.mapNodes = {}
+            if analysis.maps is not None:
+                self.mapNodes = mrml.add_parameter_maps(slicer.mrmlScene, analysis.maps,
+                                                        name_prefix=f"{browserNode.GetName()} ",
+                                                        frame_spacing_mm=clip.frame_spacing_mm)
         if progressCallback is not None:
             progressCallback(1.0, _("Done."))
         for warning in analysis.warnings:
@@ -838,9 +848,15 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
             self.assertEqual({n: r["classification"] for n, r in fromFolders["rois"].items()}, classes)
             self.assertEqual(logic.responseTableNode.GetNumberOfRows(), len(response["rois"]))
 
+            # Maps of the baseline: one volume per parameter, the lesion rim far above the liver
+            mapsAnalysis = logic.process(nodes.browser, segmentationNode, referenceId, dynamicRangeDb=50.0,
+                                         injectionTimeS=2.0, maps=True)
+            self.assertIn("PE", logic.mapNodes)
+            peMap = slicer.util.arrayFromVolume(logic.mapNodes["PE"])
+            self.assertEqual(peMap.shape[-2:], mapsAnalysis.maps.status.shape)
             # Bad input is an InputError with a message, not a crash
             with self.assertRaises(InputError):
-                logic.process(nodes.browser, segmentationNode, referenceId, maps=True)
+                logic.process(nodes.browser, segmentationNode, referenceId, model="nonsense")
             with self.assertRaises(InputError):
                 logic.compareWithFolder(folder, analyses["followup"])  # no results.json there
             self.delayDisplay("Test passed")

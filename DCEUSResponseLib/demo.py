@@ -6,23 +6,32 @@ lesion1 loses 60 % of its blood volume (a responder), lesion2 only 10 % (a non-r
 follow-up was recorded with 30 % more receive gain, which changes every absolute value but not the
 reference-normalised ones: that is why the response rule is relative.
 
-Clips are dual display (B-mode | gold-tinted contrast), JPEG Baseline, as scanners export them.
+Clips are dual display (B-mode | gold-tinted contrast), JPEG Baseline, as scanners export them,
+recorded free-breathing (the anatomy swings by 6 px, 1.2 mm, every 4.5 s); the follow-up clip also
+lost probe contact for two frames and repeats one frame. The analysis compensates the motion,
+excludes those frames, and writes parametric maps and, when slicer-core is installed, a Slicer
+scene per exam.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
-
 import numpy as np
 
-from .synthetic import PerfusionRegion, liver, make_clip, truth_parameters, write_clip, write_roi_masks
+from .synthetic import (PerfusionRegion, breathing_motion, liver, make_clip, truth_parameters, write_clip,
+                        write_roi_masks)
 
 PANEL_SHAPE = (200, 240)
 DYNAMIC_RANGE_DB = 50.0
 INJECTION_TIME_S = 2.0
 REFERENCE = "liver"
 EXAMS = ("baseline", "followup")
+BREATHING_AMPLITUDE_PX, BREATHING_PERIOD_S = 6.0, 4.5
+FOLLOWUP_DROPOUT_FRAMES, FOLLOWUP_DUPLICATE_FRAMES = (120, 121), (150,)
+
+
+def _breathing(time_s: float) -> np.ndarray:
+    return breathing_motion(np.array([time_s]), BREATHING_AMPLITUDE_PX, BREATHING_PERIOD_S, (1.0, 0.3))[0]
 
 
 def demo_regions(exam: str) -> list[PerfusionRegion]:
@@ -55,7 +64,9 @@ def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float =
         clip = make_clip(demo_regions(exam), panel_shape=PANEL_SHAPE, n_frames=n_frames,
                          frame_interval_s=frame_interval_s, jitter=0.05, dynamic_range_db=DYNAMIC_RANGE_DB,
                          display="dual", colour="gold", injection_time_s=INJECTION_TIME_S,
-                         gain=1.0 if exam == "baseline" else 1.3, seed=11 + index)
+                         gain=1.0 if exam == "baseline" else 1.3, seed=11 + index, motion_px=_breathing,
+                         dropout_frames=FOLLOWUP_DROPOUT_FRAMES if exam == "followup" else (),
+                         duplicate_frames=FOLLOWUP_DUPLICATE_FRAMES if exam == "followup" else ())
         exam_dir = os.path.join(folder, exam)
         os.makedirs(exam_dir, exist_ok=True)
         clip_path = os.path.join(exam_dir, "clip.dcm")
@@ -82,12 +93,18 @@ def run_demo(out_dir: str) -> str:
     out_dir = prepare_output_dir(out_dir)
     study = build_demo_study(os.path.join(out_dir, "study"))
     options = AnalysisOptions(dynamic_range_db=DYNAMIC_RANGE_DB, injection_time_s=INJECTION_TIME_S,
-                              reference=REFERENCE)
+                              reference=REFERENCE, maps=True)
     analyses = {}
     lines = ["DCEUSResponse demo study: one patient, baseline and follow-up after PRRT", ""]
+    scenes = _have_slicer_core()
     for exam in EXAMS:
         analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
-        write_analysis(analysis, os.path.join(out_dir, exam))
+        extra = []
+        if scenes:
+            from .mrml import write_scene_bundle
+
+            extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(a, path, rois=a.roi_masks)))
+        write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)
         analyses[exam] = analysis
         lines += [f"{exam}: {study[exam]['clip']}", format_summary(analysis), ""]
     response = compare_folders(os.path.join(out_dir, "baseline"), os.path.join(out_dir, "followup"))
@@ -96,11 +113,21 @@ def run_demo(out_dir: str) -> str:
                  last="response.json")
     lines += ["response (follow-up vs baseline):", format_response(response), ""]
     plot = plot_tics(analyses, os.path.join(out_dir, "tic.png"))
-    lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv; "
+    lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv, maps/; "
                  f"{out_dir}/response/response.json" + (f"; TIC plot {plot}" if plot else ""))
+    lines.append(f"Slicer scenes: {out_dir}/{{baseline,followup}}/{{baseline,followup}}.mrb" if scenes else
+                 "Slicer scenes: not written (pip install slicer-core to write them)")
     summary = "\n".join(lines) + "\n"
     write_staged(out_dir, [("summary.txt", lambda p: _write(p, summary))], last="summary.txt")
     return summary
+
+
+def _have_slicer_core() -> bool:
+    try:
+        import slicer  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(slicer, "vtkMRMLScene")
 
 
 def _write(path: str, text: str) -> None:

@@ -585,7 +585,7 @@ def _colour_table(name: str) -> np.ndarray:
 
 
 _NAN_COLOUR = (48, 48, 48)
-_PREVIEW_PIXELS = 420  # longer side of the map in the preview
+_PREVIEW_PIXELS = 480  # about the longer side of the map in the preview
 
 
 def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labels: list[tuple[float, str]],
@@ -598,7 +598,7 @@ def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labe
     from PIL import Image, ImageDraw, ImageFont
 
     rows, columns = image_rgb.shape[:2]
-    zoom = max(1, _PREVIEW_PIXELS // max(rows, columns))
+    zoom = max(1, round(_PREVIEW_PIXELS / max(rows, columns)))
     body = Image.fromarray(image_rgb).resize((columns * zoom, rows * zoom), Image.NEAREST)
     try:
         font = ImageFont.load_default(size=14)
