@@ -970,7 +970,6 @@ _SLICER_COLOUR_TABLES = {"magma": "Magma", "viridis": "Viridis", "cividis": "Civ
                          "plasma": "Plasma"}
 # Status colours (RGB 0..255) by status code, as in the status PNG preview of :mod:`maps`.
 _STATUS_COLOURS = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14), 3: (127, 127, 127), 4: (214, 39, 40)}
-_COLOUR_TABLE_SIZE = 256
 
 
 def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
@@ -1031,7 +1030,10 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
             values = np.asarray(maps.values[name], dtype=np.float32)
             colour_map = PREVIEW_COLOUR_MAPS.get(name, "viridis")
             volume = _add_map_volume(scene, f"{name_prefix}{name} map", values, ijk_to_ras, label=False)
-            _show_map(volume.GetDisplayNode(), values, *_map_colour_node(scene, colour_map))
+            display = volume.GetDisplayNode()
+            # a Slicer whose display nodes cannot invert the range: reversed maps get a table of their own
+            can_invert = hasattr(display, "SetInvertDisplayScalarRange")
+            _show_map(display, values, *_map_colour_node(scene, colour_map, can_invert))
             attributes = {"DCEUS.Parameter": name, "DCEUS.Unit": PARAMETER_UNITS.get(name, ""),
                           "DCEUS.ColourMap": colour_map}
         for key, value in {**attributes, **common}.items():
@@ -1057,8 +1059,9 @@ def _add_map_volume(scene, name: str, values: np.ndarray, ijk_to_ras: np.ndarray
     rows, columns = values.shape
     image = vtkImageData()
     image.SetDimensions(columns, rows, 1)  # i = column (fastest in a C-ordered (rows, columns) array)
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(values).reshape(-1), deep=True,
-                                                               array_type=numpy_support.get_vtk_array_type(values.dtype)))
+    scalars = numpy_support.numpy_to_vtk(np.ascontiguousarray(values).reshape(-1), deep=True,
+                                         array_type=numpy_support.get_vtk_array_type(values.dtype))
+    image.GetPointData().SetScalars(scalars)
     volume.SetAndObserveImageData(image)
     return volume
 
@@ -1084,9 +1087,10 @@ def _show_map(display, values: np.ndarray, colour_node, inverted: bool) -> None:
     display.SetApplyThreshold(1)
 
 
-def _map_colour_node(scene, colour_map: str):
-    """(colour node, inverted) for a matplotlib colour map name (``*_r``: the base map, inverted)."""
-    inverted = colour_map.endswith("_r")
+def _map_colour_node(scene, colour_map: str, can_invert: bool = True):
+    """(colour node, inverted) for a matplotlib colour map name (``*_r``: the base map, inverted,
+    when the display node ``can_invert``)."""
+    inverted = colour_map.endswith("_r") and can_invert
     base = colour_map[:-2] if inverted else colour_map
     slicer_name = _SLICER_COLOUR_TABLES.get(base)
     ours = None

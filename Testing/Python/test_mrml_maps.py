@@ -140,6 +140,25 @@ def test_maps_become_volumes_with_values_colours_and_attributes(exam, app):
         mrml.add_parameter_maps(app.scene, maps, parameters=["PE", "nonsense"])
 
 
+def test_the_applications_own_colour_tables_are_preferred(exam, app):
+    """In Slicer the Colors module provides Magma, Viridis, ...: maps use those instead of copies."""
+    _, _, analysis = exam
+    magma = app.scene.AddNewNodeByClass("vtkMRMLColorTableNode", "Magma")
+    magma.SetTypeToUser()
+    magma.SetNumberOfColors(2)
+    magma.SetColor(0, "low", 0.0, 0.0, 0.0, 1.0)
+    magma.SetColor(1, "high", 1.0, 1.0, 1.0, 1.0)
+    nodes = mrml.add_parameter_maps(app.scene, analysis.maps, parameters=["PE", "WoR", "TTP"])
+    assert nodes["PE"].GetDisplayNode().GetColorNode() is magma
+    assert nodes["WoR"].GetDisplayNode().GetColorNode() is magma  # magma_r: Magma, inverted
+    assert nodes["WoR"].GetDisplayNode().GetInvertDisplayScalarRange()
+    assert nodes["TTP"].GetDisplayNode().GetColorNode().GetAttribute("DCEUS.ColourMap") == "viridis"
+    # without range inversion (older Slicer), a reversed map gets a reversed table
+    reversed_table, inverted = mrml._map_colour_node(app.scene, "magma_r", can_invert=False)
+    assert not inverted and reversed_table.GetAttribute("DCEUS.ColourMap") == "magma_r"
+    np.testing.assert_allclose(_table_colours(reversed_table)[:, :3], _colour_table("magma_r") / 255.0, atol=1e-6)
+
+
 def test_not_fitted_pixels_are_transparent_and_fitted_ones_opaque(exam, app):
     """The display node's own pipeline (what a slice view shows of a foreground volume): alpha 0
     exactly where the map is NaN."""
