@@ -74,9 +74,14 @@ class StagedFiles:
 
 def write_staged(out_dir: str, writers: Iterable[tuple[str, Callable[[str], None]]], last: str) -> list[str]:
     """Run each ``(relative path, writer(path))`` into staging, then move all into ``out_dir``."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with StagedFiles(out_dir) as staged:
-        for relative_path, writer in writers:
-            writer(staged.path(relative_path))
+        jobs = [(writer, staged.path(relative_path)) for relative_path, writer in writers]
+        # Compression (zlib, PNG) releases the GIL: the files are written on all cores.
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            for _ in pool.map(lambda job: job[0](job[1]), jobs):
+                pass
         staged.commit(last)
         return [os.path.join(staged.out_dir, p) for p in staged.relative_paths]
 

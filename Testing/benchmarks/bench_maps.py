@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -85,12 +84,12 @@ def time_analyze(argv: list[str]) -> float:
 
 
 def peak_memory_mib(argv: list[str]) -> float:
-    """Peak resident memory of the same command in a child process (MiB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([sys.executable, "-m", "DCEUSResponseLib", *argv], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(after, before) / 1024.0
+    """Peak resident memory of the same command run alone in a child process (MiB)."""
+    wrapper = ("import resource, sys; from DCEUSResponseLib.cli import main; code = main(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", wrapper, *argv], cwd=REPO, check=True, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return int(result.stderr.strip().splitlines()[-1]) / 1024.0
 
 
 def curve_fit_sample(clip, sample_pixels: np.ndarray, times_s: np.ndarray):
