@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -238,6 +239,38 @@ def _quadratic_residual(t: np.ndarray, y: np.ndarray) -> float:
     return float(residual @ residual)
 
 
+class Screen(NamedTuple):
+    """Step 2 of the strategy, shared with the replenishment fit (scaled units unless noted)."""
+
+    scale: float  # a.u.: the maximum of the TIC's moving average, which y is divided by
+    y: np.ndarray  # the TIC divided by scale
+    smoothed: np.ndarray  # its moving average (sample i centred on frame i + (width - 1) / 2)
+    noise: float  # robust per-frame noise
+    i_peak: int  # index of the smoothed maximum
+    rise: float  # smoothed maximum minus the lowest smoothed value before it
+    width: int  # moving-average length (frames)
+    frame_interval: float  # median frame interval (s)
+
+
+def scale_and_screen(t: np.ndarray, y_au: np.ndarray) -> Screen:
+    """Scale the TIC ``y_au`` (a.u., at times ``t``) and measure its smoothed rise against its noise."""
+    n_used = len(y_au)
+    frame_interval = float(np.median(np.diff(t))) if n_used > 1 else 0.0
+    width = int(round(n_used * SMOOTHING_FRACTION))
+    if frame_interval > 0:
+        width = min(width, int(SMOOTHING_MAX_S / frame_interval))
+    width = min(max(width, SMOOTHING_MIN_FRAMES), n_used)
+    smoothed_au = _moving_average(y_au, width)
+    scale = float(np.max(np.abs(smoothed_au)))
+    if not scale > 0:
+        scale = float(np.max(np.abs(y_au)))
+    y = y_au / scale
+    smoothed = smoothed_au / scale
+    i_peak = int(np.argmax(smoothed))
+    rise = float(smoothed[i_peak] - np.min(smoothed[: i_peak + 1]))
+    return Screen(scale, y, smoothed, robust_noise(y), i_peak, rise, width, frame_interval)
+
+
 def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_MODEL,
               use: ArrayLike | None = None) -> BolusFit:
     """Fit a bolus model to a TIC and decide whether it enhances; see the module docstring.
@@ -288,21 +321,8 @@ def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_
         return result
 
     # -- scale and screen ------------------------------------------------------------------------
-    frame_interval = float(np.median(np.diff(t)))
-    width = int(round(n_used * SMOOTHING_FRACTION))
-    if frame_interval > 0:
-        width = min(width, int(SMOOTHING_MAX_S / frame_interval))
-    width = min(max(width, SMOOTHING_MIN_FRAMES), n_used)
-    smoothed_au = _moving_average(y_au, width)
-    scale = float(np.max(np.abs(smoothed_au)))
-    if not scale > 0:
-        scale = float(np.max(np.abs(y_au)))
-    y = y_au / scale
-    smoothed = smoothed_au / scale
-    noise = robust_noise(y)
+    scale, y, smoothed, noise, i_peak, rise, width, frame_interval = scale_and_screen(t, y_au)
     result.noise = noise * scale
-    i_peak = int(np.argmax(smoothed))
-    rise = float(smoothed[i_peak] - np.min(smoothed[: i_peak + 1]))
     if rise < RISE_NOISE_FACTOR * noise:
         result.status = "no_enhancement"
         result.reason = (f"peak rise {_format(rise * scale)} a.u. of the smoothed TIC above its baseline "

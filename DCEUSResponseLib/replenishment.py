@@ -53,8 +53,7 @@ from scipy import optimize
 
 from .errors import InputError
 from .fitting import (MAX_FUNCTION_EVALUATIONS, MIN_DRIFT_F, MIN_QOF_PERCENT, N_STARTS, PEAK_NOISE_FACTOR,
-                      RISE_NOISE_FACTOR, SMOOTHING_FRACTION, SMOOTHING_MAX_S, SMOOTHING_MIN_FRAMES,
-                      _linear_amplitudes, _moving_average, robust_noise)
+                      RISE_NOISE_FACTOR, _linear_amplitudes, scale_and_screen)
 
 #: Replenishment models available to :func:`fit_replenishment`.
 REPLENISHMENT_MODELS: tuple[str, ...] = ("monoexponential",)
@@ -237,21 +236,8 @@ def fit_replenishment(t_s, tic, t_flash_s: float, model: str = "monoexponential"
 
     # -- scale and screen (as fitting.fit_bolus) ------------------------------------------------------
     duration = float(tau[-1])
-    frame_interval = float(np.median(np.diff(tau))) if n_used > 1 else duration
-    width = int(round(n_used * SMOOTHING_FRACTION))
-    if frame_interval > 0:
-        width = min(width, int(SMOOTHING_MAX_S / frame_interval))
-    width = min(max(width, SMOOTHING_MIN_FRAMES), n_used)
-    smoothed_au = _moving_average(y_au, width)
-    scale = float(np.max(np.abs(smoothed_au)))
-    if not scale > 0:
-        scale = float(np.max(np.abs(y_au)))
-    y = y_au / scale
-    smoothed = smoothed_au / scale
-    noise = robust_noise(y)
+    scale, y, smoothed, noise, i_peak, rise = scale_and_screen(tau, y_au)[:6]
     result.noise = noise * scale
-    i_peak = int(np.argmax(smoothed))
-    rise = float(smoothed[i_peak] - np.min(smoothed[: i_peak + 1]))
     if rise < RISE_NOISE_FACTOR * noise:
         result.status = "no_enhancement"
         result.reason = (f"rise {_format(rise * scale)} a.u. of the smoothed TIC after the flash is below "
