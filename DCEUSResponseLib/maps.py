@@ -356,16 +356,16 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
         chunk_scale = np.where(peak > 0, peak, 1.0).astype(np.float32)
         scale[chunk] = chunk_scale
         binned /= chunk_scale
-        y = curves[:, chunk] / chunk_scale
         x = np.clip(dictionary.best(_bin(binned, bins_dictionary, fit_counts)[0]), lower, upper)
         x = _levenberg_marquardt(model, fit_times, binned, x, lower, upper, BINNED_ITERATIONS, weights=fit_counts)
         if FULL_ITERATIONS:
-            x = _levenberg_marquardt(model, times_s, y, x, lower, upper, FULL_ITERATIONS)
+            x = _levenberg_marquardt(model, times_s, curves[:, chunk] / chunk_scale, x, lower, upper,
+                                     FULL_ITERATIONS)
         params[chunk] = x
         binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
         # Quality over every frame (QOF) and enhancement significance on the bins (F), where a
         # single-frame speckle spike, exponentially distributed, cannot pass for a bolus.
-        qof[chunk] = _qof_all_frames(y, bins_fit, binned, binned_curve, fit_counts)
+        qof[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, bins_fit, binned, binned_curve, fit_counts)
         f_ratio[chunk] = _enhancement_f(binned, binned_curve, fit_counts)
 
     # numpy releases the GIL inside array operations, so chunks run in parallel on threads.
@@ -378,8 +378,8 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
     return PixelFits(params, qof, f_ratio, _status(model, params, qof, f_ratio, times_s))
 
 
-def _qof_all_frames(y: np.ndarray, index: np.ndarray, binned: np.ndarray, binned_curve: np.ndarray,
-                    counts: np.ndarray) -> np.ndarray:
+def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, index: np.ndarray, binned: np.ndarray,
+                    binned_curve: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """QOF (%) over every frame, the fitted curve taken at each bin's mean time.
 
     SS_res = sum over bins of the frames' scatter about their bin mean plus count x (bin mean -
@@ -388,7 +388,8 @@ def _qof_all_frames(y: np.ndarray, index: np.ndarray, binned: np.ndarray, binned
     of the model at every frame.
     """
     starts = np.flatnonzero(np.diff(index, prepend=-1))
-    squares = np.add.reduceat(y * y, starts, axis=0)
+    squares = np.add.reduceat(np.square(curves), starts, axis=0)
+    squares /= scale * scale  # the curves' scaled units, as binned and binned_curve
     weights = counts.astype(np.float32)[:, None]
     scatter = (squares - weights * binned * binned).sum(axis=0, dtype=np.float64)
     misfit = binned - binned_curve
@@ -499,7 +500,9 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         if binning > 1:
             linear = linear.reshape(n_used, linear.shape[1] // binning, binning, columns // binning,
                                     binning).mean(axis=(2, 4), dtype=np.float32)
-        curves = linear.reshape(n_used, -1)[:, wanted.ravel()]
+        curves = linear.reshape(n_used, -1)
+        if not wanted.all():
+            curves = curves[:, wanted.ravel()]
         fits = fit_curves(used_times, curves, model)
         parameters = bolus_parameter_arrays(model, dict(zip(model.parameter_names, fits.params.T)), fits.qof)
         fitted = fits.status == STATUS_FITTED
