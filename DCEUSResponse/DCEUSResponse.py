@@ -363,6 +363,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             contrast = browser.GetProxyNode(browser.GetMasterSequenceNode())  # the contrast panel
             slicer.util.setSliceViewerLayers(background=contrast, foreground=self.logic.mapNodes["PE"],
                                              foregroundOpacity=0.6)
+            # vtkSlicerColorLogic::AddDefaultColorLegendDisplayNode (Modules/Loadable/Colors/Logic)
+            slicer.modules.colors.logic().AddDefaultColorLegendDisplayNode(self.logic.mapNodes["PE"])
         self.ui.resultsCollapsibleButton.collapsed = False
         self._setStatus(self.logic.summary(analysis))
         self._updateButtonStates()

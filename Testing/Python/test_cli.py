@@ -149,3 +149,30 @@ def test_module_entry_point_runs_as_a_process(study, tmp_path):
     usage = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "analyze", "--bogus"], capture_output=True,
                            text=True, cwd=REPO)
     assert usage.returncode == 2
+
+
+def test_scene_bundle_from_the_command_line(study, tmp_path, capsys):
+    """analyze --scene writes a bundle inside --out that slicer-core reads back with every node."""
+    pytest.importorskip("slicer")
+    from DCEUSResponseLib import mrml
+
+    out = tmp_path / "out"
+    code, _, stderr = _run(capsys, ["analyze", study["clip"], "--roi", study["masks"]["__segmentation__"],
+                                    "--reference", "liver", "--maps", "--map-binning", "2", "--scene", "exam.mrb",
+                                    "--out", str(out)])
+    assert code == 0, stderr
+    assert (out / "exam.mrb").is_file() and (out / "results.json").is_file()
+    app = mrml.create_headless_application()
+    try:
+        assert app.scene.ReadFromMRB(str(out / "exam.mrb"))
+        classes = [app.scene.GetNthNode(i).GetClassName() for i in range(app.scene.GetNumberOfNodes())]
+        for wanted in ("vtkMRMLSequenceBrowserNode", "vtkMRMLSegmentationNode", "vtkMRMLTableNode",
+                       "vtkMRMLPlotChartNode", "vtkMRMLScalarVolumeNode"):
+            assert wanted in classes, wanted
+        segmentation = next(app.scene.GetNthNode(i) for i in range(app.scene.GetNumberOfNodes())
+                            if app.scene.GetNthNode(i).IsA("vtkMRMLSegmentationNode"))
+        names = {segmentation.GetSegmentation().GetNthSegment(i).GetName()
+                 for i in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+        assert names == {"liver", "lesion", "necrosis"}
+    finally:
+        app.close()
