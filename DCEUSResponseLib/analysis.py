@@ -260,14 +260,15 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table)
     times_s = clip.frame_times_s - options.injection_time_s
 
-    contrast_gray = panel_gray_uint8(clip, layout.contrast.slices, mapping)
-    bmode_gray = None
-    if layout.bmode is not None:
-        try:
-            bmode_mapping = choose_colour_mapping(clip, layout.bmode.slices)
-        except InputError:
-            bmode_mapping = ColourMapping("gray")
-        bmode_gray = panel_gray_uint8(clip, layout.bmode.slices, bmode_mapping)
+    contrast_gray = bmode_gray = None
+    if options.motion_compensation or options.frame_quality_control:
+        contrast_gray = panel_gray_uint8(clip, layout.contrast.slices, mapping)
+        if layout.bmode is not None:
+            try:
+                bmode_mapping = choose_colour_mapping(clip, layout.bmode.slices)
+            except InputError:
+                bmode_mapping = ColourMapping("gray")
+            bmode_gray = panel_gray_uint8(clip, layout.bmode.slices, bmode_mapping)
 
     motion = None
     if options.motion_compensation:
