@@ -23,9 +23,11 @@ RATIO_PARAMETERS = ("PE", "WiWoAUC", "AUC", "TTP", "mTTl")
 
 
 def run_case(tmp_path, *, display, colour, dynamic_range_db, jitter, transfer_syntax="explicit",
-             timing="vector", contrast_side="right", seed=0, roi_format="png"):
+             timing="vector", contrast_side="right", seed=0, roi_format="png", frame_interval_s=0.75,
+             n_frames=160):
     clip = make_clip(display=display, colour=colour, dynamic_range_db=dynamic_range_db, jitter=jitter,
-                     contrast_side=contrast_side, injection_time_s=1.5, seed=seed)
+                     contrast_side=contrast_side, injection_time_s=1.5, seed=seed,
+                     frame_interval_s=frame_interval_s, n_frames=n_frames)
     path = str(tmp_path / "clip.dcm")
     write_clip(clip, path, transfer_syntax=transfer_syntax, timing=timing)
     masks = write_roi_masks(clip, str(tmp_path / "rois"))
@@ -74,7 +76,12 @@ def test_parameters_match_the_truth(tmp_path, case):
     check_against_truth(clip, analysis)
 
 
-FULL_MATRIX = [dict(display=d, colour=c, dynamic_range_db=r, jitter=j, transfer_syntax=t, seed=s)
+# The full matrix samples at 4 Hz (a slow CEUS frame rate; scanners record 8-15 Hz). At the CI
+# cases' 1.33 Hz with +-30 % jitter, one noise realisation (seed 1) misses the lesion's WiR by
+# 10-12 % and the lesion/liver PE and mTTl ratios by 5-5.5 %: a handful of frames on a 4 s wash-in
+# cannot pin its slope down better than that.
+FULL_MATRIX = [dict(display=d, colour=c, dynamic_range_db=r, jitter=j, transfer_syntax=t, seed=s,
+                    frame_interval_s=0.25, n_frames=480)
                for d, c, r, j, t, s in itertools.product(("single", "dual"), ("gray", "gold"), (40.0, 50.0, 60.0),
                                                          (0.0, 0.3), ("explicit", "jpeg-baseline"), (1, 2))]
 
