@@ -225,11 +225,13 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
 
     grid = _MatchingGrid(frames, kind, float(max_shift_px))
     warnings = list(grid.warnings)
-    links = _collect_links(frames, grid, reference_frame)
+    # Features once per frame (float32 at working resolution): matching and scoring both use them.
+    features = np.stack([grid.features(frames[k]).astype(np.float32) for k in range(n_frames)])
+    links = _collect_links(features, grid, reference_frame)
     displacement, reliable, gauge_note = _solve_links(links, n_frames, reference_frame, grid.factor)
     if gauge_note:
         warnings.append(gauge_note)
-    score, neighbour_score = _alignment_scores(frames, grid, reference_frame, displacement)
+    score, neighbour_score = _alignment_scores(features, grid, reference_frame, displacement)
 
     smoothing = BMODE_SMOOTHING_PX if kind == "bmode" else CONTRAST_SMOOTHING_PX
     feature = "smoothed gray levels" if kind == "bmode" else "gradient magnitude of gray levels"
@@ -362,14 +364,17 @@ class _Links:
     rho: list[float] = field(default_factory=list)
 
 
-def _collect_links(frames: np.ndarray, grid: _MatchingGrid, reference_frame: int) -> _Links:
-    """Significant matches between each frame and the reference / earlier frames (working px)."""
+def _collect_links(features: np.ndarray, grid: _MatchingGrid, reference_frame: int) -> _Links:
+    """Significant matches between each frame and the reference / earlier frames (working px).
+
+    ``features``: every frame's matching features (frames x working rows x working columns).
+    """
     links = _Links()
-    reference = _Prepared(grid, grid.features(frames[reference_frame]))
+    reference = _Prepared(grid, features[reference_frame].astype(np.float64))
     recent: dict[int, _Prepared] = {}
     longest = max(LINK_OFFSETS)
-    for k in range(frames.shape[0]):
-        current = reference if k == reference_frame else _Prepared(grid, grid.features(frames[k]))
+    for k in range(features.shape[0]):
+        current = reference if k == reference_frame else _Prepared(grid, features[k].astype(np.float64))
         partners = {k - offset for offset in LINK_OFFSETS if k - offset >= 0}
         if k != reference_frame:
             partners.add(reference_frame)
@@ -516,16 +521,16 @@ def _weighted_solve(earlier, later, measured, weight, position, n_unknowns) -> n
     return sparse_linalg.splu(matrix).solve(rhs)
 
 
-def _alignment_scores(frames: np.ndarray, grid: _MatchingGrid, reference_frame: int,
+def _alignment_scores(features: np.ndarray, grid: _MatchingGrid, reference_frame: int,
                       displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ZNCC of each frame's aligned features with the reference frame's, and with its neighbours'.
 
     Every frame's features are moved back by its displacement onto the reference frame's geometry;
     the neighbour score of frame k is the better of its ZNCCs with frames k - 1 and k + 1 there.
     """
-    n_frames = frames.shape[0]
+    n_frames = features.shape[0]
     core = grid.window > 0.5
-    reference = grid.features(frames[reference_frame])
+    reference = features[reference_frame].astype(np.float64)
     scores = np.ones(n_frames)
     with_previous = np.full(n_frames + 1, np.nan)  # [k]: frame k with frame k - 1
     previous = None
@@ -535,7 +540,7 @@ def _alignment_scores(frames: np.ndarray, grid: _MatchingGrid, reference_frame: 
             aligned, seen = reference, core
         else:
             # Frame k sampled at p + d is the reference's content at p.
-            aligned = ndimage.shift(grid.features(frames[k]), -shift, order=3, mode="nearest")
+            aligned = ndimage.shift(features[k].astype(np.float64), -shift, order=3, mode="nearest")
             seen = core & _shifted(core, -np.round(shift).astype(int))
             scores[k] = _zncc(reference[seen], aligned[seen])
         if previous is not None:
