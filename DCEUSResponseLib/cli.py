@@ -67,8 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--map-binning", type=int, default=1, metavar="N",
                          help="average N x N pixels before fitting the maps (default 1: full resolution)")
     analyze.add_argument("--map-region", metavar="NAME", help="map only inside this ROI (default: whole contrast panel)")
-    analyze.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle (relative to --out "
-                         "unless absolute)")
+    analyze.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle, a path inside --out")
     analyze.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
 
     compare = commands.add_parser("compare", help="treatment response between two exams",
@@ -131,17 +130,19 @@ def _analyze(args) -> int:
                               map_region=args.map_region)
     check_options(options)
     out_dir = prepare_output_dir(args.out)
+    scene_path = None
+    if args.scene:
+        # The contract writes nothing outside DIR: the scene is a path inside it.
+        scene_path = os.path.relpath(os.path.join(out_dir, args.scene), out_dir)
+        if scene_path.startswith(os.pardir):
+            raise InputError(f"--scene {args.scene!r} is outside --out {out_dir}; give a path inside it")
     analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate,
                              pixel_spacing_mm=args.pixel_spacing)
     extra = []
     if args.scene:
         from .mrml import write_scene_bundle
 
-        scene_path = args.scene if os.path.isabs(args.scene) else None
-        if scene_path is None:
-            extra.append((args.scene, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
-        else:
-            write_scene_bundle(analysis, scene_path, rois=analysis.roi_masks)
+        extra.append((scene_path, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
     write_analysis(analysis, out_dir, extra_writers=extra)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -176,3 +176,10 @@ def test_scene_bundle_from_the_command_line(study, tmp_path, capsys):
         assert names == {"liver", "lesion", "necrosis"}
     finally:
         app.close()
+
+
+def test_scene_outside_the_output_folder_is_refused(study, tmp_path, capsys):
+    code, _, stderr = _run(capsys, ["analyze", study["clip"], "--roi", f"lesion={study['masks']['lesion']}",
+                                    "--scene", str(tmp_path / "elsewhere.mrb"), "--out", str(tmp_path / "out")])
+    assert code == 1 and "outside --out" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "elsewhere.mrb").exists() and not (tmp_path / "out" / "results.json").exists()
