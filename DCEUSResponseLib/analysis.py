@@ -77,6 +77,10 @@ class SegmentedFit:
     segments: list  # ReplenishmentFit per segment
     segment_frames: list  # replenishment.Segment per segment
 
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
     def curve(self, t) -> np.ndarray:
         """The fitted replenishment of every segment, each from its flash to the next (NaN elsewhere)."""
         t = np.asarray(t, dtype=float)

@@ -56,7 +56,7 @@ from . import SOFTWARE_NAME, __version__
 from .clip import Clip, UltrasoundRegion
 from .errors import InputError
 from .layout import DisplayLayout
-from .parameters import PARAMETER_NAMES, PARAMETER_UNITS
+from .parameters import PARAMETER_UNITS
 from .rois import RoiMask
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
@@ -834,7 +834,7 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
         _add_double_column(tic_table, f"{name}_measured", np.asarray(roi.tic, dtype=np.float64), "a.u.",
                            f"{name}: measured mean linear intensity")
         _add_double_column(tic_table, f"{name}_fitted", np.asarray(roi.fit.curve(times), dtype=np.float64), "a.u.",
-                           f"{name}: fitted {roi.fit.model} bolus model")
+                           f"{name}: fitted {roi.fit.model} model")
     _add_int_column(tic_table, "frame", np.arange(times.size), "frame index")
     _add_double_column(tic_table, "clip_time_s", np.asarray(analysis.clip.frame_times_s, dtype=np.float64), "s",
                        "time on the clip clock (first frame 0)")
@@ -846,10 +846,10 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     _add_string_column(parameter_table, "roi", names)
     _add_string_column(parameter_table, "status", [roi.fit.status for roi in rois])
     _add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
-    for parameter in PARAMETER_NAMES:
+    for parameter in analysis.parameter_names:
         _add_double_column(parameter_table, parameter, [_nan_for_none(r.parameters.get(parameter)) for r in rois],
                            PARAMETER_UNITS.get(parameter, ""), parameter)
-    for parameter in PARAMETER_NAMES:
+    for parameter in analysis.parameter_names:
         _add_double_column(parameter_table, f"rel_{parameter}",
                            [_nan_for_none(r.relative.get(parameter)) for r in rois], "",
                            f"{parameter} relative to the reference ROI")

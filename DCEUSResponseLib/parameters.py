@@ -26,6 +26,8 @@ PARAMETER_UNITS: dict[str, str] = {
     "PE": "a.u.", "TTP": "s", "WiR": "a.u./s", "WoR": "a.u./s", "TI": "s", "TO": "s", "RT": "s",
     "FT": "s", "mTTl": "s", "WiAUC": "a.u.*s", "WoAUC": "a.u.*s", "WiWoAUC": "a.u.*s",
     "WiPI": "a.u.", "AUC": "a.u.*s", "QOF": "%",
+    # destruction-replenishment (DCEUSResponseLib.replenishment)
+    "rBV": "a.u.", "mTT": "s", "rBF": "a.u./s", "PI": "a.u./s",
 }
 
 

@@ -166,3 +166,29 @@ def test_bad_real_world_input_is_one_line(tmp_path, capsys):
         if named:
             assert named in err
         assert not (out / "results.json").exists()
+
+
+def test_replenishment_results_as_slicer_tables():
+    """The parameter table of a replenishment analysis carries its own parameters, with units."""
+    pytest.importorskip("slicer")
+    from DCEUSResponseLib import mrml
+    from DCEUSResponseLib.analysis import AnalysisOptions, analyze
+    from DCEUSResponseLib.clip import Clip
+    from DCEUSResponseLib.rois import RoiMask
+
+    clip, _ = _infusion_clip([40, 41, 150])
+    in_memory = Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions)
+    rois = [RoiMask(name, mask, "synthetic") for name, mask in clip.roi_masks.items()]
+    analysis = analyze(in_memory, rois, AnalysisOptions(dynamic_range_db=50.0, model="replenishment"))
+    app = mrml.create_headless_application()
+    try:
+        nodes = mrml.add_analysis_results(app.scene, analysis)
+        table = nodes.parameter_table.GetTable()
+        columns = [table.GetColumn(i).GetName() for i in range(table.GetNumberOfColumns())]
+        assert columns[3:9] == ["rBV", "mTT", "rBF", "PI", "WiR", "QOF"]
+        assert nodes.parameter_table.GetColumnUnitLabel("mTT") == "s"
+        row = [analysis.rois[n] for n in analysis.rois].index(analysis.rois["liver"])
+        assert table.GetValueByName(row, "rBV").ToDouble() == pytest.approx(
+            analysis.rois["liver"].parameters["rBV"], rel=1e-6)
+    finally:
+        app.close()
