@@ -563,7 +563,10 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
                                   reference_frame=int(referenceFrame), model=str(model), reference=reference,
                                   motion_compensation=bool(motionCompensation), maps=bool(maps))
         step(0.30, _("Fitting {count} time-intensity curves...").format(count=len(rois)))
-        analysis = analyze(clip, rois, options)
+        # The engine reports each of its steps; Cancel takes effect between them.
+        engineSteps = iter(range(1, 1000))
+        analysis = analyze(clip, rois, options,
+                           progress=lambda message: step(0.30 + 0.58 * (1.0 - 0.8 ** next(engineSteps)), message))
         step(0.90, _("Adding the results to the scene..."))
         if addResults:
             self.resultNodes = mrml.add_analysis_results(slicer.mrmlScene, analysis,
