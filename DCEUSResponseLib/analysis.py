@@ -26,7 +26,7 @@ from .layout import DisplayLayout, find_layout
 from .linearize import (DEFAULT_DYNAMIC_RANGE_DB, ColourMapping, ClippingCount, check_dynamic_range,
                         choose_colour_mapping, count_clipping, gray_levels, linear_from_gray, panel_gray_uint8)
 from .models import BOLUS_MODELS, get_model
-from .parameters import PARAMETER_NAMES, bolus_parameters, relative_parameters
+from .parameters import PARAMETER_NAMES, _finite_or_none, bolus_parameters, relative_parameters
 from .rois import RoiMask, place_on_contrast_panel, read_roi_masks, time_intensity_curve
 
 REPLENISHMENT = "replenishment"
@@ -198,13 +198,6 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
         out["clipping"] = {"saturated_fraction": roi.clipping.saturated_fraction,
                            "floor_fraction": roi.clipping.floor_fraction}
     return out
-
-
-def _finite_or_none(value) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if np.isfinite(value) else None
 
 
 def read_any_clip(path: str, frame_rate_hz: float | None = None,

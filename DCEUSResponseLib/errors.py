@@ -16,6 +16,3 @@ class InputError(Exception):
         self.path = os.fspath(path) if path is not None else None
         super().__init__(f"{self.path}: {self.problem}" if self.path else self.problem)
 
-
-class QuantificationWarning(UserWarning):
-    """Something the user should know about the result (clipping, estimated timing, odd regions)."""

@@ -400,14 +400,6 @@ def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, index: np.ndarray, bi
         return np.where(total_ss > 0, 100.0 * (1.0 - residual_ss / total_ss), np.nan)
 
 
-def _qof(y: np.ndarray, curve: np.ndarray) -> np.ndarray:
-    """100 (1 - SS_res / SS_tot) per column, % (NaN for a constant column)."""
-    centred = y - y.mean(axis=0, dtype=np.float64)[None, :].astype(np.float32)
-    total = np.einsum("np,np->p", centred, centred, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, 100.0 * (1.0 - _cost(y, curve) / total), np.nan)
-
-
 def _enhancement_f(binned: np.ndarray, binned_curve: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """F ratio of the bolus against a constant on count-weighted bin means."""
     weights = (counts / counts.mean()).astype(np.float32)[:, None]

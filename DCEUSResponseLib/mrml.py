@@ -195,11 +195,6 @@ def create_headless_application(cache_dir: str | None = None) -> HeadlessSlicer:
 # Geometry
 
 
-def frame_spacing_mm(clip: Clip) -> tuple[float, float]:
-    """``(dy, dx)`` mm of the clip's frame geometry (see :attr:`Clip.frame_spacing_mm`)."""
-    return clip.frame_spacing_mm
-
-
 def panel_ijk_to_ras(x0: int, y0: int, spacing_mm: tuple[float, float]) -> np.ndarray:
     """4 x 4 IJK-to-RAS matrix (mm) of a panel whose top-left pixel is frame pixel (row y0, column x0).
 
@@ -289,7 +284,7 @@ def add_clip_sequences(scene: "slicer.vtkMRMLScene", clip: Clip, layout: Display
     back exactly. The proxy volumes show the display values unchanged (fixed window/level over the
     stored range, not Slicer's automatic one).
     """
-    spacing = frame_spacing_mm(clip)
+    spacing = clip.frame_spacing_mm
     times = np.asarray(clip.frame_times_s, dtype=np.float64)
     if times.shape != (clip.n_frames,):
         raise InputError(f"the clip has {clip.n_frames} frames but {times.size} frame times", clip.source)
@@ -348,7 +343,7 @@ def _clip_attributes(clip: Clip, layout: DisplayLayout) -> dict[str, str]:
         "DCEUS.FrameTimes": json.dumps([float(t) for t in clip.frame_times_s]),
         "DCEUS.FrameSize": json.dumps([clip.rows, clip.columns]),
         # the grid's (dy, dx) exactly; the volume geometry holds it up to decimal round-off once saved
-        "DCEUS.FrameSpacingMm": json.dumps(list(frame_spacing_mm(clip))),
+        "DCEUS.FrameSpacingMm": json.dumps(list(clip.frame_spacing_mm)),
         "DCEUS.Regions": json.dumps([_region_json(region) for region in clip.regions]),
         "DCEUS.PixelSpacingMm": json.dumps(list(map(float, clip.pixel_spacing_mm)) if clip.pixel_spacing_mm else None),
         "DCEUS.Photometric": clip.photometric,
@@ -647,7 +642,7 @@ def add_roi_segmentation(scene: "slicer.vtkMRMLScene", rois: Sequence[RoiMask], 
 
     frame_shape = (clip.rows, clip.columns)
     reference_matrix = _volume_ijk_to_ras(reference_volume)
-    x0, y0 = _grid_position(reference_matrix, frame_spacing_mm(clip),
+    x0, y0 = _grid_position(reference_matrix, clip.frame_spacing_mm,
                             f"reference volume {reference_volume.GetName()!r}", clip.source)
     names = [roi.name for roi in rois]
     if len(set(names)) != len(names):
@@ -716,7 +711,7 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
     source = f"segmentation {segmentation_node.GetName()!r}"
     if scene is None:
         raise InputError("the segmentation node is not in a scene", source)
-    spacing = frame_spacing_mm(clip)
+    spacing = clip.frame_spacing_mm
     frame_matrix = panel_ijk_to_ras(0, 0, spacing)
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
@@ -975,7 +970,7 @@ _STATUS_COLOURS = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14), 3: (127
 def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
     """4 x 4 IJK-to-RAS matrix (mm) of the map grid of ``maps`` in the clip's frame geometry.
 
-    ``frame_spacing_mm`` is the clip's ``(dy, dx)`` (:func:`frame_spacing_mm`); by default the map's
+    ``frame_spacing_mm`` is the clip's ``(dy, dx)`` (:attr:`Clip.frame_spacing_mm`); by default the map's
     own spacing divided by its binning (1 mm without a calibration). Map pixel (row r, column c)
     is centred on full-frame pixel ``origin_px + binning (r, c)``, at RAS
     ``(-(origin col + binning c) dx, -(origin row + binning r) dy, 0)``.
@@ -1162,7 +1157,7 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
             segmentation_node = add_roi_segmentation(scene, rois, analysis.clip, clip_nodes.contrast_volume)
         add_analysis_results(scene, analysis, segmentation_node=segmentation_node)
         if analysis.maps is not None:
-            map_nodes = add_parameter_maps(scene, analysis.maps, frame_spacing_mm=frame_spacing_mm(analysis.clip))
+            map_nodes = add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)
             for node in map_nodes.values():
                 for key, value in _provenance_attributes(analysis).items():
                     node.SetAttribute(key, value)

@@ -49,10 +49,6 @@ class StagedFiles:
         self.relative_paths.append(relative_path)
         return staged
 
-    def write_text(self, relative_path: str, text: str) -> None:
-        with open(self.path(relative_path), "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-
     def commit(self, last: str) -> None:
         """Move every staged file into the output folder, ``last`` after all others."""
         order = [p for p in self.relative_paths if p != last] + [last]

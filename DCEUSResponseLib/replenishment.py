@@ -53,7 +53,7 @@ from scipy import optimize
 
 from .errors import InputError
 from .fitting import (MAX_FUNCTION_EVALUATIONS, MIN_DRIFT_F, MIN_QOF_PERCENT, N_STARTS, PEAK_NOISE_FACTOR,
-                      RISE_NOISE_FACTOR, _linear_amplitudes, scale_and_screen)
+                      RISE_NOISE_FACTOR, _format, _linear_amplitudes, scale_and_screen)
 
 #: Replenishment models available to :func:`fit_replenishment`.
 REPLENISHMENT_MODELS: tuple[str, ...] = ("monoexponential",)
@@ -126,10 +126,6 @@ class ReplenishmentFit:
         with np.errstate(invalid="ignore"):
             values = self.params["O"] + self.params["A"] * -np.expm1(-self.params["beta"] * tau)
         return np.where(tau > 0, values, np.nan)
-
-
-def _format(value: float) -> str:
-    return f"{value:.2g}"
 
 
 def segments_after_flashes(times_s, flash_frames: Iterable[int], use: np.ndarray | None = None) -> list[Segment]:

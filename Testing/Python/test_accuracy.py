@@ -6,9 +6,7 @@ colour maps x frame timing x compression).
 """
 import itertools
 import json
-import os
 
-import numpy as np
 import pytest
 
 from DCEUSResponseLib.analysis import AnalysisOptions, analyze_files

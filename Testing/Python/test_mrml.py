@@ -135,7 +135,7 @@ def test_sequences_hold_each_panel_with_its_geometry_times_and_uids(exam, app):
     layout, panels = _panels(clip)
     nodes = mrml.add_clip_sequences(app.scene, clip, layout)
     assert (nodes.bmode_sequence is None) == (layout.bmode is None) == (nodes.bmode_volume is None)
-    dy, dx = mrml.frame_spacing_mm(clip)
+    dy, dx = clip.frame_spacing_mm
     expected_spacing = (1.0, 1.0) if kind == "uncalibrated" else (0.2, 0.2)
     assert (dy, dx) == expected_spacing
     sequences = {"contrast": nodes.contrast_sequence, "bmode": nodes.bmode_sequence}
@@ -190,7 +190,7 @@ def test_clip_round_trips_through_the_sequences(exam, app):
     assert back.frame_times_s.tolist() == clip.frame_times_s.tolist()
     assert back.regions == clip.regions
     assert back.pixel_spacing_mm == clip.pixel_spacing_mm
-    assert mrml.frame_spacing_mm(back) == mrml.frame_spacing_mm(clip)
+    assert back.frame_spacing_mm == clip.frame_spacing_mm
     assert (back.source, back.photometric, back.bits_stored, back.uids) == \
         (clip.source, clip.photometric, clip.bits_stored, clip.uids)
     assert back.timing_source == clip.timing_source and back.warnings == clip.warnings
@@ -436,7 +436,7 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
         (tmp_path / "rois.seg.nrrd").write_bytes(bundle.read(segmentation_file))
     # the segmentation Slicer saved is also what the command line reads as --roi FILE.seg.nrrd
     from_file = read_roi_masks([str(tmp_path / "rois.seg.nrrd")], (clip.rows, clip.columns),
-                               mrml.frame_spacing_mm(clip))
+                               clip.frame_spacing_mm)
     assert [roi.name for roi in from_file] == [roi.name for roi in rois]
     for original, roi in zip(rois, from_file):
         np.testing.assert_array_equal(roi.mask, original.mask)

@@ -188,7 +188,7 @@ def test_map_pixels_overlay_the_contrast_panel(binned, exam, exam_binned, app):
     nodes = mrml.add_parameter_maps(app.scene, maps, parameters=["PE", "status"])
     rows, columns = maps.status.shape
     assert (rows, columns) == (PANEL[0] // binning, PANEL[1] // binning)
-    dy, dx = mrml.frame_spacing_mm(clip)
+    dy, dx = clip.frame_spacing_mm
     for volume in nodes.values():
         matrix = _ijk_to_ras(volume)
         np.testing.assert_allclose(matrix, mrml.map_ijk_to_ras(maps), atol=1e-12)

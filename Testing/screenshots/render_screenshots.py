@@ -104,7 +104,7 @@ def build_scene(app, analysis):
     segmentation = mrml.add_roi_segmentation(scene, contrast_panel_rois(analysis), analysis.clip,
                                              clip_nodes.contrast_volume)
     results = mrml.add_analysis_results(scene, analysis, segmentation_node=segmentation)
-    maps = mrml.add_parameter_maps(scene, analysis.maps, frame_spacing_mm=mrml.frame_spacing_mm(analysis.clip))
+    maps = mrml.add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)
     return clip_nodes, segmentation, results, maps
 
 
