@@ -1,0 +1,134 @@
+"""A value-for-value snapshot of the demo study's outputs, independent of the engine's own code.
+
+``snapshot(out_dir)`` reads what ``demo --out out_dir`` wrote: ``results.json``, ``parameters.csv``,
+``tic.csv`` and ``response.json`` as parsed values, each map's NRRD data as a digest of its float32
+bytes, and each scene bundle's nodes (class, name, ``DCEUS.*`` attributes), tables and the digests
+of the voxel data it holds. Paths under ``out_dir`` and the software version are normalised, so
+two runs of the same engine into different folders give equal snapshots.
+
+Run as a script to (re)write ``Testing/Data/demo-snapshot.json`` from the installed engine:
+``python Testing/golden/demo_snapshot.py`` (only when an output change is intended; say so in the
+commit message).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+import zipfile
+
+import numpy as np
+
+SNAPSHOT_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "Data", "demo-snapshot.json")
+EXAMS = ("baseline", "followup")
+
+
+# The demo's series and instance UIDs are generated afresh on every run (its study UIDs are fixed).
+_RANDOM_UID = re.compile(r"1\.2\.826\.0\.1\.3680043\.8\.498\.\d{20,}")
+
+
+def _normalise(value, out_dir: str):
+    if isinstance(value, dict):
+        return {k: _normalise(v, out_dir) for k, v in value.items() if k != "version"}
+    if isinstance(value, list):
+        return [_normalise(v, out_dir) for v in value]
+    if isinstance(value, str):
+        return _RANDOM_UID.sub("<UID>", value.replace(out_dir, "<OUT>"))
+    return value
+
+
+def _attribute(text: str, out_dir: str):
+    """A ``DCEUS.Name:value`` node attribute, its value parsed when it is JSON."""
+    name, _, value = text.partition(":")
+    try:
+        value = json.loads(value)
+    except ValueError:
+        pass
+    return [name, _normalise(value, out_dir)]
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text))]
+
+
+def _nrrd_digest(data: bytes) -> str:
+    import nrrd
+
+    with tempfile.NamedTemporaryFile(suffix=".nrrd") as stream:
+        stream.write(data)
+        stream.flush()
+        array, header = nrrd.read(stream.name)
+    geometry = {k: str(header.get(k)) for k in ("space directions", "space origin", "space", "sizes")}
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16] + " " + json.dumps(geometry)
+
+
+def _scene(path: str, out_dir: str) -> dict:
+    with zipfile.ZipFile(path) as bundle:
+        names = bundle.namelist()
+        mrml = next(n for n in names if n.endswith(".mrml"))
+        root = ElementTree.fromstring(bundle.read(mrml))
+        nodes = []
+        for element in root:
+            attributes = element.get("attributes") or ""
+            dceus = sorted(a for a in attributes.split(";") if a.startswith("DCEUS."))
+            nodes.append({"class": element.tag, "name": element.get("name"),
+                          "dceus": [_attribute(a, out_dir) for a in dceus]})
+        nodes.sort(key=lambda n: (n["class"], n["name"] or ""))
+        files = {}
+        for name in sorted(names):
+            short = name.split("/", 1)[1] if "/" in name else name
+            if name.endswith(".tsv") or name.endswith(".csv"):
+                files[short] = bundle.read(name).decode("utf-8")
+            elif name.endswith(".nrrd"):
+                files[short] = _nrrd_digest(bundle.read(name))
+    return {"nodes": nodes, "files": files}
+
+
+def snapshot(out_dir: str, scenes: bool = True) -> dict:
+    out_dir = os.path.abspath(out_dir)
+    result = {}
+    for exam in EXAMS:
+        folder = os.path.join(out_dir, exam)
+        with open(os.path.join(folder, "results.json"), encoding="utf-8") as stream:
+            results = _normalise(json.load(stream), out_dir)
+        entry = {"results.json": results}
+        for name in ("parameters.csv", "tic.csv"):
+            with open(os.path.join(folder, name), encoding="utf-8") as stream:
+                entry[name] = _csv_rows(stream.read())
+        maps = {}
+        for name in sorted(os.listdir(os.path.join(folder, "maps"))):
+            if name.endswith(".nrrd"):
+                with open(os.path.join(folder, "maps", name), "rb") as stream:
+                    maps[name] = _nrrd_digest(stream.read())
+        entry["maps"] = maps
+        if scenes:
+            entry["scene"] = _scene(os.path.join(folder, f"{exam}.mrb"), out_dir)
+        result[exam] = entry
+    with open(os.path.join(out_dir, "response", "response.json"), encoding="utf-8") as stream:
+        result["response.json"] = _normalise(json.load(stream), out_dir)
+    return result
+
+
+def main() -> int:
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "demo")
+        if subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", out]).returncode:
+            return 1
+        content = snapshot(out)
+    with open(SNAPSHOT_PATH, "w", encoding="utf-8") as stream:
+        json.dump(content, stream, indent=1, sort_keys=True)
+        stream.write("\n")
+    print(f"wrote {os.path.abspath(SNAPSHOT_PATH)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
