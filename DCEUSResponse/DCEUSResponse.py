@@ -38,13 +38,13 @@ except ImportError:  # running from a source checkout: the engine is at the repo
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import DCEUSResponseLib  # noqa: F401
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.linearize import DEFAULT_DYNAMIC_RANGE_DB
+from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
 
-# Bolus models of DCEUSResponseLib.models.BOLUS_MODELS (listed here so that importing this module does
+# Bolus models of DCEUSResponseLib.kinetics.models.BOLUS_MODELS (listed here so that importing this module does
 # not import scipy at Slicer startup; Testing/Python/test_slicer_module_static.py checks they agree).
 MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
 DEFAULT_MODEL = "lognormal"
-DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.compare.DEFAULT_RULE
+DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.DEFAULT_RULE
 # Python packages the self-test needs beyond those Slicer ships (the demo study writes its ROIs with slicerio).
 TEST_REQUIREMENTS = ["slicerio>=1.0"]
 
@@ -146,7 +146,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updatingReferenceSegment = False
         self._userChoseReferenceFor = None  # segmentation whose reference the user picked (maybe None)
         self._processing = False
-        self._analysis = None  # DCEUSResponseLib.analysis.Analysis of the last Apply (for Compare and Export)
+        self._analysis = None  # DCEUSResponseLib.ceus.pipeline.Analysis of the last Apply (for Compare and Export)
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -458,7 +458,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.resultNodes = None  # DCEUSResponseLib.mrml.ResultNodes of the last process()
+        self.resultNodes = None  # DCEUSResponseLib.scene.tables.ResultNodes of the last process()
         self.mapNodes = {}  # parameter name -> map volume of the last process() with maps
         self.responseTableNode = None  # table of the last compareWithFolder()
 
@@ -504,11 +504,11 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
     def createRoiSegmentation(browserNode, name=None):
         """An empty segmentation for the ROIs of the clip, on the clip's pixel grid over the whole frame
         (so segments can be drawn on either panel of a dual display), referencing the contrast panel."""
-        from DCEUSResponseLib import mrml
+        from DCEUSResponseLib.scene import clip_nodes, segmentation
 
-        clip = mrml.clip_from_browser(browserNode)
+        clip = clip_nodes.clip_from_browser(browserNode)
         volumeNode = DCEUSResponseLogic.sourceVolumeNode(browserNode)
-        return mrml.add_roi_segmentation(slicer.mrmlScene, [], clip, volumeNode,
+        return segmentation.add_roi_segmentation(slicer.mrmlScene, [], clip, volumeNode,
                                          name=name or slicer.mrmlScene.GenerateUniqueName(_("ROIs")))
 
     @staticmethod
@@ -527,7 +527,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         """Quantify every segment of ``segmentationNode`` on the clip of ``browserNode``.
 
         :param browserNode: vtkMRMLSequenceBrowserNode of the clip (DCEUSResponse DICOM plugin or
-            ``DCEUSResponseLib.mrml.add_clip_sequences``).
+            ``DCEUSResponseLib.scene.clip_nodes.add_clip_sequences``).
         :param segmentationNode: vtkMRMLSegmentationNode, one 2D segment per ROI, drawn on ``referenceFrame``.
         :param referenceSegmentId: segment ID of the reference ROI, "" for none.
         :param dynamicRangeDb: display dynamic range (dB); ``injectionTimeS``: clip time of the injection (s);
@@ -537,10 +537,10 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         :param addResults: add the TIC and parameter tables and the chart to the scene (``self.resultNodes``).
         :param progressCallback: ``callback(fraction, message) -> bool``; returning True cancels
             (ProcessingCancelled is raised before anything is added to the scene).
-        :return: the engine's ``DCEUSResponseLib.analysis.Analysis``.
+        :return: the engine's ``DCEUSResponseLib.ceus.pipeline.Analysis``.
         """
-        from DCEUSResponseLib import mrml
-        from DCEUSResponseLib.analysis import AnalysisOptions, analyze
+        from DCEUSResponseLib.scene import clip_nodes, map_volumes, segmentation, tables
+        from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
 
         def step(fraction, message):
             if progressCallback is not None and progressCallback(fraction, message):
@@ -553,9 +553,9 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
             raise InputError(f"unknown bolus model {model!r} (use one of {', '.join(MODEL_CHOICES)})")
 
         step(0.02, _("Reading the clip..."))
-        clip = mrml.clip_from_browser(browserNode)
+        clip = clip_nodes.clip_from_browser(browserNode)
         step(0.20, _("Reading the ROIs..."))
-        rois = mrml.rois_from_segmentation(segmentationNode, clip)
+        rois = segmentation.rois_from_segmentation(segmentationNode, clip)
         reference = self.segmentName(segmentationNode, referenceSegmentId) if referenceSegmentId else None
         if reference is not None and reference not in [roi.name for roi in rois]:
             raise InputError(f"reference segment {reference!r} gave no ROI (is it empty?)", segmentationNode.GetName())
@@ -569,12 +569,12 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
                            progress=lambda message: step(0.30 + 0.58 * (1.0 - 0.8 ** next(engineSteps)), message))
         step(0.90, _("Adding the results to the scene..."))
         if addResults:
-            self.resultNodes = mrml.add_analysis_results(slicer.mrmlScene, analysis,
+            self.resultNodes = tables.add_analysis_results(slicer.mrmlScene, analysis,
                                                          name_prefix=f"{browserNode.GetName()} ",
                                                          segmentation_node=segmentationNode)
             self.mapNodes = {}
             if analysis.maps is not None:
-                self.mapNodes = mrml.add_parameter_maps(slicer.mrmlScene, analysis.maps,
+                self.mapNodes = map_volumes.add_parameter_maps(slicer.mrmlScene, analysis.maps,
                                                         name_prefix=f"{browserNode.GetName()} ",
                                                         frame_spacing_mm=clip.frame_spacing_mm)
         if progressCallback is not None:
@@ -609,8 +609,8 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         :param responseTableNode: table node to fill (a new one when None); kept in ``self.responseTableNode``.
         :return: the contract's ``response.json`` content.
         """
-        from DCEUSResponseLib.compare import ResponseRule, compare_results, read_results
-        from DCEUSResponseLib.outputs import json_text
+        from DCEUSResponseLib.longitudinal.response import ResponseRule, compare_results, read_results
+        from DCEUSResponseLib.export.staging import json_text
 
         if followup is None:
             raise InputError("no follow-up analysis: click Apply first")
@@ -633,7 +633,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def updateResponseTable(response, tableNode=None):
         """Fill (or create) a table node: one row per ROI, its classification and the main changes (%)."""
-        from DCEUSResponseLib.compare import ResponseRule
+        from DCEUSResponseLib.longitudinal.response import ResponseRule
 
         if tableNode is None:
             tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode",
@@ -697,7 +697,8 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
         :return: the written paths.
         """
-        from DCEUSResponseLib.outputs import prepare_output_dir, write_analysis
+        from DCEUSResponseLib.export.staging import prepare_output_dir
+        from DCEUSResponseLib.export.contract import write_analysis
 
         if analysis is None:
             raise InputError("no analysis to export: click Apply first")
@@ -751,7 +752,7 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
     def _buildDemoStudy(self):
         """The demo study in a fresh temporary folder: (folder, {exam: paths}, truth)."""
         ensurePythonPackages(TEST_REQUIREMENTS, inTest=True)
-        from DCEUSResponseLib.demo import build_demo_study
+        from DCEUSResponseLib.app.demo import build_demo_study
 
         folder = tempfile.mkdtemp(prefix="DCEUSResponseTest-", dir=slicer.app.temporaryPath)
         study = build_demo_study(os.path.join(folder, "study"))
@@ -792,11 +793,11 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         """Load both exams of the demo study as the DCEUSResponse DICOM plugin does, draw the ROIs from
         the demo's segmentation, analyse through the module logic, check against the truth, export,
         compare and check each lesion's classification."""
-        from DCEUSResponseLib import mrml
-        from DCEUSResponseLib.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
-        from DCEUSResponseLib.dicom_io import read_clip
-        from DCEUSResponseLib.layout import find_layout
-        from DCEUSResponseLib.rois import read_roi_masks
+        from DCEUSResponseLib.scene import clip_nodes, segmentation
+        from DCEUSResponseLib.app.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
+        from DCEUSResponseLib.io.dicom_us import read_clip
+        from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.masks import read_roi_masks
 
         self.delayDisplay("Building the demo study")
         folder, study, truth = self._buildDemoStudy()
@@ -806,17 +807,17 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
             for exam in EXAMS:
                 self.delayDisplay(f"Analysing the {exam} exam")
                 clip = read_clip(study[exam]["clip"])
-                nodes = mrml.add_clip_sequences(slicer.mrmlScene, clip, find_layout(clip), name=f"CEUS {exam}")
+                nodes = clip_nodes.add_clip_sequences(slicer.mrmlScene, clip, find_layout(clip), name=f"CEUS {exam}")
                 self.assertEqual(nodes.browser.GetNumberOfItems(), clip.n_frames)
 
                 # The ROIs of the demo's rois.seg.nrrd, read by the engine and put into the scene ...
                 rois = read_roi_masks([study[exam]["segmentation"]], (clip.rows, clip.columns),
                                       self._frameSpacing(clip))
-                segmentationNode = mrml.add_roi_segmentation(slicer.mrmlScene, rois, clip, nodes.contrast_volume,
+                segmentationNode = segmentation.add_roi_segmentation(slicer.mrmlScene, rois, clip, nodes.contrast_volume,
                                                              name=f"ROIs {exam}")
                 # ... and the same file read by Slicer itself must give the same pixels (geometry convention).
                 loadedNode = slicer.util.loadSegmentation(study[exam]["segmentation"])
-                fromSlicer = {roi.name: roi.mask for roi in mrml.rois_from_segmentation(loadedNode, clip)}
+                fromSlicer = {roi.name: roi.mask for roi in segmentation.rois_from_segmentation(loadedNode, clip)}
                 for roi in rois:
                     self.assertIn(roi.name, fromSlicer)
                     self.assertTrue((fromSlicer[roi.name] == roi.mask).all(), f"{exam} {roi.name}: masks differ")
@@ -874,9 +875,9 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         import numpy as np
         from DICOMLib import DICOMUtils
 
-        from DCEUSResponseLib import mrml
-        from DCEUSResponseLib.dicom_io import read_clip
-        from DCEUSResponseLib.layout import find_layout
+        from DCEUSResponseLib.scene import clip_nodes
+        from DCEUSResponseLib.io.dicom_us import read_clip
+        from DCEUSResponseLib.ceus.layout import find_layout
 
         self.assertIn("DCEUSResponseDICOMPlugin", slicer.modules.dicomPlugins)
         pluginClass = slicer.modules.dicomPlugins["DCEUSResponseDICOMPlugin"]
@@ -904,7 +905,7 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
                 DICOMUtils.loadLoadables(loadablesByPlugin)
                 browsers = slicer.util.getNodesByClass("vtkMRMLSequenceBrowserNode")
                 self.assertEqual(len(browsers), 1)
-                fromScene = mrml.clip_from_browser(browsers[0])
+                fromScene = clip_nodes.clip_from_browser(browsers[0])
                 fromFile = read_clip(clipPath)
                 layout = find_layout(fromFile)
                 self.assertEqual(fromScene.frames.shape, fromFile.frames.shape)

@@ -2,9 +2,9 @@
 
 It offers every ultrasound cine clip of a series (an Ultrasound Multi-frame Image Storage instance
 with at least 2 frames, or a series of at least 2 single-frame Ultrasound Image Storage instances of
-one size) and loads it through the engine (``DCEUSResponseLib.dicom_io.read_clip``, which keeps the
+one size) and loads it through the engine (``DCEUSResponseLib.io.dicom_us.read_clip``, which keeps the
 exact frame times, the ultrasound regions and the DICOM UIDs) into a sequence browser
-(``DCEUSResponseLib.mrml.add_clip_sequences``): the clip the DCEUSResponse module analyses.
+(``DCEUSResponseLib.scene.clip_nodes.add_clip_sequences``): the clip the DCEUSResponse module analyses.
 
 Registration follows Slicer's own DICOM plugins (Modules/Scripted/DICOMPlugins): this file is a
 hidden scripted module whose constructor adds the plugin class to ``slicer.modules.dicomPlugins``.
@@ -139,10 +139,10 @@ class DCEUSResponseDICOMPluginClass(DICOMPlugin):
 
     def load(self, loadable):
         """Read the clip with the engine and add it to the scene as a sequence browser."""
-        from DCEUSResponseLib import mrml
-        from DCEUSResponseLib.dicom_io import read_clip
+        from DCEUSResponseLib.scene import clip_nodes
+        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.errors import InputError
-        from DCEUSResponseLib.layout import find_layout
+        from DCEUSResponseLib.ceus.layout import find_layout
 
         try:
             clip = read_clip(loadable.files[0]) if len(loadable.files) == 1 else self._readSeries(loadable.files)
@@ -153,7 +153,7 @@ class DCEUSResponseDICOMPluginClass(DICOMPlugin):
         for warning in list(clip.warnings) + list(layout.warnings):
             logging.warning(f"DCEUSResponse: {loadable.name}: {warning}")
 
-        nodes = mrml.add_clip_sequences(slicer.mrmlScene, clip, layout, name=loadable.name)
+        nodes = clip_nodes.add_clip_sequences(slicer.mrmlScene, clip, layout, name=loadable.name)
         for volumeNode in (nodes.contrast_volume, nodes.bmode_volume):
             if volumeNode is not None:
                 self.addSeriesInSubjectHierarchy(loadable, volumeNode)
@@ -162,7 +162,7 @@ class DCEUSResponseDICOMPluginClass(DICOMPlugin):
 
     def _readSeries(self, files):
         """A series of single-frame files: read as one folder (read_clip orders the frames)."""
-        from DCEUSResponseLib.dicom_io import read_clip
+        from DCEUSResponseLib.io.dicom_us import read_clip
 
         self.tempDir = tempfile.mkdtemp(prefix="DCEUSResponse-series-", dir=slicer.app.temporaryPath)
         try:

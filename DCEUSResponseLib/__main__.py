@@ -1,6 +1,6 @@
 """``python -m DCEUSResponseLib`` runs the command line."""
 import sys
 
-from .cli import main
+from DCEUSResponseLib.app.cli import main
 
 sys.exit(main())

@@ -87,3 +87,16 @@ class Clip:
         if self.pixel_spacing_mm:
             return float(self.pixel_spacing_mm[0]), float(self.pixel_spacing_mm[1])
         return 1.0, 1.0
+
+
+@dataclass
+class RoiMask:
+    """A named boolean mask of shape (rows, columns) on the full frame."""
+
+    name: str
+    mask: np.ndarray
+    source: str
+
+    @property
+    def pixels(self) -> int:
+        return int(np.count_nonzero(self.mask))

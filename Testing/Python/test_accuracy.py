@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from DCEUSResponseLib.analysis import AnalysisOptions, analyze_files
-from DCEUSResponseLib.synthetic import make_clip, truth_parameters, write_clip, write_roi_masks
+from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
+from DCEUSResponseLib.synthetic.clips import make_clip, truth_parameters, write_clip, write_roi_masks
 
 AMPLITUDES = ("PE", "WiR", "WoR", "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC")
 TIMES = ("TTP", "TI", "TO", "RT", "FT", "mTTl")
@@ -93,7 +93,7 @@ def test_parameters_match_the_truth_full_matrix(tmp_path, case):
 
 def test_demo_study_response_matches_the_truth(tmp_path):
     """The demo's reference-normalised change of WiWoAUC is within 5 percentage points of the truth."""
-    from DCEUSResponseLib.demo import run_demo
+    from DCEUSResponseLib.app.demo import run_demo
 
     summary = run_demo(str(tmp_path))
     assert "responder" in summary

@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from DCEUSResponseLib.cli import main
-from DCEUSResponseLib.synthetic import make_clip, write_clip, write_roi_masks
+from DCEUSResponseLib.app.cli import main
+from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -154,7 +154,7 @@ def test_module_entry_point_runs_as_a_process(study, tmp_path):
 def test_scene_bundle_from_the_command_line(study, tmp_path, capsys):
     """analyze --scene writes a bundle inside --out that slicer-core reads back with every node."""
     pytest.importorskip("slicer")
-    from DCEUSResponseLib import mrml
+    from DCEUSResponseLib.scene.application import create_headless_application
 
     out = tmp_path / "out"
     code, _, stderr = _run(capsys, ["analyze", study["clip"], "--roi", study["masks"]["__segmentation__"],
@@ -162,7 +162,7 @@ def test_scene_bundle_from_the_command_line(study, tmp_path, capsys):
                                     "--out", str(out)])
     assert code == 0, stderr
     assert (out / "exam.mrb").is_file() and (out / "results.json").is_file()
-    app = mrml.create_headless_application()
+    app = create_headless_application()
     try:
         assert app.scene.ReadFromMRB(str(out / "exam.mrb"))
         classes = [app.scene.GetNthNode(i).GetClassName() for i in range(app.scene.GetNumberOfNodes())]

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from DCEUSResponseLib.compare import ResponseRule, compare_folders, compare_results, percent_change
+from DCEUSResponseLib.longitudinal.response import ResponseRule, compare_folders, compare_results, percent_change
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.parameters import PARAMETER_NAMES
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
 
 
 def _roi(wiwoauc, reference_wiwoauc, status="ok"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from DCEUSResponseLib.clip import UltrasoundRegion
-from DCEUSResponseLib.dicom_writer import write_ultrasound_multiframe, write_ultrasound_series
+from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe, write_ultrasound_series
 
 DCIODVFY = shutil.which("dciodvfy")
 pytestmark = pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (dicom3tools) is not installed")

@@ -10,10 +10,10 @@ import pytest
 from pydicom.pixels import convert_color_space
 
 from DCEUSResponseLib.clip import Clip, UltrasoundRegion
-from DCEUSResponseLib.dicom_io import read_clip
-from DCEUSResponseLib.dicom_writer import write_ultrasound_multiframe, write_ultrasound_series
+from DCEUSResponseLib.io.dicom_us import read_clip
+from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe, write_ultrasound_series
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.layout import DisplayLayout, find_layout, mirror_offset
+from DCEUSResponseLib.ceus.layout import DisplayLayout, find_layout, mirror_offset
 
 N_FRAMES, ROWS, COLUMNS = 6, 40, 64
 # Deliberately irregular intervals (s) so a reader that assumed a constant rate would fail.

@@ -7,11 +7,11 @@ import warnings
 import numpy as np
 import pytest
 
-from DCEUSResponseLib import fitting
+from DCEUSResponseLib.kinetics import bolus as fitting
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.fitting import BolusFit, fit_bolus
-from DCEUSResponseLib.models import BOLUS_MODELS
-from DCEUSResponseLib.parameters import bolus_parameters
+from DCEUSResponseLib.kinetics.bolus import BolusFit, fit_bolus
+from DCEUSResponseLib.kinetics.models import BOLUS_MODELS
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 
 # True shape of the synthetic boluses: t0 (s) and the two shape parameters.
 TRUE_SHAPE = {

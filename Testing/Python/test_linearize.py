@@ -4,8 +4,7 @@ import pytest
 
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.linearize import (ColourMapping, choose_colour_mapping, count_clipping, gray_from_linear,
-                                        gray_levels, linear_from_gray)
+from DCEUSResponseLib.ceus.linearize import (ColourMapping, choose_colour_mapping, count_clipping, gray_from_linear, gray_levels, linear_from_gray)
 
 
 def test_contract_end_points_and_decibel_steps():
@@ -95,9 +94,9 @@ def test_clipping_fractions():
 @pytest.mark.parametrize("seed", [11, 13])
 def test_gold_tint_survives_jpeg_chroma_quantisation(tmp_path, seed):
     """Small gold JPEG clips scatter 2 x 2 block colours by up to ~10 levels: still one tint."""
-    from DCEUSResponseLib.dicom_io import read_clip
-    from DCEUSResponseLib.layout import find_layout
-    from DCEUSResponseLib.synthetic import GOLD_TINT, make_clip, write_clip
+    from DCEUSResponseLib.io.dicom_us import read_clip
+    from DCEUSResponseLib.ceus.layout import find_layout
+    from DCEUSResponseLib.synthetic.clips import GOLD_TINT, make_clip, write_clip
 
     clip = make_clip(panel_shape=(80, 100), n_frames=80, frame_interval_s=0.6, colour="gold", seed=seed)
     write_clip(clip, str(tmp_path / "c.dcm"), transfer_syntax="jpeg-baseline")
@@ -108,7 +107,7 @@ def test_gold_tint_survives_jpeg_chroma_quantisation(tmp_path, seed):
 
 
 def test_lookup_table_path_equals_the_formula():
-    from DCEUSResponseLib.linearize import linear_intensity
+    from DCEUSResponseLib.ceus.linearize import linear_intensity
 
     rng = np.random.default_rng(3)
     for frames, bits in ((rng.integers(0, 256, (3, 8, 9), dtype=np.uint8), 8),

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from DCEUSResponseLib.layout import find_layout
-from DCEUSResponseLib.linearize import choose_colour_mapping, linear_from_gray
-from DCEUSResponseLib.maps import (STATUS_FITTED, STATUS_NAMES, STATUS_NO_ENHANCEMENT, STATUS_NOT_MAPPED,
-                                   compute_parametric_maps, fit_curves, map_writers)
-from DCEUSResponseLib.models import get_model
-from DCEUSResponseLib.outputs import write_staged
-from DCEUSResponseLib.parameters import PARAMETER_NAMES, bolus_parameter_arrays, bolus_parameters
-from DCEUSResponseLib.synthetic import PerfusionRegion, liver, make_clip, truth_parameters
+from DCEUSResponseLib.ceus.layout import find_layout
+from DCEUSResponseLib.ceus.linearize import choose_colour_mapping, linear_from_gray
+from DCEUSResponseLib.ceus.maps import (STATUS_FITTED, STATUS_NAMES, STATUS_NO_ENHANCEMENT, STATUS_NOT_MAPPED, compute_parametric_maps, fit_curves)
+from DCEUSResponseLib.export.map_files import map_writers
+from DCEUSResponseLib.kinetics.models import get_model
+from DCEUSResponseLib.export.staging import write_staged
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays, bolus_parameters
+from DCEUSResponseLib.synthetic.clips import PerfusionRegion, liver, make_clip, truth_parameters
 
 
 def _rim_and_core_clip(seed=4, n_frames=480, **kwargs):
@@ -151,10 +151,10 @@ def test_vectorised_parameters_equal_the_scalar_definitions():
 
 def test_maps_follow_the_breathing_anatomy():
     """With 6 px breathing, motion-compensated maps keep the rim and the core where they are."""
-    from DCEUSResponseLib.analysis import AnalysisOptions, analyze
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
     from DCEUSResponseLib.clip import Clip
-    from DCEUSResponseLib.rois import RoiMask
-    from DCEUSResponseLib.synthetic import breathing_motion, make_frame_times
+    from DCEUSResponseLib.clip import RoiMask
+    from DCEUSResponseLib.synthetic.clips import breathing_motion, make_frame_times
 
     times = make_frame_times(360, 120.0 / 360)
     clip = _rim_and_core_clip(seed=7, n_frames=360, display="dual",

@@ -9,8 +9,8 @@ import pytest
 from scipy import integrate
 
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.models import BOLUS_MODELS, get_model
-from DCEUSResponseLib.parameters import PARAMETER_NAMES, bolus_parameters, relative_parameters
+from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, get_model
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameters, relative_parameters
 
 # Typical and extreme shape parameters (p1, p2) of every model.
 SHAPES = {

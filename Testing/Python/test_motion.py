@@ -13,13 +13,12 @@ import pytest
 from scipy import ndimage
 
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.fitting import fit_bolus
-from DCEUSResponseLib.linearize import ColourMapping, gray_levels, linear_from_gray
-from DCEUSResponseLib.motion import (MotionEstimate, estimate_motion, motion_compensated_tic, shift_mask)
-from DCEUSResponseLib.parameters import bolus_parameters
-from DCEUSResponseLib.rois import time_intensity_curve
-from DCEUSResponseLib.synthetic import (GOLD_TINT, PerfusionRegion, breathing_motion, liver, make_clip,
-                                        make_frame_times)
+from DCEUSResponseLib.kinetics.bolus import fit_bolus
+from DCEUSResponseLib.ceus.linearize import ColourMapping, gray_levels, linear_from_gray
+from DCEUSResponseLib.ceus.motion import MotionEstimate, estimate_motion, motion_compensated_tic, shift_mask
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters
+from DCEUSResponseLib.ceus.tic import time_intensity_curve
+from DCEUSResponseLib.synthetic.clips import (GOLD_TINT, PerfusionRegion, breathing_motion, liver, make_clip, make_frame_times)
 
 PANEL = (112, 140)
 N_FRAMES, FRAME_INTERVAL_S, INJECTION_S, DYNAMIC_RANGE_DB = 160, 0.5, 1.5, 50.0

@@ -12,15 +12,23 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from DCEUSResponseLib import SOFTWARE_NAME, __version__, mrml  # noqa: E402
-from DCEUSResponseLib.analysis import AnalysisOptions, analyze  # noqa: E402
-from DCEUSResponseLib.clip import Clip  # noqa: E402
-from DCEUSResponseLib.errors import InputError  # noqa: E402
-from DCEUSResponseLib.layout import find_layout  # noqa: E402
-from DCEUSResponseLib.outputs import json_text, parameters_csv  # noqa: E402
-from DCEUSResponseLib.parameters import PARAMETER_NAMES  # noqa: E402
-from DCEUSResponseLib.rois import RoiMask, read_roi_masks  # noqa: E402
-from DCEUSResponseLib.synthetic import GOLD_TINT, make_clip  # noqa: E402
+from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.scene.bundle import write_scene_bundle  # noqa: E402
+from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences, clip_from_browser, clip_from_sequence  # noqa: E402
+from DCEUSResponseLib.scene.segmentation import add_roi_segmentation, rois_from_segmentation  # noqa: E402
+from DCEUSResponseLib.scene.tables import ResultNodes, add_analysis_results  # noqa: E402
+from DCEUSResponseLib.scene.application import create_headless_application  # noqa: E402
+from DCEUSResponseLib.scene.nodes import ROI_COLOURS  # noqa: E402
+from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze# noqa: E402
+from DCEUSResponseLib.clip import Clip# noqa: E402
+from DCEUSResponseLib.errors import InputError# noqa: E402
+from DCEUSResponseLib.ceus.layout import find_layout# noqa: E402
+from DCEUSResponseLib.export.staging import json_text
+from DCEUSResponseLib.export.contract import parameters_csv# noqa: E402
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES# noqa: E402
+from DCEUSResponseLib.clip import RoiMask
+from DCEUSResponseLib.io.masks import read_roi_masks# noqa: E402
+from DCEUSResponseLib.synthetic.clips import GOLD_TINT, make_clip# noqa: E402
 
 UIDS = {"StudyInstanceUID": "1.2.826.0.1.3680043.8.498.1", "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.2",
         "SOPInstanceUID": "1.2.826.0.1.3680043.8.498.3", "PatientID": "DEMO-001", "StudyDate": "20260101"}
@@ -69,7 +77,7 @@ def dual_gold():
 
 @pytest.fixture
 def app():
-    with mrml.create_headless_application() as application:
+    with create_headless_application() as application:
         yield application
 
 
@@ -108,7 +116,7 @@ def _same_analysis(first, second) -> None:
 
 
 def test_headless_application_is_set_up_like_slicer_and_cleans_up(tmp_path):
-    with mrml.create_headless_application() as application:
+    with create_headless_application() as application:
         scene = application.scene
         cache = application.cache_dir
         assert os.path.isdir(cache)
@@ -121,7 +129,7 @@ def test_headless_application_is_set_up_like_slicer_and_cleans_up(tmp_path):
         assert application.module_logic("Sequences").GetMRMLScene() is scene
     assert not os.path.exists(cache)
     own = tmp_path / "cache"
-    with mrml.create_headless_application(str(own)) as application:
+    with create_headless_application(str(own)) as application:
         assert application.cache_dir == str(own)
     assert own.is_dir()  # a cache folder the caller gave is the caller's
 
@@ -133,7 +141,7 @@ def test_headless_application_is_set_up_like_slicer_and_cleans_up(tmp_path):
 def test_sequences_hold_each_panel_with_its_geometry_times_and_uids(exam, app):
     kind, clip, _, _ = exam
     layout, panels = _panels(clip)
-    nodes = mrml.add_clip_sequences(app.scene, clip, layout)
+    nodes = add_clip_sequences(app.scene, clip, layout)
     assert (nodes.bmode_sequence is None) == (layout.bmode is None) == (nodes.bmode_volume is None)
     dy, dx = clip.frame_spacing_mm
     expected_spacing = (1.0, 1.0) if kind == "uncalibrated" else (0.2, 0.2)
@@ -181,8 +189,8 @@ def test_sequences_hold_each_panel_with_its_geometry_times_and_uids(exam, app):
 def test_clip_round_trips_through_the_sequences(exam, app):
     kind, clip, rois, analysis = exam
     layout, panels = _panels(clip)
-    nodes = mrml.add_clip_sequences(app.scene, clip, layout)
-    back = mrml.clip_from_browser(nodes.browser)
+    nodes = add_clip_sequences(app.scene, clip, layout)
+    back = clip_from_browser(nodes.browser)
     inside = _inside_panels(clip)
     assert back.frames.shape == clip.frames.shape and back.frames.dtype == clip.frames.dtype
     np.testing.assert_array_equal(back.frames[:, inside], clip.frames[:, inside])
@@ -199,23 +207,23 @@ def test_clip_round_trips_through_the_sequences(exam, app):
     _same_analysis(analyze(back, rois, OPTIONS), analysis)
 
     # one sequence alone is the clip of that panel, still in full-frame coordinates
-    contrast_only = mrml.clip_from_sequence(nodes.contrast_sequence, source="other")
+    contrast_only = clip_from_sequence(nodes.contrast_sequence, source="other")
     assert contrast_only.source == "other" and contrast_only.frames.shape == clip.frames.shape
     np.testing.assert_array_equal(contrast_only.frames[:, layout.contrast.slices[0], layout.contrast.slices[1]],
                                   clip.frames[:, layout.contrast.slices[0], layout.contrast.slices[1]])
     assert find_layout(contrast_only).contrast == layout.contrast
     if nodes.bmode_sequence is not None:
-        bmode_only = mrml.clip_from_sequence(nodes.bmode_sequence)
+        bmode_only = clip_from_sequence(nodes.bmode_sequence)
         assert bmode_only.regions == [layout.bmode]
 
 
 def test_sequences_work_on_a_bare_scene_without_module_logics():
     clip, _ = _case("dual-gold")
     scene = slicer.vtkMRMLScene()
-    nodes = mrml.add_clip_sequences(scene, clip, find_layout(clip), name="bare")
+    nodes = add_clip_sequences(scene, clip, find_layout(clip), name="bare")
     assert nodes.contrast_volume is not None and nodes.bmode_volume is not None
     assert nodes.browser.GetProxyNode(nodes.bmode_sequence) is nodes.bmode_volume
-    np.testing.assert_array_equal(mrml.clip_from_browser(nodes.browser).frames[:, _inside_panels(clip)],
+    np.testing.assert_array_equal(clip_from_browser(nodes.browser).frames[:, _inside_panels(clip)],
                                   clip.frames[:, _inside_panels(clip)])
 
 
@@ -242,29 +250,29 @@ def _plain_slicer_sequence(scene, frames, spacing_xy, index_values, unit="s"):
 def test_plain_slicer_volume_sequences_are_read_as_whole_frame_clips(app):
     frames = np.random.default_rng(0).integers(0, 256, (5, 12, 20), dtype=np.uint8)
     sequence = _plain_slicer_sequence(app.scene, frames, (0.3, 0.25), ["1.000", "1.500", "2.000", "2.500", "3.000"])
-    clip = mrml.clip_from_sequence(sequence)
+    clip = clip_from_sequence(sequence)
     np.testing.assert_array_equal(clip.frames, frames)
     np.testing.assert_allclose(clip.frame_times_s, [0.0, 0.5, 1.0, 1.5, 2.0])  # first frame at 0
     assert clip.regions == [] and clip.pixel_spacing_mm == (0.25, 0.3) and clip.photometric == "MONOCHROME2"
     in_ms = _plain_slicer_sequence(app.scene, frames, (0.3, 0.25), ["0", "40", "80", "120", "160"], unit="ms")
-    np.testing.assert_allclose(mrml.clip_from_sequence(in_ms).frame_times_s, [0.0, 0.04, 0.08, 0.12, 0.16])
+    np.testing.assert_allclose(clip_from_sequence(in_ms).frame_times_s, [0.0, 0.04, 0.08, 0.12, 0.16])
 
 
 def test_sequences_off_the_pixel_grid_or_not_in_time_are_refused(app):
     frames = np.zeros((3, 8, 10), dtype=np.uint8)
     frames_index = _plain_slicer_sequence(app.scene, frames, (1.0, 1.0), ["1", "2", "3"], unit="")
     with pytest.raises(InputError, match="not a time"):
-        mrml.clip_from_sequence(frames_index)
+        clip_from_sequence(frames_index)
     rotated = _plain_slicer_sequence(app.scene, frames, (1.0, 1.0), ["0", "1", "2"])
     for k in range(3):
         rotated.GetNthDataNode(k).SetIJKToRASDirections(0, -1, 0, -1, 0, 0, 0, 0, 1)
     with pytest.raises(InputError, match="pixel grid"):
-        mrml.clip_from_sequence(rotated)
+        clip_from_sequence(rotated)
     shifted = _plain_slicer_sequence(app.scene, frames, (1.0, 1.0), ["0", "1", "2"])
     for k in range(3):
         shifted.GetNthDataNode(k).SetOrigin(-0.5, 0.0, 0.0)
     with pytest.raises(InputError, match="pixel grid"):
-        mrml.clip_from_sequence(shifted)
+        clip_from_sequence(shifted)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,16 +283,16 @@ def test_sequences_off_the_pixel_grid_or_not_in_time_are_refused(app):
 def test_rois_round_trip_through_the_segmentation(kind, app):
     clip, rois = _case(kind)
     layout = find_layout(clip)
-    nodes = mrml.add_clip_sequences(app.scene, clip, layout)
+    nodes = add_clip_sequences(app.scene, clip, layout)
     colours = {"lesion": (0.1, 0.2, 0.3)}
-    segmentation_node = mrml.add_roi_segmentation(app.scene, rois, clip, nodes.contrast_volume, colours=colours)
+    segmentation_node = add_roi_segmentation(app.scene, rois, clip, nodes.contrast_volume, colours=colours)
     segmentation = segmentation_node.GetSegmentation()
     assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == \
         [roi.name for roi in rois]
     assert segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("lesion")).GetColor() == (0.1, 0.2, 0.3)
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     assert segmentation_node.GetNodeReference(role) is nodes.contrast_volume
-    back = mrml.rois_from_segmentation(segmentation_node, clip)
+    back = rois_from_segmentation(segmentation_node, clip)
     assert [roi.name for roi in back] == [roi.name for roi in rois]
     for original, restored in zip(rois, back):
         np.testing.assert_array_equal(restored.mask, original.mask)
@@ -292,27 +300,27 @@ def test_rois_round_trip_through_the_segmentation(kind, app):
     assert app.scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
     if layout.bmode is not None:
         # the same masks referenced to the B-mode volume land on the same pixels
-        other = mrml.add_roi_segmentation(app.scene, rois, clip, nodes.bmode_volume, name="on B-mode")
-        for original, restored in zip(rois, mrml.rois_from_segmentation(other, clip)):
+        other = add_roi_segmentation(app.scene, rois, clip, nodes.bmode_volume, name="on B-mode")
+        for original, restored in zip(rois, rois_from_segmentation(other, clip)):
             np.testing.assert_array_equal(restored.mask, original.mask)
 
 
 def test_segments_outside_the_frame_or_on_another_grid_are_refused(app):
     clip, rois = _case("single-gray")
-    nodes = mrml.add_clip_sequences(app.scene, clip, find_layout(clip))
+    nodes = add_clip_sequences(app.scene, clip, find_layout(clip))
     with pytest.raises(InputError, match="empty"):
-        mrml.add_roi_segmentation(app.scene, [RoiMask("none", np.zeros_like(rois[0].mask), "x")], clip,
+        add_roi_segmentation(app.scene, [RoiMask("none", np.zeros_like(rois[0].mask), "x")], clip,
                                   nodes.contrast_volume)
-    segmentation_node = mrml.add_roi_segmentation(app.scene, rois[:1], clip, nodes.contrast_volume)
+    segmentation_node = add_roi_segmentation(app.scene, rois[:1], clip, nodes.contrast_volume)
     # a frame 20 rows shorter: the segment now reaches past its bottom edge
     cut = Clip(clip.source, clip.frames[:, :-20], clip.frame_times_s, pixel_spacing_mm=(0.2, 0.2))
     bottom = np.nonzero(rois[0].mask)[0].max()
     assert bottom >= clip.rows - 20
     with pytest.raises(InputError, match="outside"):
-        mrml.rois_from_segmentation(segmentation_node, cut)
+        rois_from_segmentation(segmentation_node, cut)
     coarse = Clip(clip.source, clip.frames, clip.frame_times_s, pixel_spacing_mm=(0.5, 0.5))
     with pytest.raises(InputError, match="pixel grid"):
-        mrml.rois_from_segmentation(segmentation_node, coarse)
+        rois_from_segmentation(segmentation_node, coarse)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,13 +400,13 @@ def _check_chart(analysis, chart, tic_table, colours) -> None:
 
 def test_result_tables_and_chart_hold_the_analysis(dual_gold, app):
     clip, rois, analysis = dual_gold
-    nodes = mrml.add_clip_sequences(app.scene, clip, analysis.layout)
-    segmentation_node = mrml.add_roi_segmentation(app.scene, rois, clip, nodes.contrast_volume,
+    nodes = add_clip_sequences(app.scene, clip, analysis.layout)
+    segmentation_node = add_roi_segmentation(app.scene, rois, clip, nodes.contrast_volume,
                                                   colours={"liver": (0.0, 0.5, 1.0)})
-    results = mrml.add_analysis_results(app.scene, analysis, "baseline ", segmentation_node=segmentation_node)
+    results = add_analysis_results(app.scene, analysis, "baseline ", segmentation_node=segmentation_node)
     assert results.tic_table.GetName() == "baseline TIC"
     _check_tables(analysis, results, rtol=0.0)
-    colours = {name: tuple(mrml.ROI_COLOURS[i]) for i, name in enumerate(analysis.rois)}
+    colours = {name: tuple(ROI_COLOURS[i]) for i, name in enumerate(analysis.rois)}
     colours["liver"] = (0.0, 0.5, 1.0)  # the segment's colour wins
     _check_chart(analysis, results.chart, results.tic_table, colours)
     assert len(results.series) == results.chart.GetNumberOfPlotSeriesNodes()
@@ -408,9 +416,9 @@ def test_result_tables_and_chart_hold_the_analysis(dual_gold, app):
         assert node.GetAttribute("DCEUS.SoftwareVersion") == __version__
     assert results.parameter_table.GetAttribute("DCEUS.Results") == json_text(analysis.results())
     # without a segmentation the curves take the default colours
-    plain = mrml.add_analysis_results(app.scene, analysis)
+    plain = add_analysis_results(app.scene, analysis)
     first = next(iter(analysis.rois))
-    assert plain.measured_series[first].GetColor() == mrml.ROI_COLOURS[0]
+    assert plain.measured_series[first].GetColor() == ROI_COLOURS[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +433,7 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
     clip, rois, analysis = dual_gold
     out = tmp_path / "out"
     out.mkdir()
-    path = mrml.write_scene_bundle(analysis, str(out / "baseline.mrb"), rois=rois)
+    path = write_scene_bundle(analysis, str(out / "baseline.mrb"), rois=rois)
     assert path == str(out / "baseline.mrb")
     assert os.listdir(out) == ["baseline.mrb"]  # nothing else left behind
     with zipfile.ZipFile(path) as bundle:
@@ -441,7 +449,7 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
     for original, roi in zip(rois, from_file):
         np.testing.assert_array_equal(roi.mask, original.mask)
 
-    with mrml.create_headless_application() as application:
+    with create_headless_application() as application:
         scene = application.scene
         messages = slicer.vtkMRMLMessageCollection()
         assert scene.ReadFromMRB(path, False, messages), messages.GetAllMessagesAsString()
@@ -466,14 +474,14 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
             assert proxy.GetAttribute("DCEUS.Panel") == panel
             assert proxy.GetAttribute("DICOM.SOPInstanceUID") == UIDS["SOPInstanceUID"]
             np.testing.assert_array_equal(_array(proxy), clip.frames[11][region.slices])
-        back = mrml.clip_from_browser(browser)
+        back = clip_from_browser(browser)
         inside = _inside_panels(clip)
         np.testing.assert_array_equal(back.frames[:, inside], clip.frames[:, inside])
         assert back.frame_times_s.tolist() == clip.frame_times_s.tolist() and back.regions == clip.regions
 
         # the ROIs: one segment per ROI with its pixels, on either panel
         (segmentation_node,) = _nodes(scene, "vtkMRMLSegmentationNode")
-        restored = mrml.rois_from_segmentation(segmentation_node, back)
+        restored = rois_from_segmentation(segmentation_node, back)
         assert {r.name: r.pixels for r in restored} == {r.name: r.pixels for r in rois}
         for original, roi in zip(rois, restored):
             np.testing.assert_array_equal(roi.mask, original.mask)
@@ -484,10 +492,10 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
         # the results: tables (6 significant digits once saved; results.json exact) and chart
         tables = {t.GetName(): t for t in _nodes(scene, "vtkMRMLTableNode")}
         (chart,) = _nodes(scene, "vtkMRMLPlotChartNode")
-        restored_results = mrml.ResultNodes(tables["TIC"], tables["Parameters"], chart, {}, {})
+        restored_results = ResultNodes(tables["TIC"], tables["Parameters"], chart, {}, {})
         _check_tables(analysis, restored_results, rtol=SAVED_TABLE_RTOL)
         assert tables["Parameters"].GetAttribute("DCEUS.Results") == json_text(analysis.results())
-        colours = {name: tuple(mrml.ROI_COLOURS[i]) for i, name in enumerate(analysis.rois)}
+        colours = {name: tuple(ROI_COLOURS[i]) for i, name in enumerate(analysis.rois)}
         _check_chart(analysis, chart, tables["TIC"], colours)
         assert len(_nodes(scene, "vtkMRMLPlotSeriesNode")) == chart.GetNumberOfPlotSeriesNodes()
 
@@ -498,14 +506,14 @@ def test_scene_bundle_replaces_a_file_only_when_complete(dual_gold, tmp_path):
     target.write_bytes(b"old scene")
     empty = [RoiMask("empty", np.zeros_like(rois[0].mask), "x")]
     with pytest.raises(InputError, match="empty"):
-        mrml.write_scene_bundle(analysis, str(target), rois=empty)
+        write_scene_bundle(analysis, str(target), rois=empty)
     assert target.read_bytes() == b"old scene" and os.listdir(tmp_path) == ["scene.mrb"]
     with pytest.raises(InputError, match=r"\.mrb"):
-        mrml.write_scene_bundle(analysis, str(tmp_path / "scene.zip"))
+        write_scene_bundle(analysis, str(tmp_path / "scene.zip"))
     with pytest.raises(InputError, match="does not exist"):
-        mrml.write_scene_bundle(analysis, str(tmp_path / "missing" / "scene.mrb"))
+        write_scene_bundle(analysis, str(tmp_path / "missing" / "scene.mrb"))
     cache = tmp_path / "cache"
-    mrml.write_scene_bundle(analysis, str(target), cache_dir=str(cache))  # no ROIs: no segmentation
+    write_scene_bundle(analysis, str(target), cache_dir=str(cache))  # no ROIs: no segmentation
     assert zipfile.is_zipfile(target)
     assert sorted(os.listdir(tmp_path)) == ["cache", "scene.mrb"]
     assert not [name for name in os.listdir(cache) if name.startswith("_tmp")]  # packing folder removed

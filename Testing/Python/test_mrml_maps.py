@@ -9,13 +9,17 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from DCEUSResponseLib import mrml  # noqa: E402
-from DCEUSResponseLib.analysis import AnalysisOptions, analyze  # noqa: E402
-from DCEUSResponseLib.clip import Clip  # noqa: E402
-from DCEUSResponseLib.maps import PREVIEW_COLOUR_MAPS, STATUS_NAMES, ParametricMaps, _colour_table  # noqa: E402
-from DCEUSResponseLib.parameters import PARAMETER_NAMES, PARAMETER_UNITS  # noqa: E402
-from DCEUSResponseLib.rois import RoiMask  # noqa: E402
-from DCEUSResponseLib.synthetic import make_clip  # noqa: E402
+from DCEUSResponseLib.scene.bundle import write_scene_bundle  # noqa: E402
+from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences  # noqa: E402
+from DCEUSResponseLib.scene.map_volumes import _map_colour_node, add_parameter_maps, map_ijk_to_ras  # noqa: E402
+from DCEUSResponseLib.scene.application import create_headless_application  # noqa: E402
+from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze# noqa: E402
+from DCEUSResponseLib.clip import Clip# noqa: E402
+from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS, sample_colour_map
+from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps# noqa: E402
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, PARAMETER_UNITS# noqa: E402
+from DCEUSResponseLib.clip import RoiMask# noqa: E402
+from DCEUSResponseLib.synthetic.clips import make_clip# noqa: E402
 
 PANEL = (60, 80)  # rows, columns of each display panel
 
@@ -44,7 +48,7 @@ def exam_binned():
 
 @pytest.fixture
 def app():
-    with mrml.create_headless_application() as application:
+    with create_headless_application() as application:
         yield application
 
 
@@ -105,7 +109,7 @@ def _check_map_nodes(nodes, maps: ParametricMaps, *, saved: bool) -> None:
         base = colour_map.removesuffix("_r")
         assert volume.GetAttribute("DCEUS.ColourMap") == colour_map
         assert colour_node.GetAttribute("DCEUS.ColourMap") == base
-        expected = _colour_table(base) / 255.0
+        expected = sample_colour_map(base) / 255.0
         np.testing.assert_allclose(_table_colours(colour_node)[:, :3], expected, atol=1e-6 if not saved else 2e-3)
         assert display.GetInvertDisplayScalarRange() == colour_map.endswith("_r")
         finite = values[np.isfinite(values)].astype(np.float64)
@@ -126,18 +130,18 @@ def test_maps_become_volumes_with_values_colours_and_attributes(exam, app):
     _, _, analysis = exam
     maps = analysis.maps
     assert np.isnan(maps.values["PE"]).any() and np.isfinite(maps.values["PE"]).any()  # both kinds of pixel
-    nodes = mrml.add_parameter_maps(app.scene, maps, "baseline ")
+    nodes = add_parameter_maps(app.scene, maps, "baseline ")
     assert nodes["PE"].GetName() == "baseline PE map" and nodes["status"].GetName() == "baseline status map"
     _check_map_nodes(nodes, maps, saved=False)
     # one colour table per colour map, shared by the maps and by a second set of maps
     tables = {nodes[name].GetDisplayNode().GetColorNodeID() for name in PARAMETER_NAMES}
     assert len(tables) == len({PREVIEW_COLOUR_MAPS[n].removesuffix("_r") for n in PARAMETER_NAMES})
-    again = mrml.add_parameter_maps(app.scene, maps, "again ", ["TTP", "status"])
+    again = add_parameter_maps(app.scene, maps, "again ", ["TTP", "status"])
     assert list(again) == ["TTP", "status"]
     assert again["TTP"].GetDisplayNode().GetColorNodeID() == nodes["TTP"].GetDisplayNode().GetColorNodeID()
     assert again["status"].GetDisplayNode().GetColorNodeID() == nodes["status"].GetDisplayNode().GetColorNodeID()
     with pytest.raises(ValueError, match="no map named"):
-        mrml.add_parameter_maps(app.scene, maps, parameters=["PE", "nonsense"])
+        add_parameter_maps(app.scene, maps, parameters=["PE", "nonsense"])
 
 
 def test_the_applications_own_colour_tables_are_preferred(exam, app):
@@ -148,15 +152,15 @@ def test_the_applications_own_colour_tables_are_preferred(exam, app):
     magma.SetNumberOfColors(2)
     magma.SetColor(0, "low", 0.0, 0.0, 0.0, 1.0)
     magma.SetColor(1, "high", 1.0, 1.0, 1.0, 1.0)
-    nodes = mrml.add_parameter_maps(app.scene, analysis.maps, parameters=["PE", "WoR", "TTP"])
+    nodes = add_parameter_maps(app.scene, analysis.maps, parameters=["PE", "WoR", "TTP"])
     assert nodes["PE"].GetDisplayNode().GetColorNode() is magma
     assert nodes["WoR"].GetDisplayNode().GetColorNode() is magma  # magma_r: Magma, inverted
     assert nodes["WoR"].GetDisplayNode().GetInvertDisplayScalarRange()
     assert nodes["TTP"].GetDisplayNode().GetColorNode().GetAttribute("DCEUS.ColourMap") == "viridis"
     # without range inversion (older Slicer), a reversed map gets a reversed table
-    reversed_table, inverted = mrml._map_colour_node(app.scene, "magma_r", can_invert=False)
+    reversed_table, inverted = _map_colour_node(app.scene, "magma_r", can_invert=False)
     assert not inverted and reversed_table.GetAttribute("DCEUS.ColourMap") == "magma_r"
-    np.testing.assert_allclose(_table_colours(reversed_table)[:, :3], _colour_table("magma_r") / 255.0, atol=1e-6)
+    np.testing.assert_allclose(_table_colours(reversed_table)[:, :3], sample_colour_map("magma_r") / 255.0, atol=1e-6)
 
 
 def test_not_fitted_pixels_are_transparent_and_fitted_ones_opaque(exam, app):
@@ -166,7 +170,7 @@ def test_not_fitted_pixels_are_transparent_and_fitted_ones_opaque(exam, app):
 
     _, _, analysis = exam
     values = analysis.maps.values["PE"]
-    volume = mrml.add_parameter_maps(app.scene, analysis.maps, parameters=["PE"])["PE"]
+    volume = add_parameter_maps(app.scene, analysis.maps, parameters=["PE"])["PE"]
     display = volume.GetDisplayNode()
     display.SetInputImageDataConnection(volume.GetImageDataConnection())
     producer = display.GetOutputImageDataConnection().GetProducer()
@@ -183,15 +187,15 @@ def test_map_pixels_overlay_the_contrast_panel(binned, exam, exam_binned, app):
     maps = analysis.maps
     binning = 2 if binned else 1
     assert maps.binning == binning
-    clip_nodes = mrml.add_clip_sequences(app.scene, clip, analysis.layout)
+    clip_nodes = add_clip_sequences(app.scene, clip, analysis.layout)
     contrast = _ijk_to_ras(clip_nodes.contrast_volume)
-    nodes = mrml.add_parameter_maps(app.scene, maps, parameters=["PE", "status"])
+    nodes = add_parameter_maps(app.scene, maps, parameters=["PE", "status"])
     rows, columns = maps.status.shape
     assert (rows, columns) == (PANEL[0] // binning, PANEL[1] // binning)
     dy, dx = clip.frame_spacing_mm
     for volume in nodes.values():
         matrix = _ijk_to_ras(volume)
-        np.testing.assert_allclose(matrix, mrml.map_ijk_to_ras(maps), atol=1e-12)
+        np.testing.assert_allclose(matrix, map_ijk_to_ras(maps), atol=1e-12)
         assert volume.GetSpacing() == pytest.approx((dx * binning, dy * binning, 1.0))
         for j, i in [(0, 0), (0, columns - 1), (rows - 1, 0), (rows - 1, columns - 1), (rows // 2, columns // 3)]:
             # the contrast panel pixels map pixel (row j, column i) averages, and their centre
@@ -213,9 +217,9 @@ def test_a_clip_spacing_given_places_maps_on_the_clip_grid(exam, app):
     _, _, analysis = exam
     maps = analysis.maps
     uncalibrated = ParametricMaps(maps.values, maps.status, maps.model, 1, None, maps.origin_px)
-    default = mrml.map_ijk_to_ras(uncalibrated)
+    default = map_ijk_to_ras(uncalibrated)
     np.testing.assert_allclose(np.diag(default)[:3], [-1.0, -1.0, 1.0])
-    placed = mrml.add_parameter_maps(app.scene, uncalibrated, parameters=["QOF"], frame_spacing_mm=(0.3, 0.25))
+    placed = add_parameter_maps(app.scene, uncalibrated, parameters=["QOF"], frame_spacing_mm=(0.3, 0.25))
     matrix = _ijk_to_ras(placed["QOF"])
     np.testing.assert_allclose(matrix[:3, 3], [-maps.origin_px[1] * 0.25, -maps.origin_px[0] * 0.3, 0.0])
     np.testing.assert_allclose(np.diag(matrix)[:3], [-0.25, -0.3, 1.0])
@@ -223,11 +227,11 @@ def test_a_clip_spacing_given_places_maps_on_the_clip_grid(exam, app):
 
 def test_scene_bundle_keeps_the_maps_and_their_colour_tables(exam, tmp_path):
     clip, rois, analysis = exam
-    path = mrml.write_scene_bundle(analysis, str(tmp_path / "maps.mrb"), rois=rois)
+    path = write_scene_bundle(analysis, str(tmp_path / "maps.mrb"), rois=rois)
     with zipfile.ZipFile(path) as bundle:
         names = bundle.namelist()
     assert sum(name.endswith(" map.nrrd") for name in names) == len(PARAMETER_NAMES) + 1
-    with mrml.create_headless_application() as application:
+    with create_headless_application() as application:
         scene = application.scene
         messages = slicer.vtkMRMLMessageCollection()
         assert scene.ReadFromMRB(path, False, messages), messages.GetAllMessagesAsString()
@@ -237,7 +241,7 @@ def test_scene_bundle_keeps_the_maps_and_their_colour_tables(exam, tmp_path):
         nodes = {name: nodes[name] for name in [*PARAMETER_NAMES, "status"]}
         _check_map_nodes(nodes, analysis.maps, saved=True)
         for volume in nodes.values():
-            np.testing.assert_allclose(_ijk_to_ras(volume), mrml.map_ijk_to_ras(analysis.maps), atol=1e-9)
+            np.testing.assert_allclose(_ijk_to_ras(volume), map_ijk_to_ras(analysis.maps), atol=1e-9)
             assert volume.GetAttribute("DCEUS.Source") == clip.source  # provenance of the analysis
         # the maps still sit on the contrast panel volume read back with them
         contrast = next(v for v in volumes if v.GetAttribute("DCEUS.Panel") == "contrast")
@@ -248,7 +252,7 @@ def test_scene_bundle_without_maps_has_no_map_volumes(exam, tmp_path):
     _, rois, analysis = exam
     from dataclasses import replace
 
-    path = mrml.write_scene_bundle(replace(analysis, maps=None), str(tmp_path / "plain.mrb"))
+    path = write_scene_bundle(replace(analysis, maps=None), str(tmp_path / "plain.mrb"))
     with zipfile.ZipFile(path) as bundle:
         assert not [name for name in bundle.namelist() if name.endswith(" map.nrrd") or "DCEUS " in name]
     assert os.listdir(tmp_path) == ["plain.mrb"]

@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.linearize import ColourMapping, gray_levels
-from DCEUSResponseLib.motion import estimate_motion
-from DCEUSResponseLib.quality import (FLASH_MIN_SATURATED_FRACTION, FLASH_SATURATED_GRAY, ExcludedFrame,
-                                      detect_bad_frames, frames_to_use, parse_frame_ranges)
-from DCEUSResponseLib.synthetic import (GOLD_TINT, PerfusionRegion, breathing_motion, default_regions, liver,
-                                        make_clip, make_frame_times)
+from DCEUSResponseLib.ceus.linearize import ColourMapping, gray_levels
+from DCEUSResponseLib.ceus.motion import estimate_motion
+from DCEUSResponseLib.ceus.quality import (FLASH_MIN_SATURATED_FRACTION, FLASH_SATURATED_GRAY, ExcludedFrame, detect_bad_frames, frames_to_use, parse_frame_ranges)
+from DCEUSResponseLib.synthetic.clips import (GOLD_TINT, PerfusionRegion, breathing_motion, default_regions, liver, make_clip, make_frame_times)
 
 PANEL = (64, 80)
 N_FRAMES, FRAME_INTERVAL_S, INJECTION_S = 120, 0.5, 1.5
@@ -69,8 +67,8 @@ def test_injected_bad_frames_are_found(display, colour, dynamic_range_db, seed):
 def test_synthetic_flash_destroys_and_replenishes():
     """The injected flash follows its documented physics: enhancement restarts from the baseline
     and refills as 1 - exp(-beta t) (beta = 0.5 /s), while frames before the flash are untouched."""
-    from DCEUSResponseLib.linearize import linear_from_gray
-    from DCEUSResponseLib.rois import time_intensity_curve
+    from DCEUSResponseLib.ceus.linearize import linear_from_gray
+    from DCEUSResponseLib.ceus.tic import time_intensity_curve
 
     common = dict(panel_shape=(96, 120), n_frames=N_FRAMES, frame_interval_s=FRAME_INTERVAL_S,
                   injection_time_s=INJECTION_S, seed=3, dynamic_range_db=50.0)
@@ -150,10 +148,10 @@ def test_out_of_plane_frames_are_found():
 @pytest.mark.parametrize("display,colour", [("dual", "gray"), ("single", "gold")])
 def test_jpeg_dicom_clip_through_the_reader(tmp_path, display, colour):
     """Repeats stay repeats through JPEG compression, the reader and its colour handling."""
-    from DCEUSResponseLib.dicom_io import read_clip
-    from DCEUSResponseLib.layout import find_layout
-    from DCEUSResponseLib.linearize import choose_colour_mapping
-    from DCEUSResponseLib.synthetic import write_clip
+    from DCEUSResponseLib.io.dicom_us import read_clip
+    from DCEUSResponseLib.ceus.layout import find_layout
+    from DCEUSResponseLib.ceus.linearize import choose_colour_mapping
+    from DCEUSResponseLib.synthetic.clips import write_clip
 
     clip = make_clip(panel_shape=(80, 100), n_frames=80, frame_interval_s=0.6, display=display, colour=colour,
                      injection_time_s=INJECTION_S, seed=12, dropout_frames=[30], duplicate_frames=[45],

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from DCEUSResponseLib import synthetic
-from DCEUSResponseLib.cli import main
-from DCEUSResponseLib.synthetic import PerfusionRegion, breathing_motion, make_clip, write_clip, write_roi_masks
+from DCEUSResponseLib.synthetic import clips as synthetic
+from DCEUSResponseLib.app.cli import main
+from DCEUSResponseLib.synthetic.clips import PerfusionRegion, breathing_motion, make_clip, write_clip, write_roi_masks
 
 COMPARED = ("PE", "TTP", "mTTl", "WiWoAUC")
 
@@ -128,7 +128,7 @@ def test_replenishment_study(tmp_path, capsys):
 
 def test_video_export_gives_the_dicom_parameters(tmp_path, capsys):
     pytest.importorskip("av")
-    from DCEUSResponseLib.video_io import write_video_clip
+    from DCEUSResponseLib.io.video import write_video_clip
 
     clip = make_clip(dynamic_range_db=50.0, seed=23)
     write_clip(clip, str(tmp_path / "clip.dcm"))
@@ -145,7 +145,7 @@ def test_video_export_gives_the_dicom_parameters(tmp_path, capsys):
 
 def test_bad_real_world_input_is_one_line(tmp_path, capsys):
     pytest.importorskip("av")
-    from DCEUSResponseLib.video_io import write_video_clip
+    from DCEUSResponseLib.io.video import write_video_clip
 
     clip = make_clip(panel_shape=(60, 80), n_frames=40, frame_interval_s=1.0, seed=24)
     write_clip(clip, str(tmp_path / "clip.dcm"))
@@ -171,18 +171,19 @@ def test_bad_real_world_input_is_one_line(tmp_path, capsys):
 def test_replenishment_results_as_slicer_tables():
     """The parameter table of a replenishment analysis carries its own parameters, with units."""
     pytest.importorskip("slicer")
-    from DCEUSResponseLib import mrml
-    from DCEUSResponseLib.analysis import AnalysisOptions, analyze
+    from DCEUSResponseLib.scene.tables import add_analysis_results
+    from DCEUSResponseLib.scene.application import create_headless_application
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
     from DCEUSResponseLib.clip import Clip
-    from DCEUSResponseLib.rois import RoiMask
+    from DCEUSResponseLib.clip import RoiMask
 
     clip, _ = _infusion_clip([40, 41, 150])
     in_memory = Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions)
     rois = [RoiMask(name, mask, "synthetic") for name, mask in clip.roi_masks.items()]
     analysis = analyze(in_memory, rois, AnalysisOptions(dynamic_range_db=50.0, model="replenishment"))
-    app = mrml.create_headless_application()
+    app = create_headless_application()
     try:
-        nodes = mrml.add_analysis_results(app.scene, analysis)
+        nodes = add_analysis_results(app.scene, analysis)
         table = nodes.parameter_table.GetTable()
         columns = [table.GetColumn(i).GetName() for i in range(table.GetNumberOfColumns())]
         assert columns[3:9] == ["rBV", "mTT", "rBF", "PI", "WiR", "QOF"]

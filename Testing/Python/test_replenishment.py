@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.replenishment import (REPLENISHMENT_PARAMETER_NAMES, ReplenishmentFit, fit_replenishment,
-                                            fit_segments, replenishment_parameters, segments_after_flashes)
+from DCEUSResponseLib.kinetics.replenishment import (REPLENISHMENT_PARAMETER_NAMES, ReplenishmentFit, fit_replenishment, fit_segments, replenishment_parameters, segments_after_flashes)
 
 FRAME_RATE_HZ = 8.0
 SPECKLE_CV = 0.04  # multiplicative noise of an ROI mean: a few % (speckle averaged over the ROI)
@@ -180,10 +179,10 @@ def test_replenishment_in_a_synthetic_clip():
     """Flashes in a generated clip (speckle, log compression, linearisation): A and beta recovered."""
     import inspect
 
-    from DCEUSResponseLib import synthetic
-    from DCEUSResponseLib.linearize import linear_from_gray
-    from DCEUSResponseLib.rois import time_intensity_curve
-    from DCEUSResponseLib.synthetic import PerfusionRegion, lognormal_enhancement, make_clip
+    from DCEUSResponseLib.synthetic import clips as synthetic
+    from DCEUSResponseLib.ceus.linearize import linear_from_gray
+    from DCEUSResponseLib.ceus.tic import time_intensity_curve
+    from DCEUSResponseLib.synthetic.clips import PerfusionRegion, lognormal_enhancement, make_clip
 
     if "flash_frames" not in inspect.signature(make_clip).parameters:
         pytest.skip("synthetic.make_clip cannot generate flashes")

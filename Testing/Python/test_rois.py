@@ -4,8 +4,10 @@ import pytest
 
 from DCEUSResponseLib.clip import UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.layout import DisplayLayout
-from DCEUSResponseLib.rois import RoiMask, place_on_contrast_panel, read_roi_masks, time_intensity_curve
+from DCEUSResponseLib.ceus.layout import DisplayLayout
+from DCEUSResponseLib.clip import RoiMask
+from DCEUSResponseLib.ceus.tic import place_on_contrast_panel, time_intensity_curve
+from DCEUSResponseLib.io.masks import read_roi_masks
 
 SHAPE = (40, 90)
 

@@ -257,7 +257,7 @@ def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clip
     assert 0.7 < constants["CLIP_CONFIDENCE"] < 0.9
     assert "1.2.840.10008.5.1.4.1.1.3.1" in constants["US_MULTIFRAME_SOP_CLASS_UIDS"]
     assert "1.2.840.10008.5.1.4.1.1.6.1" in constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]
-    from DCEUSResponseLib.dicom_io import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
+    from DCEUSResponseLib.io.dicom_us import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
 
     assert set(constants["US_MULTIFRAME_SOP_CLASS_UIDS"]) == set(US_MULTIFRAME_SOP_CLASSES)
     assert set(constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]) == set(US_SINGLE_FRAME_SOP_CLASSES)
@@ -266,8 +266,8 @@ def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clip
 def test_the_module_constants_agree_with_the_engine():
     constants = {n.targets[0].id: n.value for n in _tree(MODULE_FILE).body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
-    from DCEUSResponseLib.compare import DEFAULT_RULE
-    from DCEUSResponseLib.models import BOLUS_MODELS, DEFAULT_MODEL
+    from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE
+    from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, DEFAULT_MODEL
 
     assert set(ast.literal_eval(constants["MODEL_CHOICES"])) == set(BOLUS_MODELS)
     assert ast.literal_eval(constants["DEFAULT_MODEL"]) == DEFAULT_MODEL
@@ -424,7 +424,9 @@ def test_the_module_cmakelists_installs_the_engine_package_next_to_the_modules()
                            r"REALPATH\)", text).group(1)
     package = (MODULE_DIR / source_dir).resolve()
     assert package == ROOT / "DCEUSResponseLib" and (package / "__init__.py").is_file()
-    assert re.search(r"file\(GLOB DCEUSResponseLib_PYTHON_SCRIPTS\s+RELATIVE \$\{DCEUSResponseLib_SOURCE_DIR\}"
+    # GLOB_RECURSE with RELATIVE keeps the subpackages' paths (io/dicom_us.py): CTK's macro copies each
+    # script to DESTINATION_DIR/<relative path> and installs that whole folder (CMake/ctkMacroCompilePythonScript.cmake)
+    assert re.search(r"file\(GLOB_RECURSE DCEUSResponseLib_PYTHON_SCRIPTS\s+RELATIVE \$\{DCEUSResponseLib_SOURCE_DIR\}"
                      r"\s+CONFIGURE_DEPENDS\s+\$\{DCEUSResponseLib_SOURCE_DIR\}/\*\.py\s*\)", text)
     call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, re.S).group(1).split()
     arguments = dict(zip(call[0::2], call[1::2]))

@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("av")
 
-from DCEUSResponseLib.analysis import AnalysisOptions, analyze  # noqa: E402
-from DCEUSResponseLib.dicom_io import read_clip  # noqa: E402
-from DCEUSResponseLib.errors import InputError  # noqa: E402
-from DCEUSResponseLib.rois import RoiMask  # noqa: E402
-from DCEUSResponseLib.synthetic import GOLD_TINT, make_clip, make_frame_times, write_clip  # noqa: E402
-from DCEUSResponseLib.video_io import is_video_file, read_video_clip, write_video_clip  # noqa: E402
+from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze# noqa: E402
+from DCEUSResponseLib.io.dicom_us import read_clip# noqa: E402
+from DCEUSResponseLib.errors import InputError# noqa: E402
+from DCEUSResponseLib.clip import RoiMask# noqa: E402
+from DCEUSResponseLib.synthetic.clips import GOLD_TINT, make_clip, make_frame_times, write_clip# noqa: E402
+from DCEUSResponseLib.io.video import is_video_file, read_video_clip, write_video_clip# noqa: E402
 
 COMPARED = ("PE", "TTP", "mTTl", "WiWoAUC", "AUC")
 TOLERANCE = 0.02

@@ -31,11 +31,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
-from DCEUSResponseLib.cli import main as dceus  # noqa: E402
-from DCEUSResponseLib.dicom_writer import write_ultrasound_multiframe  # noqa: E402
-from DCEUSResponseLib.linearize import linear_from_gray  # noqa: E402
-from DCEUSResponseLib.models import get_model  # noqa: E402
-from DCEUSResponseLib.parameters import bolus_parameters  # noqa: E402
+from DCEUSResponseLib.app.cli import main as dceus# noqa: E402
+from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe# noqa: E402
+from DCEUSResponseLib.ceus.linearize import linear_from_gray# noqa: E402
+from DCEUSResponseLib.kinetics.models import get_model# noqa: E402
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters# noqa: E402
 from DCEUSResponseLib.synthetic import (default_regions, make_clip, make_frame_times, truth_parameters,  # noqa: E402
                                         write_roi_masks)
 

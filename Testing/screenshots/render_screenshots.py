@@ -73,8 +73,8 @@ class RenderingUnavailable(RuntimeError):
 
 def analyse_demo_baseline(folder: str, map_binning: int = MAP_BINNING):
     """The baseline exam of the demo study analysed with maps (as the command line's ``--maps``)."""
-    from DCEUSResponseLib import demo
-    from DCEUSResponseLib.analysis import AnalysisOptions, analyze_files
+    from DCEUSResponseLib.app import demo
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
 
     study = demo.build_demo_study(folder)
     options = AnalysisOptions(dynamic_range_db=demo.DYNAMIC_RANGE_DB, injection_time_s=demo.INJECTION_TIME_S,
@@ -84,7 +84,8 @@ def analyse_demo_baseline(folder: str, map_binning: int = MAP_BINNING):
 
 def contrast_panel_rois(analysis):
     """The analysis's ROIs as full-frame masks where they were quantified: on the contrast panel."""
-    from DCEUSResponseLib.rois import RoiMask, place_on_contrast_panel
+    from DCEUSResponseLib.clip import RoiMask
+    from DCEUSResponseLib.ceus.tic import place_on_contrast_panel
 
     region = analysis.layout.contrast
     rois = []
@@ -97,14 +98,17 @@ def contrast_panel_rois(analysis):
 
 def build_scene(app, analysis):
     """Clip sequences, ROI segmentation, results and maps, as the module and ``--scene`` add them."""
-    from DCEUSResponseLib import mrml
+    from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences
+    from DCEUSResponseLib.scene.map_volumes import add_parameter_maps
+    from DCEUSResponseLib.scene.segmentation import add_roi_segmentation
+    from DCEUSResponseLib.scene.tables import add_analysis_results
 
     scene = app.scene
-    clip_nodes = mrml.add_clip_sequences(scene, analysis.clip, analysis.layout)
-    segmentation = mrml.add_roi_segmentation(scene, contrast_panel_rois(analysis), analysis.clip,
+    clip_nodes = add_clip_sequences(scene, analysis.clip, analysis.layout)
+    segmentation = add_roi_segmentation(scene, contrast_panel_rois(analysis), analysis.clip,
                                              clip_nodes.contrast_volume)
-    results = mrml.add_analysis_results(scene, analysis, segmentation_node=segmentation)
-    maps = mrml.add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)
+    results = add_analysis_results(scene, analysis, segmentation_node=segmentation)
+    maps = add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)
     return clip_nodes, segmentation, results, maps
 
 
@@ -378,7 +382,7 @@ def main(argv=None) -> int:
                         help=f"map pixel blocks (default {MAP_BINNING}; 1: every pixel)")
     args = parser.parse_args(argv)
 
-    from DCEUSResponseLib import mrml
+    from DCEUSResponseLib.scene.application import create_headless_application
 
     try:
         check_offscreen_rendering()  # before the long part
@@ -393,7 +397,7 @@ def main(argv=None) -> int:
     print(f"analysed the demo baseline with maps ({args.map_binning} x {args.map_binning} binning) in "
           f"{time.time() - start:.1f} s; slice view at frame {frame} "
           f"({analysis.times_s[frame]:.1f} s after injection, the peak of {LESION})")
-    with mrml.create_headless_application() as app:
+    with create_headless_application() as app:
         clip_nodes, segmentation, results, maps = build_scene(app, analysis)
         try:
             render_slice_view(app, analysis, clip_nodes, segmentation, maps, os.path.join(args.out, "1.png"))

@@ -70,7 +70,7 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from scipy.sparse import linalg as sparse_linalg
 
-from .errors import InputError
+from DCEUSResponseLib.errors import InputError
 
 MOTION_KINDS = ("bmode", "contrast")
 #: Default largest displacement searched (px, full resolution), between any two frames: twice the

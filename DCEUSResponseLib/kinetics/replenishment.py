@@ -51,9 +51,18 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import optimize
 
-from .errors import InputError
-from .fitting import (MAX_FUNCTION_EVALUATIONS, MIN_DRIFT_F, MIN_QOF_PERCENT, N_STARTS, PEAK_NOISE_FACTOR,
-                      RISE_NOISE_FACTOR, _format, _linear_amplitudes, scale_and_screen)
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.kinetics.bolus import (
+    MAX_FUNCTION_EVALUATIONS,
+    MIN_DRIFT_F,
+    MIN_QOF_PERCENT,
+    N_STARTS,
+    PEAK_NOISE_FACTOR,
+    RISE_NOISE_FACTOR,
+    _format,
+    _linear_amplitudes,
+    scale_and_screen,
+)
 
 #: Replenishment models available to :func:`fit_replenishment`.
 REPLENISHMENT_MODELS: tuple[str, ...] = ("monoexponential",)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .models import BolusModel, ParamsLike, get_model
+from DCEUSResponseLib.kinetics.models import BolusModel, ParamsLike, get_model
 
 #: Parameter names in the order they are reported (the columns of parameters.csv).
 PARAMETER_NAMES: tuple[str, ...] = (

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special
 
-from .errors import InputError
+from DCEUSResponseLib.errors import InputError
 
 #: Parameters as a mapping ``name -> value`` or a sequence in :attr:`BolusModel.parameter_names` order.
 ParamsLike = Mapping[str, float] | Sequence[float] | np.ndarray

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .clip import UltrasoundRegion
+from DCEUSResponseLib.clip import UltrasoundRegion
 
 US_MULTIFRAME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.3.1"
 US_IMAGE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.6.1"

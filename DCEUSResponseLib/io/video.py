@@ -33,8 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .clip import Clip
-from .errors import InputError
+from DCEUSResponseLib.clip import Clip
+from DCEUSResponseLib.errors import InputError
 
 #: File name extensions (lower case) taken for video exports by :func:`is_video_file`.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".wmv",

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .fitting import _GRID_SKEW, _shape_bounds
-from .linearize import linear_intensity
-from .models import BolusModel, get_model
-from .parameters import PARAMETER_NAMES, bolus_parameter_arrays
+from DCEUSResponseLib.ceus.linearize import linear_intensity
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, shape_bounds
+from DCEUSResponseLib.kinetics.models import BolusModel, get_model
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays
 
 STATUS_FITTED = 0
 STATUS_NO_ENHANCEMENT = 1
@@ -148,7 +148,7 @@ class _Dictionary:
         span = max(t_last - t_first, 1e-6)
         t0 = np.linspace(t_first - 0.05 * span, t_first + 0.7 * span, _N_GRID_T0)
         peak = np.geomspace(max(0.01 * span, 0.3), 0.5 * span, _N_GRID_PEAK)
-        skew_all = _GRID_SKEW[model.name]
+        skew_all = GRID_SKEW[model.name]
         skew = skew_all[np.linspace(0, len(skew_all) - 1, _N_GRID_SKEW).round().astype(int)]
         t0_g, peak_g, skew_g = (a.ravel() for a in np.meshgrid(t0, peak, skew, indexing="ij"))
         p1_g, p2_g = model.shape_params_for_peak(peak_g, skew_g)
@@ -185,10 +185,10 @@ class _Dictionary:
 
 def _bounds(model: BolusModel, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     span = float(times_s[-1] - times_s[0])
-    shape_bounds = _shape_bounds(model.name, max(span, 1e-6))
+    shape = shape_bounds(model.name, max(span, 1e-6))
     interval = float(np.min(np.diff(times_s))) if len(times_s) > 1 else 1.0
-    lower = np.array([0.0, 0.0, times_s[0] - span, *shape_bounds.lower])
-    upper = np.array([10.0, np.inf, times_s[-1] - interval, *shape_bounds.upper])
+    lower = np.array([0.0, 0.0, times_s[0] - span, *shape.lower])
+    upper = np.array([10.0, np.inf, times_s[-1] - interval, *shape.upper])
     return lower, upper
 
 
@@ -543,127 +543,3 @@ def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_sta
 # Files
 
 
-#: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
-PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
-                       "WiWoAUC": "magma", "WiPI": "magma", "AUC": "magma", "TTP": "viridis", "TI": "viridis",
-                       "TO": "viridis", "RT": "viridis", "FT": "viridis", "mTTl": "viridis", "QOF": "cividis"}
-
-
-def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
-    """(relative path, writer(path)) pairs for every map as NRRD, the status map, and PNG previews.
-
-    The NRRD files are 2D (rows x columns of the map grid) in physical space: space directions
-    are the pixel spacing in mm and the space origin the first pixel's centre in the clip's frame
-    geometry (pixel (r, c) at (c dx, r dy)), so they overlay the clip in Slicer.
-    """
-    from .parameters import PARAMETER_UNITS
-
-    writers = []
-    for name, values in maps.values.items():
-        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))
-    writers.append((f"{folder}/status.nrrd", _nrrd_writer(maps, maps.status, "status",
-                                                         "; ".join(f"{k}={v}" for k, v in STATUS_NAMES.items()))))
-    for name, values in maps.values.items():
-        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, PARAMETER_UNITS.get(name, ""))))
-    writers.append((f"{folder}/png/status.png", _status_png_writer(maps)))
-    return writers
-
-
-def _geometry(maps: ParametricMaps) -> tuple[tuple[float, float], tuple[float, float]]:
-    row_mm, col_mm = maps.spacing_mm or (float(maps.binning), float(maps.binning))
-    unit_row, unit_col = (maps.spacing_mm[0] / maps.binning, maps.spacing_mm[1] / maps.binning) \
-        if maps.spacing_mm else (1.0, 1.0)
-    origin = (maps.origin_px[1] * unit_col, maps.origin_px[0] * unit_row)
-    return (col_mm, row_mm), origin
-
-
-def _nrrd_writer(maps: ParametricMaps, values: np.ndarray, name: str, unit: str):
-    def write(path: str) -> None:
-        import nrrd
-
-        (col_mm, row_mm), origin = _geometry(maps)
-        # Fields outside the NRRD standard are written by pynrrd as "key:=value" pairs.
-        header = {"space dimension": 2, "space directions": np.array([[col_mm, 0.0], [0.0, row_mm]]),
-                  "space origin": np.array(origin), "space units": ["mm", "mm"], "kinds": ["domain", "domain"],
-                  "encoding": "gzip", "content": name, "DCEUS_parameter": name, "DCEUS_unit": unit,
-                  "DCEUS_model": maps.model, "DCEUS_binning": str(maps.binning)}
-        # index order C: the array is (rows, columns); NRRD's fastest axis is the column (x).
-        nrrd.write(path, np.ascontiguousarray(values), header, index_order="C", compression_level=1)
-    return write
-
-
-def _colour_table(name: str) -> np.ndarray:
-    """A 256 x 3 uint8 perceptual colour table: matplotlib's if installed, else a grey ramp."""
-    try:
-        import matplotlib
-
-        colour_map = matplotlib.colormaps[name]
-        return (np.asarray(colour_map(np.linspace(0.0, 1.0, 256)))[:, :3] * 255).round().astype(np.uint8)
-    except ImportError:
-        ramp = np.arange(256, dtype=np.uint8)
-        return np.stack([ramp, ramp, ramp], axis=1)
-
-
-_NAN_COLOUR = (48, 48, 48)
-_PREVIEW_PIXELS = 480  # about the longer side of the map in the preview
-
-
-def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labels: list[tuple[float, str]],
-             path: str) -> None:
-    """Map image (upscaled, nearest) with a title and a vertical colour bar with labels, as PNG.
-
-    ``bar_rgb`` is the bar's colour column (bottom = low); ``labels`` are (position 0..1 from the
-    bottom, text) pairs drawn beside it.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    rows, columns = image_rgb.shape[:2]
-    zoom = max(1, round(_PREVIEW_PIXELS / max(rows, columns)))
-    body = Image.fromarray(image_rgb).resize((columns * zoom, rows * zoom), Image.NEAREST)
-    try:
-        font = ImageFont.load_default(size=14)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    top, left, gap, bar_width, label_width = 28, 10, 14, 18, 150
-    width = left + body.width + gap + bar_width + label_width
-    height = top + body.height + 12
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    canvas.paste(body, (left, top))
-    draw = ImageDraw.Draw(canvas)
-    draw.text((left, 6), title, fill=(0, 0, 0), font=font)
-    x_bar = left + body.width + gap
-    if bar_rgb is not None:
-        bar = Image.fromarray(np.repeat(bar_rgb[::-1, None, :], bar_width, axis=1)).resize((bar_width, body.height))
-        canvas.paste(bar, (x_bar, top))
-        draw.rectangle([x_bar, top, x_bar + bar_width - 1, top + body.height - 1], outline=(0, 0, 0))
-    for position, text in labels:
-        y = top + (1.0 - position) * (body.height - 1)
-        draw.line([x_bar + bar_width, y, x_bar + bar_width + 4, y], fill=(0, 0, 0))
-        draw.text((x_bar + bar_width + 7, y - 8), text, fill=(0, 0, 0), font=font)
-    canvas.save(path, format="PNG", compress_level=1)
-
-
-def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
-    def write(path: str) -> None:
-        finite = values[np.isfinite(values)]
-        low, high = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
-        if not high > low:
-            high = low + 1.0
-        table = _colour_table(PREVIEW_COLOUR_MAPS.get(name, "viridis"))
-        index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
-        image = table[index]
-        image[~np.isfinite(values)] = _NAN_COLOUR
-        labels = [(f, f"{low + f * (high - low):.3g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
-        title = f"{name} [{unit}]  {maps.model}, grey: not fitted" if unit else f"{name}  {maps.model}"
-        _preview(image, title, table, labels, path)
-    return write
-
-
-def _status_png_writer(maps: ParametricMaps):
-    def write(path: str) -> None:
-        colours = np.array([(44, 160, 44), (31, 31, 31), (255, 127, 14), (127, 127, 127), (214, 39, 40)],
-                           dtype=np.uint8)
-        bar = np.repeat(colours, 40, axis=0)
-        labels = [((code + 0.5) / len(colours), STATUS_NAMES[code]) for code in range(len(colours))]
-        _preview(colours[maps.status], "map status", bar, labels, path)
-    return write

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clip import Clip
-from .errors import InputError
+from DCEUSResponseLib.clip import Clip
+from DCEUSResponseLib.errors import InputError
 
 DEFAULT_DYNAMIC_RANGE_DB = 60.0
 SATURATED_GRAY = 254.5  # gray levels above this are the top of the display scale

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clip import Clip, UltrasoundRegion
-from .errors import InputError
+from DCEUSResponseLib.clip import Clip, UltrasoundRegion
+from DCEUSResponseLib.errors import InputError
 
 # Two panels of a dual display are copies of one scan geometry; allow for rounding by the scanner.
 SAME_SIZE_TOLERANCE_PX = 4

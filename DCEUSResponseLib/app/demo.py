@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import json
 import os
+
 import numpy as np
 
-from .synthetic import (PerfusionRegion, breathing_motion, liver, make_clip, truth_parameters, write_clip,
-                        write_roi_masks)
+from DCEUSResponseLib.synthetic.clips import (
+    PerfusionRegion,
+    breathing_motion,
+    liver,
+    make_clip,
+    truth_parameters,
+    write_clip,
+    write_roi_masks,
+)
 
 PANEL_SHAPE = (200, 240)
 DYNAMIC_RANGE_DB = 50.0
@@ -85,10 +93,15 @@ def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float =
 
 def run_demo(out_dir: str) -> str:
     """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary."""
-    from .analysis import AnalysisOptions, analyze_files
-    from .cli import format_response, format_summary
-    from .compare import compare_folders
-    from .outputs import json_text, prepare_output_dir, write_analysis, write_staged
+    from DCEUSResponseLib.app.summary import format_response, format_summary
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
+    from DCEUSResponseLib.export.contract import write_analysis
+    from DCEUSResponseLib.export.staging import (
+        json_text,
+        prepare_output_dir,
+        write_staged,
+    )
+    from DCEUSResponseLib.longitudinal.response import compare_folders
 
     out_dir = prepare_output_dir(out_dir)
     study = build_demo_study(os.path.join(out_dir, "study"))
@@ -101,7 +114,7 @@ def run_demo(out_dir: str) -> str:
         analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
         extra = []
         if scenes:
-            from .mrml import write_scene_bundle
+            from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
             extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(a, path, rois=a.roi_masks)))
         write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)

@@ -11,8 +11,8 @@ import math
 import os
 from dataclasses import dataclass
 
-from .errors import InputError
-from .parameters import PARAMETER_NAMES
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
 
 RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40"}
 # Bolus parameters, then those of destruction-replenishment studies.

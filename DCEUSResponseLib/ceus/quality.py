@@ -28,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .motion import MotionEstimate
+from DCEUSResponseLib.ceus.motion import MotionEstimate
+from DCEUSResponseLib.errors import InputError
 
 REASONS = ("flash", "dropout", "duplicate", "out_of_plane")
 

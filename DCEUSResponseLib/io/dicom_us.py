@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .clip import Clip, UltrasoundRegion
-from .errors import InputError
+from DCEUSResponseLib.clip import Clip, UltrasoundRegion
+from DCEUSResponseLib.errors import InputError
 
 US_MULTIFRAME_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image Storage",

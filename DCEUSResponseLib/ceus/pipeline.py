@@ -18,16 +18,31 @@ from typing import Sequence
 
 import numpy as np
 
-from . import SOFTWARE_NAME, __version__
-from .clip import Clip
-from .errors import InputError
-from .fitting import fit_bolus
-from .layout import DisplayLayout, find_layout
-from .linearize import (DEFAULT_DYNAMIC_RANGE_DB, ColourMapping, ClippingCount, check_dynamic_range,
-                        choose_colour_mapping, count_clipping, gray_levels, linear_from_gray, panel_gray_uint8)
-from .models import BOLUS_MODELS, get_model
-from .parameters import PARAMETER_NAMES, _finite_or_none, bolus_parameters, relative_parameters
-from .rois import RoiMask, place_on_contrast_panel, read_roi_masks, time_intensity_curve
+from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.ceus.layout import DisplayLayout, find_layout
+from DCEUSResponseLib.ceus.linearize import (
+    DEFAULT_DYNAMIC_RANGE_DB,
+    ClippingCount,
+    ColourMapping,
+    check_dynamic_range,
+    choose_colour_mapping,
+    count_clipping,
+    gray_levels,
+    linear_from_gray,
+    panel_gray_uint8,
+)
+from DCEUSResponseLib.ceus.tic import place_on_contrast_panel, time_intensity_curve
+from DCEUSResponseLib.clip import Clip, RoiMask
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.masks import read_roi_masks
+from DCEUSResponseLib.kinetics.bolus import fit_bolus
+from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, get_model
+from DCEUSResponseLib.kinetics.parameters import (
+    PARAMETER_NAMES,
+    _finite_or_none,
+    bolus_parameters,
+    relative_parameters,
+)
 
 REPLENISHMENT = "replenishment"
 MODEL_CHOICES = tuple(sorted(BOLUS_MODELS)) + (REPLENISHMENT,)
@@ -186,7 +201,7 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
         "frames_fitted": int(fit.n_frames_used),
     }
     if isinstance(fit, SegmentedFit):
-        from .replenishment import replenishment_parameters
+        from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
 
         out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
                             "t_flash_s": float(fit_k.t_flash_s), "first_frame": int(segment.frames[0]),
@@ -203,11 +218,11 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
 def read_any_clip(path: str, frame_rate_hz: float | None = None,
                   pixel_spacing_mm: float | tuple[float, float] | None = None) -> Clip:
     """A DICOM clip (file or folder) or a video export (by its extension)."""
-    from .video_io import is_video_file, read_video_clip
+    from DCEUSResponseLib.io.video import is_video_file, read_video_clip
 
     if is_video_file(path):
         return read_video_clip(path, frame_rate_hz=frame_rate_hz, pixel_spacing_mm=pixel_spacing_mm)
-    from .dicom_io import read_clip
+    from DCEUSResponseLib.io.dicom_us import read_clip
 
     clip = read_clip(path, frame_rate_hz=frame_rate_hz)
     if pixel_spacing_mm is not None:
@@ -275,7 +290,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
 
     report("checking frame quality")
     excluded, flash_frames = _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings)
-    from .quality import frames_to_use
+    from DCEUSResponseLib.ceus.quality import frames_to_use
 
     frame_use = frames_to_use(clip.n_frames, excluded)
     if not np.any(frame_use):
@@ -286,7 +301,10 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     parameter_names = PARAMETER_NAMES
     segments = None
     if options.model == REPLENISHMENT:
-        from .replenishment import REPLENISHMENT_PARAMETER_NAMES, segments_after_flashes
+        from DCEUSResponseLib.kinetics.replenishment import (
+            REPLENISHMENT_PARAMETER_NAMES,
+            segments_after_flashes,
+        )
 
         parameter_names = REPLENISHMENT_PARAMETER_NAMES
         if not flash_frames:
@@ -299,7 +317,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
         warnings.extend(_clipping_warnings(roi.name, clipping))
         if segments is not None:
             fit = _fit_replenishment(times_s, tic, segments)
-            from .replenishment import replenishment_parameters
+            from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
 
             parameters = _mean_parameters([replenishment_parameters(f) for f in fit.segments], parameter_names)
         else:
@@ -349,7 +367,7 @@ def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: Analysi
 def _estimate_motion(clip: Clip, layout: DisplayLayout, contrast_gray: np.ndarray, bmode_gray: np.ndarray | None,
                      reference_frame: int):
     """Motion on the B-mode panel of a dual display (anatomy visible throughout), else on the contrast panel."""
-    from .motion import estimate_motion
+    from DCEUSResponseLib.ceus.motion import estimate_motion
 
     panel, kind = (bmode_gray, "bmode") if bmode_gray is not None else (contrast_gray, "contrast")
     return estimate_motion(panel, reference_frame, kind=kind, spacing_mm=layout.contrast.spacing_mm)
@@ -357,7 +375,11 @@ def _estimate_motion(clip: Clip, layout: DisplayLayout, contrast_gray: np.ndarra
 
 def _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings):
     """Frames kept out of the fits (one ExcludedFrame each, in frame order) and the flash frames."""
-    from .quality import ExcludedFrame, detect_bad_frames, parse_frame_ranges
+    from DCEUSResponseLib.ceus.quality import (
+        ExcludedFrame,
+        detect_bad_frames,
+        parse_frame_ranges,
+    )
 
     found = {}
     if options.frame_quality_control:
@@ -414,7 +436,7 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     linear = linear_from_gray(gray, dynamic_range_db)
     mask = panel_mask[r0:r1, c0:c1]
     if motion is not None:
-        from .motion import motion_compensated_tic
+        from DCEUSResponseLib.ceus.motion import motion_compensated_tic
 
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:
@@ -423,7 +445,7 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
 
 
 def _fit_replenishment(times_s: np.ndarray, tic: np.ndarray, segments) -> SegmentedFit:
-    from .replenishment import fit_segments
+    from DCEUSResponseLib.kinetics.replenishment import fit_segments
 
     fits = fit_segments(times_s, tic, segments)
     fitted = [f for f in fits if f.ok]
@@ -449,7 +471,7 @@ def _mean_parameters(per_segment: list[dict], names: Sequence[str]) -> dict[str,
 
 
 def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois):
-    from .maps import compute_parametric_maps
+    from DCEUSResponseLib.ceus.maps import compute_parametric_maps
 
     region = None
     if options.map_region is not None:

@@ -10,16 +10,17 @@ import os
 import sys
 from typing import Sequence
 
-from . import __version__
-from .errors import InputError
+from DCEUSResponseLib import __version__
+from DCEUSResponseLib.app.summary import format_response, format_summary
+from DCEUSResponseLib.errors import InputError
 
 EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .compare import DEFAULT_RULE, RULE_ALIASES
-    from .linearize import DEFAULT_DYNAMIC_RANGE_DB
+    from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
+    from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, RULE_ALIASES
 
     parser = argparse.ArgumentParser(prog="dceus", description="Quantitative dynamic contrast-enhanced "
                                      "ultrasound (DCE-US): time-intensity curves, bolus-model fits and "
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clip time of the contrast injection in s (default 0, the first frame)")
     analyze.add_argument("--reference-frame", type=int, default=0, metavar="K",
                          help="frame the ROIs were drawn on (default 0)")
-    from .analysis import MODEL_CHOICES
+    from DCEUSResponseLib.ceus.pipeline import MODEL_CHOICES
     analyze.add_argument("--model", default="lognormal", choices=MODEL_CHOICES,
                          help="bolus model (default lognormal), or replenishment for flash-replenishment studies")
     analyze.add_argument("--no-motion-compensation", dest="motion_compensation", action="store_false",
@@ -110,9 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _analyze(args) -> int:
-    from .analysis import AnalysisOptions, analyze_files, check_options
-    from .linearize import read_colour_table
-    from .outputs import prepare_output_dir, write_analysis
+    from DCEUSResponseLib.ceus.linearize import read_colour_table
+    from DCEUSResponseLib.ceus.pipeline import (
+        AnalysisOptions,
+        analyze_files,
+        check_options,
+    )
+    from DCEUSResponseLib.export.contract import write_analysis
+    from DCEUSResponseLib.export.staging import prepare_output_dir
 
     for option, value in (("--frame-rate", args.frame_rate), ("--pixel-spacing", args.pixel_spacing)):
         if value is not None and not value > 0:
@@ -140,7 +146,7 @@ def _analyze(args) -> int:
                              pixel_spacing_mm=args.pixel_spacing)
     extra = []
     if args.scene:
-        from .mrml import write_scene_bundle
+        from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
         extra.append((scene_path, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
     write_analysis(analysis, out_dir, extra_writers=extra)
@@ -151,34 +157,13 @@ def _analyze(args) -> int:
     return 0
 
 
-def format_summary(analysis) -> str:
-    """A short table of the main parameters per ROI, for the terminal and the demo's summary."""
-    shown = [("PE", "PE [a.u.]", ".3g"), ("TTP", "TTP [s]", ".1f"), ("mTTl", "mTTl [s]", ".1f"),
-             ("WiWoAUC", "WiWoAUC", ".3g")]
-    if analysis.parameter_names[0] != "PE":  # replenishment
-        shown = [("rBV", "rBV [a.u.]", ".3g"), ("mTT", "mTT [s]", ".2f"), ("rBF", "rBF [a.u./s]", ".3g")]
-    key = shown[-1][0]
-    lines = [f"{'ROI':<14}{'status':<16}" + "".join(f"{title:>13}" for _, title, _ in shown)
-             + f"{'QOF %':>7}{'rel ' + key:>13}"]
-    for roi in analysis.rois.values():
-        p, r = roi.parameters, roi.relative
-        lines.append(f"{roi.name:<14}{roi.fit.status:<16}" + "".join(f"{_fmt(p.get(n), f):>13}" for n, _, f in shown)
-                     + f"{_fmt(p.get('QOF'), '.0f'):>7}{_fmt(r.get(key), '.2f'):>13}")
-    if analysis.excluded:
-        lines.append(f"frames excluded from the fits: {len(analysis.excluded)} of {analysis.clip.n_frames}")
-    if analysis.motion is not None:
-        lines.append(f"breathing motion: {analysis.motion.rms_displacement_px:.1f} px RMS "
-                     f"(estimated on the {analysis.motion.kind} panel)")
-    return "\n".join(lines)
-
-
-def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _compare(args) -> int:
-    from .compare import compare_folders
-    from .outputs import json_text, prepare_output_dir, write_staged
+    from DCEUSResponseLib.export.staging import (
+        json_text,
+        prepare_output_dir,
+        write_staged,
+    )
+    from DCEUSResponseLib.longitudinal.response import compare_folders
 
     prepare_output_dir(args.out)
     response = compare_folders(args.baseline, args.followup, args.rule)
@@ -194,15 +179,8 @@ def _compare(args) -> int:
     return 0
 
 
-def format_response(response: dict) -> str:
-    lines = [f"rule: {response['rule_definition']}"]
-    for name, roi in response["rois"].items():
-        lines.append(f"  {name:<14}{roi['classification']:<15}{roi['reason']}")
-    return "\n".join(lines)
-
-
 def _demo(args) -> int:
-    from .demo import run_demo
+    from DCEUSResponseLib.app.demo import run_demo
 
     summary = run_demo(args.out)
     print(summary)

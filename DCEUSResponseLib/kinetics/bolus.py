@@ -51,8 +51,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize
 
-from .errors import InputError
-from .models import DEFAULT_MODEL, BolusModel, get_model
+from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.kinetics.models import DEFAULT_MODEL, BolusModel, get_model
 
 #: Fewer frames than this in the input is a programming error (InputError).
 MIN_INPUT_FRAMES = 5
@@ -83,7 +83,7 @@ MAX_FUNCTION_EVALUATIONS = 400
 # each model's skewness parameter (sigma, alpha, lambda) at values typical of first-pass boluses.
 _N_GRID_T0 = 24
 _GRID_PEAK_FACTORS = np.geomspace(0.6, 1.6, 7)
-_GRID_SKEW = {
+GRID_SKEW = {
     "lognormal": np.geomspace(0.15, 1.6, 8),
     "gamma": np.geomspace(1.2, 40.0, 8),
     "ldrw": np.geomspace(0.3, 60.0, 8),
@@ -101,7 +101,7 @@ class _ShapeBounds:
     degenerate: tuple[tuple[int, str], ...]
 
 
-def _shape_bounds(model_name: str, span: float) -> _ShapeBounds:
+def shape_bounds(model_name: str, span: float) -> _ShapeBounds:
     # Gaussian-like limits (sigma -> 0, alpha -> inf, lambda -> inf) still describe the data well,
     # so only the extreme-skew and extreme-scale ends count as degenerate.
     long_time = 20.0 * span + 10.0
@@ -215,7 +215,7 @@ def _linear_amplitudes(shapes: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
 def _grid_starts(model: BolusModel, t: np.ndarray, y: np.ndarray, t_peak: float, t0_low: float,
                  t0_high: float, n_starts: int) -> list[np.ndarray]:
     """The ``n_starts`` best (O, A, t0, p1, p2) of the variable-projection grid (scaled units)."""
-    skews = _GRID_SKEW.get(model.name, _GRID_SKEW["lognormal"])
+    skews = GRID_SKEW.get(model.name, GRID_SKEW["lognormal"])
     t0_grid = np.linspace(t0_low, t0_high, _N_GRID_T0)
     arrival, factor, skew = (grid.ravel() for grid in
                              np.meshgrid(t0_grid, _GRID_PEAK_FACTORS, skews, indexing="ij"))
@@ -277,7 +277,7 @@ def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_
 
     ``t_s``: frame times in seconds relative to the injection (may start negative, need not be
     regular). ``tic``: measured mean linear intensity per frame (a.u., positive; any magnitude).
-    ``model``: name in :data:`~DCEUSResponseLib.models.BOLUS_MODELS` or a model. ``use``: optional
+    ``model``: name in :data:`~DCEUSResponseLib.kinetics.models.BOLUS_MODELS` or a model. ``use``: optional
     boolean mask of frames to fit; other frames are kept out of the fit, the noise estimate and QOF.
 
     Returns a :class:`BolusFit`; never raises for bad data (NaN, constant or noise-only TICs).
@@ -335,7 +335,7 @@ def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_
     step = max(frame_interval, 1e-3 * span)
     t0_low = min(t[0] - 0.2 * span, t_peak - 2.0 * step)
     t0_high = t_peak - step
-    bounds_shape = _shape_bounds(bolus_model.name, span)
+    bounds_shape = shape_bounds(bolus_model.name, span)
     lower = np.array([0.0, 0.0, t[0] - span, *bounds_shape.lower])
     upper = np.array([10.0, np.inf, t[-1] - step, *bounds_shape.upper])
     t_grid, y_grid = _bin_average(t, y, GRID_MAX_SAMPLES)

@@ -1,0 +1,1 @@
+"""Exams over time: response rules and comparisons of analyses."""

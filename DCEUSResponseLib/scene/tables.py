@@ -1,0 +1,186 @@
+"""Analysis results as Slicer tables (TIC, parameters) and a chart of measured and fitted TICs."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.scene.nodes import (
+    ROI_COLOURS,
+    TIC_X_AXIS_TITLE,
+    TIC_Y_AXIS_TITLE,
+    add_new_node,
+)
+
+if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
+    import slicer
+
+    from DCEUSResponseLib.ceus.pipeline import Analysis
+
+
+@dataclass
+class ResultNodes:
+    """The nodes :func:`add_analysis_results` adds."""
+
+    tic_table: Any  # vtkMRMLTableNode, the columns of tic.csv
+    parameter_table: Any  # vtkMRMLTableNode, the rows of parameters.csv
+    chart: Any  # vtkMRMLPlotChartNode
+    measured_series: dict[str, Any]  # ROI name -> vtkMRMLPlotSeriesNode (markers)
+    fitted_series: dict[str, Any]  # ROI name -> vtkMRMLPlotSeriesNode (line), ROIs with a fit only
+
+    @property
+    def series(self) -> list[Any]:
+        return [*self.measured_series.values(), *self.fitted_series.values()]
+
+
+def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", name_prefix: str = "", *,
+                         segmentation_node: "slicer.vtkMRMLSegmentationNode | None" = None) -> ResultNodes:
+    """TIC and parameter tables and a chart of measured (markers) and fitted (lines) TICs.
+
+    The TIC table has the columns of ``tic.csv`` (``time_s`` since injection, ``NAME_measured``,
+    ``NAME_fitted`` in linear a.u., NaN where there is no fit; ``frame``, ``clip_time_s``,
+    ``excluded``); the parameter table the rows of ``parameters.csv`` (numbers as double columns
+    with units, NaN for null). A curve takes the colour of the segment named after its ROI in
+    ``segmentation_node`` when given, else :data:`ROI_COLOURS`.
+    """
+    names = list(analysis.rois)
+    provenance = provenance_attributes(analysis)
+    times = np.asarray(analysis.times_s, dtype=np.float64)
+
+    tic_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}TIC")
+    _add_double_column(tic_table, "time_s", times, "s", "time since injection")
+    for name in names:
+        roi = analysis.rois[name]
+        _add_double_column(tic_table, f"{name}_measured", np.asarray(roi.tic, dtype=np.float64), "a.u.",
+                           f"{name}: measured mean linear intensity")
+        _add_double_column(tic_table, f"{name}_fitted", np.asarray(roi.fit.curve(times), dtype=np.float64), "a.u.",
+                           f"{name}: fitted {roi.fit.model} model")
+    _add_int_column(tic_table, "frame", np.arange(times.size), "frame index")
+    _add_double_column(tic_table, "clip_time_s", np.asarray(analysis.clip.frame_times_s, dtype=np.float64), "s",
+                       "time on the clip clock (first frame 0)")
+    _add_int_column(tic_table, "excluded", (~np.asarray(analysis.frame_use, dtype=bool)).astype(np.int64),
+                    "1 when the frame was kept out of the fit")
+
+    parameter_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}Parameters")
+    rois = [analysis.rois[name] for name in names]
+    _add_string_column(parameter_table, "roi", names)
+    _add_string_column(parameter_table, "status", [roi.fit.status for roi in rois])
+    _add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
+    for parameter in analysis.parameter_names:
+        _add_double_column(parameter_table, parameter, [_nan_for_none(r.parameters.get(parameter)) for r in rois],
+                           PARAMETER_UNITS.get(parameter, ""), parameter)
+    for parameter in analysis.parameter_names:
+        _add_double_column(parameter_table, f"rel_{parameter}",
+                           [_nan_for_none(r.relative.get(parameter)) for r in rois], "",
+                           f"{parameter} relative to the reference ROI")
+    _add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
+    _add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
+    parameter_table.SetUseFirstColumnAsRowHeader(True)
+
+    from DCEUSResponseLib.export.staging import json_text
+
+    for table in (tic_table, parameter_table):
+        for key, value in provenance.items():
+            table.SetAttribute(key, value)
+    parameter_table.SetAttribute("DCEUS.Results", json_text(analysis.results()))
+
+    chart = add_new_node(scene, "vtkMRMLPlotChartNode", f"{name_prefix}TIC chart")
+    chart.SetTitle(f"{name_prefix}Time-intensity curves")
+    chart.SetXAxisTitle(TIC_X_AXIS_TITLE)
+    chart.SetYAxisTitle(TIC_Y_AXIS_TITLE)
+    chart.SetLegendVisibility(True)
+    measured, fitted = {}, {}
+    for index, name in enumerate(names):
+        colour = _segment_colour(segmentation_node, name) or ROI_COLOURS[index % len(ROI_COLOURS)]
+        series = add_new_node(scene, "vtkMRMLPlotSeriesNode", f"{name_prefix}{name} measured")
+        _configure_series(series, tic_table, f"{name}_measured", colour, markers=True)
+        measured[name] = series
+        if analysis.rois[name].fit.ok:
+            series = add_new_node(scene, "vtkMRMLPlotSeriesNode", f"{name_prefix}{name} fitted")
+            _configure_series(series, tic_table, f"{name}_fitted", colour, markers=False)
+            fitted[name] = series
+    for series in [*measured.values(), *fitted.values()]:
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    for node in (chart, *measured.values(), *fitted.values()):
+        for key, value in provenance.items():
+            node.SetAttribute(key, value)
+    return ResultNodes(tic_table, parameter_table, chart, measured, fitted)
+
+
+def provenance_attributes(analysis: "Analysis") -> dict[str, str]:
+    return {"DCEUS.Source": analysis.clip.source, "DCEUS.SoftwareName": SOFTWARE_NAME,
+            "DCEUS.SoftwareVersion": __version__, "DCEUS.Reference": analysis.options.reference or ""}
+
+
+def _nan_for_none(value) -> float:
+    if value is None:
+        return math.nan
+    value = float(value)
+    return value if math.isfinite(value) else math.nan
+
+
+def _add_double_column(table, name: str, values, unit: str, description: str) -> None:
+    from vtkmodules.vtkCommonCore import vtkDoubleArray
+
+    array = vtkDoubleArray()
+    array.SetName(name)
+    for value in np.asarray(values, dtype=np.float64):
+        array.InsertNextValue(float(value))
+    table.AddColumn(array)
+    table.SetColumnType(name, array.GetDataType())
+    if unit:
+        table.SetColumnUnitLabel(name, unit)
+    table.SetColumnDescription(name, description)
+
+
+def _add_int_column(table, name: str, values, description: str) -> None:
+    from vtkmodules.vtkCommonCore import vtkIntArray
+
+    array = vtkIntArray()
+    array.SetName(name)
+    for value in values:
+        array.InsertNextValue(int(value))
+    table.AddColumn(array)
+    table.SetColumnDescription(name, description)
+
+
+def _add_string_column(table, name: str, values: Sequence[str]) -> None:
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    array = vtkStringArray()
+    array.SetName(name)
+    for value in values:
+        array.InsertNextValue(str(value))
+    table.AddColumn(array)
+
+
+def _segment_colour(segmentation_node, name: str) -> tuple[float, float, float] | None:
+    if segmentation_node is None:
+        return None
+    segmentation = segmentation_node.GetSegmentation()
+    segment_id = segmentation.GetSegmentIdBySegmentName(name)
+    segment = segmentation.GetSegment(segment_id) if segment_id else None
+    return tuple(segment.GetColor()) if segment is not None else None
+
+
+def _configure_series(series, table, column: str, colour, *, markers: bool) -> None:
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("time_s")
+    series.SetYColumnName(column)
+    # Scatter: x from the time column (frame times may be irregular), points joined or not.
+    series.SetPlotType(series.PlotTypeScatter)
+    if markers:
+        series.SetMarkerStyle(series.MarkerStyleCircle)
+        series.SetMarkerSize(5)
+        series.SetLineStyle(series.LineStyleNone)
+    else:
+        series.SetMarkerStyle(series.MarkerStyleNone)
+        series.SetLineStyle(series.LineStyleSolid)
+        series.SetLineWidth(2)
+    series.SetColor(*map(float, colour))
+
+

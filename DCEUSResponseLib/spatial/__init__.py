@@ -1,0 +1,1 @@
+"""Geometry: the CEUS frame geometry; later registration and resampling."""
