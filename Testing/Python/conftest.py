@@ -1,5 +1,16 @@
-"""Shared pytest configuration: ``--run-slow`` enables the long scientific checks (marked ``slow``)."""
+"""Shared pytest configuration.
+
+``--run-slow`` enables the long scientific checks (marked ``slow``). Tests that use Slicer's MRML
+(``slicer-core``) are marked ``slicer`` automatically, so that ``Testing/run-tests.sh`` can run them a
+second time against the Slicer version the extension targets (``pytest -m slicer``).
+"""
+import inspect
+import re
+
 import pytest
+
+_USES_SLICER = re.compile(r"importorskip\(\s*[\"']slicer[\"']|^\s*import slicer\b|from DCEUSResponseLib\.scene\b",
+                          re.M)
 
 
 def pytest_addoption(parser):
@@ -7,7 +18,24 @@ def pytest_addoption(parser):
                      help="also run the long scientific checks marked slow")
 
 
+def _uses_slicer(item) -> bool:
+    module = getattr(item, "module", None)
+    function = getattr(item, "function", None)
+    try:
+        module_source = inspect.getsource(module) if module is not None else ""
+        # module level: a top-level importorskip or import of slicer / the scene rooms
+        top_level = "\n".join(line for line in module_source.splitlines() if not line.startswith((" ", "\t")))
+        if _USES_SLICER.search(top_level):
+            return True
+        return bool(function is not None and _USES_SLICER.search(inspect.getsource(function)))
+    except (OSError, TypeError):
+        return False
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _uses_slicer(item):
+            item.add_marker(pytest.mark.slicer)
     if config.getoption("--run-slow"):
         return
     skip_slow = pytest.mark.skip(reason="slow scientific check: run with --run-slow")
