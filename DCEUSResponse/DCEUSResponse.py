@@ -73,7 +73,7 @@ injection time, and click Apply: the module linearises the log-compressed video 
 extracts each region's time-intensity curve, fits a bolus model and reports the perfusion parameters
 (PE, TTP, WiR, WoR, WiAUC, WoAUC, WiWoAUC, mTTl, ...), absolute and relative to the reference region.
 Compare classifies each lesion's response against a previous exam's exported results.
-See the <a href="https://github.com/dceus-response/DCEUSResponse">project page</a> and its
+See the <a href="https://github.com/dceus-response/SlicerDCEUSResponse">project page</a> and its
 quantification contract for the exact definition of every number.
 """)
         self.parent.acknowledgementText = _("""

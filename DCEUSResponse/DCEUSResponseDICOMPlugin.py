@@ -1,8 +1,13 @@
 """DICOM plugin of DCEUSResponse: loads ultrasound cine clips for DCE-US quantification.
 
-It offers every ultrasound cine clip of a series (an Ultrasound Multi-frame Image Storage instance
+It examines every ultrasound cine clip of a series (an Ultrasound Multi-frame Image Storage instance
 with at least 2 frames, or a series of at least 2 single-frame Ultrasound Image Storage instances of
-one size) and loads it through the engine (``DCEUSResponseLib.io.dicom_us.read_clip``, which keeps the
+one size) and claims it by what the header says (``DCEUSResponseLib.io.ultrasound_kind``): a
+contrast clip (contrast agent, dual contrast | B-mode display, or a contrast mode in the
+descriptions) that the installed decoders read is offered selected, above Slicer's generic
+image-sequence plugin; any other ultrasound cine (cardiac, B-mode) is offered below the generic
+plugins and not selected, so it stays theirs; a transfer syntax that cannot be decoded here is
+offered only with a warning saying what is missing. It loads a clip through the engine (``DCEUSResponseLib.io.dicom_us.read_clip``, which keeps the
 exact frame times, the ultrasound regions and the DICOM UIDs) into a sequence browser
 (``DCEUSResponseLib.scene.clip_nodes.add_clip_sequences``): the clip the DCEUSResponse module analyses.
 
@@ -34,8 +39,11 @@ US_SINGLE_FRAME_SOP_CLASS_UIDS = (
 )
 # DICOMImageSequencePlugin offers these files with confidence 0.7 ("slightly larger than default scalar
 # volume plugin's (0.5)"); DICOMGeAbusPlugin claims GE Invenia ABUS volumes with 0.9. A CEUS clip is
-# best loaded with its exact timing and regions, hence between the two.
-CLIP_CONFIDENCE = 0.8
+# best loaded with its exact timing and regions, hence between the two; other ultrasound cines belong
+# to the generic plugins, hence below the scalar volume plugin; clips that cannot be decoded, lowest.
+CONTRAST_CLIP_CONFIDENCE = 0.8
+OTHER_CINE_CONFIDENCE = 0.4
+UNDECODABLE_CONFIDENCE = 0.05
 
 
 #
@@ -91,15 +99,29 @@ class DCEUSResponseDICOMPluginClass(DICOMPlugin):
         for filePath, values in multiFrame:
             frames = _toInt(values["numberOfFrames"])
             instance = values["instanceNumber"] if len(multiFrame) > 1 else ""
-            loadables.append(self._loadable([filePath], values, frames, instance))
+            loadable = self._loadable([filePath], values, frames, instance)
+            if loadable is not None:
+                loadables.append(loadable)
         if len(singleFrame) >= 2:
             sizes = {(values["rows"], values["columns"]) for _path, values in singleFrame}
             if len(sizes) == 1:  # one clip; images of different sizes are not frames of one clip
-                loadables.append(self._loadable([path for path, _values in singleFrame], singleFrame[0][1],
-                                                len(singleFrame), ""))
+                loadable = self._loadable([path for path, _values in singleFrame], singleFrame[0][1],
+                                          len(singleFrame), "")
+                if loadable is not None:
+                    loadables.append(loadable)
         return loadables
 
     def _loadable(self, files, values, frames, instanceNumber):
+        """A loadable claimed by what the first file's header says (see the module docstring)."""
+        from DCEUSResponseLib.io.ultrasound_kind import assess_ultrasound_header
+
+        try:
+            import pydicom
+
+            kind = assess_ultrasound_header(pydicom.dcmread(files[0], stop_before_pixels=True))
+        except Exception as error:
+            logging.debug(f"DCEUSResponseDICOMPlugin: cannot read {files[0]}: {error}")
+            return None
         name = values["seriesDescription"] or _("Ultrasound clip")
         if values["seriesNumber"]:
             name = f"{values['seriesNumber']}: {name}"
@@ -111,8 +133,18 @@ class DCEUSResponseDICOMPluginClass(DICOMPlugin):
         loadable.tooltip = _("Ultrasound cine clip, {frames} frames, for DCE-US quantification (DCEUSResponse)") \
             .format(frames=frames)
         loadable.warning = ""
-        loadable.selected = True
-        loadable.confidence = CLIP_CONFIDENCE
+        if not kind.decodable:
+            loadable.warning = _("Cannot be loaded as a DCE-US clip: {problem}.").format(problem=kind.decoding_problem)
+            loadable.selected = False
+            loadable.confidence = UNDECODABLE_CONFIDENCE
+        elif kind.is_contrast:
+            loadable.tooltip += " - " + kind.contrast_evidence
+            loadable.selected = True
+            loadable.confidence = CONTRAST_CLIP_CONFIDENCE
+        else:
+            loadable.tooltip += " - " + _("no sign of contrast imaging in the header")
+            loadable.selected = False
+            loadable.confidence = OTHER_CINE_CONFIDENCE
         return loadable
 
     def _tagValues(self, filePath):

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Two panels of a dual display are copies of one scan geometry; allow for rounding by the scanner.
+SAME_SIZE_TOLERANCE_PX = 4
+
 
 @dataclass(frozen=True)
 class UltrasoundRegion:
@@ -22,6 +25,14 @@ class UltrasoundRegion:
     spacing_mm: tuple[float, float] | None = None
     data_type: int = 1  # Region Data Type: 1 = tissue (B-mode/contrast image)
     spatial_format: int = 1  # Region Spatial Format: 1 = 2D
+
+    def is_beside(self, other: "UltrasoundRegion", size_tolerance_px: int = SAME_SIZE_TOLERANCE_PX) -> bool:
+        """True when the two regions have the same size (within ``size_tolerance_px``) and do not
+        overlap: the two panels of a dual display (contrast | B-mode), copies of one scan geometry."""
+        same_size = (abs(self.rows - other.rows) <= size_tolerance_px
+                     and abs(self.columns - other.columns) <= size_tolerance_px)
+        apart = self.x1 < other.x0 or other.x1 < self.x0 or self.y1 < other.y0 or other.y1 < self.y0
+        return same_size and apart
 
     @property
     def rows(self) -> int:

@@ -13,8 +13,6 @@ import numpy as np
 from DCEUSResponseLib.clip import Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
 
-# Two panels of a dual display are copies of one scan geometry; allow for rounding by the scanner.
-SAME_SIZE_TOLERANCE_PX = 4
 # The contrast panel must change over the clip at least this many times more than the B-mode
 # panel for the choice to count as clear (wash-in changes mean brightness by far more than this).
 CLEAR_ACTIVITY_RATIO = 2.0
@@ -138,11 +136,7 @@ def mirror_offset(layout: DisplayLayout) -> tuple[int, int]:
 
 
 def _is_panel_pair(a: UltrasoundRegion, b: UltrasoundRegion) -> bool:
-    same_size = (
-        abs(a.rows - b.rows) <= SAME_SIZE_TOLERANCE_PX and abs(a.columns - b.columns) <= SAME_SIZE_TOLERANCE_PX
-    )
-    apart = a.x1 < b.x0 or b.x1 < a.x0 or a.y1 < b.y0 or b.y1 < a.y0
-    return same_size and apart
+    return a.is_beside(b)
 
 
 def _brightness_activity(clip: Clip, panel: UltrasoundRegion) -> float:

@@ -254,7 +254,9 @@ def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clip
     Invenia ABUS volumes (Slicer main, Modules/Scripted/DICOMPlugins)."""
     constants = {n.targets[0].id: ast.literal_eval(n.value) for n in _tree(PLUGIN_FILE).body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
-    assert 0.7 < constants["CLIP_CONFIDENCE"] < 0.9
+    assert 0.7 < constants["CONTRAST_CLIP_CONFIDENCE"] < 0.9
+    # other ultrasound cines stay with the generic plugins (DICOMScalarVolumePlugin 0.5, image sequence 0.7)
+    assert constants["UNDECODABLE_CONFIDENCE"] < constants["OTHER_CINE_CONFIDENCE"] < 0.5
     assert "1.2.840.10008.5.1.4.1.1.3.1" in constants["US_MULTIFRAME_SOP_CLASS_UIDS"]
     assert "1.2.840.10008.5.1.4.1.1.6.1" in constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]
     from DCEUSResponseLib.io.dicom_us import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
@@ -519,3 +521,20 @@ def test_the_catalog_entry_validates_with_jsonschema_when_available():
         },
     }
     jsonschema.validate(json.loads(CATALOG_ENTRY.read_text(encoding="utf-8")), schema)
+
+
+def test_the_repository_name_passes_the_extensions_index_checker():
+    """Slicer/ExtensionsIndex scripts/check_description_files.py (check_git_repository_name): the
+    repository name in scm_url must contain 'slicer'; check_cmakelists_content: the CMake project name
+    must equal the description file's name. Homepage, icon and screenshots name the same repository."""
+    entry = json.loads(CATALOG_ENTRY.read_text(encoding="utf-8"))
+    values = _cmake_sets((ROOT / "CMakeLists.txt").read_text(encoding="utf-8"))
+    path = entry["scm_url"].split("://", 1)[1].split("/", 1)[1].removesuffix(".git")  # owner/repository
+    owner, repository = path.split("/")
+    assert "slicer" in repository.lower() and repository == "SlicerDCEUSResponse"
+    project = re.search(r"project\s*\(\s*([^\s)]+)", (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")).group(1)
+    assert project == CATALOG_ENTRY.stem
+    assert values["EXTENSION_HOMEPAGE"].rstrip("/") == f"https://github.com/{owner}/{repository}"
+    for url in [values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()]:
+        assert url.startswith(f"https://raw.githubusercontent.com/{owner}/{repository}/main/"), url
+        assert (ROOT / url.split("/main/", 1)[1]).is_file(), url
