@@ -82,9 +82,8 @@ def pixel_to_frame_mm(rows: np.ndarray, columns: np.ndarray, spacing_mm: tuple[f
     positions (map pixel centres of a binned grid) are allowed.
     """
     dy, dx = spacing_mm
-    rows = np.asarray(rows, dtype=float)
-    columns = np.asarray(columns, dtype=float)
-    return np.stack([columns * dx, rows * dy, np.zeros(np.broadcast(rows, columns).shape)], axis=-1)
+    rows, columns = np.broadcast_arrays(np.asarray(rows, dtype=float), np.asarray(columns, dtype=float))
+    return np.stack([columns * dx, rows * dy, np.zeros(rows.shape)], axis=-1)
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
