@@ -32,7 +32,8 @@ def read_landmarks(path: str | os.PathLike, allow_pixels: bool = False) -> Landm
     if path.lower().endswith(".csv"):
         points = read_landmarks_csv(path)
         if points.unit == "pixel" and not allow_pixels:
-            raise InputError("patient landmarks must be label,x,y,z in LPS mm (row/column pixels are for CEUS points)", path)
+            raise InputError("patient landmarks must be label,x,y,z in LPS mm (row/column pixels are for CEUS "
+                             "points)", path)
         return points
     raise InputError("landmark files must be Slicer markups (.mrk.json) or CSV (.csv)", path)
 
