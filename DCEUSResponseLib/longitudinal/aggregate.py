@@ -14,14 +14,15 @@ the rule's scale exceeds the 95 % repeatability limit of a difference of means o
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.csv_cells import csv_text
-from DCEUSResponseLib.export.staging import StagedFiles
 from DCEUSResponseLib.longitudinal.manifest import Manifest, Outcomes
 from DCEUSResponseLib.longitudinal.records import (
     FUSION_MEASURES,
@@ -39,6 +40,7 @@ from DCEUSResponseLib.longitudinal.response import (
     ResponseRule,
     classify,
     percent_change,
+    read_results,
 )
 from DCEUSResponseLib.longitudinal.statistics import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -47,6 +49,9 @@ from DCEUSResponseLib.longitudinal.statistics import (
     repeatability,
     roc_analysis,
 )
+
+if TYPE_CHECKING:
+    from DCEUSResponseLib.export.staging import StagedFiles
 
 ClipKey = tuple[str, str, int]
 _COLUMN_OF = {m.name: m.column for m in FUSION_MEASURES}
@@ -131,7 +136,7 @@ class StudyTables:
             texts["statistics.csv"] = self.statistics_csv()
         return texts
 
-    def write_csvs(self, staged: StagedFiles, folder: str = "") -> list[str]:
+    def write_csvs(self, staged: "StagedFiles", folder: str = "") -> list[str]:
         """Write every CSV into ``staged`` (under ``folder``); returns the relative paths."""
         written = []
         for name, text in self.csv_texts().items():
@@ -145,6 +150,25 @@ class StudyTables:
 def _parameter_of(column: str) -> str:
     stem = column[4:] if column.startswith("rel_") else column
     return next((m.name for m in FUSION_MEASURES if m.column == stem), stem)
+
+
+def read_clip_outputs(manifest: Manifest, out_dir: str) -> tuple[dict[ClipKey, dict], dict[ClipKey, dict]]:
+    """``(results_by_clip, fusion_by_clip)`` from ``out_dir/exams/<patient>/<exam>/<k>/results.json`` and
+    its ``fusion/fusion.json``; a clip whose folder has no ``results.json`` (it failed) is left out."""
+    results, fusion = {}, {}
+    for row in manifest.rows:
+        folder = os.path.join(out_dir, row.output_dir)
+        if not os.path.isfile(os.path.join(folder, "results.json")):
+            continue
+        results[row.key] = read_results(folder)
+        fusion_path = os.path.join(folder, "fusion", "fusion.json")
+        if row.fused and os.path.isfile(fusion_path):
+            try:
+                with open(fusion_path, encoding="utf-8") as stream:
+                    fusion[row.key] = json.load(stream)
+            except (OSError, ValueError) as error:
+                raise InputError(f"cannot read fusion.json: {error}", fusion_path) from None
+    return results, fusion
 
 
 def aggregate(manifest: Manifest, results_by_clip: Mapping[ClipKey, dict],
@@ -253,7 +277,8 @@ def _measurements(manifest: Manifest, clip_rois: list[_ClipRoi]) -> list[Measure
     for c in clip_rois:
         exam = manifest.exam_of(c.row)
         rows = [("CEUS", p, v, c.relative.get(p), c.status) for p, v in c.values.items()]
-        rows += [(m.modality, m.name, c.fusion[m.column], None, "ok" if c.fusion[m.column] is not None else "not_measured")
+        rows += [(m.modality, m.name, c.fusion[m.column], None,
+                  "ok" if c.fusion[m.column] is not None else "not_measured")
                  for m in FUSION_MEASURES if m.column in c.fusion]
         for modality, parameter, value, relative, status in rows:
             out.append(Measurement(c.row.patient, c.row.exam, exam.date, exam.days_from_baseline, c.row.clip_text,
@@ -264,7 +289,8 @@ def _measurements(manifest: Manifest, clip_rois: list[_ClipRoi]) -> list[Measure
 
 def _repeatability(groups, parameters: list[str], fusion_columns: list[str]) -> dict[str, tuple[Repeatability, int]]:
     """Per lesions.csv column (and ``rel_`` column), over non-reference lesions with repeated clips."""
-    repeated = {key: items for key, items in groups.items() if len(items) >= 2 and not any(c.is_reference for c in items)}
+    repeated = {key: items for key, items in groups.items()
+                if len(items) >= 2 and not any(c.is_reference for c in items)}
     out = {}
     for column in parameters + [f"rel_{p}" for p in parameters] + fusion_columns:
         relative = column.startswith("rel_") and column[4:] in parameters
@@ -315,10 +341,11 @@ def _response_row(exam: Exam, name: str, before: LesionExam | None, now: LesionE
     else:
         parameters = {}
         if column in before.values or column in now.values:
-            parameters[column] = {"delta_percent": percent_change(b, v), "relative_delta_percent": percent_change(rb, rv)}
-        classification, reason = classify(name, {"status": before.status, "reason": before.reason, "model": before.model},
-                                          {"status": now.status, "reason": now.reason}, parameters, rule,
-                                          before.reference, now.reference)
+            parameters[column] = {"delta_percent": percent_change(b, v),
+                                  "relative_delta_percent": percent_change(rb, rv)}
+        classification, reason = classify(
+            name, {"status": before.status, "reason": before.reason, "model": before.model},
+            {"status": now.status, "reason": now.reason}, parameters, rule, before.reference, now.reference)
     beyond, limit = _beyond(rule, column, before, now, rep)
     return ResponseRow(exam.patient, name, exam.exam, exam.date, exam.days_from_baseline, rule.name, rule.parameter,
                        b, v, percent_change(b, v), rb, rv, percent_change(rb, rv), percent_change(value(previous), v),
@@ -331,7 +358,8 @@ def _classify_pet(name: str, before: LesionExam, now: LesionExam, rule: Response
         return "not-evaluable", "reference ROI"
     if b is None or v is None:
         where = "baseline" if b is None else "this exam"
-        return "not-evaluable", f"PET {rule.parameter} of {name!r} is not measured at {where} (no fusion, or an empty footprint)"
+        return "not-evaluable", (f"PET {rule.parameter} of {name!r} is not measured at {where} "
+                                 "(no fusion, or an empty footprint)")
     change = percent_change(b, v)
     if change is None:
         return "not-evaluable", f"PET {rule.parameter} change is undefined"

@@ -315,8 +315,9 @@ def read_outcomes(path: str, manifest: Manifest | None = None) -> Outcomes:
         if known is not None and patient not in known:
             raise row.error("patient", f"patient {patient!r} is not in the manifest {manifest.path}")
         if (patient, lesion) in lines:
-            raise row.error("lesion" if lesion else "patient", f"an outcome for this patient{' and lesion' * bool(lesion)}"
-                            f" is already on line {lines[(patient, lesion)]}")
+            what = "this patient and lesion" if lesion else "this patient"
+            raise row.error("lesion" if lesion else "patient",
+                            f"an outcome for {what} is already on line {lines[(patient, lesion)]}")
         lines[(patient, lesion)] = row.line
         if lesion is None:
             by_patient[patient] = outcome

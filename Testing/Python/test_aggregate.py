@@ -38,7 +38,8 @@ def _results(rois):
     for name, value in rois.items():
         if isinstance(value, str):
             out["rois"][name] = {"status": value, "reason": "flat curve" if value == "no_enhancement" else "no fit",
-                                 "parameters": {"WiWoAUC": None, "AUC": None}, "relative": {"WiWoAUC": None, "AUC": None}}
+                                 "parameters": {"WiWoAUC": None, "AUC": None},
+                                 "relative": {"WiWoAUC": None, "AUC": None}}
         else:
             out["rois"][name] = {"status": "ok", "reason": None, "parameters": {"WiWoAUC": value[0], "AUC": value[1]},
                                  "relative": {"WiWoAUC": value[0] / liver[0], "AUC": value[1] / liver[1]}}
@@ -99,7 +100,8 @@ def test_percent_changes_and_classifications_are_exact(study):
     p2 = _response(tables, "P2", "lesion1", "C2", "relative:WiWoAUC:-40")
     assert p2.relative_baseline == pytest.approx(3.125) and p2.relative_delta_percent == pytest.approx(-20.0)
     assert p2.classification == "non-responder"
-    assert _response(tables, "P2", "lesion1", "C2", "lassau2014-auc").delta_percent == pytest.approx(190 / 205 * 100 - 100)
+    p2_auc = _response(tables, "P2", "lesion1", "C2", "lassau2014-auc")
+    assert p2_auc.delta_percent == pytest.approx(190 / 205 * 100 - 100)
     assert _response(tables, "P2", "lesion1", "C4", "lassau2014-auc").classification == "not-evaluable"
     assert _response(tables, "P1", "liver", "C2", "lassau2014-auc").reason == "reference ROI"
     # PET: SUVmax 20 -> mean(12, 14) = 13: -35 %; P2 has no fusion; C4 lesion2 has an empty footprint
@@ -118,7 +120,8 @@ def test_repeated_injections_means_cv_and_repeatability(study):
     lesion = next(le for le in tables.lesions if (le.patient, le.lesion, le.exam) == ("P1", "lesion1", "C2"))
     assert lesion.n_clips == 2 and lesion.values["WiWoAUC"] == 52.0
     assert lesion.cv_percent["WiWoAUC"] == pytest.approx(100 * math.sqrt(8) / 52)  # SD of (50, 54) / 52
-    assert lesion.values["pet_SUVmax"] == 13.0 and lesion.cv_percent["pet_SUVmax"] == pytest.approx(100 * math.sqrt(2) / 13)
+    assert lesion.values["pet_SUVmax"] == 13.0
+    assert lesion.cv_percent["pet_SUVmax"] == pytest.approx(100 * math.sqrt(2) / 13)
     single = next(le for le in tables.lesions if (le.patient, le.lesion, le.exam) == ("P1", "lesion1", "B"))
     assert single.cv_percent["WiWoAUC"] is None
     # groups (lesions x exams with 2 clips, reference left out): (50, 54), (76, 84), (120, 130)
@@ -165,7 +168,8 @@ def test_csv_files_hold_the_contract_columns(study):
     pet = next(m for m in measurements if (m["clip"], m["roi"], m["parameter"]) == ("p1c4.dcm", "lesion2", "SUVmax"))
     assert pet["modality"] == "PET" and pet["value"] == "" and pet["status"] == "not_measured"
     lesions = _csv(texts["lesions.csv"])
-    assert list(lesions[0])[:8] == ["patient", "lesion", "exam", "date", "days_from_baseline", "n_clips", "WiWoAUC", "AUC"]
+    assert list(lesions[0])[:8] == ["patient", "lesion", "exam", "date", "days_from_baseline", "n_clips",
+                                    "WiWoAUC", "AUC"]
     assert {"rel_WiWoAUC", "cv_WiWoAUC", "pet_SUVmax", "cv_pet_SUVmax", "ct_HU_mean"} <= set(lesions[0])
     response = _csv(texts["response.csv"])
     assert list(response[0])[:18] == ["patient", "lesion", "exam", "date", "days_from_baseline", "rule", "parameter",
@@ -212,3 +216,28 @@ def test_old_alias_still_works_for_compare_and_names_the_relative_rule():
         ResponseRule.parse("pet:SUVmax:-30")  # compare has no PET
     assert ResponseRule.parse("pet:SUVmax:-30", allow_pet=True).scale == "pet"
     assert callable(compare_folders)
+
+
+def test_clip_outputs_are_read_from_the_study_folder_and_a_failed_clip_is_left_out(study):
+    import json
+    import os
+
+    from DCEUSResponseLib.longitudinal.aggregate import read_clip_outputs
+
+    manifest, results, fusion, folder = study
+    out = folder / "out"
+    failed = next(row for row in manifest.rows if row.clip_text == "p1c2b.dcm")
+    for row in manifest.rows:
+        if row is failed:
+            continue
+        target = out / row.output_dir
+        target.mkdir(parents=True)
+        (target / "results.json").write_text(json.dumps(results[row.key]), encoding="utf-8")
+    read_results, read_fusion = read_clip_outputs(manifest, str(out))
+    assert set(read_results) == set(results) - {failed.key} and read_fusion == {}
+    tables = aggregate(manifest, read_results, read_fusion)
+    lesion = next(le for le in tables.lesions if (le.patient, le.lesion, le.exam) == ("P1", "lesion1", "C2"))
+    assert lesion.n_clips == 1 and lesion.values["WiWoAUC"] == 50.0
+    assert _response(tables, "P1", "lesion1", "C2", "relative:WiWoAUC:-40").relative_delta_percent == \
+        pytest.approx(-50.0)
+    assert os.path.isdir(out / "exams" / "P2" / "C4" / "1")
