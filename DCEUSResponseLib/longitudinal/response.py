@@ -2,7 +2,12 @@
 
 A response rule reads ``[absolute|relative]:PARAM:THRESHOLD`` (percent): an ROI is a responder when
 its PARAM (relative: normalised by each exam's reference ROI) changed by THRESHOLD percent or less.
-The default, ``lassau2014`` = ``relative:WiWoAUC:-40``, follows Lassau et al., Invest Radiol 2014.
+``study`` also takes ``pet:MEASURE:THRESHOLD`` on the PET measures of ``fuse`` (``pet:SUVmax:-30``).
+
+Named rules: ``lassau2014-auc`` = ``absolute:AUC:-40`` is the criterion as Lassau et al. validated it
+(Invest Radiol 2014; antiangiogenic drugs, day 30). ``lassau2014`` = ``relative:WiWoAUC:-40``, the
+``compare`` default kept under its old name, is *not* that criterion: it is the reference-normalised
+WiWoAUC rule. Both are exploratory for the trial: no DCE-US response rule is validated for PRRT.
 """
 from __future__ import annotations
 
@@ -13,11 +18,15 @@ from dataclasses import dataclass
 
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
+from DCEUSResponseLib.longitudinal.records import PET_RULE_MEASURES
 
-RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40"}
+RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40", "lassau2014-auc": "absolute:AUC:-40"}
 # Bolus parameters, then those of destruction-replenishment studies.
 KNOWN_PARAMETERS = PARAMETER_NAMES + ("rBV", "mTT", "rBF", "PI")
 DEFAULT_RULE = "lassau2014"
+#: The default rules of ``study`` (see the module docstring).
+DEFAULT_STUDY_RULES = ("relative:WiWoAUC:-40", "lassau2014-auc")
+EXPLORATORY_NOTE = "exploratory: no DCE-US response rule is validated for PRRT"
 
 
 @dataclass(frozen=True)
@@ -30,12 +39,17 @@ class ResponseRule:
     threshold_percent: float
 
     @classmethod
-    def parse(cls, text: str) -> "ResponseRule":
+    def parse(cls, text: str, allow_pet: bool = False) -> "ResponseRule":
+        """``text`` as a rule; ``allow_pet`` also accepts ``pet:MEASURE:PERCENT`` (``study`` only)."""
         spelled = RULE_ALIASES.get(text, text)
         parts = spelled.split(":")
-        if len(parts) != 3 or parts[0] not in ("absolute", "relative") or parts[1] not in KNOWN_PARAMETERS:
+        known = {"absolute": KNOWN_PARAMETERS, "relative": KNOWN_PARAMETERS}
+        if allow_pet:
+            known["pet"] = PET_RULE_MEASURES
+        if len(parts) != 3 or parts[1] not in known.get(parts[0], ()):
+            pet = ", pet:MEASURE:PERCENT (MEASURE one of " + ", ".join(PET_RULE_MEASURES) + ")" if allow_pet else ""
             raise InputError(f"unknown response rule {text!r}: use {', '.join(RULE_ALIASES)} or "
-                             "[absolute|relative]:PARAM:PERCENT, e.g. relative:WiWoAUC:-40")
+                             f"[absolute|relative]:PARAM:PERCENT, e.g. relative:WiWoAUC:-40{pet}")
         try:
             threshold = float(parts[2])
         except ValueError:
@@ -43,7 +57,7 @@ class ResponseRule:
         return cls(text, parts[0], parts[1], threshold)
 
     def describe(self) -> str:
-        normalised = "reference-normalised " if self.scale == "relative" else ""
+        normalised = {"relative": "reference-normalised ", "pet": "PET "}.get(self.scale, "")
         return (f"{self.name}: responder when the {normalised}{self.parameter} changes by "
                 f"{self.threshold_percent:g} % or less")
 
@@ -92,7 +106,7 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
             parameters[parameter] = {"baseline": b, "followup": f, "delta_percent": percent_change(b, f),
                                      "relative_delta_percent": percent_change(rel_b, rel_f),
                                      "baseline_relative": rel_b, "followup_relative": rel_f}
-        classification, reason = _classify(name, before, after, parameters, rule,
+        classification, reason = classify(name, before, after, parameters, rule,
                                            baseline.get("reference"), reference)
         out_rois[name] = {"classification": classification, "reason": reason,
                           "status": {"baseline": before.get("status"), "followup": after.get("status")},
@@ -109,7 +123,10 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
     }
 
 
-def _classify(name, before, after, parameters, rule, baseline_reference, followup_reference):
+def classify(name: str, before: dict, after: dict, parameters: dict, rule: ResponseRule,
+             baseline_reference: str | None, followup_reference: str | None) -> tuple[str, str]:
+    """``(classification, reason)`` of one ROI: ``before``/``after`` hold its ``status`` and ``reason``,
+    ``parameters[PARAM]`` its ``delta_percent`` and ``relative_delta_percent`` (a CEUS rule)."""
     if name in (baseline_reference, followup_reference):
         return "not-evaluable", "reference ROI"
     if rule.scale == "relative" and (baseline_reference is None or followup_reference is None):
