@@ -190,6 +190,7 @@ def write_enhanced_pet(path: str | os.PathLike, truth: PatientTruth, grid: Volum
         per_frame.append(item)
     first.PerFrameFunctionalGroupsSequence = per_frame
     first.PixelData = np.stack(frames).astype("<i2").tobytes()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     _save(first, path)
     return series_uid
 
