@@ -32,7 +32,8 @@ SERIES_SEPARATOR = "::"
 GAP_FACTOR = 1.5  # a slice step above 1.5 x the median step is a missing slice (contract)
 _ORIENTATION_TOLERANCE = 1e-4  # direction cosines written with ~6 digits
 _SPACING_TOLERANCE_MM = 1e-3
-_DUPLICATE_FRACTION = 1e-3  # two slices closer than 0.1 % of the median step are at one position
+_DUPLICATE_FRACTION = 1e-3
+_SHEAR_FRACTION = 0.1  # in-plane drift of the slice origins tolerated, as a fraction of a pixel  # two slices closer than 0.1 % of the median step are at one position
 _HEADER_TAGS = ("SOPClassUID", "SeriesInstanceUID", "SeriesDescription", "Modality", "FrameOfReferenceUID",
                 "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
                 "RescaleSlope", "RescaleIntercept", "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime",
@@ -298,6 +299,14 @@ def _ordered_geometry(slices: list[_Slice], folder: str) -> tuple[list[_Slice], 
         raise InputError(f"gap of {steps[k]:.2f} mm between {_where(slices[k])} and {_where(slices[k + 1])} "
                          f"(median slice step {median:.2f} mm): a slice is missing", folder)
     row_mm, column_mm = slices[0].pixel_spacing  # DICOM Pixel Spacing is (between rows, between columns)
+    in_plane = np.array([item.position - slices[0].position for item in slices])
+    in_plane -= np.outer(in_plane @ normal, normal)
+    shear = float(np.max(np.linalg.norm(in_plane, axis=1)))
+    if shear > _SHEAR_FRACTION * min(row_mm, column_mm):
+        # a gantry tilt: slice k is displaced in its plane, which an IJK -> LPS matrix with
+        # orthogonal axes (Slicer's) cannot hold; placing such slices on the normal would misplace them
+        raise InputError(f"slices are sheared by up to {shear:.2f} mm in their plane (a gantry tilt); "
+                         f"resample the series onto an orthogonal grid first", folder)
     ijk_to_lps = np.eye(4)
     ijk_to_lps[:3, 0] = row_direction * column_mm
     ijk_to_lps[:3, 1] = column_direction * row_mm

@@ -67,8 +67,18 @@ class Ellipsoid:
     rotation: tuple = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
     def contains(self, points_lps: np.ndarray) -> np.ndarray:
-        local = (points_lps - np.asarray(self.centre_lps)) @ np.asarray(self.rotation)
-        return np.sum((local / np.asarray(self.radii_mm)) ** 2, axis=-1) <= 1.0
+        local = points_lps - np.asarray(self.centre_lps)
+        rotation = np.asarray(self.rotation, dtype=float)
+        if not np.array_equal(rotation, np.eye(3)):
+            local = local @ rotation
+        local /= np.asarray(self.radii_mm)
+        np.square(local, out=local)
+        return np.sum(local, axis=-1) <= 1.0
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """An axis-aligned box (low, high) in LPS mm holding the ellipsoid."""
+        extent = np.abs(np.asarray(self.rotation, dtype=float)) @ np.asarray(self.radii_mm)
+        return np.asarray(self.centre_lps) - extent, np.asarray(self.centre_lps) + extent
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,11 @@ class Tube:
 
     def contains(self, points_lps: np.ndarray) -> np.ndarray:
         return self.distance(points_lps) <= self.radius_mm
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """An axis-aligned box (low, high) in LPS mm holding the tube."""
+        ends = np.array([self.start_lps, self.end_lps], dtype=float)
+        return ends.min(axis=0) - self.radius_mm, ends.max(axis=0) + self.radius_mm
 
 
 @dataclass(frozen=True)
@@ -242,7 +257,12 @@ class PatientTruth:
     def _paint(self, points_lps: np.ndarray, attribute: str, outside: float) -> np.ndarray:
         points = np.asarray(points_lps, dtype=float)
         result = np.full(points.shape[:-1], outside, dtype=np.float64)
+        flat = points.reshape(-1, 3)
+        low, high = flat.min(axis=0), flat.max(axis=0)
         for structure in self.structures:
+            shape_low, shape_high = structure.shape.bounds()
+            if np.any(shape_low > high) or np.any(shape_high < low):
+                continue  # nowhere near these points (most slices miss the small structures)
             result[structure.shape.contains(points)] = getattr(structure, attribute)
         return result
 

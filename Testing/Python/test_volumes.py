@@ -186,6 +186,14 @@ def test_mixed_orientation_size_spacing_and_frame_of_reference_are_errors(patien
         _one_line_error(tmp_path / name, expected)
 
 
+def test_sheared_slices_of_a_gantry_tilt_are_an_error(patient, tmp_path):
+    paths = _sorted_copy(patient["files"].ct_dir, tmp_path / "tilt", 10, 4)
+    for index, path in enumerate(paths):  # each slice 1 mm further anterior: a 18 deg tilt
+        position = [float(v) for v in pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient]
+        _edit(path, ImagePositionPatient=[position[0], position[1] - index, position[2]])
+    _one_line_error(tmp_path / "tilt", "sheared by up to 3.00 mm")
+
+
 def test_two_slices_at_one_position_and_a_single_slice_are_errors(patient, tmp_path):
     paths = _sorted_copy(patient["files"].ct_dir, tmp_path / "duplicate", 5, 4)
     copy = paths[1].replace(".dcm", "b.dcm")
