@@ -26,7 +26,6 @@ from DCEUSResponseLib.synthetic.patient import (
     CI_PET_GRID,
     PatientTruth,
     VolumeGrid,
-    make_patient,
 )
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -49,17 +48,15 @@ class PatientFiles:
     pet_series_uid: str
 
 
-def write_patient(folder: str | os.PathLike, truth: PatientTruth | None = None, *,
+def write_patient(folder: str | os.PathLike, truth: PatientTruth, *,
                   ct_grid: VolumeGrid = CI_CT_GRID, pet_grid: VolumeGrid = CI_PET_GRID,
                   oblique: bool = False) -> PatientFiles:
-    """Write ``folder/ct`` and ``folder/pet`` (the demo patient with the demo lesions by default).
+    """Write ``folder/ct`` and ``folder/pet`` of ``truth``.
 
-    ``oblique`` turns both grids (15 deg about x, 10 deg about z) while the anatomy stays put.
+    The demo patient is ``make_patient(app.demo.demo_regions("baseline"))`` (the demo owns its
+    regions; ``synthetic`` sits below ``app`` and does not import it). ``oblique`` turns both grids
+    (15 deg about x, 10 deg about z) while the anatomy stays put.
     """
-    if truth is None:
-        from DCEUSResponseLib.app.demo import demo_regions  # the demo owns its regions
-
-        truth = make_patient(demo_regions("baseline"))
     if oblique:
         ct_grid, pet_grid = ct_grid.oblique(), pet_grid.oblique()
     ct_dir, pet_dir = os.path.join(folder, "ct"), os.path.join(folder, "pet")

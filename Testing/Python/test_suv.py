@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
+from DCEUSResponseLib.app.demo import demo_regions
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.volumes import read_volume
 from DCEUSResponseLib.pet.suv import suv_factor, suv_factor_of
 from DCEUSResponseLib.synthetic.dicom_ct_pet import write_enhanced_pet, write_patient
-from DCEUSResponseLib.synthetic.patient import CI_PET_GRID
+from DCEUSResponseLib.synthetic.patient import CI_PET_GRID, make_patient
 
 SOURCE = "/data/pet"
 WEIGHT_KG, DOSE_BQ, HALF_LIFE_S = 72.5, 150.0e6, 4062.6
@@ -158,7 +159,7 @@ def test_missing_or_absurd_attributes_are_one_line_errors(changes, expected):
 
 
 def test_the_synthetic_pet_gives_the_true_factor_and_suv(tmp_path):
-    files = write_patient(tmp_path)
+    files = write_patient(tmp_path, make_patient(demo_regions("baseline")))
     volume = read_volume(files.pet_dir, "PT")
     suv = suv_factor_of(volume)
     # the patient's truth: 72.5 kg, 150 MBq, injected 10:02:30, scan (bed 1 and Series Time) 11:00:00

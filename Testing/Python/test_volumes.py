@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from DCEUSResponseLib.app.demo import demo_regions
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.volumes import read_volume, split_series_path
 from DCEUSResponseLib.synthetic.dicom_ct_pet import write_ct_series, write_enhanced_pet, write_patient
@@ -30,7 +31,7 @@ from DCEUSResponseLib.synthetic.patient import (
 @pytest.fixture(scope="module")
 def patient(tmp_path_factory):
     root = tmp_path_factory.mktemp("patient")
-    files = write_patient(root)
+    files = write_patient(root, make_patient(demo_regions("baseline")))
     oblique = write_patient(root / "oblique", files.truth, oblique=True)
     write_enhanced_pet(root / "enhanced" / "pet.dcm", files.truth, CI_PET_GRID)
     return {"files": files, "oblique": oblique, "enhanced": str(root / "enhanced"), "root": root}
