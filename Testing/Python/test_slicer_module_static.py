@@ -538,3 +538,22 @@ def test_the_repository_name_passes_the_extensions_index_checker():
     for url in [values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()]:
         assert url.startswith(f"https://raw.githubusercontent.com/{owner}/{repository}/main/"), url
         assert (ROOT / url.split("/main/", 1)[1]).is_file(), url
+
+
+# What Slicer 5.12 bundles in its Python (the project's target); the module ensures the rest.
+SLICER_BUNDLED = {"numpy", "scipy", "pydicom", "pillow", "highdicom", "simpleitk", "pyjpegls"}
+
+
+def test_the_module_declares_what_slicer_does_not_bundle():
+    """Resources/requirements.txt (read by slicer.packaging.load_requirements, Slicer 5.12's template
+    mechanism) lists exactly the engine's dependencies that Slicer does not bundle."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    lines = (MODULE_DIR / "Resources" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    declared = {Requirement(line.strip()).name.lower() for line in lines
+                if line.strip() and not line.strip().startswith(("#", "-"))}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    engine = {Requirement(text).name.lower() for text in project["dependencies"]}
+    assert declared == engine - SLICER_BUNDLED
