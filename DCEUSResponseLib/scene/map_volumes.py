@@ -8,6 +8,7 @@ import numpy as np
 
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
@@ -32,16 +33,9 @@ def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float]
     is centred on full-frame pixel ``origin_px + binning (r, c)``, at RAS
     ``(-(origin col + binning c) dx, -(origin row + binning r) dy, 0)``.
     """
-    if frame_spacing_mm is None:
-        frame_spacing_mm = ((maps.spacing_mm[0] / maps.binning, maps.spacing_mm[1] / maps.binning)
-                            if maps.spacing_mm else (1.0, 1.0))
-    dy, dx = map(float, frame_spacing_mm)
-    origin_row, origin_col = map(float, maps.origin_px)
-    binning = float(maps.binning)
-    return np.array([[-dx * binning, 0.0, 0.0, -origin_col * dx],
-                     [0.0, -dy * binning, 0.0, -origin_row * dy],
-                     [0.0, 0.0, 1.0, 0.0],
-                     [0.0, 0.0, 0.0, 1.0]])
+    geometry = FrameGeometry.of_map_grid(maps.spacing_mm, maps.binning) if frame_spacing_mm is None \
+        else FrameGeometry.from_spacing(frame_spacing_mm)
+    return geometry.map_ijk_to_ras(tuple(map(float, maps.origin_px)), float(maps.binning))
 
 
 def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", name_prefix: str = "",
