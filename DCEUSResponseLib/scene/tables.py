@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.ceus.results import Analysis
+from DCEUSResponseLib.export.contract import results_json
+from DCEUSResponseLib.export.staging import json_text
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
@@ -18,8 +21,6 @@ from DCEUSResponseLib.scene.nodes import (
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
-
-    from DCEUSResponseLib.ceus.pipeline import Analysis
 
 
 @dataclass
@@ -81,12 +82,10 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     _add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
-    from DCEUSResponseLib.export.staging import json_text
-
     for table in (tic_table, parameter_table):
         for key, value in provenance.items():
             table.SetAttribute(key, value)
-    parameter_table.SetAttribute("DCEUS.Results", json_text(analysis.results()))
+    parameter_table.SetAttribute("DCEUS.Results", json_text(results_json(analysis)))
 
     chart = add_new_node(scene, "vtkMRMLPlotChartNode", f"{name_prefix}TIC chart")
     chart.SetTitle(f"{name_prefix}Time-intensity curves")
