@@ -728,11 +728,11 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         """Load both exams of the demo study as the DCEUSResponse DICOM plugin does, draw the ROIs from
         the demo's segmentation, analyse through the module logic, check against the truth, export,
         compare and check each lesion's classification."""
-        from DCEUSResponseLib.scene import clip_nodes, segmentation
         from DCEUSResponseLib.app.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
-        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.io.masks import read_roi_masks
+        from DCEUSResponseLib.scene import clip_nodes, segmentation
 
         self.delayDisplay("Building the demo study")
         folder, study, truth = self._buildDemoStudy()
@@ -818,9 +818,9 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         import numpy as np
         from DICOMLib import DICOMUtils
 
-        from DCEUSResponseLib.scene import clip_nodes
-        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.dicom_us import read_clip
+        from DCEUSResponseLib.scene import clip_nodes
 
         self.assertIn("DCEUSResponseDICOMPlugin", slicer.modules.dicomPlugins)
         pluginClass = slicer.modules.dicomPlugins["DCEUSResponseDICOMPlugin"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 #: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
@@ -19,8 +20,6 @@ def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, c
     are the pixel spacing in mm and the space origin the first pixel's centre in the clip's frame
     geometry (pixel (r, c) at (c dx, r dy)), so they overlay the clip in Slicer.
     """
-    from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
-
     writers = []
     for name, values in maps.values.items():
         writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))

@@ -16,7 +16,6 @@ from DCEUSResponseLib.scene.segmentation import add_roi_segmentation
 from DCEUSResponseLib.scene.tables import add_analysis_results, provenance_attributes
 
 
-
 def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMask] | None = None,
                        cache_dir: str | None = None) -> str:
     """Write an analysis as a Slicer scene bundle (``.mrb``) at ``path``; returns its absolute path.

@@ -10,7 +10,6 @@ import numpy as np
 from DCEUSResponseLib.ceus.layout import DisplayLayout
 from DCEUSResponseLib.clip import Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.spatial.frame import FrameGeometry
 from DCEUSResponseLib.scene.nodes import (
     DEFAULT_INDEX_TOLERANCE_S,
     FRAME_ATTRIBUTES,
@@ -22,6 +21,7 @@ from DCEUSResponseLib.scene.nodes import (
     volume_ijk_to_ras,
     vtk_matrix,
 )
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer

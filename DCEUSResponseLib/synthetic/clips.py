@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from DCEUSResponseLib.clip import UltrasoundRegion
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters
+from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe
 
 GOLD_TINT = (1.0, 0.78, 0.42)
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
@@ -476,8 +478,6 @@ def _burn_in_annotations(frames: np.ndarray) -> None:
 
 def truth_parameters(params: dict) -> dict:
     """The contract's parameters of a true lognormal (QOF is not defined for the truth)."""
-    from DCEUSResponseLib.kinetics.parameters import bolus_parameters
-
     return bolus_parameters("lognormal", params, None)
 
 
@@ -490,8 +490,6 @@ def write_clip(clip: SyntheticClip, path: str, *, transfer_syntax: str = "explic
                study_date: str = "20260101", study_instance_uid: str | None = None,
                series_description: str = "CEUS liver") -> str:
     """Write ``clip`` as an Ultrasound Multi-frame DICOM file; returns its SOP Instance UID."""
-    from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe
-
     return write_ultrasound_multiframe(
         path, clip.frames, clip.frame_times_s, photometric="RGB" if clip.frames.ndim == 4 else "MONOCHROME2",
         transfer_syntax=transfer_syntax, timing=timing, regions=clip.regions, patient_id=patient_id,
