@@ -31,7 +31,8 @@ from DCEUSResponseLib.ceus.linearize import (
     panel_gray_uint8,
 )
 from DCEUSResponseLib.ceus.maps import compute_parametric_maps
-from DCEUSResponseLib.ceus.motion import estimate_motion, motion_compensated_tic
+from DCEUSResponseLib.ceus.motion import estimate_motion
+from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.quality import (
     ExcludedFrame,
