@@ -3,18 +3,20 @@
 The module is a thin Slicer front end of the engine package ``DCEUSResponseLib`` (installed next to
 this file): the clip comes from a sequence browser (loaded from DICOM by the DCEUSResponse DICOM
 plugin), the regions of interest from a segmentation drawn in the Segment Editor, and the results
-(tables, chart, response table) go back into the scene through ``DCEUSResponseLib.mrml``. Every
+(tables, chart, response table) go back into the scene through ``DCEUSResponseLib.scene``. Every
 number is the engine's, exactly as the quantification contract defines it.
 
 Only cheap imports happen here at module level (Slicer imports every scripted module at startup);
 the engine's numerical modules (scipy) are imported when they are used.
 """
+import contextlib
 import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from typing import Annotated
 
 import vtk
@@ -37,8 +39,9 @@ try:
 except ImportError:  # running from a source checkout: the engine is at the repository root, one level up
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import DCEUSResponseLib  # noqa: F401
-from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
+from DCEUSResponseLib.ceus.options import AnalysisOptions
+from DCEUSResponseLib.errors import InputError
 
 # Bolus models of DCEUSResponseLib.kinetics.models.BOLUS_MODELS (listed here so that importing this module does
 # not import scipy at Slicer startup; Testing/Python/test_slicer_module_static.py checks they agree).
@@ -305,10 +308,20 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.enabled = hasAnalysis and bool(self.ui.exportFolderPathLineEdit.currentPath)
 
     def _setStatus(self, text: str, error: bool = False) -> None:
-        """Messages go to the module panel's status label (no popups in the normal flow)."""
+        """Messages go to the module panel's status label."""
         self.ui.statusLabel.text = (_("Error: {message}").format(message=text) if error else text)
-        if error:
-            logging.error(f"DCEUSResponse: {text}")
+
+    @contextlib.contextmanager
+    def _errorDisplay(self, message: str):
+        """The module's one error path, the module template's: ``slicer.util.tryWithErrorDisplay``
+        shows the error (and re-raises it, so the traceback reaches the Python console); the status
+        label keeps the one-line reason."""
+        try:
+            with slicer.util.tryWithErrorDisplay(message, waitCursor=True):
+                yield
+        except Exception as error:
+            self._setStatus(" ".join(str(error).split()), error=True)
+            raise
 
     def onApplyButton(self) -> None:
         """Run the analysis with a cancellable progress dialog; results go to the scene and the panel."""
@@ -326,47 +339,36 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return progressDialog.wasCanceled
 
         try:
-            with slicer.util.WaitCursor():
-                analysis = self.logic.process(
-                    parameterNode.inputBrowser, parameterNode.inputSegmentation, parameterNode.referenceSegmentId,
-                    dynamicRangeDb=parameterNode.dynamicRangeDb, injectionTimeS=parameterNode.injectionTimeS,
-                    referenceFrame=parameterNode.referenceFrame, model=parameterNode.model,
-                    motionCompensation=parameterNode.motionCompensation, maps=parameterNode.maps,
-                    progressCallback=onProgress)
-        except ProcessingCancelled:
-            self._setStatus(_("Cancelled: nothing was added to the scene."))
-            return
-        except InputError as error:
-            self._setStatus(str(error), error=True)
-            return
-        except Exception as error:  # a bug: one line here, the traceback in the log
-            logging.exception("DCEUSResponse: analysis failed")
-            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
-                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
-            return
+            with self._errorDisplay(_("The analysis failed.")):
+                try:
+                    options = self.logic.analysisOptions(parameterNode)
+                    outputs = self.logic.process(parameterNode.inputBrowser, parameterNode.inputSegmentation,
+                                                 options, progressCallback=onProgress)
+                except ProcessingCancelled:  # the user's choice, not an error
+                    outputs = None
         finally:
             progressDialog.close()
             self._processing = False
             self._updateButtonStates()
+        if outputs is None:
+            self._setStatus(_("Cancelled: nothing was added to the scene."))
+            return
 
-        self._analysis = analysis
-        resultNodes = self.logic.resultNodes
+        self._analysis = outputs.analysis
         with slicer.util.NodeModify(parameterNode):
-            parameterNode.outputParameterTable = getattr(resultNodes, "parameter_table", None)
-            parameterNode.outputTicTable = getattr(resultNodes, "tic_table", None)
-            parameterNode.outputChart = getattr(resultNodes, "chart", None)
-        if parameterNode.outputChart:
-            slicer.modules.plots.logic().ShowChartInLayout(parameterNode.outputChart)
-        if analysis.maps is not None and "PE" in self.logic.mapNodes:
+            parameterNode.outputParameterTable = outputs.resultNodes.parameter_table
+            parameterNode.outputTicTable = outputs.resultNodes.tic_table
+            parameterNode.outputChart = outputs.resultNodes.chart
+        slicer.modules.plots.logic().ShowChartInLayout(parameterNode.outputChart)
+        peMap = outputs.mapNodes.get("PE")
+        if peMap is not None:
             # The PE map over the clip, as radiologists read parametric images.
-            browser = parameterNode.inputBrowser
-            contrast = browser.GetProxyNode(browser.GetMasterSequenceNode())  # the contrast panel
-            slicer.util.setSliceViewerLayers(background=contrast, foreground=self.logic.mapNodes["PE"],
-                                             foregroundOpacity=0.6)
+            slicer.util.setSliceViewerLayers(background=self.logic.sourceVolumeNode(parameterNode.inputBrowser),
+                                             foreground=peMap, foregroundOpacity=0.6)
             # vtkSlicerColorLogic::AddDefaultColorLegendDisplayNode (Modules/Loadable/Colors/Logic)
-            slicer.modules.colors.logic().AddDefaultColorLegendDisplayNode(self.logic.mapNodes["PE"])
+            slicer.modules.colors.logic().AddDefaultColorLegendDisplayNode(peMap)
         self.ui.resultsCollapsibleButton.collapsed = False
-        self._setStatus(self.logic.summary(analysis))
+        self._setStatus(self.logic.summary(outputs.analysis))
         self._updateButtonStates()
 
     def onEditRoisButton(self) -> None:
@@ -405,35 +407,18 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCompareButton(self) -> None:
         parameterNode = self._parameterNode
-        baselineFolder = self.ui.baselineFolderPathLineEdit.currentPath
-        try:
-            response = self.logic.compareWithFolder(baselineFolder, self._analysis,
-                                                    rule=parameterNode.responseRule or DEFAULT_RESPONSE_RULE,
-                                                    responseTableNode=parameterNode.outputResponseTable)
-        except InputError as error:
-            self._setStatus(str(error), error=True)
-            return
-        except Exception as error:
-            logging.exception("DCEUSResponse: comparison failed")
-            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
-                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
-            return
+        with self._errorDisplay(_("The comparison failed.")):
+            comparison = self.logic.compareWithFolder(self.ui.baselineFolderPathLineEdit.currentPath, self._analysis,
+                                                      rule=parameterNode.responseRule or DEFAULT_RESPONSE_RULE,
+                                                      responseTableNode=parameterNode.outputResponseTable)
         self.ui.baselineFolderPathLineEdit.addCurrentPathToHistory()
-        parameterNode.outputResponseTable = self.logic.responseTableNode
-        self._setStatus(self.logic.responseSummary(response))
+        parameterNode.outputResponseTable = comparison.tableNode
+        self._setStatus(self.logic.responseSummary(comparison.response))
 
     def onExportButton(self) -> None:
         folder = self.ui.exportFolderPathLineEdit.currentPath
-        try:
+        with self._errorDisplay(_("The export failed.")):
             self.logic.exportResults(self._analysis, folder)
-        except InputError as error:
-            self._setStatus(str(error), error=True)
-            return
-        except Exception as error:
-            logging.exception("DCEUSResponse: export failed")
-            self._setStatus(_("internal error ({kind}: {message}); the traceback is in the application log.")
-                            .format(kind=type(error).__name__, message=" ".join(str(error).split())), error=True)
-            return
         self.ui.exportFolderPathLineEdit.addCurrentPathToHistory()
         self._setStatus(_("Results written to {folder} (results.json, parameters.csv, tic.csv).")
                         .format(folder=os.path.abspath(folder)))
@@ -444,23 +429,37 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
+@dataclass
+class AnalysisOutputs:
+    """What :meth:`DCEUSResponseLogic.process` returns."""
+
+    analysis: object  # DCEUSResponseLib.ceus.results.Analysis
+    resultNodes: object | None  # DCEUSResponseLib.scene.tables.ResultNodes; None without addResults
+    mapNodes: dict  # parameter name -> map volume (empty without maps)
+
+
+@dataclass
+class ComparisonOutputs:
+    """What :meth:`DCEUSResponseLogic.compareWithFolder` returns."""
+
+    response: dict  # the contract's response.json content
+    tableNode: object  # vtkMRMLTableNode, one row per ROI
+
+
 class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
-    """The analysis, usable without the GUI (Python console, scripts, tests).
+    """The analysis, usable without the GUI (Python console, scripts, tests); it delegates every step
+    to the engine (``DCEUSResponseLib``) and returns what it made.
 
     >>> logic = DCEUSResponseLogic()
-    >>> analysis = logic.process(browserNode, segmentationNode, referenceSegmentId, dynamicRangeDb=50,
-    ...                          injectionTimeS=2.0)
-    >>> logic.exportResults(analysis, "/path/to/exam1")
-    >>> response = logic.compareWithFolder("/path/to/exam0", analysis)
+    >>> options = AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0, reference="liver")
+    >>> outputs = logic.process(browserNode, segmentationNode, options)
+    >>> logic.exportResults(outputs.analysis, "/path/to/exam1")
+    >>> comparison = logic.compareWithFolder("/path/to/exam0", outputs.analysis)
 
     Bad input raises ``DCEUSResponseLib.errors.InputError`` with a one-line message naming the problem.
+    The engine's scene, pipeline and export modules are imported where they are used: they import
+    scipy, which Slicer must not load at startup.
     """
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.resultNodes = None  # DCEUSResponseLib.scene.tables.ResultNodes of the last process()
-        self.mapNodes = {}  # parameter name -> map volume of the last process() with maps
-        self.responseTableNode = None  # table of the last compareWithFolder()
 
     def getParameterNode(self):
         return DCEUSResponseParameterNode(super().getParameterNode())
@@ -495,7 +494,7 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def sourceVolumeNode(browserNode):
-        """The volume the sequence browser shows for its master sequence (the one to draw ROIs on)."""
+        """The volume the sequence browser shows for its master sequence (the contrast panel: draw ROIs on it)."""
         if browserNode is None or browserNode.GetMasterSequenceNode() is None:
             return None
         return browserNode.GetProxyNode(browserNode.GetMasterSequenceNode())
@@ -509,38 +508,41 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         clip = clip_nodes.clip_from_browser(browserNode)
         volumeNode = DCEUSResponseLogic.sourceVolumeNode(browserNode)
         return segmentation.add_roi_segmentation(slicer.mrmlScene, [], clip, volumeNode,
-                                         name=name or slicer.mrmlScene.GenerateUniqueName(_("ROIs")))
+                                                 name=name or slicer.mrmlScene.GenerateUniqueName(_("ROIs")))
 
     @staticmethod
-    def segmentName(segmentationNode, segmentId) -> str:
-        segment = segmentationNode.GetSegmentation().GetSegment(segmentId) if segmentId else None
-        if segment is None:
-            raise InputError(f"reference segment {segmentId!r} is not in segmentation {segmentationNode.GetName()!r}")
-        return segment.GetName()
+    def analysisOptions(parameterNode) -> AnalysisOptions:
+        """The engine's options from the module's parameters (the reference ROI by its segment's name)."""
+        reference = None
+        if parameterNode.referenceSegmentId:
+            segmentationNode = parameterNode.inputSegmentation
+            segment = segmentationNode.GetSegmentation().GetSegment(parameterNode.referenceSegmentId) \
+                if segmentationNode is not None else None
+            if segment is None:
+                raise InputError(f"reference segment {parameterNode.referenceSegmentId!r} is not in the segmentation")
+            reference = segment.GetName()
+        return AnalysisOptions(dynamic_range_db=float(parameterNode.dynamicRangeDb),
+                               injection_time_s=float(parameterNode.injectionTimeS),
+                               reference_frame=int(parameterNode.referenceFrame), model=str(parameterNode.model),
+                               reference=reference, motion_compensation=bool(parameterNode.motionCompensation),
+                               maps=bool(parameterNode.maps))
 
     # -- analysis ----------------------------------------------------------------------------
 
-    def process(self, browserNode, segmentationNode, referenceSegmentId="",
-                dynamicRangeDb=DEFAULT_DYNAMIC_RANGE_DB, injectionTimeS=0.0, referenceFrame=0,
-                model=DEFAULT_MODEL, motionCompensation=True, maps=False, addResults=True,
-                progressCallback=None):
+    def process(self, browserNode, segmentationNode, options: AnalysisOptions, addResults=True,
+                progressCallback=None) -> AnalysisOutputs:
         """Quantify every segment of ``segmentationNode`` on the clip of ``browserNode``.
 
         :param browserNode: vtkMRMLSequenceBrowserNode of the clip (DCEUSResponse DICOM plugin or
             ``DCEUSResponseLib.scene.clip_nodes.add_clip_sequences``).
-        :param segmentationNode: vtkMRMLSegmentationNode, one 2D segment per ROI, drawn on ``referenceFrame``.
-        :param referenceSegmentId: segment ID of the reference ROI, "" for none.
-        :param dynamicRangeDb: display dynamic range (dB); ``injectionTimeS``: clip time of the injection (s);
-            ``model``: one of MODEL_CHOICES.
-        :param motionCompensation: compensate breathing motion (ROIs move with the anatomy).
-        :param maps: also compute parametric maps, added as volumes with colour tables (``self.mapNodes``).
-        :param addResults: add the TIC and parameter tables and the chart to the scene (``self.resultNodes``).
+        :param segmentationNode: vtkMRMLSegmentationNode, one 2D segment per ROI, drawn on the reference frame.
+        :param options: the engine's ``AnalysisOptions`` (:meth:`analysisOptions` builds them from the panel).
+        :param addResults: add the TIC and parameter tables, the chart and the maps to the scene.
         :param progressCallback: ``callback(fraction, message) -> bool``; returning True cancels
             (ProcessingCancelled is raised before anything is added to the scene).
-        :return: the engine's ``DCEUSResponseLib.ceus.pipeline.Analysis``.
         """
+        from DCEUSResponseLib.ceus.pipeline import analyze
         from DCEUSResponseLib.scene import clip_nodes, map_volumes, segmentation, tables
-        from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
 
         def step(fraction, message):
             if progressCallback is not None and progressCallback(fraction, message):
@@ -549,39 +551,29 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         problem = self.inputProblem(browserNode, segmentationNode)
         if problem:
             raise InputError(problem)
-        if model not in MODEL_CHOICES:
-            raise InputError(f"unknown bolus model {model!r} (use one of {', '.join(MODEL_CHOICES)})")
-
         step(0.02, _("Reading the clip..."))
         clip = clip_nodes.clip_from_browser(browserNode)
         step(0.20, _("Reading the ROIs..."))
         rois = segmentation.rois_from_segmentation(segmentationNode, clip)
-        reference = self.segmentName(segmentationNode, referenceSegmentId) if referenceSegmentId else None
-        if reference is not None and reference not in [roi.name for roi in rois]:
-            raise InputError(f"reference segment {reference!r} gave no ROI (is it empty?)", segmentationNode.GetName())
-        options = AnalysisOptions(dynamic_range_db=float(dynamicRangeDb), injection_time_s=float(injectionTimeS),
-                                  reference_frame=int(referenceFrame), model=str(model), reference=reference,
-                                  motion_compensation=bool(motionCompensation), maps=bool(maps))
         step(0.30, _("Fitting {count} time-intensity curves...").format(count=len(rois)))
         # The engine reports each of its steps; Cancel takes effect between them.
         engineSteps = iter(range(1, 1000))
         analysis = analyze(clip, rois, options,
                            progress=lambda message: step(0.30 + 0.58 * (1.0 - 0.8 ** next(engineSteps)), message))
         step(0.90, _("Adding the results to the scene..."))
+        resultNodes, mapNodes = None, {}
         if addResults:
-            self.resultNodes = tables.add_analysis_results(slicer.mrmlScene, analysis,
-                                                         name_prefix=f"{browserNode.GetName()} ",
-                                                         segmentation_node=segmentationNode)
-            self.mapNodes = {}
+            prefix = f"{browserNode.GetName()} "
+            resultNodes = tables.add_analysis_results(slicer.mrmlScene, analysis, name_prefix=prefix,
+                                                      segmentation_node=segmentationNode)
             if analysis.maps is not None:
-                self.mapNodes = map_volumes.add_parameter_maps(slicer.mrmlScene, analysis.maps,
-                                                        name_prefix=f"{browserNode.GetName()} ",
-                                                        frame_spacing_mm=clip.frame_spacing_mm)
+                mapNodes = map_volumes.add_parameter_maps(slicer.mrmlScene, analysis.maps, name_prefix=prefix,
+                                                          frame_spacing_mm=clip.frame_spacing_mm)
         if progressCallback is not None:
             progressCallback(1.0, _("Done."))
         for warning in analysis.warnings:
             logging.warning(f"DCEUSResponse: {warning}")
-        return analysis
+        return AnalysisOutputs(analysis, resultNodes, mapNodes)
 
     @staticmethod
     def summary(analysis) -> str:
@@ -599,18 +591,25 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
     # -- comparison and export ---------------------------------------------------------------
 
-    def compareWithFolder(self, baselineFolder, followup, rule=DEFAULT_RESPONSE_RULE, responseTableNode=None):
+    @staticmethod
+    def compareWithFolder(baselineFolder, followup, rule=DEFAULT_RESPONSE_RULE,
+                          responseTableNode=None) -> ComparisonOutputs:
         """Treatment response of ``followup`` against a previous exam's results folder.
 
         :param baselineFolder: folder holding the previous exam's ``results.json`` (exportResults or the
             command line's ``analyze --out``).
         :param followup: the current ``Analysis`` (from process) or another results folder.
-        :param rule: response rule (DCEUSResponseLib.compare: ``lassau2014`` or ``[absolute|relative]:PARAM:PERCENT``).
-        :param responseTableNode: table node to fill (a new one when None); kept in ``self.responseTableNode``.
-        :return: the contract's ``response.json`` content.
+        :param rule: response rule (``lassau2014`` or ``[absolute|relative]:PARAM:PERCENT``).
+        :param responseTableNode: table node to refill (a new one when None).
         """
-        from DCEUSResponseLib.longitudinal.response import ResponseRule, compare_results, read_results
-        from DCEUSResponseLib.export.staging import json_text
+        from DCEUSResponseLib.export.contract import results_json
+        from DCEUSResponseLib.longitudinal.response import (
+            ResponseRule,
+            check_shared_rois,
+            compare_results,
+            read_results,
+        )
+        from DCEUSResponseLib.scene.tables import add_response_table
 
         if followup is None:
             raise InputError("no follow-up analysis: click Apply first")
@@ -620,68 +619,14 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         baseline = read_results(baselineFolder)
         if isinstance(followup, (str, os.PathLike)):
             followupResults, followupName = read_results(os.fspath(followup)), os.path.abspath(followup)
-        else:  # an Analysis in memory: the same content as its results.json
-            followupResults, followupName = json.loads(json_text(followup.results())), followup.clip.source
-        if not set(baseline["rois"]) & set(followupResults["rois"]):
-            raise InputError("no ROI name is shared with the current exam (name the segments alike in both exams)",
-                             baselineFolder)
+        else:  # an Analysis in memory: its results.json content, without writing it
+            followupResults, followupName = results_json(followup), followup.clip.source
+        check_shared_rois(baseline, followupResults, baselineFolder, followupName)
         response = compare_results(baseline, followupResults, parsedRule, os.path.abspath(baselineFolder),
                                    followupName)
-        self.responseTableNode = self.updateResponseTable(response, responseTableNode)
-        return response
-
-    @staticmethod
-    def updateResponseTable(response, tableNode=None):
-        """Fill (or create) a table node: one row per ROI, its classification and the main changes (%)."""
-        from DCEUSResponseLib.longitudinal.response import ResponseRule
-
-        if tableNode is None:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode",
-                                                          slicer.mrmlScene.GenerateUniqueName(_("DCE-US response")))
-        rule = ResponseRule.parse(response.get("rule") or DEFAULT_RESPONSE_RULE)
-        changes = [(rule.parameter, "relative_delta_percent" if rule.scale == "relative" else "delta_percent")]
-        for parameter in ("PE", "WiWoAUC", "mTTl"):
-            for key in ("relative_delta_percent", "delta_percent"):
-                if (parameter, key) not in changes:
-                    changes.append((parameter, key))
-
-        table = tableNode.GetTable()
-        wasModified = tableNode.StartModify()
-        table.Initialize()
-        columns = {}
-        for name in ("ROI", "Classification"):
-            columns[name] = vtk.vtkStringArray()
-        for parameter, key in changes:
-            columns[(parameter, key)] = vtk.vtkDoubleArray()
-        columns["Reason"] = vtk.vtkStringArray()
-        titles = {}
-        for name, array in columns.items():
-            if isinstance(name, tuple):
-                parameter, key = name
-                title = (f"{parameter} rel. change" if key == "relative_delta_percent" else f"{parameter} change")
-            else:
-                title = name
-            array.SetName(title)
-            titles[name] = title
-            table.AddColumn(array)
-        for roiName, roi in response["rois"].items():
-            columns["ROI"].InsertNextValue(roiName)
-            columns["Classification"].InsertNextValue(roi["classification"])
-            for parameter, key in changes:
-                value = roi["parameters"].get(parameter, {}).get(key)
-                columns[(parameter, key)].InsertNextValue(float("nan") if value is None else float(value))
-            columns["Reason"].InsertNextValue(roi.get("reason") or "")
-        for name, title in titles.items():
-            if isinstance(name, tuple):
-                parameter, key = name
-                tableNode.SetColumnUnitLabel(title, "%")
-                tableNode.SetColumnDescription(
-                    title, (f"change of {parameter} relative to each exam's reference ROI"
-                            if key == "relative_delta_percent" else f"change of the absolute {parameter}"))
-        tableNode.SetAttribute("DCEUSResponse.rule", response.get("rule_definition") or "")
-        tableNode.Modified()
-        tableNode.EndModify(wasModified)
-        return tableNode
+        tableNode = add_response_table(slicer.mrmlScene, response, responseTableNode,
+                                       name=slicer.mrmlScene.GenerateUniqueName(_("DCE-US response")))
+        return ComparisonOutputs(response, tableNode)
 
     @staticmethod
     def responseSummary(response) -> str:
@@ -697,14 +642,12 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
 
         :return: the written paths.
         """
-        from DCEUSResponseLib.export.staging import prepare_output_dir
         from DCEUSResponseLib.export.contract import write_analysis
 
         if analysis is None:
             raise InputError("no analysis to export: click Apply first")
         if not folder:
             raise InputError("choose an output folder")
-        prepare_output_dir(folder)
         return write_analysis(analysis, folder)
 
 
@@ -760,14 +703,6 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
             truth = json.load(stream)
         return folder, study, truth
 
-    @staticmethod
-    def _frameSpacing(clip):
-        """Pixel spacing (row, column) mm of the clip's frame geometry, as the engine's ROI reader uses it."""
-        for region in clip.regions:
-            if region.spacing_mm:
-                return region.spacing_mm
-        return clip.pixel_spacing_mm
-
     def _checkAgainstTruth(self, analysis, truth, exam):
         failures = []
         for name, expected in truth.items():
@@ -793,11 +728,11 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         """Load both exams of the demo study as the DCEUSResponse DICOM plugin does, draw the ROIs from
         the demo's segmentation, analyse through the module logic, check against the truth, export,
         compare and check each lesion's classification."""
-        from DCEUSResponseLib.scene import clip_nodes, segmentation
         from DCEUSResponseLib.app.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
-        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.io.masks import read_roi_masks
+        from DCEUSResponseLib.scene import clip_nodes, segmentation
 
         self.delayDisplay("Building the demo study")
         folder, study, truth = self._buildDemoStudy()
@@ -812,7 +747,7 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
 
                 # The ROIs of the demo's rois.seg.nrrd, read by the engine and put into the scene ...
                 rois = read_roi_masks([study[exam]["segmentation"]], (clip.rows, clip.columns),
-                                      self._frameSpacing(clip))
+                                      clip.frame_spacing_mm)
                 segmentationNode = segmentation.add_roi_segmentation(slicer.mrmlScene, rois, clip, nodes.contrast_volume,
                                                              name=f"ROIs {exam}")
                 # ... and the same file read by Slicer itself must give the same pixels (geometry convention).
@@ -826,13 +761,19 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
                 referenceId = segmentationNode.GetSegmentation().GetSegmentIdBySegmentName(REFERENCE)
                 self.assertTrue(referenceId)
                 self.assertEqual(logic.defaultReferenceSegmentId(segmentationNode), referenceId)
-                analysis = logic.process(nodes.browser, segmentationNode, referenceId,
-                                         dynamicRangeDb=DYNAMIC_RANGE_DB, injectionTimeS=INJECTION_TIME_S)
+                parameterNode = logic.getParameterNode()
+                parameterNode.inputBrowser, parameterNode.inputSegmentation = nodes.browser, segmentationNode
+                parameterNode.referenceSegmentId = referenceId
+                parameterNode.dynamicRangeDb, parameterNode.injectionTimeS = DYNAMIC_RANGE_DB, INJECTION_TIME_S
+                options = logic.analysisOptions(parameterNode)
+                self.assertEqual(options.reference, REFERENCE)
+                outputs = logic.process(nodes.browser, segmentationNode, options)
+                analysis = outputs.analysis
                 self._checkAgainstTruth(analysis, truth["exams"][exam], exam)
                 self.assertEqual(analysis.options.reference, REFERENCE)
                 self.assertEqual(analysis.layout.display, "dual")
 
-                resultNodes = logic.resultNodes
+                resultNodes = outputs.resultNodes
                 self.assertIsNotNone(resultNodes.parameter_table)
                 self.assertIsNotNone(resultNodes.tic_table)
                 self.assertIsNotNone(resultNodes.chart)
@@ -843,7 +784,8 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
                 analyses[exam] = analysis
 
             self.delayDisplay("Comparing follow-up with baseline")
-            response = logic.compareWithFolder(os.path.join(folder, "baseline"), analyses["followup"])
+            comparison = logic.compareWithFolder(os.path.join(folder, "baseline"), analyses["followup"])
+            response = comparison.response
             classes = {name: roi["classification"] for name, roi in response["rois"].items()}
             self.assertEqual(classes["lesion1"], "responder")
             self.assertEqual(classes["lesion2"], "non-responder")
@@ -851,18 +793,19 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
             self.assertEqual(classes["liver"], "not-evaluable")  # the reference ROI itself
             # the same comparison from the two exported folders
             fromFolders = logic.compareWithFolder(os.path.join(folder, "baseline"), os.path.join(folder, "followup"))
-            self.assertEqual({n: r["classification"] for n, r in fromFolders["rois"].items()}, classes)
-            self.assertEqual(logic.responseTableNode.GetNumberOfRows(), len(response["rois"]))
+            self.assertEqual({n: r["classification"] for n, r in fromFolders.response["rois"].items()}, classes)
+            self.assertEqual(comparison.tableNode.GetNumberOfRows(), len(response["rois"]))
 
             # Maps of the baseline: one volume per parameter, the lesion rim far above the liver
-            mapsAnalysis = logic.process(nodes.browser, segmentationNode, referenceId, dynamicRangeDb=50.0,
-                                         injectionTimeS=2.0, maps=True)
-            self.assertIn("PE", logic.mapNodes)
-            peMap = slicer.util.arrayFromVolume(logic.mapNodes["PE"])
-            self.assertEqual(peMap.shape[-2:], mapsAnalysis.maps.status.shape)
+            mapsOutputs = logic.process(nodes.browser, segmentationNode,
+                                        AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0,
+                                                        reference=REFERENCE, maps=True))
+            self.assertIn("PE", mapsOutputs.mapNodes)
+            peMap = slicer.util.arrayFromVolume(mapsOutputs.mapNodes["PE"])
+            self.assertEqual(peMap.shape[-2:], mapsOutputs.analysis.maps.status.shape)
             # Bad input is an InputError with a message, not a crash
             with self.assertRaises(InputError):
-                logic.process(nodes.browser, segmentationNode, referenceId, model="nonsense")
+                logic.process(nodes.browser, segmentationNode, AnalysisOptions(model="nonsense"))
             with self.assertRaises(InputError):
                 logic.compareWithFolder(folder, analyses["followup"])  # no results.json there
             self.delayDisplay("Test passed")
@@ -875,9 +818,9 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         import numpy as np
         from DICOMLib import DICOMUtils
 
-        from DCEUSResponseLib.scene import clip_nodes
-        from DCEUSResponseLib.io.dicom_us import read_clip
         from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.dicom_us import read_clip
+        from DCEUSResponseLib.scene import clip_nodes
 
         self.assertIn("DCEUSResponseDICOMPlugin", slicer.modules.dicomPlugins)
         pluginClass = slicer.modules.dicomPlugins["DCEUSResponseDICOMPlugin"]

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from DCEUSResponseLib.spatial.frame import FrameGeometry
+
 # Two panels of a dual display are copies of one scan geometry; allow for rounding by the scanner.
 SAME_SIZE_TOLERANCE_PX = 4
 
@@ -86,18 +88,15 @@ class Clip:
         return self.frames.ndim == 4
 
     @property
-    def frame_spacing_mm(self) -> tuple[float, float]:
-        """``(dy, dx)`` mm of the clip's frame geometry, where pixel (r, c) lies at (c dx, r dy).
+    def frame_geometry(self) -> FrameGeometry:
+        """Where the frame's pixels lie in mm (:mod:`DCEUSResponseLib.spatial.frame`): the first
+        ultrasound region with a physical calibration, else ``pixel_spacing_mm``, else 1 mm."""
+        return FrameGeometry.from_calibration(self.regions, self.pixel_spacing_mm)
 
-        The first ultrasound region with a physical calibration, else ``pixel_spacing_mm``, else
-        1 mm: ROI segmentations, Slicer volumes and maps all place pixels with it.
-        """
-        for region in self.regions:
-            if region.spacing_mm:
-                return float(region.spacing_mm[0]), float(region.spacing_mm[1])
-        if self.pixel_spacing_mm:
-            return float(self.pixel_spacing_mm[0]), float(self.pixel_spacing_mm[1])
-        return 1.0, 1.0
+    @property
+    def frame_spacing_mm(self) -> tuple[float, float]:
+        """``(dy, dx)`` mm of the clip's frame geometry, where pixel (r, c) lies at (c dx, r dy)."""
+        return self.frame_geometry.spacing_mm
 
 
 @dataclass

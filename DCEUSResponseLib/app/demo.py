@@ -19,6 +19,13 @@ import os
 
 import numpy as np
 
+from DCEUSResponseLib.app.summary import format_response, format_summary
+from DCEUSResponseLib.ceus.options import AnalysisOptions
+from DCEUSResponseLib.ceus.pipeline import analyze_files
+from DCEUSResponseLib.export.contract import write_analysis
+from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
+from DCEUSResponseLib.longitudinal.response import compare_folders
+from DCEUSResponseLib.scene.bundle import write_scene_bundle
 from DCEUSResponseLib.synthetic.clips import (
     PerfusionRegion,
     breathing_motion,
@@ -93,16 +100,6 @@ def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float =
 
 def run_demo(out_dir: str) -> str:
     """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary."""
-    from DCEUSResponseLib.app.summary import format_response, format_summary
-    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
-    from DCEUSResponseLib.export.contract import write_analysis
-    from DCEUSResponseLib.export.staging import (
-        json_text,
-        prepare_output_dir,
-        write_staged,
-    )
-    from DCEUSResponseLib.longitudinal.response import compare_folders
-
     out_dir = prepare_output_dir(out_dir)
     study = build_demo_study(os.path.join(out_dir, "study"))
     options = AnalysisOptions(dynamic_range_db=DYNAMIC_RANGE_DB, injection_time_s=INJECTION_TIME_S,
@@ -114,8 +111,6 @@ def run_demo(out_dir: str) -> str:
         analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
         extra = []
         if scenes:
-            from DCEUSResponseLib.scene.bundle import write_scene_bundle
-
             extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(a, path, rois=a.roi_masks)))
         write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)
         analyses[exam] = analysis

@@ -21,6 +21,8 @@ Method (per chunk of pixels, all arrays shaped frames x pixels):
 Maps are float32 on the contrast panel's pixel grid (optionally binned N x N), computed in row
 bands so that memory stays bounded for long, large clips.
 """
+# long: one job, the vectorised fit of every pixel (dictionary start, batched Levenberg-Marquardt,
+# decisions); splitting it waits for the kinetic-family registry, which changes its model imports.
 from __future__ import annotations
 
 import math

@@ -1,9 +1,11 @@
-"""Breathing-motion estimation on one display panel, and motion-compensated time-intensity curves.
+"""Breathing-motion estimation on one display panel.
 
 Liver CEUS is recorded free-breathing: the anatomy slides several millimetres in the image plane
 with every breath. :func:`estimate_motion` measures, frame by frame, the in-plane translation of the
 anatomy relative to the reference frame (on which the ROIs were drawn);
-:func:`motion_compensated_tic` then samples each ROI where the anatomy is in every frame.
+:func:`~DCEUSResponseLib.ceus.motion_sampling.motion_compensated_tic` then samples each ROI where the
+anatomy is in every frame. Steps 1 and 2 below (features, matching two frames) are
+:mod:`~DCEUSResponseLib.ceus.motion_matching`; this module links the matches into displacements.
 
 Only translation is estimated, not rotation, scaling or deformation: over an abdominal field of
 view the breathing displacement of the liver is dominated by a translation along the probe's plane,
@@ -65,11 +67,19 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import fft as scipy_fft
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from scipy.sparse import linalg as sparse_linalg
 
+from DCEUSResponseLib.ceus.motion_matching import (
+    BMODE_SMOOTHING_PX,
+    CONTRAST_SMOOTHING_PX,
+    MatchingGrid,
+    PreparedFrame,
+    match_frames,
+    shifted,
+    zncc,
+)
 from DCEUSResponseLib.errors import InputError
 
 MOTION_KINDS = ("bmode", "contrast")
@@ -77,27 +87,8 @@ MOTION_KINDS = ("bmode", "contrast")
 #: breathing amplitude must fit, and abdominal clips at 0.2-0.3 mm/px with shallow breathing move
 #: up to ~5 mm (20 px) peak to peak. It is reduced when the panel is too small (see MIN_OVERLAP_FRACTION).
 DEFAULT_MAX_SHIFT_PX = 24.0
-#: Gaussian smoothing (px, working resolution) of B-mode gray levels: about the speckle size, so the
-#: correlation peak is smooth enough for sub-pixel interpolation yet still sharp.
-BMODE_SMOOTHING_PX = 1.0
-#: Scale (px, working resolution) of the Gaussian derivative on contrast frames: large enough to
-#: average the fresh bubble speckle (~1-2 px) of every frame, small enough for region borders.
-CONTRAST_SMOOTHING_PX = 3.0
 #: Each frame is matched to the reference frame and to the frames this many frames before it.
 LINK_OFFSETS = (1, 2, 4, 8, 16, 32)
-#: A match counts only when its correlation peak is this many standard deviations of the
-#: correlation between unrelated images with the same spectra (computed from the two spectra)...
-#: Measured on synthetic contrast panels (4 clips, 40-60 dB): pairs of pre-arrival frames (pure
-#: speckle) have a median of 3.3 and a 99th percentile of 4.7; pairs after arrival a median of 7.6;
-#: B-mode speckle matches about 20.
-LINK_MIN_SIGNIFICANCE = 5.0
-#: ... and exceeds every correlation farther than PEAK_EXCLUSION_PX from it by this factor: noise
-#: surfaces have many near-equal maxima (median ratio 1.1), true matches one clear peak (median 1.7).
-#: Both tests together pass < 1 % of pure-noise pairs and ~86 % of true contrast pairs; the rare
-#: chance match is then outvoted by the graph (MIN_CONSISTENT_LINKS, robust loss).
-LINK_MIN_PEAK_RATIO = 1.5
-#: Radius (px, working resolution) around the peak left out when looking for a rival peak.
-PEAK_EXCLUSION_PX = 6.0
 #: Cauchy loss scale (px, working resolution) of the robust least squares: disagreements of a
 #: pixel or more between links are down-weighted, gross ones (false peaks) effectively ignored.
 ROBUST_SCALE_PX = 1.0
@@ -107,19 +98,6 @@ ROBUST_ITERATIONS = 6
 #: nothing corroborates; two chance matches agreeing within 2 px over a +-24 px search are rare.
 CONSISTENT_LINK_PX = 2.0
 MIN_CONSISTENT_LINKS = 2
-#: Panels are block-averaged until their longer side is at most this (px): breathing motion is
-#: large compared with a pixel, and it keeps a 1,500-frame clip to seconds.
-MAX_WORKING_SIZE_PX = 256
-#: The search range is reduced so that two frames always overlap by at least this fraction of the
-#: window: correlations over small overlaps are noisy.
-MIN_OVERLAP_FRACTION = 0.5
-#: Pixels never brighter than this (gray, smoothed, over the clip's frames) carry no signal (black
-#: border around a sector image) and are left out of the matching window.
-SIGNAL_FLOOR_GRAY = 3.0
-#: Width (px, working resolution) of the smooth taper of the matching window at a sector's edge.
-EDGE_TAPER_PX = 6.0
-#: motion_compensated_tic: a frame whose moved ROI keeps less than this fraction inside the panel is NaN.
-ROI_MIN_INSIDE_FRACTION = 0.5
 
 
 @dataclass
@@ -223,7 +201,7 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
         raise InputError("the panel's gray levels contain NaN or infinite values")
     reference_frame = int(reference_frame)
 
-    grid = _MatchingGrid(frames, kind, float(max_shift_px))
+    grid = MatchingGrid(frames, kind, float(max_shift_px))
     warnings = list(grid.warnings)
     # Features once per frame (float32 at working resolution): matching and scoring both use them.
     features = np.stack([grid.features(frames[k]).astype(np.float32) for k in range(n_frames)])
@@ -260,102 +238,6 @@ def _check_spacing(spacing_mm) -> tuple[float, float] | None:
     return values
 
 
-class _MatchingGrid:
-    """Working resolution, weight window, FFT grid and search range shared by all matches of a clip."""
-
-    def __init__(self, frames: np.ndarray, kind: str, max_shift_px: float):
-        n_frames, rows, columns = frames.shape
-        self.kind = kind
-        self.warnings: list[str] = []
-        self.factor = max(1, math.ceil(max(rows, columns) / MAX_WORKING_SIZE_PX))
-        self.shape = (rows // self.factor, columns // self.factor)
-        self.window = self._window(frames)
-        self.window_sum = float(self.window.sum())
-        # Effective number of pixels in the window (Kish's formula); the spectra add their correlation.
-        self.window_pixels = float(np.sum(self.window ** 2) ** 2 / max(np.sum(self.window ** 4), 1e-12))
-
-        wanted = max(1, int(math.ceil(max_shift_px / self.factor)))
-        self.fft_shape = tuple(scipy_fft.next_fast_len(n + wanted + 1, real=True) for n in self.shape)
-        window_spectrum = scipy_fft.rfft2(self.window, s=self.fft_shape)
-        overlap = scipy_fft.irfft2(np.abs(window_spectrum) ** 2, s=self.fft_shape)
-        overlap /= overlap[0, 0]
-        search = wanted
-        while search > 1 and np.min(self.box(overlap, search)) < MIN_OVERLAP_FRACTION:
-            search -= 1
-        if search < wanted:
-            self.warnings.append(f"motion: search range reduced from {max_shift_px:g} to {search * self.factor} px "
-                                 "so that frames overlap by at least half the panel")
-        self.search = search
-        self.overlap = np.maximum(self.box(overlap, search), 1e-6)
-        self._lag_rows, self._lag_columns = np.mgrid[0:2 * search + 1, 0:2 * search + 1]
-        # rfft keeps half the spectrum: weights that sum it as the full spectrum (Parseval).
-        half_weights = np.full(self.fft_shape[1] // 2 + 1, 2.0)
-        half_weights[0] = 1.0
-        if self.fft_shape[1] % 2 == 0:
-            half_weights[-1] = 1.0
-        self.half_weights = half_weights
-        self.n_fft = float(self.fft_shape[0] * self.fft_shape[1])
-
-    def box(self, surface: np.ndarray, search: int) -> np.ndarray:
-        """The lags -search..search of a circular correlation surface, zero lag in the centre."""
-        row_index = np.arange(-search, search + 1) % self.fft_shape[0]
-        column_index = np.arange(-search, search + 1) % self.fft_shape[1]
-        return surface[np.ix_(row_index, column_index)]
-
-    def near_peak(self, peak_row: int, peak_column: int) -> np.ndarray:
-        """Lags of the search box within PEAK_EXCLUSION_PX of the given one."""
-        return np.hypot(self._lag_rows - peak_row, self._lag_columns - peak_column) <= PEAK_EXCLUSION_PX
-
-    def working_image(self, frame: np.ndarray) -> np.ndarray:
-        image = np.asarray(frame, dtype=np.float64)
-        if self.factor > 1:
-            f = self.factor
-            rows, columns = self.shape
-            image = image[:rows * f, :columns * f].reshape(rows, f, columns, f).mean(axis=(1, 3))
-        return image
-
-    def features(self, frame: np.ndarray) -> np.ndarray:
-        image = self.working_image(frame)
-        if self.kind == "bmode":
-            return ndimage.gaussian_filter(image, BMODE_SMOOTHING_PX, mode="nearest")
-        return ndimage.gaussian_gradient_magnitude(image, CONTRAST_SMOOTHING_PX, mode="nearest")
-
-    def _window(self, frames: np.ndarray) -> np.ndarray:
-        """Weights 0..1: where the panel ever carries signal, tapered away from a sector's edge."""
-        n_frames = frames.shape[0]
-        sample = np.unique(np.linspace(0, n_frames - 1, min(n_frames, 32)).round().astype(int))
-        brightest = np.max([ndimage.gaussian_filter(self.working_image(frames[k]), 2.0) for k in sample], axis=0)
-        # Holes (a necrosis that stays dark) are inside the image and must stay in the window.
-        signal = ndimage.binary_fill_holes(brightest > SIGNAL_FLOOR_GRAY)
-        if np.count_nonzero(signal) < 0.2 * signal.size:
-            signal = np.ones(self.shape, dtype=bool)
-        # Stay clear of a sector's own edge (a static, very strong gradient) by the filter's reach and
-        # taper from there; the panel's outer border is no edge (filters extend it) and needs neither.
-        distance = ndimage.distance_transform_edt(np.pad(signal, 1, mode="edge"))[1:-1, 1:-1]
-        margin = 3.0 * (BMODE_SMOOTHING_PX if self.kind == "bmode" else CONTRAST_SMOOTHING_PX)
-        ramp = np.clip((distance - margin) / EDGE_TAPER_PX, 0.0, 1.0)
-        return ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no kink for the FFT to ring on
-
-
-class _Prepared:
-    """One frame's features, zero-mean and unit-norm inside the window, and their spectrum."""
-
-    __slots__ = ("spectrum", "power", "weighted_power", "flat")
-
-    def __init__(self, grid: _MatchingGrid, features: np.ndarray):
-        weighted_mean = float(np.sum(grid.window * features) / grid.window_sum)
-        values = grid.window * (features - weighted_mean)
-        norm = float(np.sqrt(np.sum(values * values)))
-        # A frame without structure (uniform gray) has nothing to match.
-        self.flat = not norm > 1e-9 * max(1.0, float(np.abs(features).max()))
-        if self.flat:
-            norm = 1.0
-        self.spectrum = scipy_fft.rfft2(values / norm, s=grid.fft_shape)
-        self.power = np.abs(self.spectrum) ** 2
-        # Weighted so that a plain sum over the half spectrum is the full-spectrum sum.
-        self.weighted_power = self.power * grid.half_weights
-
-
 @dataclass
 class _Links:
     earlier: list[int] = field(default_factory=list)
@@ -364,17 +246,17 @@ class _Links:
     rho: list[float] = field(default_factory=list)
 
 
-def _collect_links(features: np.ndarray, grid: _MatchingGrid, reference_frame: int) -> _Links:
+def _collect_links(features: np.ndarray, grid: MatchingGrid, reference_frame: int) -> _Links:
     """Significant matches between each frame and the reference / earlier frames (working px).
 
     ``features``: every frame's matching features (frames x working rows x working columns).
     """
     links = _Links()
-    reference = _Prepared(grid, features[reference_frame].astype(np.float64))
-    recent: dict[int, _Prepared] = {}
+    reference = PreparedFrame(grid, features[reference_frame].astype(np.float64))
+    recent: dict[int, PreparedFrame] = {}
     longest = max(LINK_OFFSETS)
     for k in range(features.shape[0]):
-        current = reference if k == reference_frame else _Prepared(grid, features[k].astype(np.float64))
+        current = reference if k == reference_frame else PreparedFrame(grid, features[k].astype(np.float64))
         partners = {k - offset for offset in LINK_OFFSETS if k - offset >= 0}
         if k != reference_frame:
             partners.add(reference_frame)
@@ -382,7 +264,7 @@ def _collect_links(features: np.ndarray, grid: _MatchingGrid, reference_frame: i
             earlier = reference if j == reference_frame else recent.get(j)
             if earlier is None:
                 continue
-            match = _match(grid, earlier, current)
+            match = match_frames(grid, earlier, current)
             if match is None:
                 continue
             shift, rho = match
@@ -398,43 +280,6 @@ def _collect_links(features: np.ndarray, grid: _MatchingGrid, reference_frame: i
         recent[k] = current
         recent.pop(k - longest, None)
     return links
-
-
-def _match(grid: _MatchingGrid, first: _Prepared, second: _Prepared) -> tuple[tuple[float, float], float] | None:
-    """Shift of ``second``'s content relative to ``first`` (working px) and its correlation, or None."""
-    if first.flat or second.flat:
-        return None
-    correlation = scipy_fft.irfft2(np.conj(first.spectrum) * second.spectrum, s=grid.fft_shape)
-    surface = grid.box(correlation, grid.search) / grid.overlap
-    peak_row, peak_column = np.unravel_index(int(np.argmax(surface)), surface.shape)
-    size = surface.shape[0]
-    if peak_row in (0, size - 1) or peak_column in (0, size - 1):
-        return None  # the best match lies at the edge of the search: its true position is beyond it
-    rho = float(surface[peak_row, peak_column])
-    # Standard deviation of the correlation of unrelated images with these spectra (Parseval).
-    # (1/n) sum_m R1(m) R2(m) over the autocorrelations R of the two unit-norm images.
-    null_variance = float(np.sum(first.weighted_power * second.power)) / grid.n_fft / grid.window_pixels
-    if not rho > LINK_MIN_SIGNIFICANCE * math.sqrt(max(null_variance, 1e-30)):
-        return None
-    rival = float(np.max(np.where(grid.near_peak(peak_row, peak_column), -np.inf, surface)))
-    if rival > 0 and rho < LINK_MIN_PEAK_RATIO * rival:
-        return None
-    row_fraction = _peak_offset(surface[peak_row - 1, peak_column], rho, surface[peak_row + 1, peak_column])
-    column_fraction = _peak_offset(surface[peak_row, peak_column - 1], rho, surface[peak_row, peak_column + 1])
-    shift = (peak_row - grid.search + row_fraction, peak_column - grid.search + column_fraction)
-    return shift, min(rho, 1.0)
-
-
-def _peak_offset(before: float, peak: float, after: float) -> float:
-    """Sub-pixel position (-0.5..0.5) of a peak from three samples: Gaussian fit, else parabola."""
-    if before > 0 and peak > 0 and after > 0:
-        a, b, c = math.log(before), math.log(peak), math.log(after)
-    else:
-        a, b, c = before, peak, after
-    curvature = a - 2.0 * b + c
-    if curvature >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5))
 
 
 def _solve_links(links: _Links, n_frames: int, reference_frame: int,
@@ -521,7 +366,7 @@ def _weighted_solve(earlier, later, measured, weight, position, n_unknowns) -> n
     return sparse_linalg.splu(matrix).solve(rhs)
 
 
-def _alignment_scores(features: np.ndarray, grid: _MatchingGrid, reference_frame: int,
+def _alignment_scores(features: np.ndarray, grid: MatchingGrid, reference_frame: int,
                       displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ZNCC of each frame's aligned features with the reference frame's, and with its neighbours'.
 
@@ -541,11 +386,11 @@ def _alignment_scores(features: np.ndarray, grid: _MatchingGrid, reference_frame
         else:
             # Frame k sampled at p + d is the reference's content at p.
             aligned = ndimage.shift(features[k].astype(np.float64), -shift, order=3, mode="nearest")
-            seen = core & _shifted(core, -np.round(shift).astype(int))
-            scores[k] = _zncc(reference[seen], aligned[seen])
+            seen = core & shifted(core, -np.round(shift).astype(int))
+            scores[k] = zncc(reference[seen], aligned[seen])
         if previous is not None:
             both = seen & previous[1]
-            with_previous[k] = _zncc(previous[0][both], aligned[both])
+            with_previous[k] = zncc(previous[0][both], aligned[both])
         previous = (aligned, seen)
     neighbour = np.fmax(with_previous[:n_frames], with_previous[1:])
     if n_frames == 1:
@@ -553,124 +398,7 @@ def _alignment_scores(features: np.ndarray, grid: _MatchingGrid, reference_frame
     return scores, neighbour
 
 
-def _shifted(mask: np.ndarray, shift) -> np.ndarray:
-    """``mask`` moved by whole pixels (row, column), False where nothing moved in."""
-    out = np.zeros_like(mask)
-    dr, dc = int(shift[0]), int(shift[1])
-    rows, columns = mask.shape
-    if abs(dr) < rows and abs(dc) < columns:
-        out[max(dr, 0):rows + min(dr, 0), max(dc, 0):columns + min(dc, 0)] = \
-            mask[max(-dr, 0):rows + min(-dr, 0), max(-dc, 0):columns + min(-dc, 0)]
-    return out
-
-
-def _zncc(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 16:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    # Plain sums rather than BLAS dot products: BLAS thread start-up dominates at this size.
-    denominator = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
-    if denominator <= 0:
-        return 0.0
-    return float(np.clip(np.sum(a * b) / denominator, -1.0, 1.0))
-
-
 # ----------------------------------------------------------------------------------------------
 # Using the displacement: ROIs that move with the anatomy
 
 
-def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
-                           displacement_px: np.ndarray) -> np.ndarray:
-    """Mean linear intensity (a.u.) per frame inside ``panel_mask`` moved along with the anatomy.
-
-    ``linear_panel``: (N, rows, columns) linear echo power of the contrast panel; ``panel_mask``:
-    (rows, columns) bool ROI on the reference frame; ``displacement_px``: (N, 2) (row, column)
-    displacement of the anatomy per frame (:attr:`MotionEstimate.displacement_px`). Returns (N,)
-    float64; NaN for frames where less than half the moved ROI lies inside the panel.
-
-    The ROI is moved, not the frames: each ROI pixel p is carried to p + d with bilinear weights over
-    the four pixels around it (:func:`shift_mask`), and the TIC value is the weighted mean of the
-    frame's *original* pixel values. Inside the ROI the four weights landing on any pixel add up to
-    exactly 1, so only the ROI's rim gets fractional (partial-volume) weights; no speckle intensity is
-    interpolated or smoothed, as resampling every frame onto the reference grid would do (which also
-    changes speckle statistics and costs a full-frame resampling per frame). The cost is proportional
-    to the ROI's size: four gathers of its pixels per frame. Pixels moved outside the panel are
-    dropped (their weight is not counted).
-    """
-    frames = np.asarray(linear_panel)
-    mask = np.asarray(panel_mask, dtype=bool)
-    shifts = np.asarray(displacement_px, dtype=np.float64)
-    if frames.ndim != 3:
-        raise InputError(f"linear panel must be (frames, rows, columns), got shape {frames.shape}")
-    n_frames, rows, columns = frames.shape
-    if mask.shape != (rows, columns):
-        raise InputError(f"ROI mask is {mask.shape} but the panel is {rows} x {columns}")
-    if shifts.shape != (n_frames, 2) or not np.all(np.isfinite(shifts)):
-        raise InputError(f"displacement must be {n_frames} finite (row, column) pairs, got shape {shifts.shape}")
-    roi_rows, roi_columns = np.nonzero(mask)
-    n_pixels = roi_rows.size
-    if n_pixels == 0:
-        raise InputError("the ROI mask is empty")
-    flat = frames.reshape(n_frames, rows * columns)
-    whole_rows = np.floor(shifts[:, 0]).astype(np.int64)
-    whole_columns = np.floor(shifts[:, 1]).astype(np.int64)
-    row_fraction = shifts[:, 0] - whole_rows
-    column_fraction = shifts[:, 1] - whole_columns
-    top, bottom = int(roi_rows.min()), int(roi_rows.max())
-    left, right = int(roi_columns.min()), int(roi_columns.max())
-    tic = np.empty(n_frames)
-    for k in range(n_frames):
-        dr, dc = int(whole_rows[k]), int(whole_columns[k])
-        fr, fc = float(row_fraction[k]), float(column_fraction[k])
-        fully_inside = top + dr >= 0 and bottom + dr + 1 < rows and left + dc >= 0 and right + dc + 1 < columns
-        total = 0.0
-        weight_inside = 0.0
-        for step_row, weight_row in ((0, 1.0 - fr), (1, fr)):
-            if weight_row == 0.0:
-                continue
-            for step_column, weight_column in ((0, 1.0 - fc), (1, fc)):
-                weight = weight_row * weight_column
-                if weight == 0.0:
-                    continue
-                r = roi_rows + (dr + step_row)
-                c = roi_columns + (dc + step_column)
-                if fully_inside:
-                    total += weight * float(flat[k, r * columns + c].sum(dtype=np.float64))
-                    weight_inside += weight * n_pixels
-                else:
-                    inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
-                    total += weight * float(flat[k, r[inside] * columns + c[inside]].sum(dtype=np.float64))
-                    weight_inside += weight * int(np.count_nonzero(inside))
-        tic[k] = total / weight_inside if weight_inside >= ROI_MIN_INSIDE_FRACTION * n_pixels else np.nan
-    return tic
-
-
-def shift_mask(mask: np.ndarray, displacement_px) -> np.ndarray:
-    """``mask`` moved by ``displacement_px`` (row, column) as float weights 0..1 (bilinear, sub-pixel).
-
-    Each mask pixel p spreads its unit weight over the four pixels around p + d; weight moved outside
-    the array is dropped. Useful to draw an ROI where it is in a given frame. The weights are the
-    ones :func:`motion_compensated_tic` uses.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise InputError(f"a mask must be 2-D, got shape {mask.shape}")
-    shift = np.asarray(displacement_px, dtype=np.float64).reshape(-1)
-    if shift.shape != (2,) or not np.all(np.isfinite(shift)):
-        raise InputError(f"a displacement is one finite (row, column) pair, got {displacement_px!r}")
-    rows, columns = mask.shape
-    roi_rows, roi_columns = np.nonzero(mask)
-    whole = np.floor(shift).astype(np.int64)
-    fraction = shift - whole
-    weights = np.zeros(rows * columns)
-    for step_row, weight_row in ((0, 1.0 - fraction[0]), (1, fraction[0])):
-        for step_column, weight_column in ((0, 1.0 - fraction[1]), (1, fraction[1])):
-            weight = weight_row * weight_column
-            if weight == 0.0:
-                continue
-            r = roi_rows + whole[0] + step_row
-            c = roi_columns + whole[1] + step_column
-            inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
-            weights += np.bincount(r[inside] * columns + c[inside], minlength=rows * columns) * weight
-    return weights.reshape(rows, columns)

@@ -1,8 +1,9 @@
 """The analysis of one clip: motion, frame quality, TICs, fits, parameters and maps.
 
 :func:`analyze` works on objects in memory (the Slicer module calls it); :func:`analyze_files`
-reads the clip and mask files first (the command line calls it). Neither writes anything: see
-:mod:`DCEUSResponseLib.outputs`.
+reads the clip and mask files first (the command line calls it). Both return the typed result,
+:class:`~DCEUSResponseLib.ceus.results.Analysis`; neither writes anything (see
+:mod:`DCEUSResponseLib.export.contract`).
 
 Steps: find the panels; place the ROIs on the contrast panel; estimate breathing motion (on the
 B-mode panel of a dual display, else on the contrast panel); find frames to exclude (dropout,
@@ -13,15 +14,13 @@ post-flash segment); report the contract's parameters, relative values and optio
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from DCEUSResponseLib import SOFTWARE_NAME, __version__
 from DCEUSResponseLib.ceus.layout import DisplayLayout, find_layout
 from DCEUSResponseLib.ceus.linearize import (
-    DEFAULT_DYNAMIC_RANGE_DB,
     ClippingCount,
     ColourMapping,
     check_dynamic_range,
@@ -31,17 +30,34 @@ from DCEUSResponseLib.ceus.linearize import (
     linear_from_gray,
     panel_gray_uint8,
 )
+from DCEUSResponseLib.ceus.maps import compute_parametric_maps
+from DCEUSResponseLib.ceus.motion import estimate_motion
+from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic
+from DCEUSResponseLib.ceus.options import AnalysisOptions
+from DCEUSResponseLib.ceus.quality import (
+    ExcludedFrame,
+    detect_bad_frames,
+    frames_to_use,
+    parse_frame_ranges,
+)
+from DCEUSResponseLib.ceus.results import Analysis, RoiResult
 from DCEUSResponseLib.ceus.tic import place_on_contrast_panel, time_intensity_curve
 from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.clips import read_any_clip
 from DCEUSResponseLib.io.masks import read_roi_masks
 from DCEUSResponseLib.kinetics.bolus import fit_bolus
 from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, get_model
 from DCEUSResponseLib.kinetics.parameters import (
     PARAMETER_NAMES,
-    _finite_or_none,
     bolus_parameters,
     relative_parameters,
+)
+from DCEUSResponseLib.kinetics.replenishment import (
+    REPLENISHMENT_PARAMETER_NAMES,
+    fit_segments,
+    replenishment_parameters,
+    segments_after_flashes,
 )
 
 REPLENISHMENT = "replenishment"
@@ -50,29 +66,6 @@ MODEL_CHOICES = tuple(sorted(BOLUS_MODELS)) + (REPLENISHMENT,)
 # Warn when more than these fractions of an ROI's samples sit at the ends of the display scale.
 SATURATION_WARNING_FRACTION = 0.02
 FLOOR_WARNING_FRACTION = 0.05
-
-
-@dataclass
-class AnalysisOptions:
-    """What the user chooses; the defaults are the command line's defaults.
-
-    ``exclude_frames`` and ``flash_frames`` are frame ranges as typed ("3-5,10"), checked against
-    the clip once it is read. ``flash_frames`` None means: the flashes frame quality control finds.
-    """
-
-    dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB
-    injection_time_s: float = 0.0
-    reference_frame: int = 0
-    model: str = "lognormal"
-    reference: str | None = None
-    colour_table: np.ndarray | None = None
-    motion_compensation: bool = True
-    frame_quality_control: bool = True
-    exclude_frames: str = ""
-    flash_frames: str | None = None
-    maps: bool = False
-    map_binning: int = 1
-    map_region: str | None = None
 
 
 @dataclass
@@ -105,133 +98,6 @@ class SegmentedFit:
             inside = (t > fit.t_flash_s) & (t < end)
             out[inside] = fit.curve(t[inside])
         return out
-
-
-@dataclass
-class RoiResult:
-    """One ROI's curve, fit and parameters."""
-
-    name: str
-    pixels: int
-    tic: np.ndarray
-    fit: object  # BolusFit or SegmentedFit
-    parameters: dict[str, float | None]
-    relative: dict[str, float | None] = field(default_factory=dict)
-    clipping: ClippingCount | None = None
-
-
-@dataclass
-class Analysis:
-    """Everything one analysis found; :mod:`outputs` turns it into the contract's files."""
-
-    clip: Clip
-    layout: DisplayLayout
-    options: AnalysisOptions
-    colour_mapping: ColourMapping
-    times_s: np.ndarray  # seconds since injection, per frame
-    frame_use: np.ndarray  # frames used for fitting
-    rois: dict[str, RoiResult]
-    warnings: list[str]
-    motion: object | None = None  # MotionEstimate
-    excluded: list = field(default_factory=list)  # ExcludedFrame, one per excluded frame
-    maps: object | None = None  # ParametricMaps
-    parameter_names: tuple[str, ...] = PARAMETER_NAMES
-    roi_masks: list = field(default_factory=list)  # the full-frame RoiMask objects given
-
-    @property
-    def excluded_frames(self) -> list[int]:
-        return [int(k) for k in np.flatnonzero(~self.frame_use)]
-
-    def exclusion_reasons(self) -> dict[int, str]:
-        """Frame index to the reason it was kept out of the fits."""
-        return {int(e.frame): e.reason for e in self.excluded}
-
-    def results(self) -> dict:
-        """The contract's ``results.json`` content."""
-        clip, layout = self.clip, self.layout
-        motion = self.motion.to_json() if self.motion is not None else {
-            "compensated": False, "method": None,
-            "reason": "disabled (--no-motion-compensation)" if not self.options.motion_compensation else None}
-        return {
-            "clip": {
-                "source": clip.source,
-                "frames": clip.n_frames,
-                "rows": clip.rows,
-                "columns": clip.columns,
-                "frame_times_s": [round(float(t), 6) for t in clip.frame_times_s],
-                "display": layout.display,
-                "dynamic_range_db": float(self.options.dynamic_range_db),
-                "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
-                                 f"{self.options.dynamic_range_db:g} dB; g: {self.colour_mapping.describe()}"),
-                "motion": motion,
-                "excluded_frames": self.excluded_frames,
-                "excluded_frame_reasons": [e.to_json() for e in self.excluded],
-                "warnings": list(self.warnings),
-                "timing_source": clip.timing_source,
-                "injection_time_s": float(self.options.injection_time_s),
-                "reference_frame": int(self.options.reference_frame),
-                "photometric_interpretation": clip.photometric,
-                "pixel_spacing_mm": list(layout.contrast.spacing_mm) if layout.contrast.spacing_mm else None,
-                "contrast_region": _region_box(layout.contrast),
-                "bmode_region": _region_box(layout.bmode) if layout.bmode is not None else None,
-                "uids": dict(clip.uids),
-            },
-            "rois": {name: _roi_json(roi, self.parameter_names) for name, roi in self.rois.items()},
-            "reference": self.options.reference,
-            "model": self.options.model,
-            "maps": self.maps.summary() if self.maps is not None else None,
-            "software": {"name": SOFTWARE_NAME, "version": __version__},
-        }
-
-
-def _region_box(region) -> dict:
-    return {"x0": region.x0, "y0": region.y0, "x1": region.x1, "y1": region.y1}
-
-
-def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
-    fit = roi.fit
-    out = {
-        "pixels": roi.pixels,
-        "status": fit.status,
-        "reason": fit.reason,
-        "model": fit.model,
-        "fit": {name: float(value) for name, value in fit.params.items()},
-        "parameters": {name: _finite_or_none(roi.parameters.get(name)) for name in parameter_names},
-        "relative": {name: _finite_or_none(roi.relative.get(name)) for name in parameter_names},
-        "frames_fitted": int(fit.n_frames_used),
-    }
-    if isinstance(fit, SegmentedFit):
-        from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
-
-        out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
-                            "t_flash_s": float(fit_k.t_flash_s), "first_frame": int(segment.frames[0]),
-                            "last_frame": int(segment.frames[-1]), "status": fit_k.status, "reason": fit_k.reason,
-                            "fit": {k: float(v) for k, v in fit_k.params.items()},
-                            "parameters": replenishment_parameters(fit_k)}
-                           for segment, fit_k in zip(fit.segment_frames, fit.segments)]
-    if roi.clipping is not None:
-        out["clipping"] = {"saturated_fraction": roi.clipping.saturated_fraction,
-                           "floor_fraction": roi.clipping.floor_fraction}
-    return out
-
-
-def read_any_clip(path: str, frame_rate_hz: float | None = None,
-                  pixel_spacing_mm: float | tuple[float, float] | None = None) -> Clip:
-    """A DICOM clip (file or folder) or a video export (by its extension)."""
-    from DCEUSResponseLib.io.video import is_video_file, read_video_clip
-
-    if is_video_file(path):
-        return read_video_clip(path, frame_rate_hz=frame_rate_hz, pixel_spacing_mm=pixel_spacing_mm)
-    from DCEUSResponseLib.io.dicom_us import read_clip
-
-    clip = read_clip(path, frame_rate_hz=frame_rate_hz)
-    if pixel_spacing_mm is not None:
-        if any(region.spacing_mm for region in clip.regions) or clip.pixel_spacing_mm:
-            clip.warnings.append("--pixel-spacing ignored: the file carries its own calibration")
-        else:
-            spacing = (pixel_spacing_mm, pixel_spacing_mm) if np.isscalar(pixel_spacing_mm) else pixel_spacing_mm
-            clip.pixel_spacing_mm = (float(spacing[0]), float(spacing[1]))
-    return clip
 
 
 def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOptions,
@@ -290,8 +156,6 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
 
     report("checking frame quality")
     excluded, flash_frames = _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings)
-    from DCEUSResponseLib.ceus.quality import frames_to_use
-
     frame_use = frames_to_use(clip.n_frames, excluded)
     if not np.any(frame_use):
         raise InputError("every frame is excluded (frame quality control and --exclude-frames); nothing to fit",
@@ -301,11 +165,6 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     parameter_names = PARAMETER_NAMES
     segments = None
     if options.model == REPLENISHMENT:
-        from DCEUSResponseLib.kinetics.replenishment import (
-            REPLENISHMENT_PARAMETER_NAMES,
-            segments_after_flashes,
-        )
-
         parameter_names = REPLENISHMENT_PARAMETER_NAMES
         if not flash_frames:
             raise InputError("no flash found for --model replenishment; give the flash frames with --flash-frames",
@@ -317,8 +176,6 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
         warnings.extend(_clipping_warnings(roi.name, clipping))
         if segments is not None:
             fit = _fit_replenishment(times_s, tic, segments)
-            from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
-
             parameters = _mean_parameters([replenishment_parameters(f) for f in fit.segments], parameter_names)
         else:
             fit = fit_bolus(times_s, tic, options.model, use=frame_use)
@@ -367,20 +224,12 @@ def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: Analysi
 def _estimate_motion(clip: Clip, layout: DisplayLayout, contrast_gray: np.ndarray, bmode_gray: np.ndarray | None,
                      reference_frame: int):
     """Motion on the B-mode panel of a dual display (anatomy visible throughout), else on the contrast panel."""
-    from DCEUSResponseLib.ceus.motion import estimate_motion
-
     panel, kind = (bmode_gray, "bmode") if bmode_gray is not None else (contrast_gray, "contrast")
     return estimate_motion(panel, reference_frame, kind=kind, spacing_mm=layout.contrast.spacing_mm)
 
 
 def _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings):
     """Frames kept out of the fits (one ExcludedFrame each, in frame order) and the flash frames."""
-    from DCEUSResponseLib.ceus.quality import (
-        ExcludedFrame,
-        detect_bad_frames,
-        parse_frame_ranges,
-    )
-
     found = {}
     if options.frame_quality_control:
         for excluded in detect_bad_frames(contrast_gray, clip.frame_times_s, bmode_gray=bmode_gray, motion=motion):
@@ -436,8 +285,6 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     linear = linear_from_gray(gray, dynamic_range_db)
     mask = panel_mask[r0:r1, c0:c1]
     if motion is not None:
-        from DCEUSResponseLib.ceus.motion import motion_compensated_tic
-
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:
         tic = time_intensity_curve(linear, mask)
@@ -445,8 +292,6 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
 
 
 def _fit_replenishment(times_s: np.ndarray, tic: np.ndarray, segments) -> SegmentedFit:
-    from DCEUSResponseLib.kinetics.replenishment import fit_segments
-
     fits = fit_segments(times_s, tic, segments)
     fitted = [f for f in fits if f.ok]
     if fitted:
@@ -471,8 +316,6 @@ def _mean_parameters(per_segment: list[dict], names: Sequence[str]) -> dict[str,
 
 
 def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois):
-    from DCEUSResponseLib.ceus.maps import compute_parametric_maps
-
     region = None
     if options.map_region is not None:
         region = next(roi.mask for roi in panel_rois if roi.name == options.map_region)

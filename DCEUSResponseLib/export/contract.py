@@ -1,12 +1,20 @@
-"""The quantification contract's files of one analysis: ``results.json``, ``parameters.csv``, ``tic.csv``."""
+"""The quantification contract's views of one :class:`~DCEUSResponseLib.ceus.results.Analysis`:
+``results.json`` (:func:`results_json`, also what the Slicer tables and Compare use), ``parameters.csv``,
+``tic.csv``, and :func:`write_analysis`, which writes them (and the maps) atomically."""
 from __future__ import annotations
 
 import csv
 import io
 import math
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
+from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.ceus.pipeline import SegmentedFit
+from DCEUSResponseLib.ceus.results import Analysis, RoiResult
+from DCEUSResponseLib.export.map_files import map_writers
 from DCEUSResponseLib.export.staging import json_text, write_staged
+from DCEUSResponseLib.kinetics.parameters import _finite_or_none
+from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
 
 
 def _csv_number(value) -> str:
@@ -16,7 +24,74 @@ def _csv_number(value) -> str:
     return repr(value) if math.isfinite(value) else ""
 
 
-def parameters_csv(analysis) -> str:
+def results_json(analysis: Analysis) -> dict:
+    """The contract's ``results.json`` content of ``analysis``."""
+    clip, layout = analysis.clip, analysis.layout
+    motion = analysis.motion.to_json() if analysis.motion is not None else {
+        "compensated": False, "method": None,
+        "reason": "disabled (--no-motion-compensation)" if not analysis.options.motion_compensation else None}
+    return {
+        "clip": {
+            "source": clip.source,
+            "frames": clip.n_frames,
+            "rows": clip.rows,
+            "columns": clip.columns,
+            "frame_times_s": [round(float(t), 6) for t in clip.frame_times_s],
+            "display": layout.display,
+            "dynamic_range_db": float(analysis.options.dynamic_range_db),
+            "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
+                             f"{analysis.options.dynamic_range_db:g} dB; g: {analysis.colour_mapping.describe()}"),
+            "motion": motion,
+            "excluded_frames": analysis.excluded_frames,
+            "excluded_frame_reasons": [e.to_json() for e in analysis.excluded],
+            "warnings": list(analysis.warnings),
+            "timing_source": clip.timing_source,
+            "injection_time_s": float(analysis.options.injection_time_s),
+            "reference_frame": int(analysis.options.reference_frame),
+            "photometric_interpretation": clip.photometric,
+            "pixel_spacing_mm": list(layout.contrast.spacing_mm) if layout.contrast.spacing_mm else None,
+            "contrast_region": _region_box(layout.contrast),
+            "bmode_region": _region_box(layout.bmode) if layout.bmode is not None else None,
+            "uids": dict(clip.uids),
+        },
+        "rois": {name: _roi_json(roi, analysis.parameter_names) for name, roi in analysis.rois.items()},
+        "reference": analysis.options.reference,
+        "model": analysis.options.model,
+        "maps": analysis.maps.summary() if analysis.maps is not None else None,
+        "software": {"name": SOFTWARE_NAME, "version": __version__},
+    }
+
+
+def _region_box(region) -> dict:
+    return {"x0": region.x0, "y0": region.y0, "x1": region.x1, "y1": region.y1}
+
+
+def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
+    fit = roi.fit
+    out = {
+        "pixels": roi.pixels,
+        "status": fit.status,
+        "reason": fit.reason,
+        "model": fit.model,
+        "fit": {name: float(value) for name, value in fit.params.items()},
+        "parameters": {name: _finite_or_none(roi.parameters.get(name)) for name in parameter_names},
+        "relative": {name: _finite_or_none(roi.relative.get(name)) for name in parameter_names},
+        "frames_fitted": int(fit.n_frames_used),
+    }
+    if isinstance(fit, SegmentedFit):
+        out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
+                            "t_flash_s": float(fit_k.t_flash_s), "first_frame": int(segment.frames[0]),
+                            "last_frame": int(segment.frames[-1]), "status": fit_k.status, "reason": fit_k.reason,
+                            "fit": {k: float(v) for k, v in fit_k.params.items()},
+                            "parameters": replenishment_parameters(fit_k)}
+                           for segment, fit_k in zip(fit.segment_frames, fit.segments)]
+    if roi.clipping is not None:
+        out["clipping"] = {"saturated_fraction": roi.clipping.saturated_fraction,
+                           "floor_fraction": roi.clipping.floor_fraction}
+    return out
+
+
+def parameters_csv(analysis: Analysis) -> str:
     """One row per ROI: status, the model's parameters, then ``rel_`` parameters, then the reason."""
     names = analysis.parameter_names
     buffer = io.StringIO()
@@ -30,7 +105,7 @@ def parameters_csv(analysis) -> str:
     return buffer.getvalue()
 
 
-def tic_csv(analysis) -> str:
+def tic_csv(analysis: Analysis) -> str:
     """``time_s`` (since injection), then per ROI measured and fitted mean linear intensity (a.u.).
 
     Trailing columns: ``frame`` index, ``clip_time_s`` (clip clock), ``excluded`` (1 when the frame
@@ -66,9 +141,9 @@ def tic_csv(analysis) -> str:
     return buffer.getvalue()
 
 
-def write_analysis(analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
+def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
     """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
-    results = json_text(analysis.results())
+    results = json_text(results_json(analysis))
     parameters = parameters_csv(analysis)
     tic = tic_csv(analysis)
 
@@ -80,8 +155,6 @@ def write_analysis(analysis, out_dir: str, extra_writers: Iterable[tuple[str, Ca
 
     writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
     if analysis.maps is not None:
-        from DCEUSResponseLib.export.map_files import map_writers
-
         writers += map_writers(analysis.maps)
     writers.append(("results.json", text_writer(results)))
     return write_staged(out_dir, writers, last="results.json")

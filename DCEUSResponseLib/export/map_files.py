@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 #: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
 PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
@@ -18,8 +20,6 @@ def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, c
     are the pixel spacing in mm and the space origin the first pixel's centre in the clip's frame
     geometry (pixel (r, c) at (c dx, r dy)), so they overlay the clip in Slicer.
     """
-    from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
-
     writers = []
     for name, values in maps.values.items():
         writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))
@@ -31,22 +31,20 @@ def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, c
     return writers
 
 
-def _geometry(maps: ParametricMaps) -> tuple[tuple[float, float], tuple[float, float]]:
-    row_mm, col_mm = maps.spacing_mm or (float(maps.binning), float(maps.binning))
-    unit_row, unit_col = (maps.spacing_mm[0] / maps.binning, maps.spacing_mm[1] / maps.binning) \
-        if maps.spacing_mm else (1.0, 1.0)
-    origin = (maps.origin_px[1] * unit_col, maps.origin_px[0] * unit_row)
-    return (col_mm, row_mm), origin
+def _geometry(maps: ParametricMaps) -> tuple[np.ndarray, np.ndarray]:
+    """NRRD ``space directions`` (2 x 2, mm) and ``space origin`` (mm) of the map grid, in LPS."""
+    ijk_to_lps = FrameGeometry.of_map_grid(maps.spacing_mm, maps.binning).map_ijk_to_lps(maps.origin_px, maps.binning)
+    return ijk_to_lps[:2, :2].T, ijk_to_lps[:2, 3]
 
 
 def _nrrd_writer(maps: ParametricMaps, values: np.ndarray, name: str, unit: str):
     def write(path: str) -> None:
         import nrrd
 
-        (col_mm, row_mm), origin = _geometry(maps)
+        directions, origin = _geometry(maps)
         # Fields outside the NRRD standard are written by pynrrd as "key:=value" pairs.
-        header = {"space dimension": 2, "space directions": np.array([[col_mm, 0.0], [0.0, row_mm]]),
-                  "space origin": np.array(origin), "space units": ["mm", "mm"], "kinds": ["domain", "domain"],
+        header = {"space dimension": 2, "space directions": directions,
+                  "space origin": origin, "space units": ["mm", "mm"], "kinds": ["domain", "domain"],
                   "encoding": "gzip", "content": name, "DCEUS_parameter": name, "DCEUS_unit": unit,
                   "DCEUS_model": maps.model, "DCEUS_binning": str(maps.binning)}
         # index order C: the array is (rows, columns); NRRD's fastest axis is the column (x).

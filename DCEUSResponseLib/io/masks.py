@@ -19,6 +19,7 @@ import numpy as np
 
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 
 def parse_roi_spec(spec: str) -> tuple[str | None, str]:
@@ -111,10 +112,9 @@ def _read_segmentation(path: str, frame_shape: tuple[int, int],
     if not segments:
         raise InputError("the segmentation has no segments", path)
     ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=np.float64)
-    row_mm, col_mm = spacing_mm if spacing_mm else (1.0, 1.0)  # as Clip.frame_spacing_mm
-    # frame (column, row) = LPS (x / dx, y / dy): compose with the segmentation's voxel-to-LPS matrix
-    lps_to_frame = np.diag([1.0 / col_mm, 1.0 / row_mm, 1.0, 1.0])
-    ijk_to_frame = lps_to_frame @ ijk_to_lps
+    geometry = FrameGeometry.from_spacing(spacing_mm)
+    row_mm, col_mm = geometry.spacing_mm
+    ijk_to_frame = geometry.lps_to_pixel_matrix() @ ijk_to_lps  # voxel -> frame (column, row)
     linear = ijk_to_frame[:2, :2]
     offset = ijk_to_frame[:2, 3]
     if not np.allclose(np.abs(linear), np.eye(2), atol=1e-3) or not np.allclose(offset, np.round(offset), atol=1e-2):

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from DCEUSResponseLib.io.dicom_us import _ultrasound_regions
+from DCEUSResponseLib.io.dicom_us import ultrasound_regions
 
 # Names of contrast modes and agents that scanners and sonographers write into descriptions.
 CONTRAST_WORDS = re.compile(
@@ -78,7 +78,7 @@ def _contrast_evidence(ds: Any) -> str | None:
     if ds.get("ContrastBolusAgentSequence"):
         return "Contrast/Bolus Agent Sequence"
     rows, columns = _int(ds.get("Rows", 0)), _int(ds.get("Columns", 0))
-    regions, _notes = _ultrasound_regions(ds, rows, columns)
+    regions, _notes = ultrasound_regions(ds, rows, columns)
     if any(a.is_beside(b) for index, a in enumerate(regions) for b in regions[index + 1:]):
         return "dual display (two side-by-side tissue regions of one size)"
     for keyword in DESCRIPTION_KEYWORDS:

@@ -148,13 +148,17 @@ def classify(name: str, before: dict, after: dict, parameters: dict, rule: Respo
     return verdict, f"{rule.parameter} changed by {change:+.1f} % (threshold {rule.threshold_percent:g} %)"
 
 
+def check_shared_rois(baseline: dict, followup: dict, baseline_dir: str, followup_source: str) -> None:
+    """Raise when two ``results.json`` contents have no ROI name in common (nothing to compare)."""
+    if not set(baseline["rois"]) & set(followup["rois"]):
+        raise InputError(f"no ROI name is shared with the baseline {baseline_dir} (name ROIs alike in both "
+                         "exams)", followup_source)
+
+
 def compare_folders(baseline_dir: str, followup_dir: str, rule_text: str = DEFAULT_RULE) -> dict:
     """Read two ``analyze`` output folders and compare them."""
     rule = ResponseRule.parse(rule_text)
     baseline = read_results(baseline_dir)
     followup = read_results(followup_dir)
-    common = set(baseline["rois"]) & set(followup["rois"])
-    if not common:
-        raise InputError(f"no ROI name is shared with the baseline {baseline_dir} (name ROIs alike in both "
-                         "exams)", followup_dir)
+    check_shared_rois(baseline, followup, baseline_dir, followup_dir)
     return compare_results(baseline, followup, rule, os.path.abspath(baseline_dir), os.path.abspath(followup_dir))

@@ -5,7 +5,7 @@ provides and which the ``slicer-core`` wheel provides without Qt (:func:`create_
 sets a scene up the way Slicer does). Every other function takes the scene (or a node) as argument,
 so the Slicer module passes ``slicer.mrmlScene`` and the command line a headless scene.
 
-Geometry (the clip's *frame geometry*, see :mod:`DCEUSResponseLib.rois`): frame pixel (row r,
+Geometry (the clip's *frame geometry*, :mod:`DCEUSResponseLib.spatial.frame`): frame pixel (row r,
 column c) is at LPS (c dx, r dy, 0) mm, i.e. RAS (-c dx, -r dy, 0), with (dy, dx) the clip's pixel
 spacing (1 mm when the clip has no calibration). Each display panel (the contrast panel, and the
 B-mode panel of a dual display) becomes a volume holding that panel's crop with IJK (i = column

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
+from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.scene.application import create_headless_application
@@ -13,10 +14,6 @@ from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences
 from DCEUSResponseLib.scene.map_volumes import add_parameter_maps
 from DCEUSResponseLib.scene.segmentation import add_roi_segmentation
 from DCEUSResponseLib.scene.tables import add_analysis_results, provenance_attributes
-
-if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
-
-    from DCEUSResponseLib.ceus.pipeline import Analysis
 
 
 def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMask] | None = None,

@@ -18,11 +18,10 @@ from DCEUSResponseLib.scene.nodes import (
     TIME_INDEX_NAME,
     TIME_INDEX_UNIT,
     add_new_node,
-    grid_position,
-    panel_ijk_to_ras,
     volume_ijk_to_ras,
     vtk_matrix,
 )
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
@@ -150,7 +149,7 @@ def _fill_sequence(sequence, clip: Clip, region: UltrasoundRegion, spacing: tupl
 
     colour = clip.is_colour
     frame_volume = slicer.vtkMRMLVectorVolumeNode() if colour else slicer.vtkMRMLScalarVolumeNode()
-    frame_volume.SetIJKToRASMatrix(vtk_matrix(panel_ijk_to_ras(region.x0, region.y0, spacing)))
+    frame_volume.SetIJKToRASMatrix(vtk_matrix(FrameGeometry(spacing).panel_ijk_to_ras(region.x0, region.y0)))
     if colour:
         frame_volume.SetVoxelVectorType(slicer.vtkMRMLVolumeNode.VoxelVectorTypeColorRGB)
     for key, value in frame_attributes.items():
@@ -272,7 +271,7 @@ def _read_panel(sequence) -> _Panel:
     stored_spacing = json.loads(attributes.get("DCEUS.FrameSpacingMm", "null") or "null")
     if stored_spacing and np.allclose(stored_spacing, spacing, rtol=1e-9):
         spacing = (float(stored_spacing[0]), float(stored_spacing[1]))  # decimal round-off of saving
-    x0, y0 = grid_position(ijk_to_ras, spacing, f"volume sequence {source!r}", source)
+    x0, y0 = FrameGeometry(spacing).panel_origin_px(ijk_to_ras, f"volume sequence {source!r}", source)
 
     columns, rows, planes = first.GetImageData().GetDimensions()
     if planes != 1:

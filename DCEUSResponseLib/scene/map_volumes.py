@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS, sample_colour_map
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
-
-    from DCEUSResponseLib.ceus.maps import ParametricMaps
 
 
 MAP_STATUS = "status"
@@ -32,16 +33,9 @@ def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float]
     is centred on full-frame pixel ``origin_px + binning (r, c)``, at RAS
     ``(-(origin col + binning c) dx, -(origin row + binning r) dy, 0)``.
     """
-    if frame_spacing_mm is None:
-        frame_spacing_mm = ((maps.spacing_mm[0] / maps.binning, maps.spacing_mm[1] / maps.binning)
-                            if maps.spacing_mm else (1.0, 1.0))
-    dy, dx = map(float, frame_spacing_mm)
-    origin_row, origin_col = map(float, maps.origin_px)
-    binning = float(maps.binning)
-    return np.array([[-dx * binning, 0.0, 0.0, -origin_col * dx],
-                     [0.0, -dy * binning, 0.0, -origin_row * dy],
-                     [0.0, 0.0, 1.0, 0.0],
-                     [0.0, 0.0, 0.0, 1.0]])
+    geometry = FrameGeometry.of_map_grid(maps.spacing_mm, maps.binning) if frame_spacing_mm is None \
+        else FrameGeometry.from_spacing(frame_spacing_mm)
+    return geometry.map_ijk_to_ras(tuple(map(float, maps.origin_px)), float(maps.binning))
 
 
 def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", name_prefix: str = "",
@@ -61,9 +55,6 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
     so that NaN voxels are transparent as a foreground layer. ``"status"`` is a label map volume
     of the status codes (uint8) with a colour table naming them (:data:`maps.STATUS_NAMES`).
     """
-    from DCEUSResponseLib.ceus.maps import STATUS_NAMES
-    from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS
-
     names = [*maps.values, MAP_STATUS] if parameters is None else list(parameters)
     unknown = [name for name in names if name != MAP_STATUS and name not in maps.values]
     if unknown:
@@ -155,8 +146,6 @@ def _map_colour_node(scene, colour_map: str, can_invert: bool = True):
             return node, inverted  # the application's own table
     if ours is not None:
         return ours, inverted
-    from DCEUSResponseLib.export.map_files import sample_colour_map
-
     colours = sample_colour_map(base).astype(np.float64) / 255.0  # matplotlib's (a grey ramp without it)
     table = add_new_node(scene, "vtkMRMLColorTableNode", f"DCEUS {base}")
     table.SetTypeToUser()

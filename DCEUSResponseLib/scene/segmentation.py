@@ -10,9 +10,7 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
     add_new_node,
-    grid_position,
     numpy_matrix,
-    panel_ijk_to_ras,
     volume_ijk_to_ras,
     vtk_matrix,
 )
@@ -40,8 +38,8 @@ def add_roi_segmentation(scene: "slicer.vtkMRMLScene", rois: Sequence[RoiMask], 
 
     frame_shape = (clip.rows, clip.columns)
     reference_matrix = volume_ijk_to_ras(reference_volume)
-    x0, y0 = grid_position(reference_matrix, clip.frame_spacing_mm,
-                            f"reference volume {reference_volume.GetName()!r}", clip.source)
+    x0, y0 = clip.frame_geometry.panel_origin_px(reference_matrix,
+                                                 f"reference volume {reference_volume.GetName()!r}", clip.source)
     names = [roi.name for roi in rois]
     if len(set(names)) != len(names):
         raise InputError(f"duplicate ROI names among {names}", clip.source)
@@ -109,8 +107,8 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
     source = f"segmentation {segmentation_node.GetName()!r}"
     if scene is None:
         raise InputError("the segmentation node is not in a scene", source)
-    spacing = clip.frame_spacing_mm
-    frame_matrix = panel_ijk_to_ras(0, 0, spacing)
+    geometry = clip.frame_geometry
+    frame_matrix = geometry.panel_ijk_to_ras(0, 0)
     segmentation = segmentation_node.GetSegmentation()
     segment_ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
     if not segment_ids:
@@ -135,7 +133,7 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
             internal = segment.GetRepresentation(labelmap_name) if _is_labelmap_source(segmentation) else None
             if internal is not None and internal.GetPointData().GetScalars() is not None:
                 internal_matrix = _oriented_image_to_world(internal)
-                grid_position(internal_matrix, spacing, f"segment {segment_name!r}", source)
+                geometry.panel_origin_px(internal_matrix, f"segment {segment_name!r}", source)
                 values = numpy_support.vtk_to_numpy(internal.GetPointData().GetScalars())
                 internal_count = int(np.count_nonzero(values == segment.GetLabelValue()))
             ids = vtkStringArray()

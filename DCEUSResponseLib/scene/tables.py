@@ -1,4 +1,5 @@
-"""Analysis results as Slicer tables (TIC, parameters) and a chart of measured and fitted TICs."""
+"""Analysis results as Slicer tables (TIC, parameters) and a chart of measured and fitted TICs; the
+response of a follow-up as a table. The one place the package builds MRML tables."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.ceus.results import Analysis
+from DCEUSResponseLib.export.contract import results_json
+from DCEUSResponseLib.export.staging import json_text
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, ResponseRule
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
     TIC_X_AXIS_TITLE,
@@ -18,8 +23,6 @@ from DCEUSResponseLib.scene.nodes import (
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
-
-    from DCEUSResponseLib.ceus.pipeline import Analysis
 
 
 @dataclass
@@ -81,12 +84,10 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     _add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
-    from DCEUSResponseLib.export.staging import json_text
-
     for table in (tic_table, parameter_table):
         for key, value in provenance.items():
             table.SetAttribute(key, value)
-    parameter_table.SetAttribute("DCEUS.Results", json_text(analysis.results()))
+    parameter_table.SetAttribute("DCEUS.Results", json_text(results_json(analysis)))
 
     chart = add_new_node(scene, "vtkMRMLPlotChartNode", f"{name_prefix}TIC chart")
     chart.SetTitle(f"{name_prefix}Time-intensity curves")
@@ -184,3 +185,40 @@ def _configure_series(series, table, column: str, colour, *, markers: bool) -> N
     series.SetColor(*map(float, colour))
 
 
+
+
+#: Changes shown besides the rule's own, in this order (absolute and reference-normalised).
+RESPONSE_TABLE_PARAMETERS = ("PE", "WiWoAUC", "mTTl")
+
+
+def add_response_table(scene: "slicer.vtkMRMLScene", response: dict, table_node=None, name: str = "DCE-US response"):
+    """A table of ``response.json``: one row per ROI, its classification, the changes (%) of the rule's
+    parameter first, then of :data:`RESPONSE_TABLE_PARAMETERS`, and the reason.
+
+    ``table_node`` is refilled when given (its columns replaced), else a new table named ``name``.
+    """
+    if table_node is None:
+        table_node = add_new_node(scene, "vtkMRMLTableNode", name)
+    rule = ResponseRule.parse(response.get("rule") or DEFAULT_RULE)
+    changes = [(rule.parameter, "relative_delta_percent" if rule.scale == "relative" else "delta_percent")]
+    for parameter in RESPONSE_TABLE_PARAMETERS:
+        for key in ("relative_delta_percent", "delta_percent"):
+            if (parameter, key) not in changes:
+                changes.append((parameter, key))
+    rois = response["rois"]
+    was_modified = table_node.StartModify()
+    table_node.RemoveAllColumns()
+    _add_string_column(table_node, "ROI", list(rois))
+    _add_string_column(table_node, "Classification", [roi["classification"] for roi in rois.values()])
+    for parameter, key in changes:
+        relative = key == "relative_delta_percent"
+        values = [roi["parameters"].get(parameter, {}).get(key) for roi in rois.values()]
+        _add_double_column(table_node, f"{parameter} rel. change" if relative else f"{parameter} change",
+                           [_nan_for_none(value) for value in values], "%",
+                           f"change of {parameter} relative to each exam's reference ROI" if relative
+                           else f"change of the absolute {parameter}")
+    _add_string_column(table_node, "Reason", [roi.get("reason") or "" for roi in rois.values()])
+    table_node.SetAttribute("DCEUSResponse.rule", response.get("rule_definition") or "")
+    table_node.Modified()
+    table_node.EndModify(was_modified)
+    return table_node

@@ -24,7 +24,7 @@ from DCEUSResponseLib.clip import Clip# noqa: E402
 from DCEUSResponseLib.errors import InputError# noqa: E402
 from DCEUSResponseLib.ceus.layout import find_layout# noqa: E402
 from DCEUSResponseLib.export.staging import json_text
-from DCEUSResponseLib.export.contract import parameters_csv# noqa: E402
+from DCEUSResponseLib.export.contract import parameters_csv, results_json  # noqa: E402
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES# noqa: E402
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.io.masks import read_roi_masks# noqa: E402
@@ -414,7 +414,7 @@ def test_result_tables_and_chart_hold_the_analysis(dual_gold, app):
         assert node.GetAttribute("DCEUS.Source") == clip.source
         assert node.GetAttribute("DCEUS.SoftwareName") == SOFTWARE_NAME
         assert node.GetAttribute("DCEUS.SoftwareVersion") == __version__
-    assert results.parameter_table.GetAttribute("DCEUS.Results") == json_text(analysis.results())
+    assert results.parameter_table.GetAttribute("DCEUS.Results") == json_text(results_json(analysis))
     # without a segmentation the curves take the default colours
     plain = add_analysis_results(app.scene, analysis)
     first = next(iter(analysis.rois))
@@ -494,7 +494,7 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
         (chart,) = _nodes(scene, "vtkMRMLPlotChartNode")
         restored_results = ResultNodes(tables["TIC"], tables["Parameters"], chart, {}, {})
         _check_tables(analysis, restored_results, rtol=SAVED_TABLE_RTOL)
-        assert tables["Parameters"].GetAttribute("DCEUS.Results") == json_text(analysis.results())
+        assert tables["Parameters"].GetAttribute("DCEUS.Results") == json_text(results_json(analysis))
         colours = {name: tuple(ROI_COLOURS[i]) for i, name in enumerate(analysis.rois)}
         _check_chart(analysis, chart, tables["TIC"], colours)
         assert len(_nodes(scene, "vtkMRMLPlotSeriesNode")) == chart.GetNumberOfPlotSeriesNodes()

@@ -223,6 +223,39 @@ def test_the_module_file_has_the_classes_slicer_looks_for():
     assert {"setUp", "runTest"} <= tests and len([t for t in tests if t.startswith("test_")]) >= 2
 
 
+def _methods(class_name: str) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in _classes(_tree(MODULE_FILE))[class_name].body if isinstance(n, ast.FunctionDef)}
+
+
+def test_the_logic_delegates_and_returns_its_outputs():
+    """The Logic builds no vtk table itself (scene/tables.py does), keeps no results as state, and
+    process() takes the engine's AnalysisOptions (one spelling of each option), as the module
+    template's Logic.process only delegates (Utilities/Templates/Modules/Scripted/TemplateKey.py)."""
+    logic_source = ast.unparse(_classes(_tree(MODULE_FILE))[f"{MODULE_NAME}Logic"])
+    for built_here in ("vtkStringArray", "vtkDoubleArray", "AddColumn", "self.resultNodes", "self.mapNodes",
+                       "self.responseTableNode", "json.loads", "json_text"):
+        assert built_here not in logic_source, built_here
+    process = _methods(f"{MODULE_NAME}Logic")["process"]
+    assert [a.arg for a in process.args.args][:4] == ["self", "browserNode", "segmentationNode", "options"]
+    assert ast.unparse(process.args.args[3].annotation) == "AnalysisOptions"
+    assert ast.unparse(process.returns) == "AnalysisOutputs"
+    assert "results_json(followup)" in ast.unparse(_methods(f"{MODULE_NAME}Logic")["compareWithFolder"])
+    widget_source = ast.unparse(_classes(_tree(MODULE_FILE))[f"{MODULE_NAME}Widget"])
+    assert "getattr(" not in widget_source and "self.logic.resultNodes" not in widget_source
+
+
+def test_the_widget_has_one_error_path_the_templates():
+    """Every button runs the engine inside slicer.util.tryWithErrorDisplay (Base/Python/slicer/util.py,
+    as TemplateKey.onApplyButton), through the one _errorDisplay helper; no handler catches errors itself."""
+    methods = _methods(f"{MODULE_NAME}Widget")
+    assert "slicer.util.tryWithErrorDisplay(message, waitCursor=True)" in ast.unparse(methods["_errorDisplay"])
+    for name in ("onApplyButton", "onCompareButton", "onExportButton"):
+        source = ast.unparse(methods[name])
+        assert "with self._errorDisplay(" in source, name
+        handlers = [ast.unparse(h.type) for h in ast.walk(methods[name]) if isinstance(h, ast.ExceptHandler)]
+        assert set(handlers) <= {"ProcessingCancelled"}, (name, handlers)
+
+
 def test_the_module_texts_are_translatable_and_the_category_is_ultrasound():
     init = next(n for n in _classes(_tree(MODULE_FILE))[MODULE_NAME].body
                 if isinstance(n, ast.FunctionDef) and n.name == "__init__")
@@ -259,7 +292,7 @@ def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clip
     assert constants["UNDECODABLE_CONFIDENCE"] < constants["OTHER_CINE_CONFIDENCE"] < 0.5
     assert "1.2.840.10008.5.1.4.1.1.3.1" in constants["US_MULTIFRAME_SOP_CLASS_UIDS"]
     assert "1.2.840.10008.5.1.4.1.1.6.1" in constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]
-    from DCEUSResponseLib.io.dicom_us import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
+    from DCEUSResponseLib.io.dicom_frames import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
 
     assert set(constants["US_MULTIFRAME_SOP_CLASS_UIDS"]) == set(US_MULTIFRAME_SOP_CLASSES)
     assert set(constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]) == set(US_SINGLE_FRAME_SOP_CLASSES)

@@ -1,0 +1,37 @@
+"""``dceus compare``: the treatment response between two ``analyze`` output folders."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from DCEUSResponseLib.app.summary import format_response
+from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
+from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, RULE_ALIASES, compare_folders
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("compare", help="treatment response between two exams",
+                                   description="Compare two analyze output folders of one patient and write "
+                                   "response.json into --out.")
+    parser.add_argument("baseline", metavar="BASELINE_DIR")
+    parser.add_argument("followup", metavar="FOLLOWUP_DIR")
+    parser.add_argument("--rule", default=DEFAULT_RULE, metavar="RULE",
+                        help=f"response rule: {', '.join(f'{k} ({v})' for k, v in RULE_ALIASES.items())} "
+                        "or [absolute|relative]:PARAM:PERCENT (default %(default)s)")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_output_dir(args.out)
+    response = compare_folders(args.baseline, args.followup, args.rule)
+    text = json_text(response)
+
+    def write(path):
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+
+    write_staged(args.out, [("response.json", write)], last="response.json")
+    print(format_response(response))
+    print(f"response written to {os.path.join(os.path.abspath(args.out), 'response.json')}")
+    return 0

@@ -1,0 +1,17 @@
+"""``dceus demo``: generate the synthetic demo study and analyse it end to end."""
+from __future__ import annotations
+
+import argparse
+
+from DCEUSResponseLib.app.demo import run_demo
+
+
+def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("demo", help="generate the synthetic demo study and analyse it end to end")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(run_demo(args.out))
+    return 0

@@ -1,0 +1,60 @@
+"""The typed result of analysing one clip: :class:`Analysis` and its per-ROI :class:`RoiResult`.
+
+This is the one result object: ``results.json``, the CSVs (:mod:`DCEUSResponseLib.export.contract`),
+the Slicer tables (:mod:`DCEUSResponseLib.scene.tables`), the scene bundle and the response of a
+follow-up are all views of it, computed from it where they are written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from DCEUSResponseLib.ceus.layout import DisplayLayout
+from DCEUSResponseLib.ceus.linearize import ClippingCount, ColourMapping
+from DCEUSResponseLib.ceus.maps import ParametricMaps
+from DCEUSResponseLib.ceus.motion import MotionEstimate
+from DCEUSResponseLib.ceus.options import AnalysisOptions
+from DCEUSResponseLib.ceus.quality import ExcludedFrame
+from DCEUSResponseLib.clip import Clip, RoiMask
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
+
+
+@dataclass
+class RoiResult:
+    """One ROI's curve (mean linear intensity per frame, a.u.), fit and parameters (contract units)."""
+
+    name: str
+    pixels: int
+    tic: np.ndarray
+    fit: object  # BolusFit or SegmentedFit
+    parameters: dict[str, float | None]
+    relative: dict[str, float | None] = field(default_factory=dict)
+    clipping: ClippingCount | None = None
+
+
+@dataclass
+class Analysis:
+    """Everything one analysis found, as computed (nothing rounded or formatted)."""
+
+    clip: Clip
+    layout: DisplayLayout
+    options: AnalysisOptions
+    colour_mapping: ColourMapping
+    times_s: np.ndarray  # seconds since injection, per frame
+    frame_use: np.ndarray  # frames used for fitting
+    rois: dict[str, RoiResult]
+    warnings: list[str]
+    motion: MotionEstimate | None = None
+    excluded: list[ExcludedFrame] = field(default_factory=list)  # one per excluded frame, in frame order
+    maps: ParametricMaps | None = None
+    parameter_names: tuple[str, ...] = PARAMETER_NAMES
+    roi_masks: list[RoiMask] = field(default_factory=list)  # the full-frame masks given
+
+    @property
+    def excluded_frames(self) -> list[int]:
+        return [int(k) for k in np.flatnonzero(~self.frame_use)]
+
+    def exclusion_reasons(self) -> dict[int, str]:
+        """Frame index to the reason it was kept out of the fits."""
+        return {int(e.frame): e.reason for e in self.excluded}
