@@ -25,13 +25,13 @@ FLOORS = {
     "kinetics": 4,
     "ceus": 5,
     "pet": 5,
-    "longitudinal": 6,
-    "export": 6,
-    "fusion": 6,
-    "scene": 7,
-    "synthetic": 7,
-    "app": 8,
-    "__main__": 9,
+    "fusion": 6,  # one clip's analysis placed in the patient's CT / PET
+    "export": 7,  # files are views of the results below (and the atomic staging every writer uses)
+    "longitudinal": 8,  # a trial's exams: reads analyses and fusions, writes its tables through export
+    "scene": 9,  # Slicer nodes of any of the above (analyses, fusions, a study's follow-up)
+    "synthetic": 9,
+    "app": 10,
+    "__main__": 11,
 }
 # Rooms only the application may use: the engine below ``app`` never builds a Slicer scene (the
 # command line passes the bundle writer to export as an extra output) nor makes test data.
