@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 # Landmarks farther than this from the plane z = 0 are not on the CEUS frame (mm).
 PLANE_TOLERANCE_MM = 0.5
@@ -78,12 +79,10 @@ class Registration:
 def pixel_to_frame_mm(rows: np.ndarray, columns: np.ndarray, spacing_mm: tuple[float, float]) -> np.ndarray:
     """Full-frame pixel positions (row r, column c) -> CEUS frame mm (c dx, r dy, 0), shape (..., 3).
 
-    The contract's frame geometry (``Clip.frame_spacing_mm`` gives ``(dy, dx)``); fractional pixel
-    positions (map pixel centres of a binned grid) are allowed.
+    The frame geometry of :class:`DCEUSResponseLib.spatial.frame.FrameGeometry` with the clip's
+    ``(dy, dx)``; fractional pixel positions (map pixel centres of a binned grid) are allowed.
     """
-    dy, dx = spacing_mm
-    rows, columns = np.broadcast_arrays(np.asarray(rows, dtype=float), np.asarray(columns, dtype=float))
-    return np.stack([columns * dx, rows * dy, np.zeros(rows.shape)], axis=-1)
+    return FrameGeometry(tuple(map(float, spacing_mm))).pixel_to_frame_mm(rows, columns)
 
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
