@@ -48,8 +48,9 @@ from DCEUSResponseLib.errors import InputError
 MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
 DEFAULT_MODEL = "lognormal"
 DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.DEFAULT_RULE
-# Python packages the self-test needs beyond those Slicer ships (the demo study writes its ROIs with slicerio).
-TEST_REQUIREMENTS = ["slicerio>=1.0"]
+# The Python packages the module needs beyond those Slicer 5.12 bundles (pynrrd writes the map NRRDs
+# of Export; slicerio the demo study's segmentation), one per line as pip requirements.
+REQUIREMENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "requirements.txt")
 
 
 #
@@ -418,6 +419,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportButton(self) -> None:
         folder = self.ui.exportFolderPathLineEdit.currentPath
         with self._errorDisplay(_("The export failed.")):
+            ensurePythonPackages()  # the map NRRDs need pynrrd, which Slicer does not bundle
             self.logic.exportResults(self._analysis, folder)
         self.ui.exportFolderPathLineEdit.addCurrentPathToHistory()
         self._setStatus(_("Results written to {folder} (results.json, parameters.csv, tic.csv).")
@@ -651,14 +653,16 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         return write_analysis(analysis, folder)
 
 
-def ensurePythonPackages(requirements, requester="DCEUSResponse", inTest=False):
-    """Install missing Python packages (``requirements``: pip requirement strings) with slicer.packaging.
+def ensurePythonPackages(requester="DCEUSResponse", inTest=False):
+    """Install the module's missing Python packages (``Resources/requirements.txt``) on first use.
 
-    Slicer 5.12 and later ship numpy, scipy, pydicom 3 and Pillow, everything the module needs; only the
-    self-test needs more (``TEST_REQUIREMENTS``). In a test the install runs without prompting.
+    Slicer 5.12's scripted-module template: ``slicer.packaging.pip_ensure`` of the requirements read by
+    ``slicer.packaging.load_requirements``; it asks the user before installing (in a test it installs
+    without asking) and does nothing when everything is there.
     """
     import slicer.packaging
 
+    requirements = slicer.packaging.load_requirements(REQUIREMENTS_FILE)
     slicer.packaging.pip_ensure(requirements, requester=requester, prompt_install=not inTest,
                                 prompt_restart=not inTest, skip_in_testing=not inTest, show_progress=not inTest)
 
@@ -694,7 +698,7 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
 
     def _buildDemoStudy(self):
         """The demo study in a fresh temporary folder: (folder, {exam: paths}, truth)."""
-        ensurePythonPackages(TEST_REQUIREMENTS, inTest=True)
+        ensurePythonPackages(inTest=True)
         from DCEUSResponseLib.app.demo import build_demo_study
 
         folder = tempfile.mkdtemp(prefix="DCEUSResponseTest-", dir=slicer.app.temporaryPath)

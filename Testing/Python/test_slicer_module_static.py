@@ -590,3 +590,18 @@ def test_the_module_declares_what_slicer_does_not_bundle():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     engine = {Requirement(text).name.lower() for text in project["dependencies"]}
     assert declared == engine - SLICER_BUNDLED
+
+
+def test_the_module_ensures_its_requirements_before_export_as_the_template_does():
+    """Slicer 5.12 Utilities/Templates/Modules/Scripted/TemplateKey.py: slicer.packaging.pip_ensure(
+    slicer.packaging.load_requirements(self.resourcePath("requirements.txt")), requester=...)."""
+    tree = _tree(MODULE_FILE)
+    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    ensure = ast.unparse(functions["ensurePythonPackages"])
+    assert "slicer.packaging.load_requirements(REQUIREMENTS_FILE)" in ensure
+    assert "slicer.packaging.pip_ensure(requirements, requester=requester" in ensure
+    export = ast.unparse(functions["onExportButton"])
+    assert export.index("ensurePythonPackages()") < export.index("self.logic.exportResults")
+    constants = {n.targets[0].id: ast.unparse(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    assert "'Resources', 'requirements.txt'" in constants["REQUIREMENTS_FILE"]
