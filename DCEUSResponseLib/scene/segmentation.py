@@ -90,13 +90,18 @@ def _set_source_representation_to_binary_labelmap(segmentation_node) -> None:
         segmentation_node.SetMasterRepresentationToBinaryLabelmap()
 
 
-def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", clip: Clip) -> list[RoiMask]:
+def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", clip: Clip,
+                           clip_volume_node: "slicer.vtkMRMLVolumeNode | None" = None) -> list[RoiMask]:
     """One full-frame :class:`RoiMask` per segment, named after the segment.
 
     Each segment is exported as a binary labelmap on the clip's frame geometry (a temporary
-    reference volume covering the frame, removed again). A segment on another pixel grid, reaching
-    outside the frame, off the frame's plane, or empty is an :class:`InputError`, as for
-    ``.seg.nrrd`` files on the command line.
+    reference volume covering the frame, removed again). The frame is where the clip is: under the
+    parent transform of ``clip_volume_node`` (a volume of the clip, e.g. its contrast proxy volume)
+    or, without it, under the segmentation's own parent transform, so that ROIs are read in the
+    clip's frame when co-registration has put the CEUS nodes under a transform (Slicer's export
+    maps the segments from the segmentation's transform to the reference volume's). A segment on
+    another pixel grid, reaching outside the frame, off the frame's plane, or empty is an
+    :class:`InputError`, as for ``.seg.nrrd`` files on the command line.
     """
     import slicer
     from vtkmodules.util import numpy_support
@@ -120,6 +125,10 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
     labelmap = add_new_node(scene, "vtkMRMLLabelMapVolumeNode", "__dceus_roi_export__")
     try:
         reference.SetIJKToRASMatrix(vtk_matrix(frame_matrix))
+        frame_transform_id = (clip_volume_node or segmentation_node).GetTransformNodeID()
+        reference.SetAndObserveTransformNodeID(frame_transform_id)
+        # The segments' own grid is checked against the frame only where both share one coordinate system.
+        same_frame = frame_transform_id == segmentation_node.GetTransformNodeID()
         frame_image = vtkImageData()
         frame_image.SetDimensions(clip.columns, clip.rows, 1)
         frame_image.AllocateScalars(VTK_UNSIGNED_CHAR, 1)
@@ -130,7 +139,8 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
             segment = segmentation.GetSegment(segment_id)
             segment_name = segment.GetName() or segment_id
             internal_count = None
-            internal = segment.GetRepresentation(labelmap_name) if _is_labelmap_source(segmentation) else None
+            internal = (segment.GetRepresentation(labelmap_name)
+                        if same_frame and _is_labelmap_source(segmentation) else None)
             if internal is not None and internal.GetPointData().GetScalars() is not None:
                 internal_matrix = _oriented_image_to_world(internal)
                 geometry.panel_origin_px(internal_matrix, f"segment {segment_name!r}", source)

@@ -305,6 +305,45 @@ def test_rois_round_trip_through_the_segmentation(kind, app):
             np.testing.assert_array_equal(restored.mask, original.mask)
 
 
+def _rigid_transform_node(scene, name="CEUS to patient"):
+    """A linear transform node with a non-identity rigid to-parent matrix (rotation 20 deg about an
+    oblique axis and a translation), as co-registration puts over the CEUS nodes."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from vtkmodules.vtkCommonTransforms import vtkTransform
+
+    transform = vtkTransform()
+    transform.Translate(-40.0, 25.0, 110.0)
+    transform.RotateWXYZ(20.0, 0.3, -0.5, 0.8)
+    matrix = vtkMatrix4x4()
+    matrix.DeepCopy(transform.GetMatrix())
+    node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    node.SetMatrixTransformToParent(matrix)
+    return node
+
+
+@pytest.mark.parametrize("kind", ["dual-gold", "single-gray"])
+def test_rois_are_read_in_the_clip_frame_when_the_ceus_nodes_sit_under_a_transform(kind, app):
+    """Co-registration places the clip volumes and the segmentation under the registration transform:
+    the ROIs are the segments in the clip's own frame, not in world coordinates."""
+    clip, rois = _case(kind)
+    nodes = add_clip_sequences(app.scene, clip, find_layout(clip))
+    segmentation_node = add_roi_segmentation(app.scene, rois, clip, nodes.contrast_volume)
+    transform = _rigid_transform_node(app.scene)
+    for node in (nodes.contrast_volume, nodes.bmode_volume, segmentation_node):
+        if node is not None:
+            node.SetAndObserveTransformNodeID(transform.GetID())
+    for back in (rois_from_segmentation(segmentation_node, clip),
+                 rois_from_segmentation(segmentation_node, clip, clip_volume_node=nodes.contrast_volume)):
+        assert [roi.name for roi in back] == [roi.name for roi in rois]
+        for original, restored in zip(rois, back):
+            np.testing.assert_array_equal(restored.mask, original.mask)
+    # the clip volume left in place while only the segmentation moves: the segments are off the frame
+    nodes.contrast_volume.SetAndObserveTransformNodeID(None)
+    with pytest.raises(InputError, match="empty|outside"):
+        rois_from_segmentation(segmentation_node, clip, clip_volume_node=nodes.contrast_volume)
+    assert app.scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == 0
+
+
 def test_segments_outside_the_frame_or_on_another_grid_are_refused(app):
     clip, rois = _case("single-gray")
     nodes = add_clip_sequences(app.scene, clip, find_layout(clip))
