@@ -37,6 +37,7 @@ try:
 except ImportError:  # running from a source checkout: the engine is at the repository root, one level up
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import DCEUSResponseLib  # noqa: F401
+from DCEUSResponseLib.catalogue import parameter_names, unit
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
 
@@ -731,8 +732,9 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
     Tolerances are the engine's (Testing/Python/test_accuracy.py): amplitudes 10 %, times 5 % or 0.5 s.
     """
 
-    AMPLITUDES = ("PE", "WiR", "WoR", "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC")
-    TIMES = ("TTP", "TI", "TO", "RT", "FT", "mTTl")
+    # the bolus parameters in a.u. (amplitudes, rates, areas) and in seconds, from the catalogue
+    AMPLITUDES = tuple(name for name in parameter_names("bolus") if "a.u." in unit(name))
+    TIMES = tuple(name for name in parameter_names("bolus") if unit(name) == "s")
     AMPLITUDE_TOLERANCE = 0.10
     TIME_TOLERANCE, TIME_TOLERANCE_S = 0.05, 0.5
 

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clip time of the contrast injection in s (default 0, the first frame)")
     analyze.add_argument("--reference-frame", type=int, default=0, metavar="K",
                          help="frame the ROIs were drawn on (default 0)")
-    from DCEUSResponseLib.ceus.pipeline import MODEL_CHOICES
+    from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
     analyze.add_argument("--model", default="lognormal", choices=MODEL_CHOICES,
                          help="bolus model (default lognormal), or replenishment for flash-replenishment studies")
     analyze.add_argument("--no-motion-compensation", dest="motion_compensation", action="store_false",

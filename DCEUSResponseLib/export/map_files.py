@@ -3,12 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import colour_map, unit
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
-
-#: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
-PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
-                       "WiWoAUC": "magma", "WiPI": "magma", "AUC": "magma", "TTP": "viridis", "TI": "viridis",
-                       "TO": "viridis", "RT": "viridis", "FT": "viridis", "mTTl": "viridis", "QOF": "cividis"}
 
 
 def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
@@ -18,15 +14,13 @@ def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, c
     are the pixel spacing in mm and the space origin the first pixel's centre in the clip's frame
     geometry (pixel (r, c) at (c dx, r dy)), so they overlay the clip in Slicer.
     """
-    from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
-
     writers = []
     for name, values in maps.values.items():
-        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))
+        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, unit(name))))
     writers.append((f"{folder}/status.nrrd", _nrrd_writer(maps, maps.status, "status",
                                                          "; ".join(f"{k}={v}" for k, v in STATUS_NAMES.items()))))
     for name, values in maps.values.items():
-        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, PARAMETER_UNITS.get(name, ""))))
+        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, unit(name))))
     writers.append((f"{folder}/png/status.png", _status_png_writer(maps)))
     return writers
 
@@ -113,7 +107,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
         low, high = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
         if not high > low:
             high = low + 1.0
-        table = sample_colour_map(PREVIEW_COLOUR_MAPS.get(name, "viridis"))
+        table = sample_colour_map(colour_map(name))
         index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
         image = table[index]
         image[~np.isfinite(values)] = _NAN_COLOUR

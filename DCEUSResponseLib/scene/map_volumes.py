@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
@@ -54,7 +54,7 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
     ``frame_spacing_mm`` so that the maps sit exactly on the clip's volumes whatever the panel's
     calibration), so it overlays the contrast panel volume. Parameter maps are float32 with NaN
     where not fitted; their display node shows them through a perceptual colour table (magma for
-    amplitudes, viridis for times, cividis for QOF, :data:`maps.PREVIEW_COLOUR_MAPS`; Slicer's own
+    amplitudes, viridis for times, cividis for QOF: the catalogue's ``colour_map``; Slicer's own
     table of that name when the scene has it, else a table made here, one per colour map and
     scene; reversed maps invert the display range), windowed on the 2nd to 98th percentile of the
     finite values, nearest-neighbour (one map pixel, one fit), and thresholded on the finite range
@@ -62,7 +62,6 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
     of the status codes (uint8) with a colour table naming them (:data:`maps.STATUS_NAMES`).
     """
     from DCEUSResponseLib.ceus.maps import STATUS_NAMES
-    from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS
 
     names = [*maps.values, MAP_STATUS] if parameters is None else list(parameters)
     unknown = [name for name in names if name != MAP_STATUS and name not in maps.values]
@@ -81,13 +80,13 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
                           "DCEUS.StatusCodes": json.dumps({str(code): text for code, text in STATUS_NAMES.items()})}
         else:
             values = np.asarray(maps.values[name], dtype=np.float32)
-            colour_map = PREVIEW_COLOUR_MAPS.get(name, "viridis")
+            colour_map = preview_colour_map(name)
             volume = _add_map_volume(scene, f"{name_prefix}{name} map", values, ijk_to_ras, label=False)
             display = volume.GetDisplayNode()
             # a Slicer whose display nodes cannot invert the range: reversed maps get a table of their own
             can_invert = hasattr(display, "SetInvertDisplayScalarRange")
             _show_map(display, values, *_map_colour_node(scene, colour_map, can_invert))
-            attributes = {"DCEUS.Parameter": name, "DCEUS.Unit": PARAMETER_UNITS.get(name, ""),
+            attributes = {"DCEUS.Parameter": name, "DCEUS.Unit": unit(name),
                           "DCEUS.ColourMap": colour_map}
         for key, value in {**attributes, **common}.items():
             volume.SetAttribute(key, value)
