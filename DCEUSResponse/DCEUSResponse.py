@@ -41,8 +41,8 @@ from DCEUSResponseLib.catalogue import parameter_names, unit
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
 
-# Bolus models of DCEUSResponseLib.kinetics.models.BOLUS_MODELS (listed here so that importing this module does
-# not import scipy at Slicer startup; Testing/Python/test_slicer_module_static.py checks they agree).
+# The bolus family's models (DCEUSResponseLib.kinetics.registry), listed here so that importing this module does
+# not import scipy at Slicer startup; Testing/Python/test_registry.py checks they agree.
 MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
 DEFAULT_MODEL = "lognormal"
 DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.DEFAULT_RULE

@@ -6,6 +6,11 @@ import numpy as np
 from DCEUSResponseLib.catalogue import colour_map, unit
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
 
+#: Colours (RGB 0..255) of the map status codes: fitted green, no enhancement black, poor fit orange,
+#: not mapped grey, fit failed red (the status preview and the scene's status colour table).
+STATUS_COLOURS: dict[int, tuple[int, int, int]] = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14),
+                                                   3: (127, 127, 127), 4: (214, 39, 40)}
+
 
 def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
     """(relative path, writer(path)) pairs for every map as NRRD, the status map, and PNG previews.
@@ -119,8 +124,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
 
 def _status_png_writer(maps: ParametricMaps):
     def write(path: str) -> None:
-        colours = np.array([(44, 160, 44), (31, 31, 31), (255, 127, 14), (127, 127, 127), (214, 39, 40)],
-                           dtype=np.uint8)
+        colours = np.array([STATUS_COLOURS[code] for code in sorted(STATUS_NAMES)], dtype=np.uint8)
         bar = np.repeat(colours, 40, axis=0)
         labels = [((code + 0.5) / len(colours), STATUS_NAMES[code]) for code in range(len(colours))]
         _preview(colours[maps.status], "map status", bar, labels, path)
