@@ -12,11 +12,12 @@ outcome is a fit whose ``status`` is one of :data:`FIT_STATUSES` with a ``reason
 
 Where a newcomer adds a kinetic model
 -------------------------------------
-- **A new bolus shape** (e.g. a local density random walk variant): a :class:`~DCEUSResponseLib.
-  kinetics.models.BolusModel` subclass in ``models.py`` added to ``BOLUS_MODELS``, its grid of
-  skewness values in ``bolus.GRID_SKEW`` and its bounds in ``bolus.shape_bounds``. It becomes a
-  choice of ``--model``, of the Slicer module (add it to its ``MODEL_CHOICES`` too; a test checks
-  they agree) and of the maps, with the bolus parameters, without further changes.
+- **A new bolus shape** (e.g. a modified lognormal): a ``BolusModel`` subclass in ``models.py``
+  added to ``BOLUS_MODELS``, its skewness grid in ``bolus.GRID_SKEW`` and its bounds in
+  ``bolus.shape_bounds``. It becomes a choice of ``--model`` and of the maps, with the bolus
+  parameters, without further changes (add it to the Slicer module's ``MODEL_CHOICES`` too: a test
+  checks they agree; maps search its landmarks pixel by pixel unless
+  ``parameters._VECTOR_LANDMARKS`` gets its closed forms).
 - **A new kinetic family** (e.g. the Arditi beam-elevation replenishment, a pharmacokinetic model):
   its fit in a new module ``kinetics/<family>.py`` returning a fit that satisfies :class:`Fit`
   (build it on :func:`fit_scaled_curve`); its quantities in ``catalogue.py`` (a

@@ -27,8 +27,8 @@ from DCEUSResponseLib.kinetics.replenishment import (
 
 
 class BolusFamily(KineticFamily):
-    """One bolus model fitted to the frames before the first flash (:func:`~DCEUSResponseLib.
-    kinetics.bolus.fit_bolus`), the contract's bolus parameters, parametric maps."""
+    """One bolus model fitted to the frames before the first flash (``bolus.fit_bolus``), the
+    contract's bolus parameters, parametric maps."""
 
     name = "bolus"
     models = tuple(sorted(BOLUS_MODELS))

@@ -336,8 +336,8 @@ def replenishment_parameters(fit: ReplenishmentFit) -> dict[str, float | None]:
 
 @dataclass
 class SegmentedFit:
-    """Replenishment fits of one ROI, one per post-flash segment, seen as one :class:`~DCEUSResponseLib.
-    kinetics.base.Fit`.
+    """Replenishment fits of one ROI, one per post-flash segment, seen as one fit (the ``Fit`` protocol
+    of :mod:`~DCEUSResponseLib.kinetics.base`).
 
     ``status`` is "ok" when at least one segment fitted (``reason`` then says how many, when not
     all did), else the first segment's status and reason; ``params`` and ``qof`` are the means over
