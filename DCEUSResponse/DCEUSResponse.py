@@ -39,12 +39,13 @@ try:
 except ImportError:  # running from a source checkout: the engine is at the repository root, one level up
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import DCEUSResponseLib  # noqa: F401
+from DCEUSResponseLib.catalogue import parameter_names, unit
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.errors import InputError
 
-# Bolus models of DCEUSResponseLib.kinetics.models.BOLUS_MODELS (listed here so that importing this module does
-# not import scipy at Slicer startup; Testing/Python/test_slicer_module_static.py checks they agree).
+# The bolus family's models (DCEUSResponseLib.kinetics.registry), listed here so that importing this module does
+# not import scipy at Slicer startup; Testing/Python/test_registry.py checks they agree.
 MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
 DEFAULT_MODEL = "lognormal"
 DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.DEFAULT_RULE
@@ -678,8 +679,9 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
     Tolerances are the engine's (Testing/Python/test_accuracy.py): amplitudes 10 %, times 5 % or 0.5 s.
     """
 
-    AMPLITUDES = ("PE", "WiR", "WoR", "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC")
-    TIMES = ("TTP", "TI", "TO", "RT", "FT", "mTTl")
+    # the bolus parameters in a.u. (amplitudes, rates, areas) and in seconds, from the catalogue
+    AMPLITUDES = tuple(name for name in parameter_names("bolus") if "a.u." in unit(name))
+    TIMES = tuple(name for name in parameter_names("bolus") if unit(name) == "s")
     AMPLITUDE_TOLERANCE = 0.10
     TIME_TOLERANCE, TIME_TOLERANCE_S = 0.05, 0.5
 

@@ -157,7 +157,7 @@ def plot_tics(analyses: dict, path: str) -> str | None:
         for index, roi in enumerate(analysis.rois.values()):
             colour = f"C{index}"
             axis.plot(analysis.times_s, roi.tic, ".", color=colour, markersize=2, alpha=0.6)
-            if roi.fit.status == "ok":
+            if roi.fit.ok:
                 axis.plot(analysis.times_s, roi.fit.curve(analysis.times_s), "-", color=colour, label=roi.name)
             else:
                 axis.plot([], [], ".", color=colour, label=f"{roi.name} ({roi.fit.status})")

@@ -1,15 +1,24 @@
 """Terminal summaries of an analysis and of a comparison (the command line and the demo print them)."""
 from __future__ import annotations
 
+from DCEUSResponseLib.catalogue import unit
+from DCEUSResponseLib.kinetics.registry import get_family
+
+_COLUMN_WIDTH = 13
+
+
+def _title(name: str) -> str:
+    """``NAME [unit]`` when it fits the column, else the name alone."""
+    titled = f"{name} [{unit(name)}]" if unit(name) else name
+    return titled if len(titled) < _COLUMN_WIDTH else name
+
 
 def format_summary(analysis) -> str:
-    """A short table of the main parameters per ROI, for the terminal and the demo's summary."""
-    shown = [("PE", "PE [a.u.]", ".3g"), ("TTP", "TTP [s]", ".1f"), ("mTTl", "mTTl [s]", ".1f"),
-             ("WiWoAUC", "WiWoAUC", ".3g")]
-    if analysis.parameter_names[0] != "PE":  # replenishment
-        shown = [("rBV", "rBV [a.u.]", ".3g"), ("mTT", "mTT [s]", ".2f"), ("rBF", "rBF [a.u./s]", ".3g")]
+    """A short table of the main parameters per ROI (those the model's family names), for the
+    terminal and the demo's summary."""
+    shown = [(name, _title(name), spec) for name, spec in get_family(analysis.options.model).summary]
     key = shown[-1][0]
-    lines = [f"{'ROI':<14}{'status':<16}" + "".join(f"{title:>13}" for _, title, _ in shown)
+    lines = [f"{'ROI':<14}{'status':<16}" + "".join(f"{title:>{_COLUMN_WIDTH}}" for _, title, _ in shown)
              + f"{'QOF %':>7}{'rel ' + key:>13}"]
     for roi in analysis.rois.values():
         p, r = roi.parameters, roi.relative

@@ -34,17 +34,14 @@ import numpy as np
 
 from DCEUSResponseLib.ceus.linearize import linear_intensity
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.kinetics.base import MAP_STATUSES
 from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, shape_bounds
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays
 
-STATUS_FITTED = 0
-STATUS_NO_ENHANCEMENT = 1
-STATUS_POOR_FIT = 2
-STATUS_NOT_MAPPED = 3
-STATUS_FIT_FAILED = 4
-STATUS_NAMES = {STATUS_FITTED: "fitted", STATUS_NO_ENHANCEMENT: "no_enhancement", STATUS_POOR_FIT: "poor_fit",
-                STATUS_NOT_MAPPED: "not_mapped", STATUS_FIT_FAILED: "fit_failed"}
+# Codes of the status image: positions in the status vocabulary's MAP_STATUSES.
+STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED = range(len(MAP_STATUSES))
+STATUS_NAMES = dict(enumerate(MAP_STATUSES))
 
 #: A pixel enhances when the bolus lowers the residual sum of squares below the constant's by this
 #: F ratio ((SS_const - SS_bolus) / 4) / (SS_bolus / (n - 5)). Pure speckle gives F ~ 1 (F > 10 by

@@ -14,7 +14,6 @@ post-flash segment); report the contract's parameters, relative values and optio
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -46,58 +45,13 @@ from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.clips import read_any_clip
 from DCEUSResponseLib.io.masks import read_roi_masks
-from DCEUSResponseLib.kinetics.bolus import fit_bolus
-from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, get_model
-from DCEUSResponseLib.kinetics.parameters import (
-    PARAMETER_NAMES,
-    bolus_parameters,
-    relative_parameters,
-)
-from DCEUSResponseLib.kinetics.replenishment import (
-    REPLENISHMENT_PARAMETER_NAMES,
-    fit_segments,
-    replenishment_parameters,
-    segments_after_flashes,
-)
-
-REPLENISHMENT = "replenishment"
-MODEL_CHOICES = tuple(sorted(BOLUS_MODELS)) + (REPLENISHMENT,)
+from DCEUSResponseLib.kinetics.base import STATUS_OK, ClipFrames
+from DCEUSResponseLib.kinetics.parameters import relative_parameters
+from DCEUSResponseLib.kinetics.registry import get_family, model_choices
 
 # Warn when more than these fractions of an ROI's samples sit at the ends of the display scale.
 SATURATION_WARNING_FRACTION = 0.02
 FLOOR_WARNING_FRACTION = 0.05
-
-
-@dataclass
-class SegmentedFit:
-    """Replenishment fits of one ROI, one per post-flash segment, behaving like a BolusFit.
-
-    ``status`` is "ok" when at least one segment fitted; ``params`` are the means over the fitted
-    segments; ``segments`` hold each segment's fit.
-    """
-
-    model: str
-    status: str
-    reason: str | None
-    params: dict[str, float]
-    qof: float | None
-    n_frames_used: int
-    segments: list  # ReplenishmentFit per segment
-    segment_frames: list  # replenishment.Segment per segment
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def curve(self, t) -> np.ndarray:
-        """The fitted replenishment of every segment, each from its flash to the next (NaN elsewhere)."""
-        t = np.asarray(t, dtype=float)
-        out = np.full(t.shape, np.nan)
-        for index, fit in enumerate(self.segments):
-            end = self.segments[index + 1].t_flash_s if index + 1 < len(self.segments) else np.inf
-            inside = (t > fit.t_flash_s) & (t < end)
-            out[inside] = fit.curve(t[inside])
-        return out
 
 
 def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOptions,
@@ -113,10 +67,10 @@ def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOpt
 def check_options(options: AnalysisOptions) -> None:
     """Option errors that need no clip, raised before any file is read."""
     check_dynamic_range(options.dynamic_range_db)
-    if options.model != REPLENISHMENT:
-        get_model(options.model)
-    if options.maps and options.model == REPLENISHMENT:
-        raise InputError("--maps needs a bolus model (lognormal, gamma, ldrw, fpt), not replenishment")
+    family = get_family(options.model)
+    if options.maps and not family.supports_maps:
+        raise InputError(f"--maps needs a model with maps ({', '.join(model_choices(maps=True))}), "
+                         f"not {options.model}")
     if options.map_binning < 1:
         raise InputError(f"--map-binning must be 1 or more, got {options.map_binning}")
 
@@ -162,30 +116,19 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
                          clip.source)
 
     results: dict[str, RoiResult] = {}
-    parameter_names = PARAMETER_NAMES
-    segments = None
-    if options.model == REPLENISHMENT:
-        parameter_names = REPLENISHMENT_PARAMETER_NAMES
-        if not flash_frames:
-            raise InputError("no flash found for --model replenishment; give the flash frames with --flash-frames",
-                             clip.source)
-        segments = segments_after_flashes(times_s, flash_frames, frame_use)
+    family = get_family(options.model)
+    prepared = family.prepare(ClipFrames(times_s, frame_use, tuple(flash_frames)), clip.source)
     for roi in panel_rois:
         report(f"fitting ROI {roi.name}")
         tic, clipping = _roi_tic(clip, layout, mapping, options.dynamic_range_db, roi.mask, motion, frame_use)
         warnings.extend(_clipping_warnings(roi.name, clipping))
-        if segments is not None:
-            fit = _fit_replenishment(times_s, tic, segments)
-            parameters = _mean_parameters([replenishment_parameters(f) for f in fit.segments], parameter_names)
-        else:
-            fit = fit_bolus(times_s, tic, options.model, use=frame_use)
-            parameters = bolus_parameters(options.model, fit.params, fit.qof) if fit.status == "ok" else \
-                {name: None for name in PARAMETER_NAMES}
+        fit = family.fit(options.model, prepared, tic)
+        parameters = family.parameters(options.model, fit)
         results[roi.name] = RoiResult(roi.name, int(np.count_nonzero(roi.mask)), tic, fit, parameters,
                                       clipping=clipping)
     if options.reference is not None:
         reference = results[options.reference]
-        if reference.fit.status != "ok":
+        if reference.fit.status != STATUS_OK:
             warnings.append(f"reference ROI {options.reference!r} is {reference.fit.status}: relative values "
                             "are undefined")
         for roi in results.values():
@@ -196,7 +139,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
         report("computing parametric maps")
         maps = _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois)
     return Analysis(clip, layout, options, mapping, times_s, frame_use, results, warnings, motion, excluded, maps,
-                    tuple(parameter_names), list(rois))
+                    tuple(family.parameter_names), list(rois))
 
 
 def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions) -> None:
@@ -240,7 +183,7 @@ def _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings)
         flash_frames = parse_frame_ranges(options.flash_frames, clip.n_frames, "--flash-frames")
         for k in flash_frames:
             found[k] = ExcludedFrame(k, "flash", "flash frame given with --flash-frames")
-    if flash_frames and options.model != REPLENISHMENT:
+    if flash_frames and get_family(options.model).flash_ends_curve:
         # A flash destroys the bubbles: after it the bolus curve no longer holds.
         after = range(flash_frames[0] + 1, clip.n_frames)
         for k in after:
@@ -289,30 +232,6 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     else:
         tic = time_intensity_curve(linear, mask)
     return tic, count_clipping(gray, mask, frame_use)
-
-
-def _fit_replenishment(times_s: np.ndarray, tic: np.ndarray, segments) -> SegmentedFit:
-    fits = fit_segments(times_s, tic, segments)
-    fitted = [f for f in fits if f.ok]
-    if fitted:
-        status, reason = "ok", None
-        if len(fitted) < len(fits):
-            reason = f"{len(fitted)} of {len(fits)} segments fitted"
-        params = {name: float(np.mean([f.params[name] for f in fitted])) for name in fitted[0].params}
-        qof = float(np.mean([f.qof for f in fitted]))
-    else:
-        status, reason, params, qof = fits[0].status, fits[0].reason, {}, None
-    return SegmentedFit(REPLENISHMENT, status, reason, params, qof, sum(f.n_frames_used for f in fits), fits,
-                        list(segments))
-
-
-def _mean_parameters(per_segment: list[dict], names: Sequence[str]) -> dict[str, float | None]:
-    """Mean of each parameter over the segments where it is defined (None where none is)."""
-    out = {}
-    for name in names:
-        values = [p[name] for p in per_segment if p.get(name) is not None]
-        out[name] = float(np.mean(values)) if values else None
-    return out
 
 
 def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois):

@@ -17,6 +17,7 @@ from DCEUSResponseLib.ceus.motion import MotionEstimate
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.quality import ExcludedFrame
 from DCEUSResponseLib.clip import Clip, RoiMask
+from DCEUSResponseLib.kinetics.base import Fit
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
 
 
@@ -27,7 +28,7 @@ class RoiResult:
     name: str
     pixels: int
     tic: np.ndarray
-    fit: object  # BolusFit or SegmentedFit
+    fit: Fit  # BolusFit or SegmentedFit
     parameters: dict[str, float | None]
     relative: dict[str, float | None] = field(default_factory=dict)
     clipping: ClippingCount | None = None

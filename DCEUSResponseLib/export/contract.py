@@ -9,7 +9,7 @@ import math
 from typing import Callable, Iterable, Sequence
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
-from DCEUSResponseLib.ceus.pipeline import SegmentedFit
+from DCEUSResponseLib.kinetics.replenishment import SegmentedFit
 from DCEUSResponseLib.ceus.results import Analysis, RoiResult
 from DCEUSResponseLib.export.map_files import map_writers
 from DCEUSResponseLib.export.staging import json_text, write_staged

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import colour_map, unit
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.spatial.frame import FrameGeometry
 
-#: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
-PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
-                       "WiWoAUC": "magma", "WiPI": "magma", "AUC": "magma", "TTP": "viridis", "TI": "viridis",
-                       "TO": "viridis", "RT": "viridis", "FT": "viridis", "mTTl": "viridis", "QOF": "cividis"}
+#: Colours (RGB 0..255) of the map status codes: fitted green, no enhancement black, poor fit orange,
+#: not mapped grey, fit failed red (the status preview and the scene's status colour table).
+STATUS_COLOURS: dict[int, tuple[int, int, int]] = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14),
+                                                   3: (127, 127, 127), 4: (214, 39, 40)}
 
 
 def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
@@ -22,11 +22,11 @@ def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, c
     """
     writers = []
     for name, values in maps.values.items():
-        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, PARAMETER_UNITS.get(name, ""))))
+        writers.append((f"{folder}/{name}.nrrd", _nrrd_writer(maps, values, name, unit(name))))
     writers.append((f"{folder}/status.nrrd", _nrrd_writer(maps, maps.status, "status",
                                                          "; ".join(f"{k}={v}" for k, v in STATUS_NAMES.items()))))
     for name, values in maps.values.items():
-        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, PARAMETER_UNITS.get(name, ""))))
+        writers.append((f"{folder}/png/{name}.png", _png_writer(maps, name, values, unit(name))))
     writers.append((f"{folder}/png/status.png", _status_png_writer(maps)))
     return writers
 
@@ -111,7 +111,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
         low, high = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
         if not high > low:
             high = low + 1.0
-        table = sample_colour_map(PREVIEW_COLOUR_MAPS.get(name, "viridis"))
+        table = sample_colour_map(colour_map(name))
         index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
         image = table[index]
         image[~np.isfinite(values)] = _NAN_COLOUR
@@ -123,8 +123,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
 
 def _status_png_writer(maps: ParametricMaps):
     def write(path: str) -> None:
-        colours = np.array([(44, 160, 44), (31, 31, 31), (255, 127, 14), (127, 127, 127), (214, 39, 40)],
-                           dtype=np.uint8)
+        colours = np.array([STATUS_COLOURS[code] for code in sorted(STATUS_NAMES)], dtype=np.uint8)
         bar = np.repeat(colours, 40, axis=0)
         labels = [((code + 0.5) / len(colours), STATUS_NAMES[code]) for code in range(len(colours))]
         _preview(colours[maps.status], "map status", bar, labels, path)

@@ -3,7 +3,7 @@
 Every value is computed from the fitted enhancement e(t) = f(t) - O of the model, never from the
 measured samples: times in seconds relative to the injection, amplitudes in linear a.u., rates in
 a.u./s, areas in a.u. * s, QOF in %. Peaks, inflection points, areas and mean transit times come
-from the analytic properties of :mod:`DCEUSResponseLib.models` (the inflections of LDRW and FPT are
+from the analytic properties of :mod:`DCEUSResponseLib.kinetics.models` (the inflections of LDRW and FPT are
 Brent roots of an analytic quartic), so the values are exact to about 1e-12 relative.
 """
 from __future__ import annotations
@@ -13,22 +13,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.kinetics.models import BolusModel, ParamsLike, get_model
 
-#: Parameter names in the order they are reported (the columns of parameters.csv).
-PARAMETER_NAMES: tuple[str, ...] = (
-    "PE", "TTP", "WiR", "WoR", "TI", "TO", "RT", "FT", "mTTl",
-    "WiAUC", "WoAUC", "WiWoAUC", "WiPI", "AUC", "QOF",
-)
-
-#: Units of each parameter, for tables and plots.
-PARAMETER_UNITS: dict[str, str] = {
-    "PE": "a.u.", "TTP": "s", "WiR": "a.u./s", "WoR": "a.u./s", "TI": "s", "TO": "s", "RT": "s",
-    "FT": "s", "mTTl": "s", "WiAUC": "a.u.*s", "WoAUC": "a.u.*s", "WiWoAUC": "a.u.*s",
-    "WiPI": "a.u.", "AUC": "a.u.*s", "QOF": "%",
-    # destruction-replenishment (DCEUSResponseLib.replenishment)
-    "rBV": "a.u.", "mTT": "s", "rBF": "a.u./s", "PI": "a.u./s",
-}
+#: Parameter names in the order they are reported (the columns of parameters.csv): the catalogue's
+#: bolus family, where their units, codes and colour maps are.
+PARAMETER_NAMES: tuple[str, ...] = parameter_names("bolus")
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -13,7 +13,7 @@ Model ("monoexponential", Wei et al., Circulation 1998;97:473-483)::
 the replenished enhancement, i.e. the plateau above ``O``; ``beta`` (1/s): the replenishment rate.
 It assumes complete destruction in the slice at ``t_flash`` (the last flash frame), a constant
 infusion (steady concentration in the feeding blood over the segment), linear intensity (after
-:mod:`~DCEUSResponseLib.linearize`), and describes the refill as a first-order exchange: it ignores
+:mod:`~DCEUSResponseLib.ceus.linearize`), and describes the refill as a first-order exchange: it ignores
 the S-shaped start that the beam's elevation profile and the spread of vessel velocities give to
 real refills (Arditi et al., IEEE Trans UFFC 2006;53:1118-1129). That model is not implemented
 here: its exact perfusion function could not be established from the sources at hand.
@@ -31,8 +31,8 @@ Parameters (:func:`replenishment_parameters`; ``None`` unless the fit is ``ok``)
 
 For this model rBF, PI and WiR coincide; they differ for S-shaped models.
 
-Fitting mirrors :mod:`~DCEUSResponseLib.fitting` (same noise estimate, same screen for curves
-without enhancement, same thresholds): the TIC is scaled by its robust maximum; a region whose
+Fitting follows the skeleton of :mod:`~DCEUSResponseLib.kinetics.base` that the bolus fit uses
+(same noise estimate, same screen for curves without enhancement, same thresholds): the TIC is scaled by its robust maximum; a region whose
 smoothed rise stays below 5 x the per-frame noise is ``no_enhancement`` before any fit; initial
 values come from a variable-projection grid over ``beta`` (O and A solved by non-negative linear
 least squares for every grid value); the best grid points start a bounded trust-region fit
@@ -41,6 +41,10 @@ fit: ``A`` below 5 x noise, QOF below 30 %, or a straight line explaining the se
 well (F below 20) give ``no_enhancement``; an optimiser failure, a rate at its upper bound (the
 refill completes within the first frame after the flash) or a segment shorter than one mean
 transit time (the plateau is not reached, so rBV and mTT would be extrapolated) give ``fit_failed``.
+
+A clip with several flashes has one segment per flash (:func:`segments_after_flashes`); an ROI's
+:class:`SegmentedFit` (:func:`fit_segmented`) holds one fit per segment and reports the means over
+the segments that fitted.
 """
 from __future__ import annotations
 
@@ -49,29 +53,34 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import optimize
+from numpy.typing import ArrayLike
 
+from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.kinetics.bolus import (
-    MAX_FUNCTION_EVALUATIONS,
+from DCEUSResponseLib.kinetics.base import (
     MIN_DRIFT_F,
-    MIN_QOF_PERCENT,
     N_STARTS,
-    PEAK_NOISE_FACTOR,
     RISE_NOISE_FACTOR,
-    _format,
-    _linear_amplitudes,
-    scale_and_screen,
+    STATUS_FIT_FAILED,
+    STATUS_NO_ENHANCEMENT,
+    STATUS_OK,
+    CurveFit,
+    CurveProblem,
+    LeastSquares,
+    Screen,
+    drift_f,
+    enhancement_failure,
+    fit_scaled_curve,
+    format_number,
+    linear_amplitudes,
+    polynomial_residual,
+    validated_tic,
 )
 
 #: Replenishment models available to :func:`fit_replenishment`.
 REPLENISHMENT_MODELS: tuple[str, ...] = ("monoexponential",)
-#: Parameter names in the order they are reported.
-REPLENISHMENT_PARAMETER_NAMES: tuple[str, ...] = ("rBV", "mTT", "rBF", "PI", "WiR", "QOF")
-#: Units of each parameter.
-REPLENISHMENT_PARAMETER_UNITS: dict[str, str] = {
-    "rBV": "a.u.", "mTT": "s", "rBF": "a.u./s", "PI": "a.u./s", "WiR": "a.u./s", "QOF": "%",
-}
+#: Parameter names in the order they are reported (the catalogue's replenishment family).
+REPLENISHMENT_PARAMETER_NAMES: tuple[str, ...] = parameter_names("replenishment")
 #: Fewer usable frames than this in a segment gives ``fit_failed`` (3 parameters plus the noise).
 MIN_USABLE_FRAMES = 6
 #: The segment must last at least this many mean transit times (1: the fit reaches 63 % of A).
@@ -104,7 +113,7 @@ class Segment:
 
 
 @dataclass
-class ReplenishmentFit:
+class ReplenishmentFit(CurveFit):
     """Outcome of :func:`fit_replenishment`.
 
     ``params``: ``O`` and ``A`` in a.u., ``beta`` in 1/s; empty unless ``status == "ok"``.
@@ -113,20 +122,9 @@ class ReplenishmentFit:
     ``t_flash_s``: where the replenishment starts (s).
     """
 
-    model: str
-    status: str
-    t_flash_s: float
-    reason: str | None = None
-    params: dict[str, float] = field(default_factory=dict)
-    qof: float | None = None
-    n_frames_used: int = 0
-    noise: float | None = None
+    t_flash_s: float = field(default=math.nan, kw_only=True)
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def curve(self, t) -> np.ndarray:
+    def curve(self, t: ArrayLike) -> np.ndarray:
         """Fitted y(t) in a.u. at times t (s); NaN at and before the flash and when not ok."""
         t = np.asarray(t, dtype=float)
         if not self.ok:
@@ -137,7 +135,8 @@ class ReplenishmentFit:
         return np.where(tau > 0, values, np.nan)
 
 
-def segments_after_flashes(times_s, flash_frames: Iterable[int], use: np.ndarray | None = None) -> list[Segment]:
+def segments_after_flashes(times_s: ArrayLike, flash_frames: Iterable[int],
+                           use: np.ndarray | None = None) -> list[Segment]:
     """Split a clip into the replenishment segments that follow each flash.
 
     ``times_s``: frame times (s, increasing). ``flash_frames``: indices of the flash frames
@@ -196,7 +195,8 @@ def _frame_index(value, n_frames: int) -> int:
     return index
 
 
-def fit_replenishment(t_s, tic, t_flash_s: float, model: str = "monoexponential", use=None) -> ReplenishmentFit:
+def fit_replenishment(t_s: ArrayLike, tic: ArrayLike, t_flash_s: float, model: str = "monoexponential",
+                      use: ArrayLike | None = None) -> ReplenishmentFit:
     """Fit a replenishment model to the TIC of one segment (see the module docstring).
 
     ``t_s``: frame times (s) of the segment, on the same clock as ``t_flash_s``, the time the
@@ -208,24 +208,13 @@ def fit_replenishment(t_s, tic, t_flash_s: float, model: str = "monoexponential"
     """
     if model not in REPLENISHMENT_MODELS:
         raise InputError(f"unknown replenishment model {model!r}; available: {', '.join(REPLENISHMENT_MODELS)}")
-    times = np.asarray(t_s, dtype=float)
-    values = np.asarray(tic, dtype=float)
-    if times.ndim != 1 or values.ndim != 1:
-        raise InputError(f"frame times and TIC must be 1-D arrays, got shapes {times.shape} and {values.shape}")
-    if times.size != values.size:
-        raise InputError(f"{times.size} frame times but {values.size} TIC values")
     if not math.isfinite(t_flash_s):
         raise InputError(f"the flash time must be a finite number of seconds, got {t_flash_s!r}")
-    if use is None:
-        selected = np.ones(times.size, dtype=bool)
-    else:
-        selected = np.asarray(use, dtype=bool)
-        if selected.shape != times.shape:
-            raise InputError(f"frame selection has {selected.size} entries for {times.size} frames")
+    times, values, selected = validated_tic(t_s, tic, use)
     with np.errstate(invalid="ignore"):
         usable = selected & np.isfinite(times) & np.isfinite(values) & (times > t_flash_s)
     n_used = int(usable.sum())
-    result = ReplenishmentFit(model=model, status="fit_failed", t_flash_s=float(t_flash_s), n_frames_used=n_used)
+    result = ReplenishmentFit(model=model, status=STATUS_FIT_FAILED, t_flash_s=float(t_flash_s), n_frames_used=n_used)
     if n_used < MIN_USABLE_FRAMES:
         result.reason = (f"only {n_used} usable frames after the flash at {t_flash_s:.3g} s; "
                          f"at least {MIN_USABLE_FRAMES} are needed")
@@ -233,38 +222,42 @@ def fit_replenishment(t_s, tic, t_flash_s: float, model: str = "monoexponential"
     order = np.argsort(times[usable], kind="stable")
     tau = times[usable][order] - t_flash_s
     y_au = values[usable][order]
-    if np.ptp(y_au) == 0:
-        result.status = "no_enhancement"
-        result.noise = 0.0
-        result.reason = f"TIC is constant at {_format(float(y_au[0]))} a.u. after the flash"
-        return result
-
-    # -- scale and screen (as fitting.fit_bolus) ------------------------------------------------------
-    duration = float(tau[-1])
-    scale, y, smoothed, noise, i_peak, rise = scale_and_screen(tau, y_au)[:6]
-    result.noise = noise * scale
-    if rise < RISE_NOISE_FACTOR * noise:
-        result.status = "no_enhancement"
-        result.reason = (f"rise {_format(rise * scale)} a.u. of the smoothed TIC after the flash is below "
-                         f"{RISE_NOISE_FACTOR:g} x noise {_format(noise * scale)} a.u. (a refill completed within "
-                         f"the first {tau[0]:.3g} s after the flash would look the same)")
-        return result
-
-    # -- initial values by variable projection, then bounded local fits ------------------------------
-    beta_low = MIN_E_FOLDINGS_SEGMENT / duration
+    beta_low = MIN_E_FOLDINGS_SEGMENT / float(tau[-1])
     beta_high = MAX_E_FOLDINGS_FIRST_FRAME / float(tau[0])
+    problem = CurveProblem(
+        rise_reason=lambda rise, noise: (
+            f"rise {format_number(rise)} a.u. of the smoothed TIC after the flash is below {RISE_NOISE_FACTOR:g} x "
+            f"noise {format_number(noise)} a.u. (a refill completed within the first {tau[0]:.3g} s after the "
+            "flash would look the same)"),
+        least_squares=lambda screen: _exponential_least_squares(tau, screen, beta_low, beta_high),
+        constant_reason_suffix=" after the flash")
+    outcome = fit_scaled_curve(tau, y_au, result, problem)
+    if outcome is None:
+        return result
+    screen, fitted = outcome
+    reason = _replenishment_check(tau, screen, fitted, beta_high)
+    if reason is not None:
+        result.status, result.reason = reason
+        return result
+    offset, amplitude, beta = (float(v) for v in fitted.x)
+    result.status = STATUS_OK
+    result.params = {"O": offset * screen.scale, "A": amplitude * screen.scale, "beta": beta}
+    result.qof = fitted.qof
+    return result
+
+
+def _exponential_least_squares(tau: np.ndarray, screen: Screen, beta_low: float,
+                               beta_high: float) -> LeastSquares | str:
+    """Grid starts over beta (O, A by variable projection) and bounds of (O, A, beta), scaled units."""
+    y = screen.y
     beta_grid = np.geomspace(beta_low, beta_high, N_GRID_BETA)
     shapes = -np.expm1(-beta_grid[:, None] * tau[None, :])
-    offsets, amplitudes, costs = _linear_amplitudes(shapes, y)
+    offsets, amplitudes, costs = linear_amplitudes(shapes, y)
     costs = np.where(amplitudes > 0, costs, np.inf)
     starts = [np.array([offsets[i], amplitudes[i], beta_grid[i]])
               for i in np.argsort(costs, kind="stable")[:N_STARTS] if np.isfinite(costs[i])]
     if not starts:
-        result.status = "no_enhancement"
-        result.reason = "no rising curve fits the TIC after the flash (best amplitude 0)"
-        return result
-    lower = np.array([0.0, 0.0, beta_low])
-    upper = np.array([10.0, np.inf, beta_high])
+        return "no rising curve fits the TIC after the flash (best amplitude 0)"
 
     def residuals(x: np.ndarray) -> np.ndarray:
         return x[0] + x[1] * -np.expm1(-x[2] * tau) - y
@@ -273,82 +266,38 @@ def fit_replenishment(t_s, tic, t_flash_s: float, model: str = "monoexponential"
         decay = np.exp(-x[2] * tau)
         return np.stack([np.ones_like(tau), 1.0 - decay, x[1] * tau * decay], axis=1)
 
-    best, best_converged, messages = None, False, []
-    for start in starts:
-        try:
-            solution = optimize.least_squares(
-                residuals, np.clip(start, lower, upper), jac=jacobian, bounds=(lower, upper), method="trf",
-                x_scale="jac", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=MAX_FUNCTION_EVALUATIONS)
-        except (ValueError, np.linalg.LinAlgError) as error:  # pragma: no cover - defensive
-            messages.append(str(error))
-            continue
-        if not np.all(np.isfinite(solution.x)) or not np.isfinite(solution.cost):
-            messages.append(solution.message)
-            continue
-        if solution.status <= 0:
-            messages.append(solution.message)
-        if best is None or solution.cost < best.cost:
-            best, best_converged = solution, solution.status > 0
-    if best is None:
-        result.reason = "the optimiser found no finite solution" + (f": {messages[0]}" if messages else "")
-        return result
+    return LeastSquares(residuals, jacobian, starts, np.array([0.0, 0.0, beta_low]),
+                        np.array([10.0, np.inf, beta_high]), tolerance=1e-10)
 
-    offset, amplitude, beta = (float(v) for v in best.x)
-    residual = residuals(best.x)
-    ss_res = float(residual @ residual)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    qof = 100.0 * (1.0 - ss_res / ss_tot)
 
-    # -- enhancement checks --------------------------------------------------------------------------
-    if amplitude < PEAK_NOISE_FACTOR * noise:
-        result.status = "no_enhancement"
-        result.reason = (f"fitted replenished enhancement {_format(amplitude * scale)} a.u. is below "
-                         f"{PEAK_NOISE_FACTOR:g} x noise {_format(noise * scale)} a.u.")
-        return result
-    if qof < MIN_QOF_PERCENT:
-        result.status = "no_enhancement"
-        result.reason = (f"the replenishment fit explains only {qof:.1f} % of the TIC variance "
-                         f"(minimum {MIN_QOF_PERCENT:g} %)")
-        return result
-
-    # -- validity checks --------------------------------------------------------------------------------
-    if not best_converged:
-        result.reason = "the optimiser did not converge" + (f": {messages[-1]}" if messages else "")
-        return result
+def _replenishment_check(tau: np.ndarray, screen: Screen, fitted, beta_high: float):
+    """(status, reason) of a fitted replenishment that fails the enhancement or validity checks, else None."""
+    amplitude, beta = float(fitted.x[1]), float(fitted.x[2])
+    noise, scale = screen.noise, screen.scale
+    reason = enhancement_failure(amplitude, fitted.qof, noise, scale, "replenished enhancement", "replenishment")
+    if reason is not None:
+        return STATUS_NO_ENHANCEMENT, reason
+    if not fitted.converged:
+        return STATUS_FIT_FAILED, "the optimiser did not converge" + (
+            f": {fitted.messages[-1]}" if fitted.messages else "")
+    duration = float(tau[-1])
     if beta >= beta_high * (1.0 - 1e-6):
-        result.reason = (f"the replenishment completes within the first frame after the flash "
-                         f"({tau[0]:.3g} s): mTT below {1.0 / beta_high:.2g} s cannot be measured at this frame rate")
-        return result
+        return STATUS_FIT_FAILED, (
+            f"the replenishment completes within the first frame after the flash ({tau[0]:.3g} s): mTT below "
+            f"{1.0 / beta_high:.2g} s cannot be measured at this frame rate")
     if beta * duration < MIN_TIME_CONSTANTS:
-        result.reason = (f"the segment ({duration:.3g} s after the flash) is shorter than the fitted mean "
-                         f"transit time {1.0 / beta:.3g} s: the plateau is not reached, rBV and mTT would be "
-                         "extrapolated")
-        return result
-    ss_line = _line_residual(tau, y)
-    degrees_of_freedom = n_used - 3
-    f_line = ((ss_line - ss_res) / 1.0) / (ss_res / degrees_of_freedom) if ss_res > 0 else math.inf
+        return STATUS_FIT_FAILED, (
+            f"the segment ({duration:.3g} s after the flash) is shorter than the fitted mean transit time "
+            f"{1.0 / beta:.3g} s: the plateau is not reached, rBV and mTT would be extrapolated")
+    f_line = drift_f(polynomial_residual(tau, screen.y, 1), fitted.ss_res, 1, tau.size - 3)
     if f_line < MIN_DRIFT_F:
-        result.status = "no_enhancement"
-        result.reason = (f"a straight line explains the TIC after the flash almost as well as a replenishment "
-                         f"(F = {f_line:.3g} < {MIN_DRIFT_F:g}; rise {_format(rise * scale)} a.u., "
-                         f"noise {_format(noise * scale)} a.u.)")
-        return result
-
-    result.status = "ok"
-    result.params = {"O": offset * scale, "A": amplitude * scale, "beta": beta}
-    result.qof = qof
-    return result
+        return STATUS_NO_ENHANCEMENT, (
+            f"a straight line explains the TIC after the flash almost as well as a replenishment (F = {f_line:.3g} "
+            f"< {MIN_DRIFT_F:g}; rise {format_number(screen.rise * scale)} a.u., noise {format_number(noise * scale)} a.u.)")
+    return None
 
 
-def _line_residual(t: np.ndarray, y: np.ndarray) -> float:
-    """Sum of squared residuals of the least-squares straight line in t."""
-    design = np.stack([np.ones_like(t), (t - t.mean()) / max(float(np.ptp(t)), 1e-12)], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ coefficients
-    return float(residual @ residual)
-
-
-def fit_segments(times_s, tic, segments: Sequence[Segment],
+def fit_segments(times_s: ArrayLike, tic: ArrayLike, segments: Sequence[Segment],
                  model: str = "monoexponential") -> list[ReplenishmentFit]:
     """One :func:`fit_replenishment` per segment of :func:`segments_after_flashes` (same order).
 
@@ -383,3 +332,66 @@ def replenishment_parameters(fit: ReplenishmentFit) -> dict[str, float | None]:
     flow = amplitude * beta
     values.update(rBV=amplitude, mTT=1.0 / beta if beta > 0 else None, rBF=flow, PI=flow, WiR=flow, QOF=fit.qof)
     return {name: (value if value is not None and math.isfinite(value) else None) for name, value in values.items()}
+
+
+@dataclass
+class SegmentedFit:
+    """Replenishment fits of one ROI, one per post-flash segment, seen as one fit (the ``Fit`` protocol
+    of :mod:`~DCEUSResponseLib.kinetics.base`).
+
+    ``status`` is "ok" when at least one segment fitted (``reason`` then says how many, when not
+    all did), else the first segment's status and reason; ``params`` and ``qof`` are the means over
+    the fitted segments; ``segments`` hold each segment's fit, ``segment_frames`` its :class:`Segment`.
+    """
+
+    model: str
+    status: str
+    reason: str | None
+    params: dict[str, float]
+    qof: float | None
+    n_frames_used: int
+    segments: list[ReplenishmentFit]
+    segment_frames: list[Segment]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def curve(self, t: ArrayLike) -> np.ndarray:
+        """The fitted replenishment of every segment, each from its flash to the next (NaN elsewhere)."""
+        t = np.asarray(t, dtype=float)
+        out = np.full(t.shape, np.nan)
+        for index, fit in enumerate(self.segments):
+            end = self.segments[index + 1].t_flash_s if index + 1 < len(self.segments) else np.inf
+            inside = (t > fit.t_flash_s) & (t < end)
+            out[inside] = fit.curve(t[inside])
+        return out
+
+
+def fit_segmented(times_s: ArrayLike, tic: ArrayLike, segments: Sequence[Segment], name: str,
+                  model: str = "monoexponential") -> SegmentedFit:
+    """One :func:`fit_replenishment` per segment of a whole clip's TIC, as one :class:`SegmentedFit`
+    whose ``model`` is ``name`` (the model as the user chose it)."""
+    fits = fit_segments(times_s, tic, segments, model)
+    fitted = [f for f in fits if f.ok]
+    if fitted:
+        status, reason = STATUS_OK, None
+        if len(fitted) < len(fits):
+            reason = f"{len(fitted)} of {len(fits)} segments fitted"
+        params = {key: float(np.mean([f.params[key] for f in fitted])) for key in fitted[0].params}
+        qof = float(np.mean([f.qof for f in fitted]))
+    else:
+        status, reason, params, qof = fits[0].status, fits[0].reason, {}, None
+    return SegmentedFit(name, status, reason, params, qof, sum(f.n_frames_used for f in fits), fits,
+                        list(segments))
+
+
+def segmented_parameters(fit: SegmentedFit) -> dict[str, float | None]:
+    """Mean of each :data:`REPLENISHMENT_PARAMETER_NAMES` over the segments where it is defined
+    (None where none is)."""
+    per_segment = [replenishment_parameters(f) for f in fit.segments]
+    out = {}
+    for key in REPLENISHMENT_PARAMETER_NAMES:
+        values = [p[key] for p in per_segment if p.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out

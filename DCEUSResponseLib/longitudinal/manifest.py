@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from DCEUSResponseLib.ceus.pipeline import MODEL_CHOICES
+from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.longitudinal.records import ClipRow, Exam
 

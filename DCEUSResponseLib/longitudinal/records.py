@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from DCEUSResponseLib.ceus.pipeline import AnalysisOptions
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.catalogue import CATALOGUE
 
 MODALITIES = ("CEUS", "PET", "CT")
 
@@ -55,7 +55,8 @@ def unit_of(parameter: str) -> str:
     """The unit of a CEUS parameter or a fusion measure ("" when unknown)."""
     if parameter in FUSION_MEASURES_BY_NAME:
         return FUSION_MEASURES_BY_NAME[parameter].unit
-    return PARAMETER_UNITS.get(parameter, "")
+    info = CATALOGUE.get(parameter)
+    return info.unit if info is not None else ""
 
 
 @dataclass(frozen=True)

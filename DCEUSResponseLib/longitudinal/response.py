@@ -16,13 +16,14 @@ import math
 import os
 from dataclasses import dataclass
 
+from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
+from DCEUSResponseLib.kinetics.base import STATUS_NO_ENHANCEMENT, STATUS_OK
 from DCEUSResponseLib.longitudinal.records import PET_RULE_MEASURES
 
 RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40", "lassau2014-auc": "absolute:AUC:-40"}
 # Bolus parameters, then those of destruction-replenishment studies.
-KNOWN_PARAMETERS = PARAMETER_NAMES + ("rBV", "mTT", "rBF", "PI")
+KNOWN_PARAMETERS = parameter_names("bolus", "replenishment")
 DEFAULT_RULE = "lassau2014"
 #: The default rules of ``study`` (see the module docstring).
 DEFAULT_STUDY_RULES = ("relative:WiWoAUC:-40", "lassau2014-auc")
@@ -97,7 +98,7 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
         if after is None:
             continue
         parameters = {}
-        names = list(before.get("parameters", {})) or list(PARAMETER_NAMES)
+        names = list(before.get("parameters", {})) or list(parameter_names("bolus"))
         for parameter in names:
             b = before.get("parameters", {}).get(parameter)
             f = after.get("parameters", {}).get(parameter)
@@ -132,11 +133,11 @@ def classify(name: str, before: dict, after: dict, parameters: dict, rule: Respo
     if rule.scale == "relative" and (baseline_reference is None or followup_reference is None):
         return "not-evaluable", "an exam has no reference ROI (analyze --reference) for a relative rule"
     status_before, status_after = before.get("status"), after.get("status")
-    if status_before != "ok":
+    if status_before != STATUS_OK:
         return "not-evaluable", f"baseline ROI is {status_before}: {before.get('reason')}"
-    if status_after == "no_enhancement":
+    if status_after == STATUS_NO_ENHANCEMENT:
         return "responder", f"follow-up ROI has no enhancement left ({after.get('reason')})"
-    if status_after != "ok":
+    if status_after != STATUS_OK:
         return "not-evaluable", f"follow-up ROI is {status_after}: {after.get('reason')}"
     key = "relative_delta_percent" if rule.scale == "relative" else "delta_percent"
     if rule.parameter not in parameters:

@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
-from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS, sample_colour_map
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
+from DCEUSResponseLib.export.map_files import STATUS_COLOURS, sample_colour_map
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 from DCEUSResponseLib.spatial.frame import FrameGeometry
 
@@ -21,8 +21,6 @@ MAP_STATUS = "status"
 # scene) by matplotlib colour map name: used when the scene has them.
 _SLICER_COLOUR_TABLES = {"magma": "Magma", "viridis": "Viridis", "cividis": "Cividis", "inferno": "Inferno",
                          "plasma": "Plasma"}
-# Status colours (RGB 0..255) by status code, as in the status PNG preview of :mod:`maps`.
-_STATUS_COLOURS = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14), 3: (127, 127, 127), 4: (214, 39, 40)}
 
 
 def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
@@ -48,7 +46,7 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
     ``frame_spacing_mm`` so that the maps sit exactly on the clip's volumes whatever the panel's
     calibration), so it overlays the contrast panel volume. Parameter maps are float32 with NaN
     where not fitted; their display node shows them through a perceptual colour table (magma for
-    amplitudes, viridis for times, cividis for QOF, :data:`maps.PREVIEW_COLOUR_MAPS`; Slicer's own
+    amplitudes, viridis for times, cividis for QOF: the catalogue's ``colour_map``; Slicer's own
     table of that name when the scene has it, else a table made here, one per colour map and
     scene; reversed maps invert the display range), windowed on the 2nd to 98th percentile of the
     finite values, nearest-neighbour (one map pixel, one fit), and thresholded on the finite range
@@ -72,13 +70,13 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
                           "DCEUS.StatusCodes": json.dumps({str(code): text for code, text in STATUS_NAMES.items()})}
         else:
             values = np.asarray(maps.values[name], dtype=np.float32)
-            colour_map = PREVIEW_COLOUR_MAPS.get(name, "viridis")
+            colour_map = preview_colour_map(name)
             volume = _add_map_volume(scene, f"{name_prefix}{name} map", values, ijk_to_ras, label=False)
             display = volume.GetDisplayNode()
             # a Slicer whose display nodes cannot invert the range: reversed maps get a table of their own
             can_invert = hasattr(display, "SetInvertDisplayScalarRange")
             _show_map(display, values, *_map_colour_node(scene, colour_map, can_invert))
-            attributes = {"DCEUS.Parameter": name, "DCEUS.Unit": PARAMETER_UNITS.get(name, ""),
+            attributes = {"DCEUS.Parameter": name, "DCEUS.Unit": unit(name),
                           "DCEUS.ColourMap": colour_map}
         for key, value in {**attributes, **common}.items():
             volume.SetAttribute(key, value)
@@ -157,6 +155,7 @@ def _map_colour_node(scene, colour_map: str, can_invert: bool = True):
 
 
 def _status_colour_table(scene, status_names: Mapping[int, str]):
+
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")):
         node = scene.GetNthNodeByClass(index, "vtkMRMLColorTableNode")
         if node.GetAttribute("DCEUS.ColourMap") == MAP_STATUS:
@@ -165,7 +164,7 @@ def _status_colour_table(scene, status_names: Mapping[int, str]):
     table.SetTypeToUser()
     table.SetNumberOfColors(max(status_names) + 1)
     for code in range(max(status_names) + 1):
-        red, green, blue = (c / 255.0 for c in _STATUS_COLOURS.get(code, (127, 127, 127)))
+        red, green, blue = (c / 255.0 for c in STATUS_COLOURS.get(code, (127, 127, 127)))
         table.SetColor(code, status_names.get(code, f"{code}"), red, green, blue, 1.0)
     table.SetAttribute("DCEUS.ColourMap", MAP_STATUS)
     return table

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.catalogue import unit
 from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.export.contract import results_json
 from DCEUSResponseLib.export.staging import json_text
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, ResponseRule
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
@@ -75,7 +75,7 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     _add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
     for parameter in analysis.parameter_names:
         _add_double_column(parameter_table, parameter, [_nan_for_none(r.parameters.get(parameter)) for r in rois],
-                           PARAMETER_UNITS.get(parameter, ""), parameter)
+                           unit(parameter), parameter)
     for parameter in analysis.parameter_names:
         _add_double_column(parameter_table, f"rel_{parameter}",
                            [_nan_for_none(r.relative.get(parameter)) for r in rois], "",

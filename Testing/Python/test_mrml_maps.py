@@ -15,9 +15,10 @@ from DCEUSResponseLib.scene.map_volumes import _map_colour_node, add_parameter_m
 from DCEUSResponseLib.scene.application import create_headless_application  # noqa: E402
 from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze# noqa: E402
 from DCEUSResponseLib.clip import Clip# noqa: E402
-from DCEUSResponseLib.export.map_files import PREVIEW_COLOUR_MAPS, sample_colour_map
+from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit  # noqa: E402
+from DCEUSResponseLib.export.map_files import sample_colour_map  # noqa: E402
 from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps# noqa: E402
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, PARAMETER_UNITS# noqa: E402
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES# noqa: E402
 from DCEUSResponseLib.clip import RoiMask# noqa: E402
 from DCEUSResponseLib.synthetic.clips import make_clip# noqa: E402
 
@@ -104,8 +105,8 @@ def _check_map_nodes(nodes, maps: ParametricMaps, *, saved: bool) -> None:
             continue
         values = maps.values[name]
         _same_map(_array(volume), values)
-        assert volume.GetAttribute("DCEUS.Unit") == PARAMETER_UNITS[name]
-        colour_map = PREVIEW_COLOUR_MAPS[name]
+        assert volume.GetAttribute("DCEUS.Unit") == unit(name)
+        colour_map = preview_colour_map(name)
         base = colour_map.removesuffix("_r")
         assert volume.GetAttribute("DCEUS.ColourMap") == colour_map
         assert colour_node.GetAttribute("DCEUS.ColourMap") == base
@@ -135,7 +136,7 @@ def test_maps_become_volumes_with_values_colours_and_attributes(exam, app):
     _check_map_nodes(nodes, maps, saved=False)
     # one colour table per colour map, shared by the maps and by a second set of maps
     tables = {nodes[name].GetDisplayNode().GetColorNodeID() for name in PARAMETER_NAMES}
-    assert len(tables) == len({PREVIEW_COLOUR_MAPS[n].removesuffix("_r") for n in PARAMETER_NAMES})
+    assert len(tables) == len({preview_colour_map(n).removesuffix("_r") for n in PARAMETER_NAMES})
     again = add_parameter_maps(app.scene, maps, "again ", ["TTP", "status"])
     assert list(again) == ["TTP", "status"]
     assert again["TTP"].GetDisplayNode().GetColorNodeID() == nodes["TTP"].GetDisplayNode().GetColorNodeID()

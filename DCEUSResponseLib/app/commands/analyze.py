@@ -8,7 +8,8 @@ import sys
 from DCEUSResponseLib.app.summary import format_summary
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB, read_colour_table
 from DCEUSResponseLib.ceus.options import AnalysisOptions
-from DCEUSResponseLib.ceus.pipeline import MODEL_CHOICES, analyze_files, check_options
+from DCEUSResponseLib.ceus.pipeline import analyze_files, check_options
+from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import write_analysis
 from DCEUSResponseLib.export.staging import prepare_output_dir
