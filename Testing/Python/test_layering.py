@@ -40,9 +40,6 @@ ONLY_FOR_THE_APPLICATION = {"scene": {"scene", "app"}, "synthetic": {"synthetic"
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 LONG_MARK = "# long:"  # on a def line (or in a module's header, before its imports): why it may be longer
-# Functions being rewritten elsewhere (issue 8 item 2: one fit skeleton for the kinetic families);
-# each entry must still be an offender, so the list can only shrink.
-PENDING_LONG_FUNCTIONS = {"kinetics/bolus.py:fit_bolus", "kinetics/replenishment.py:fit_replenishment"}
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -189,13 +186,10 @@ def _long_functions() -> dict[str, int]:
 
 
 def test_no_function_over_80_lines_without_a_reason():
-    offenders = {k: v for k, v in _long_functions().items() if k not in PENDING_LONG_FUNCTIONS}
+    offenders = _long_functions()
     assert not offenders, (f"functions over {MAX_FUNCTION_LINES} lines (split them, or say why on the def line "
                            f"with '{LONG_MARK} <reason>'): {offenders}")
 
-
-def test_the_pending_long_functions_are_still_long():
-    assert PENDING_LONG_FUNCTIONS <= set(_long_functions()), "remove the fixed ones from PENDING_LONG_FUNCTIONS"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES), ids=sorted(MODULES))
