@@ -163,6 +163,7 @@ class Analysis:
                 "dynamic_range_db": float(self.options.dynamic_range_db),
                 "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
                                  f"{self.options.dynamic_range_db:g} dB; g: {self.colour_mapping.describe()}"),
+                "colour_map": self.colour_mapping.to_json(),
                 "motion": motion,
                 "excluded_frames": self.excluded_frames,
                 "excluded_frame_reasons": [e.to_json() for e in self.excluded],
@@ -269,7 +270,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     layout = find_layout(clip)
     warnings = list(clip.warnings) + list(layout.warnings)
     panel_rois = place_on_contrast_panel(rois, layout)
-    mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table)
+    mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table, warnings)
     times_s = clip.frame_times_s - options.injection_time_s
 
     contrast_gray = bmode_gray = None

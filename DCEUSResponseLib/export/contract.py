@@ -79,6 +79,11 @@ def write_analysis(analysis, out_dir: str, extra_writers: Iterable[tuple[str, Ca
         return write
 
     writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
+    colour_table = analysis.colour_mapping.table_csv()
+    if colour_table is not None:  # the recovered (or given) display map, in --colormap format, for checking
+        from DCEUSResponseLib.ceus.linearize import COLOUR_MAP_FILE
+
+        writers.append((COLOUR_MAP_FILE, text_writer(colour_table)))
     if analysis.maps is not None:
         from DCEUSResponseLib.export.map_files import map_writers
 

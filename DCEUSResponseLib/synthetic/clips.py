@@ -23,6 +23,28 @@ import numpy as np
 from DCEUSResponseLib.clip import UltrasoundRegion
 
 GOLD_TINT = (1.0, 0.78, 0.42)
+
+
+def display_colour_map(name: str) -> np.ndarray:
+    """A vendor-like display colour map, 256 x 3 RGB floats (row g = colour of gray g), for tests.
+
+    ``"hot"``: black-red-yellow-white, each channel ramping over a third (constant speed in RGB);
+    ``"gold-map"``: a gold map whose channels rise with different powers (uneven speed);
+    ``"curved-tint"``: a tint that turns from red-brown to pale yellow as it brightens.
+    """
+    x = np.arange(256.0) / 255.0
+    if name == "hot":
+        channels = (np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1))
+    elif name == "gold-map":
+        channels = (x ** 0.6, 0.9 * x ** 1.2, 0.7 * x ** 2.5)
+    elif name == "curved-tint":
+        channels = (x, x * (0.5 + 0.4 * x), x * (0.15 + 0.6 * x * x))
+    else:
+        raise ValueError(f"unknown display colour map {name!r}: hot, gold-map, curved-tint")
+    return 255.0 * np.stack(channels, axis=1)
+
+
+DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint")
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
 # Mean echo power (a.u.) of the contrast panel during a destruction flash: 3x the display's full
 # scale, so that ~3/4 of the speckle saturates at gray 255 (the flash blooms the whole image).
@@ -162,11 +184,16 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
               motion_px: np.ndarray | Callable[[float], Sequence[float]] | None = None,
               reference_frame: int = 0, dropout_frames: Sequence[int] = (),
               duplicate_frames: Sequence[int] = (), flash_frames: Sequence[int] = (),
-              replenishment_rate_per_s: float = REPLENISHMENT_RATE_PER_S) -> SyntheticClip:
+              replenishment_rate_per_s: float = REPLENISHMENT_RATE_PER_S, colour_bar: bool = False,
+              sector: bool = False) -> SyntheticClip:
     """Generate a CEUS clip (8-bit display values) with known lognormal perfusion per region.
 
     ``gain`` scales every region's echo power (O and A), as a different dose or receive gain does.
-    ``colour`` is ``"gray"`` or ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames).
+    ``colour`` is ``"gray"``, ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames) or
+    one of :data:`DISPLAY_COLOUR_MAPS` (contrast panel through :func:`display_colour_map`, RGB).
+    ``colour_bar`` burns the contrast panel's map in as a vertical bar (10 pixels wide, the panel's
+    height, gray 0 at the bottom) in the frame's right border. ``sector`` blacks out both panels
+    outside a scan sector (apex above the panel's top centre, +-40 degrees): no signal there.
 
     Degradations (all off by default; the clip is then bit-identical to earlier versions):
 
@@ -208,9 +235,16 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
         speckled = contrast_power[k] * _speckle(panel_shape, speckle_sigma_px, rng)
         contrast_gray[k] = _log_compress(speckled, dynamic_range_db)
 
-    layout = _frame_layout(panel_shape, display, contrast_side)
+    if sector:
+        contrast_gray[:, ~sector_mask(panel_shape)] = 0
+    layout = _frame_layout(panel_shape, display, contrast_side, wide_border=colour_bar)
     frame_shape, contrast_region, bmode_region = layout
-    if colour == "gold":
+    if colour in DISPLAY_COLOUR_MAPS:
+        table = np.round(display_colour_map(colour)).astype(np.uint8)
+        frames = np.zeros((n_frames,) + frame_shape + (3,), dtype=np.uint8)
+        rows, cols = contrast_region.slices
+        frames[:, rows, cols, :] = table[contrast_gray]
+    elif colour == "gold":
         frames = np.zeros((n_frames,) + frame_shape + (3,), dtype=np.uint8)
         tint = np.asarray(GOLD_TINT, dtype=np.float64)
         rows, cols = contrast_region.slices
@@ -219,14 +253,18 @@ def make_clip(regions: Sequence[PerfusionRegion] | None = None, *, panel_shape: 
         frames = np.zeros((n_frames,) + frame_shape, dtype=np.uint8)
         frames[:, contrast_region.slices[0], contrast_region.slices[1]] = contrast_gray
     else:
-        raise ValueError(f"colour must be 'gray' or 'gold', not {colour!r}")
+        raise ValueError(f"colour must be 'gray', 'gold' or one of {DISPLAY_COLOUR_MAPS}, not {colour!r}")
     if bmode_region is not None:
         if anatomy_px is None:
             bmode = _bmode_panel(regions, panel_shape, n_frames, speckle_sigma_px, rng)
         else:
             bmode = _moving_bmode_panel(regions, panel_shape, speckle_sigma_px, rng, anatomy_px)
+        if sector:
+            bmode[:, ~sector_mask(panel_shape)] = 0
         rows, cols = bmode_region.slices
-        frames[:, rows, cols, ...] = bmode[..., None] if colour == "gold" else bmode
+        frames[:, rows, cols, ...] = bmode[..., None] if frames.ndim == 4 else bmode
+    if colour_bar:
+        _burn_in_colour_bar(frames, colour, contrast_region, frame_shape)
     if dropouts:
         _black_out(frames, dropouts, contrast_region, bmode_region, colour, seed)
     _burn_in_annotations(frames)
@@ -405,7 +443,10 @@ def _black_out(frames: np.ndarray, dropouts: Sequence[int], contrast_region, bmo
             gray = np.clip(np.round(noise_rng.normal(DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD,
                                                      (region.rows, region.columns))), 0, 255)
             rows, cols = region.slices
-            if colour == "gold":
+            if colour in DISPLAY_COLOUR_MAPS and region is contrast_region:
+                table = np.round(display_colour_map(colour)).astype(np.uint8)
+                frames[k, rows, cols, :] = table[gray.astype(np.uint8)]
+            elif frames.ndim == 4:
                 tint = np.asarray(GOLD_TINT) if region is contrast_region else np.ones(3)
                 frames[k, rows, cols, :] = np.round(gray[..., None] * tint).astype(np.uint8)
             else:
@@ -450,22 +491,54 @@ def _bmode_panel(regions, panel_shape, n_frames, sigma_px, rng) -> np.ndarray:
     return frames
 
 
-def _frame_layout(panel_shape, display: str, contrast_side: str):
-    """Frame shape and panel regions with a scanner-like border (annotations above the image)."""
+def sector_mask(panel_shape: tuple[int, int]) -> np.ndarray:
+    """Panel pixels inside the scan sector of ``sector=True`` clips (apex 10 % of the height above the
+    top centre, +-40 degrees, out to 1.1 x the panel height from the apex)."""
+    rows, columns = panel_shape
+    row_grid, column_grid = np.mgrid[0:rows, 0:columns].astype(np.float64)
+    apex_row, apex_column = -0.1 * rows, (columns - 1) / 2.0
+    depth, across = row_grid - apex_row, column_grid - apex_column
+    angle = np.degrees(np.arctan2(np.abs(across), depth))
+    return (angle <= 40.0) & (np.hypot(depth, across) <= 1.1 * rows)
+
+
+def _burn_in_colour_bar(frames: np.ndarray, colour: str, contrast_region, frame_shape) -> None:
+    """The contrast panel's display map as a vertical bar in the right border, gray 0 at the bottom."""
+    if colour in DISPLAY_COLOUR_MAPS:
+        table = np.round(display_colour_map(colour)).astype(np.uint8)
+    elif colour == "gold":
+        table = np.round(np.arange(256.0)[:, None] * np.asarray(GOLD_TINT)[None, :]).astype(np.uint8)
+    else:
+        table = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    height = contrast_region.rows
+    gray = np.round(np.linspace(255.0, 0.0, height)).astype(np.uint8)  # top row = gray 255
+    x0 = frame_shape[1] - 14
+    column = table[gray] if frames.ndim == 4 else gray
+    frames[:, contrast_region.y0:contrast_region.y0 + height, x0:x0 + 10, ...] = \
+        column[:, None, ...] if frames.ndim == 4 else column[:, None]
+
+
+def _frame_layout(panel_shape, display: str, contrast_side: str, wide_border: bool = False):
+    """Frame shape and panel regions with a scanner-like border (annotations above the image).
+
+    ``wide_border`` widens the right border to 24 pixels to make room for a colour bar.
+    """
     rows, columns = panel_shape
     top, side, gap = 24, 16, 12
+    right = 24 if wide_border else side
     spacing = (PIXEL_SPACING_MM, PIXEL_SPACING_MM)
 
     def region(x0):
         return UltrasoundRegion(x0, top, x0 + columns - 1, top + rows - 1, spacing, 1, 1)
 
     if display == "single":
-        return (rows + top + 8, columns + 2 * side), region(side), None
+        return (rows + top + 8, columns + side + right), region(side), None
     if display != "dual":
         raise ValueError(f"display must be 'single' or 'dual', not {display!r}")
-    left, right = region(side), region(side + columns + gap)
-    frame_shape = (rows + top + 8, 2 * columns + gap + 2 * side)
-    return (frame_shape, right, left) if contrast_side == "right" else (frame_shape, left, right)
+    left_panel, right_panel = region(side), region(side + columns + gap)
+    frame_shape = (rows + top + 8, 2 * columns + gap + side + right)
+    return (frame_shape, right_panel, left_panel) if contrast_side == "right" else \
+        (frame_shape, left_panel, right_panel)
 
 
 def _burn_in_annotations(frames: np.ndarray) -> None:
