@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.ceus.maps import STATUS_COLOURS, STATUS_NAMES, STATUS_OUTSIDE_IMAGE, ParametricMaps
 
 #: Perceptual colour maps (matplotlib names) per parameter for the PNG previews.
 PREVIEW_COLOUR_MAPS = {"PE": "magma", "WiR": "magma", "WoR": "magma_r", "WiAUC": "magma", "WoAUC": "magma",
@@ -117,6 +117,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
         index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
         image = table[index]
         image[~np.isfinite(values)] = _NAN_COLOUR
+        image[maps.status == STATUS_OUTSIDE_IMAGE] = STATUS_COLOURS[STATUS_OUTSIDE_IMAGE]
         labels = [(f, f"{low + f * (high - low):.3g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
         title = f"{name} [{unit}]  {maps.model}, grey: not fitted" if unit else f"{name}  {maps.model}"
         _preview(image, title, table, labels, path)
@@ -125,8 +126,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
 
 def _status_png_writer(maps: ParametricMaps):
     def write(path: str) -> None:
-        colours = np.array([(44, 160, 44), (31, 31, 31), (255, 127, 14), (127, 127, 127), (214, 39, 40)],
-                           dtype=np.uint8)
+        colours = np.array([STATUS_COLOURS[code] for code in range(len(STATUS_COLOURS))], dtype=np.uint8)
         bar = np.repeat(colours, 40, axis=0)
         labels = [((code + 0.5) / len(colours), STATUS_NAMES[code]) for code in range(len(colours))]
         _preview(colours[maps.status], "map status", bar, labels, path)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from DCEUSResponseLib.ceus.maps import STATUS_COLOURS
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_UNITS
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 
@@ -20,8 +21,6 @@ MAP_STATUS = "status"
 # scene) by matplotlib colour map name: used when the scene has them.
 _SLICER_COLOUR_TABLES = {"magma": "Magma", "viridis": "Viridis", "cividis": "Cividis", "inferno": "Inferno",
                          "plasma": "Plasma"}
-# Status colours (RGB 0..255) by status code, as in the status PNG preview of :mod:`maps`.
-_STATUS_COLOURS = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14), 3: (127, 127, 127), 4: (214, 39, 40)}
 
 
 def map_ijk_to_ras(maps: "ParametricMaps", frame_spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
@@ -176,7 +175,7 @@ def _status_colour_table(scene, status_names: Mapping[int, str]):
     table.SetTypeToUser()
     table.SetNumberOfColors(max(status_names) + 1)
     for code in range(max(status_names) + 1):
-        red, green, blue = (c / 255.0 for c in _STATUS_COLOURS.get(code, (127, 127, 127)))
+        red, green, blue = (c / 255.0 for c in STATUS_COLOURS.get(code, (127, 127, 127)))
         table.SetColor(code, status_names.get(code, f"{code}"), red, green, blue, 1.0)
     table.SetAttribute("DCEUS.ColourMap", MAP_STATUS)
     return table
