@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--colormap", metavar="TABLE",
                          help="display colour map of a colour clip that is not a tinted grey map: "
                          ".csv/.npy with 256 rows of R,G,B")
+    analyze.add_argument("--contrast-region", type=_pixel_box, metavar="x0,y0,x1,y1",
+                         help="the contrast panel in pixels (inclusive bounds) when the ultrasound regions do not "
+                         "show it (overlapping or unequal regions)")
     analyze.add_argument("--maps", action="store_true", help="also write parametric maps (maps/*.nrrd, maps/png)")
     analyze.add_argument("--map-binning", type=int, default=1, metavar="N",
                          help="average N x N pixels before fitting the maps (default 1: full resolution)")
@@ -84,6 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate the synthetic demo study and analyse it end to end")
     demo.add_argument("--out", required=True, metavar="DIR")
     return parser
+
+
+def _pixel_box(text: str) -> tuple[int, int, int, int]:
+    """``x0,y0,x1,y1`` as four non-negative integers (argparse type of ``--contrast-region``)."""
+    try:
+        box = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or min(box) < 0 or box[2] < box[0] or box[3] < box[1]:
+        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 with x0 <= x1 and y0 <= y1 (pixels), got {text!r}")
+    return box
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -133,7 +147,7 @@ def _analyze(args) -> int:
                               motion_compensation=args.motion_compensation,
                               frame_quality_control=args.frame_quality_control, exclude_frames=args.exclude_frames,
                               flash_frames=args.flash_frames, maps=args.maps, map_binning=args.map_binning,
-                              map_region=args.map_region)
+                              map_region=args.map_region, contrast_region=args.contrast_region)
     check_options(options)
     out_dir = prepare_output_dir(args.out)
     scene_path = None

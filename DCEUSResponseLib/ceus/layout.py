@@ -170,7 +170,8 @@ def _reconcile_with_pixels(clip: Clip, tissue: list[UltrasoundRegion], notes: li
         if region.declared_bounds is None:
             kept.append(region)
             continue
-        label = "ultrasound region x {}..{}, y {}..{}".format(*region.declared_bounds)
+        x0, y0, x1, y1 = region.declared_bounds
+        label = f"ultrasound region x {x0}..{x1}, y {y0}..{y1}"
         scaled = _rescaled(region, clip, live)
         if scaled is not None:
             factor, fitted = scaled

@@ -73,6 +73,8 @@ class AnalysisOptions:
     maps: bool = False
     map_binning: int = 1
     map_region: str | None = None
+    #: The contrast panel (x0, y0, x1, y1 inclusive pixels) when the regions do not tell (``--contrast-region``).
+    contrast_region: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -267,7 +269,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     _check_rois_and_frames(clip, rois, options)
 
     report("finding the display panels")
-    layout = find_layout(clip)
+    layout = find_layout(clip, options.contrast_region)
     warnings = list(clip.warnings) + list(layout.warnings)
     panel_rois = place_on_contrast_panel(rois, layout)
     mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table, warnings)
