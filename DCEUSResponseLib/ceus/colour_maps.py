@@ -159,7 +159,7 @@ def _table_from_profile(profile: np.ndarray) -> np.ndarray | None:
     return np.stack([np.interp(wanted, position, profile[:, k]) for k in range(3)], axis=1)
 
 
-def panel_blocks(frames: np.ndarray, panel: tuple[slice, slice], max_blocks: int = 50_000) -> np.ndarray:
+def panel_blocks(frames: np.ndarray, panel: tuple[slice, slice], max_blocks: int = 200_000) -> np.ndarray:
     """The RGB pixels (M, 4, 3) of 2 x 2 blocks aligned to even rows and columns of ``panel``.
 
     Subsampled chroma (JPEG 4:2:2 and 4:2:0) is shared within such blocks, so a block's mean colour is
@@ -168,7 +168,7 @@ def panel_blocks(frames: np.ndarray, panel: tuple[slice, slice], max_blocks: int
     step = max(1, frames.shape[0] // _SAMPLE_FRAMES)
     row0, row1 = _even_bounds(panel[0], frames.shape[1])
     col0, col1 = _even_bounds(panel[1], frames.shape[2])
-    crop = frames[::step, row0:row1, col0:col1].astype(np.float32)
+    crop = frames[::step, row0:row1, col0:col1].astype(np.float64)
     n, rows, columns = crop.shape[0], crop.shape[1] // 2, crop.shape[2] // 2
     blocks = crop.reshape(n, rows, 2, columns, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(-1, 4, 3)
     if len(blocks) > max_blocks:
