@@ -27,6 +27,8 @@ class UltrasoundRegion:
     spacing_mm: tuple[float, float] | None = None
     data_type: int = 1  # Region Data Type: 1 = tissue (B-mode/contrast image)
     spatial_format: int = 1  # Region Spatial Format: 1 = 2D
+    #: The box as the file gives it (x0, y0, x1, y1) when it reached outside the image and was clipped.
+    declared_bounds: tuple[int, int, int, int] | None = field(default=None, compare=False)
 
     def is_beside(self, other: "UltrasoundRegion", size_tolerance_px: int = SAME_SIZE_TOLERANCE_PX) -> bool:
         """True when the two regions have the same size (within ``size_tolerance_px``) and do not

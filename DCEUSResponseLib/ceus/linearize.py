@@ -11,13 +11,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from DCEUSResponseLib.ceus.colour_maps import (
+    LUMA_WEIGHTS,
+    CURVE_OUTLIER_FRACTION,
+    RecoveredMap,
+    curve_from_colours,
+    explained_fraction,
+    find_colour_bar,
+    gray_from_luma,
+    luma_lookup,
+    panel_blocks,
+)
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
 
 DEFAULT_DYNAMIC_RANGE_DB = 60.0
 SATURATED_GRAY = 254.5  # gray levels above this are the top of the display scale
 FLOOR_GRAY = 0.5  # gray levels below this are the bottom of the display scale
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as in DICOM YBR_FULL
 
 # A pixel is "grey" when its channels differ by no more than this many levels (JPEG adds a few).
 _GREY_CHANNEL_TOLERANCE = 6.0
@@ -33,18 +43,45 @@ class ColourMapping:
 
     ``kind`` is ``"gray"`` (monochrome or grey RGB), ``"palette"`` (the DICOM palette LUT),
     ``"tint"`` (a tinted grey map: colour = g * ``tint``, ``tint`` scaled so its largest channel
-    is 1) or ``"table"`` (a user-given 256-entry colour table, nearest colour wins).
+    is 1), ``"table"`` (a user-given colour table, nearest colour wins) or ``"recovered"`` (a map
+    found in the clip by :mod:`colour_maps`: ``table`` 256 x 3, ``source`` ``"colour_bar"`` or
+    ``"clip_colours"``, ``where`` how it was found; gray from luma when ``table_luma`` is set).
     """
 
     kind: str
     tint: tuple[float, float, float] | None = None
     table: np.ndarray | None = None
+    source: str | None = None
+    where: str | None = None
+    table_luma: np.ndarray | None = None
 
     def describe(self) -> str:
         if self.kind == "tint" and self.tint is not None:
             return "tinted grey map, channel gains R {:.3f} G {:.3f} B {:.3f}".format(*self.tint)
+        if self.kind == "recovered":
+            lookup = "pixel luma" if self.table_luma is not None else "nearest table colour"
+            return f"position along the display colour map recovered {self.where} (read from {lookup})"
         return {"gray": "grey levels", "palette": "DICOM palette colour LUT position",
                 "table": "position along the given colour table"}.get(self.kind, self.kind)
+
+    def to_json(self) -> dict:
+        """How the display values became gray levels, for ``results.json`` ``clip.colour_map``."""
+        recovered = self.kind == "recovered"
+        return {"kind": self.kind, "source": self.source if recovered else
+                {"table": "option", "palette": "dicom_palette"}.get(self.kind, "pixels"),
+                "description": self.describe(),
+                "tint": list(self.tint) if self.tint is not None else None,
+                "table_file": COLOUR_MAP_FILE if self.kind in ("recovered", "table") else None}
+
+    def table_csv(self) -> str | None:
+        """The colour table as CSV rows R,G,B (row g = gray g), the format ``--colormap`` reads."""
+        if self.table is None or self.kind not in ("recovered", "table"):
+            return None
+        return "".join(f"{r:.1f},{g:.1f},{b:.1f}\n" for r, g, b in np.asarray(self.table, dtype=float))
+
+
+#: Where ``analyze`` writes a recovered (or given) colour table, in ``--colormap`` format.
+COLOUR_MAP_FILE = "colour_map.csv"
 
 
 def linear_from_gray(gray: np.ndarray, dynamic_range_db: float) -> np.ndarray:
@@ -87,12 +124,13 @@ def read_colour_table(path: str) -> np.ndarray:
 
 
 def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
-                          colour_table: np.ndarray | None = None) -> ColourMapping:
+                          colour_table: np.ndarray | None = None, warnings: list[str] | None = None) -> ColourMapping:
     """Decide how the clip's display values in ``panel`` become gray levels.
 
-    Colour clips without a given table must be grey or a tinted grey map (every colour a multiple of
-    one tint); anything else needs the display's colour table, since channel averages are not gray
-    levels.
+    In order: the DICOM palette; monochrome; the user's ``--colormap`` table; grey RGB; a colour bar
+    burned into the frame whose map explains the panel's colours; a tinted grey map (every colour a
+    multiple of one tint); a map recovered from the panel's own colours (with a warning appended to
+    ``warnings``: its gray scale is an assumption). Colours that lie on no 1-D curve need ``--colormap``.
     """
     if clip.palette is not None:
         return ColourMapping("palette", table=np.asarray(clip.palette, dtype=np.float64))
@@ -100,13 +138,39 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
         return ColourMapping("gray")
     if colour_table is not None:
         return ColourMapping("table", table=colour_table)
-    sample = _sample_colours(clip, panel)
+    blocks = panel_blocks(clip.frames, panel)
+    sample = blocks.mean(axis=1)
     spread = sample.max(axis=1) - sample.min(axis=1)
     if np.mean(spread <= _GREY_CHANNEL_TOLERANCE) >= 1.0 - _TINT_OUTLIER_FRACTION:
         return ColourMapping("gray")
     bright = sample[sample.max(axis=1) > 16.0]
     if len(bright) < 10:
         return ColourMapping("gray")
+    for bar in find_colour_bar(clip.frames):
+        if explained_fraction(bar.table, blocks) >= 1.0 - CURVE_OUTLIER_FRACTION:
+            return _recovered(bar)
+    tint = _tint_of(bright)
+    if tint is not None:
+        return ColourMapping("tint", tint=tint)
+    curve = curve_from_colours(blocks)
+    if curve is None:
+        raise InputError("the contrast panel's colours lie on no single display colour map and the frame has no "
+                         "colour bar matching them; give the display's colour map with --colormap TABLE.csv "
+                         "(256 rows of R,G,B)", clip.source)
+    if warnings is not None:
+        warnings.append("the display colour map was recovered from the clip's colours (no colour bar found): gray "
+                        f"levels assume the map moves evenly through RGB; check {COLOUR_MAP_FILE} against the "
+                        "scanner's colour bar, or give --colormap")
+    return _recovered(curve)
+
+
+def _recovered(found: RecoveredMap) -> ColourMapping:
+    return ColourMapping("recovered", table=found.table, source=found.source, where=found.description,
+                         table_luma=luma_lookup(found.table))
+
+
+def _tint_of(bright: np.ndarray) -> tuple[float, float, float] | None:
+    """The tint of a tinted grey map explaining the block colours ``bright``, or None."""
     # The tint is the principal direction of the colours through black (the map's origin).
     _, _, vt = np.linalg.svd(bright, full_matrices=False)
     direction = np.abs(vt[0])
@@ -114,10 +178,8 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
     along = bright @ tint / (tint @ tint)
     distance = np.linalg.norm(bright - along[:, None] * tint[None, :], axis=1)
     if np.mean(distance > _TINT_DISTANCE_TOLERANCE) > _TINT_OUTLIER_FRACTION:
-        raise InputError("the contrast panel's colours are neither grey nor one tinted grey map; "
-                         "give the display's colour map with --colormap TABLE.csv (256 rows of R,G,B)",
-                         clip.source)
-    return ColourMapping("tint", tint=(float(tint[0]), float(tint[1]), float(tint[2])))
+        return None
+    return float(tint[0]), float(tint[1]), float(tint[2])
 
 
 def gray_levels(frames: np.ndarray, clip: Clip, mapping: ColourMapping) -> np.ndarray:
@@ -137,6 +199,8 @@ def gray_levels(frames: np.ndarray, clip: Clip, mapping: ColourMapping) -> np.nd
         weights = luma_weights / np.float32(luma_weights @ np.asarray(mapping.tint, dtype=np.float32))
         gray = frames.astype(np.float32) @ weights
         return np.clip(gray, 0.0, 255.0, out=gray)
+    if mapping.kind == "recovered" and mapping.table_luma is not None:
+        return gray_from_luma(frames, mapping.table_luma)
     return _gray_from_table(frames, mapping.table)
 
 
@@ -150,31 +214,6 @@ def _gray_from_table(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
     _, index = cKDTree(table).query(rgb)
     position = (index * (255.0 / (len(table) - 1))).astype(np.float32)
     return position[inverse].reshape(packed.shape)
-
-
-def _sample_colours(clip: Clip, panel: tuple[slice, slice], max_samples: int = 200_000) -> np.ndarray:
-    """Colours of the panel averaged over 2 x 2 blocks aligned to even rows and columns.
-
-    Subsampled chroma (JPEG 4:2:2 and 4:2:0) is shared within such blocks, so a block's mean colour
-    is the colour of its mean gray level and lies on the colour map, while single pixels do not.
-    """
-    frames = clip.frames
-    step = max(1, frames.shape[0] // 16)
-    row0, row1 = _even_bounds(panel[0], frames.shape[1])
-    col0, col1 = _even_bounds(panel[1], frames.shape[2])
-    crop = frames[::step, row0:row1, col0:col1].astype(np.float64)
-    blocks = crop.reshape(crop.shape[0], crop.shape[1] // 2, 2, crop.shape[2] // 2, 2, 3).mean(axis=(2, 4))
-    colours = blocks.reshape(-1, 3)
-    if len(colours) > max_samples:
-        colours = colours[np.linspace(0, len(colours) - 1, max_samples).astype(np.int64)]
-    return colours
-
-
-def _even_bounds(index: slice, size: int) -> tuple[int, int]:
-    start, stop, _ = index.indices(size)
-    start += start % 2
-    stop -= (stop - start) % 2
-    return start, stop
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ Method (per chunk of pixels, all arrays shaped frames x pixels):
 3. **Decisions per pixel.** ``no_enhancement`` when the bolus does not explain the curve better
    than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`; ``poor_fit`` when QOF is below
    :data:`MIN_MAP_QOF_PERCENT`; ``fit_failed`` when the peak lies outside the clip or values are not
-   finite. Every map is NaN wherever the status is not ``fitted``.
+   finite. Pixels whose display value never changes over the clip (outside the scan sector) are
+   ``outside_image`` and not fitted. Every map is NaN wherever the status is not ``fitted``.
 
 Maps are float32 on the contrast panel's pixel grid (optionally binned N x N), computed in row
 bands so that memory stays bounded for long, large clips.
@@ -40,8 +41,13 @@ from DCEUSResponseLib.kinetics.models import BolusModel, get_model
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays
 
 # Codes of the status image: positions in the status vocabulary's MAP_STATUSES.
-STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED = range(len(MAP_STATUSES))
+(STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED,
+ STATUS_OUTSIDE_IMAGE) = range(len(MAP_STATUSES))
 STATUS_NAMES = dict(enumerate(MAP_STATUSES))
+#: A pixel whose display value changes by no more than this (display levels, every channel) over the
+#: whole clip carries no signal: the black background outside the scan sector, static overlays. JPEG
+#: decodes an unchanged block identically, while speckle changes live pixels by tens of levels.
+NO_SIGNAL_RANGE = 2
 
 #: A pixel enhances when the bolus lowers the residual sum of squares below the constant's by this
 #: F ratio ((SS_const - SS_bolus) / 4) / (SS_bolus / (n - 5)). Pure speckle gives F ~ 1 (F > 10 by
@@ -470,6 +476,8 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         map_region = blocks.mean(axis=(1, 3)) >= 0.5
     else:
         map_region = np.ones(map_shape, dtype=bool)
+    outside = _no_signal(clip, panel, rows, columns, binning) & map_region
+    map_region = map_region & ~outside
     used_times = np.asarray(times_s, dtype=np.float64)[frame_use]
     n_used = int(np.count_nonzero(frame_use))
     margin = 0
@@ -479,6 +487,7 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
 
     values = {name: np.full(map_shape, np.nan, dtype=np.float32) for name in PARAMETER_NAMES}
     status = np.full(map_shape, STATUS_NOT_MAPPED, dtype=np.uint8)
+    status[outside] = STATUS_OUTSIDE_IMAGE
     frame_indices = np.flatnonzero(frame_use)
     for band_start in range(0, rows, band_rows):
         band_stop = min(band_start + band_rows, rows)
@@ -509,6 +518,22 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
                 "enhancement_f_threshold": MIN_ENHANCEMENT_F, "motion_compensated": displacement_px is not None,
                 "region": "whole contrast panel" if region_mask is None else "region mask"}
     return ParametricMaps(values, status, model.name, binning, map_spacing, origin, settings)
+
+
+def _no_signal(clip, panel, rows: int, columns: int, binning: int) -> np.ndarray:
+    """Map pixels (binned grid) of which at least half the panel pixels never change over the clip."""
+    still = np.empty((rows, columns), dtype=bool)
+    band = max(1, int(BAND_BYTES // max(clip.n_frames * columns * (3 if clip.frames.ndim == 4 else 1), 1)))
+    for start in range(0, rows, band):
+        stop = min(start + band, rows)
+        # Reductions over a view: no copy of the clip.
+        frames = clip.frames[:, panel.y0 + start:panel.y0 + stop, panel.x0:panel.x0 + columns]
+        spread = frames.max(axis=0).astype(np.int64) - frames.min(axis=0)
+        if spread.ndim == 3:
+            spread = spread.max(axis=-1)
+        still[start:stop] = spread <= NO_SIGNAL_RANGE
+    blocks = still.reshape(rows // binning, binning, columns // binning, binning)
+    return blocks.mean(axis=(1, 3)) >= 0.5
 
 
 def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,

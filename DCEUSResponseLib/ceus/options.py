@@ -37,6 +37,8 @@ class AnalysisOptions:
     maps: bool = False
     map_binning: int = 1
     map_region: str | None = None
+    #: The contrast panel (x0, y0, x1, y1 inclusive pixels) when the regions do not tell (``--contrast-region``).
+    contrast_region: tuple[int, int, int, int] | None = None
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace, **overrides) -> "AnalysisOptions":

@@ -86,10 +86,10 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     _check_rois_and_frames(clip, rois, options)
 
     report("finding the display panels")
-    layout = find_layout(clip)
+    layout = find_layout(clip, options.contrast_region)
     warnings = list(clip.warnings) + list(layout.warnings)
     panel_rois = place_on_contrast_panel(rois, layout)
-    mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table)
+    mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table, warnings)
     times_s = clip.frame_times_s - options.injection_time_s
 
     contrast_gray = bmode_gray = None

@@ -41,6 +41,7 @@ def results_json(analysis: Analysis) -> dict:
             "dynamic_range_db": float(analysis.options.dynamic_range_db),
             "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
                              f"{analysis.options.dynamic_range_db:g} dB; g: {analysis.colour_mapping.describe()}"),
+            "colour_map": analysis.colour_mapping.to_json(),
             "motion": motion,
             "excluded_frames": analysis.excluded_frames,
             "excluded_frame_reasons": [e.to_json() for e in analysis.excluded],
@@ -154,6 +155,11 @@ def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tup
         return write
 
     writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
+    colour_table = analysis.colour_mapping.table_csv()
+    if colour_table is not None:  # the recovered (or given) display map, in --colormap format, for checking
+        from DCEUSResponseLib.ceus.linearize import COLOUR_MAP_FILE
+
+        writers.append((COLOUR_MAP_FILE, text_writer(colour_table)))
     if analysis.maps is not None:
         writers += map_writers(analysis.maps)
     writers.append(("results.json", text_writer(results)))

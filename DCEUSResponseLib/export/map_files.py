@@ -4,13 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from DCEUSResponseLib.catalogue import colour_map, unit
-from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.ceus.maps import STATUS_NAMES, STATUS_OUTSIDE_IMAGE, ParametricMaps
 from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 #: Colours (RGB 0..255) of the map status codes: fitted green, no enhancement black, poor fit orange,
-#: not mapped grey, fit failed red (the status preview and the scene's status colour table).
+#: not mapped grey, fit failed red, outside the image white (the preview's background, so the scan
+#: sector stands out as on the screen); used by the status preview and the scene's status colour table.
 STATUS_COLOURS: dict[int, tuple[int, int, int]] = {0: (44, 160, 44), 1: (31, 31, 31), 2: (255, 127, 14),
-                                                   3: (127, 127, 127), 4: (214, 39, 40)}
+                                                   3: (127, 127, 127), 4: (214, 39, 40), 5: (255, 255, 255)}
 
 
 def map_writers(maps: ParametricMaps, folder: str = "maps") -> list[tuple[str, callable]]:
@@ -115,6 +116,7 @@ def _png_writer(maps: ParametricMaps, name: str, values: np.ndarray, unit: str):
         index = np.clip(np.nan_to_num((values - low) / (high - low) * 255.0, nan=0.0), 0, 255).astype(np.uint8)
         image = table[index]
         image[~np.isfinite(values)] = _NAN_COLOUR
+        image[maps.status == STATUS_OUTSIDE_IMAGE] = STATUS_COLOURS[STATUS_OUTSIDE_IMAGE]
         labels = [(f, f"{low + f * (high - low):.3g}") for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
         title = f"{name} [{unit}]  {maps.model}, grey: not fitted" if unit else f"{name}  {maps.model}"
         _preview(image, title, table, labels, path)

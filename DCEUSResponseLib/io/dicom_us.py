@@ -292,6 +292,7 @@ def ultrasound_regions(ds: Any, rows: int, columns: int) -> tuple[list[Ultrasoun
                 spacing_mm=_region_spacing_mm(item),
                 data_type=data_type,
                 spatial_format=spatial_format,
+                declared_bounds=(x0, y0, x1, y1) if clipped != (x0, y0, x1, y1) else None,
             )
         )
     if items and not kept and not notes:

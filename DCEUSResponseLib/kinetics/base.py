@@ -52,9 +52,10 @@ FIT_STATUSES: tuple[str, ...] = (STATUS_OK, STATUS_NO_ENHANCEMENT, STATUS_FIT_FA
 STATUS_FITTED = "fitted"
 STATUS_POOR_FIT = "poor_fit"
 STATUS_NOT_MAPPED = "not_mapped"
+STATUS_OUTSIDE_IMAGE = "outside_image"  # no signal over the whole clip (outside the scan sector)
 #: The statuses of a map pixel, in the order of their codes (0, 1, ...) in a map's status image.
 MAP_STATUSES: tuple[str, ...] = (STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED,
-                                 STATUS_FIT_FAILED)
+                                 STATUS_FIT_FAILED, STATUS_OUTSIDE_IMAGE)
 
 # -- thresholds shared by every fit (the module docstring of :mod:`~DCEUSResponseLib.kinetics.bolus`
 # explains them) ----------------------------------------------------------------------------------

@@ -24,9 +24,13 @@ from DCEUSResponseLib.clip import UltrasoundRegion
 from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe
 from DCEUSResponseLib.synthetic.panels import (
+    DISPLAY_COLOUR_MAPS,
     GOLD_TINT,
     PIXEL_SPACING_MM,
     black_out,
+    burn_in_colour_bar,
+    display_colour_map,
+    sector_mask,
     bmode_panel,
     burn_in_annotations,
     coverage,
@@ -173,11 +177,16 @@ def make_clip(  # long: one pass over the clip's physics (timing, motion, power,
               motion_px: np.ndarray | Callable[[float], Sequence[float]] | None = None,
               reference_frame: int = 0, dropout_frames: Sequence[int] = (),
               duplicate_frames: Sequence[int] = (), flash_frames: Sequence[int] = (),
-              replenishment_rate_per_s: float = REPLENISHMENT_RATE_PER_S) -> SyntheticClip:
+              replenishment_rate_per_s: float = REPLENISHMENT_RATE_PER_S, colour_bar: bool = False,
+              sector: bool = False) -> SyntheticClip:
     """Generate a CEUS clip (8-bit display values) with known lognormal perfusion per region.
 
     ``gain`` scales every region's echo power (O and A), as a different dose or receive gain does.
-    ``colour`` is ``"gray"`` or ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames).
+    ``colour`` is ``"gray"``, ``"gold"`` (contrast panel tinted with :data:`GOLD_TINT`, RGB frames) or
+    one of :data:`DISPLAY_COLOUR_MAPS` (contrast panel through :func:`display_colour_map`, RGB).
+    ``colour_bar`` burns the contrast panel's map in as a vertical bar (10 pixels wide, the panel's
+    height, gray 0 at the bottom) in the frame's right border. ``sector`` blacks out both panels
+    outside a scan sector (apex above the panel's top centre, +-40 degrees): no signal there.
 
     Degradations (all off by default; the clip is then bit-identical to earlier versions):
 
@@ -219,9 +228,16 @@ def make_clip(  # long: one pass over the clip's physics (timing, motion, power,
         speckled = contrast_power[k] * speckle(panel_shape, speckle_sigma_px, rng)
         contrast_gray[k] = log_compress(speckled, dynamic_range_db)
 
-    layout = frame_layout(panel_shape, display, contrast_side)
+    if sector:
+        contrast_gray[:, ~sector_mask(panel_shape)] = 0
+    layout = frame_layout(panel_shape, display, contrast_side, wide_border=colour_bar)
     frame_shape, contrast_region, bmode_region = layout
-    if colour == "gold":
+    if colour in DISPLAY_COLOUR_MAPS:
+        table = np.round(display_colour_map(colour)).astype(np.uint8)
+        frames = np.zeros((n_frames,) + frame_shape + (3,), dtype=np.uint8)
+        rows, cols = contrast_region.slices
+        frames[:, rows, cols, :] = table[contrast_gray]
+    elif colour == "gold":
         frames = np.zeros((n_frames,) + frame_shape + (3,), dtype=np.uint8)
         tint = np.asarray(GOLD_TINT, dtype=np.float64)
         rows, cols = contrast_region.slices
@@ -230,14 +246,18 @@ def make_clip(  # long: one pass over the clip's physics (timing, motion, power,
         frames = np.zeros((n_frames,) + frame_shape, dtype=np.uint8)
         frames[:, contrast_region.slices[0], contrast_region.slices[1]] = contrast_gray
     else:
-        raise ValueError(f"colour must be 'gray' or 'gold', not {colour!r}")
+        raise ValueError(f"colour must be 'gray', 'gold' or one of {DISPLAY_COLOUR_MAPS}, not {colour!r}")
     if bmode_region is not None:
         if anatomy_px is None:
             bmode = bmode_panel(regions, panel_shape, n_frames, speckle_sigma_px, rng)
         else:
             bmode = moving_bmode_panel(regions, panel_shape, speckle_sigma_px, rng, anatomy_px)
+        if sector:
+            bmode[:, ~sector_mask(panel_shape)] = 0
         rows, cols = bmode_region.slices
-        frames[:, rows, cols, ...] = bmode[..., None] if colour == "gold" else bmode
+        frames[:, rows, cols, ...] = bmode[..., None] if frames.ndim == 4 else bmode
+    if colour_bar:
+        burn_in_colour_bar(frames, colour, contrast_region, frame_shape)
     if dropouts:
         black_out(frames, dropouts, contrast_region, bmode_region, colour, seed)
     burn_in_annotations(frames)

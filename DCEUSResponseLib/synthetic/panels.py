@@ -13,6 +13,26 @@ if TYPE_CHECKING:  # annotations only
 
 GOLD_TINT = (1.0, 0.78, 0.42)
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
+DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint")
+
+
+def display_colour_map(name: str) -> np.ndarray:
+    """A vendor-like display colour map, 256 x 3 RGB floats (row g = colour of gray g), for tests.
+
+    ``"hot"``: black-red-yellow-white, each channel ramping over a third (constant speed in RGB);
+    ``"gold-map"``: a gold map whose channels rise with different powers (uneven speed);
+    ``"curved-tint"``: a tint that turns from red-brown to pale yellow as it brightens.
+    """
+    x = np.arange(256.0) / 255.0
+    if name == "hot":
+        channels = (np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1))
+    elif name == "gold-map":
+        channels = (x ** 0.6, 0.9 * x ** 1.2, 0.7 * x ** 2.5)
+    elif name == "curved-tint":
+        channels = (x, x * (0.5 + 0.4 * x), x * (0.15 + 0.6 * x * x))
+    else:
+        raise ValueError(f"unknown display colour map {name!r}: hot, gold-map, curved-tint")
+    return 255.0 * np.stack(channels, axis=1)
 # Gray levels of a frame recorded without probe contact: electronic noise just above black.
 DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD = 4.0, 3.0
 
@@ -62,7 +82,10 @@ def black_out(frames: np.ndarray, dropouts: Sequence[int], contrast_region, bmod
             gray = np.clip(np.round(noise_rng.normal(DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD,
                                                      (region.rows, region.columns))), 0, 255)
             rows, cols = region.slices
-            if colour == "gold":
+            if colour in DISPLAY_COLOUR_MAPS and region is contrast_region:
+                table = np.round(display_colour_map(colour)).astype(np.uint8)
+                frames[k, rows, cols, :] = table[gray.astype(np.uint8)]
+            elif frames.ndim == 4:
                 tint = np.asarray(GOLD_TINT) if region is contrast_region else np.ones(3)
                 frames[k, rows, cols, :] = np.round(gray[..., None] * tint).astype(np.uint8)
             else:
@@ -107,22 +130,54 @@ def bmode_panel(regions, panel_shape, n_frames, sigma_px, rng) -> np.ndarray:
     return frames
 
 
-def frame_layout(panel_shape, display: str, contrast_side: str):
-    """Frame shape and panel regions with a scanner-like border (annotations above the image)."""
+def sector_mask(panel_shape: tuple[int, int]) -> np.ndarray:
+    """Panel pixels inside the scan sector of ``sector=True`` clips (apex 10 % of the height above the
+    top centre, +-40 degrees, out to 1.1 x the panel height from the apex)."""
+    rows, columns = panel_shape
+    row_grid, column_grid = np.mgrid[0:rows, 0:columns].astype(np.float64)
+    apex_row, apex_column = -0.1 * rows, (columns - 1) / 2.0
+    depth, across = row_grid - apex_row, column_grid - apex_column
+    angle = np.degrees(np.arctan2(np.abs(across), depth))
+    return (angle <= 40.0) & (np.hypot(depth, across) <= 1.1 * rows)
+
+
+def burn_in_colour_bar(frames: np.ndarray, colour: str, contrast_region, frame_shape) -> None:
+    """The contrast panel's display map as a vertical bar in the right border, gray 0 at the bottom."""
+    if colour in DISPLAY_COLOUR_MAPS:
+        table = np.round(display_colour_map(colour)).astype(np.uint8)
+    elif colour == "gold":
+        table = np.round(np.arange(256.0)[:, None] * np.asarray(GOLD_TINT)[None, :]).astype(np.uint8)
+    else:
+        table = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    height = contrast_region.rows
+    gray = np.round(np.linspace(255.0, 0.0, height)).astype(np.uint8)  # top row = gray 255
+    x0 = frame_shape[1] - 14
+    column = table[gray] if frames.ndim == 4 else gray
+    frames[:, contrast_region.y0:contrast_region.y0 + height, x0:x0 + 10, ...] = \
+        column[:, None, ...] if frames.ndim == 4 else column[:, None]
+
+
+def frame_layout(panel_shape, display: str, contrast_side: str, wide_border: bool = False):
+    """Frame shape and panel regions with a scanner-like border (annotations above the image).
+
+    ``wide_border`` widens the right border to 24 pixels to make room for a colour bar.
+    """
     rows, columns = panel_shape
     top, side, gap = 24, 16, 12
+    right = 24 if wide_border else side
     spacing = (PIXEL_SPACING_MM, PIXEL_SPACING_MM)
 
     def region(x0):
         return UltrasoundRegion(x0, top, x0 + columns - 1, top + rows - 1, spacing, 1, 1)
 
     if display == "single":
-        return (rows + top + 8, columns + 2 * side), region(side), None
+        return (rows + top + 8, columns + side + right), region(side), None
     if display != "dual":
         raise ValueError(f"display must be 'single' or 'dual', not {display!r}")
-    left, right = region(side), region(side + columns + gap)
-    frame_shape = (rows + top + 8, 2 * columns + gap + 2 * side)
-    return (frame_shape, right, left) if contrast_side == "right" else (frame_shape, left, right)
+    left_panel, right_panel = region(side), region(side + columns + gap)
+    frame_shape = (rows + top + 8, 2 * columns + gap + side + right)
+    return (frame_shape, right_panel, left_panel) if contrast_side == "right" else \
+        (frame_shape, left_panel, right_panel)
 
 
 def burn_in_annotations(frames: np.ndarray) -> None:

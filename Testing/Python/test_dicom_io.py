@@ -574,9 +574,11 @@ def test_single_layouts_and_extra_regions():
     assert layout.display == "dual" and layout.contrast == PANELS[1] and layout.bmode == PANELS[0]
     assert len(layout.warnings) == 1 and "two largest" in layout.warnings[0]
 
+    # Unequal regions: the one that changes is the contrast panel, not the largest (issue 9 item 6).
     unequal = Clip(source="x", frames=frames, frame_times_s=UNIFORM_TIMES_S, regions=[PANELS[0], UltrasoundRegion(40, 0, 63, 20)])
     layout = find_layout(unequal)
-    assert layout.display == "single" and layout.contrast == PANELS[0] and len(layout.warnings) == 1
+    assert layout.display == "single" and layout.contrast == UltrasoundRegion(40, 0, 63, 20)
+    assert len(layout.warnings) == 1 and "changes most" in layout.warnings[0]
 
 
 # --------------------------------------------------------------------------------------------

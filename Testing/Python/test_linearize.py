@@ -64,16 +64,18 @@ def test_palette_position_along_the_lut():
     np.testing.assert_allclose(gray_levels(indices, clip, mapping)[0, 0], [0, 51, 255])
 
 
-def test_colour_table_lookup_and_curved_maps_need_a_table():
-    # a "hot"-like map: not a line through black, so no tint can explain it
+def test_colour_table_lookup_and_curved_maps_are_recovered():
+    # a "hot"-like map: not a line through black, so no tint explains it; it is recovered from the
+    # colours instead (test_colour_maps.py), and a given table is looked up by nearest colour
     g = np.arange(256.0)
     table = np.stack([np.clip(3 * g, 0, 255), np.clip(3 * g - 255, 0, 255), np.clip(3 * g - 510, 0, 255)], axis=1)
     rng = np.random.default_rng(2)
     gray = rng.integers(0, 256, size=(3, 20, 20))
     frames = table[gray].round().astype(np.uint8)
     clip = _clip(frames)
-    with pytest.raises(InputError, match="--colormap"):
-        choose_colour_mapping(clip, (slice(None), slice(None)))
+    recovered = choose_colour_mapping(clip, (slice(None), slice(None)))
+    assert recovered.kind == "recovered" and recovered.source == "clip_colours"
+    assert np.median(np.abs(gray_levels(frames, clip, recovered) - gray)) < 1.0
     mapping = ColourMapping("table", table=table)
     recovered = gray_levels(frames, clip, mapping)
     # flat stretches of the map are ambiguous; where the map moves, the position is exact

@@ -193,3 +193,29 @@ def test_replenishment_results_as_slicer_tables():
             analysis.rois["liver"].parameters["rBV"], rel=1e-6)
     finally:
         app.close()
+
+
+def test_pydicom_ybr_example_end_to_end(tmp_path, capsys):
+    """pydicom's examples_ybr_color.dcm (320x240 JPEG YBR_FULL_422) declares its region for 640x480
+    frames: clipped, the box took in the blue toolbar and was refused as "give --colormap". The box at
+    1/2 scale matches the live image, so that box (and twice the spacing) is used; the clip is grey."""
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("examples_ybr_color.dcm")
+    mask = np.zeros((240, 320), dtype=np.uint8)
+    mask[90:130, 140:180] = 255  # inside the sector, on the heart
+    Image.fromarray(mask).save(tmp_path / "roi.png")
+    code = main(["analyze", path, "--roi", f"heart={tmp_path / 'roi.png'}", "--dynamic-range", "60",
+                 "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    clip = results["clip"]
+    assert clip["contrast_region"] == {"x0": 42, "y0": 15, "x1": 297, "y1": 206}
+    assert clip["pixel_spacing_mm"] == pytest.approx([1.021, 1.021], abs=1e-3)
+    assert clip["colour_map"]["kind"] == "gray"
+    assert any("1/2 scale" in w for w in clip["warnings"])
+    assert results["rois"]["heart"]["pixels"] == 1600 and results["rois"]["heart"]["status"] in (
+        "ok", "no_enhancement", "poor_fit", "fit_failed")
+    # (--maps on this 1-second clip stops in the maps' shape dictionary: reported, not in this room)

@@ -52,6 +52,9 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--colormap", metavar="TABLE",
                         help="display colour map of a colour clip that is not a tinted grey map: "
                         ".csv/.npy with 256 rows of R,G,B")
+    parser.add_argument("--contrast-region", dest="contrast_region", type=_pixel_box, metavar="x0,y0,x1,y1",
+                        help="the contrast panel in pixels (inclusive bounds) when the ultrasound regions do not "
+                        "show it (overlapping or unequal regions)")
     parser.add_argument("--maps", action="store_true", help="also write parametric maps (maps/*.nrrd, maps/png)")
     parser.add_argument("--map-binning", type=int, default=1, metavar="N",
                         help="average N x N pixels before fitting the maps (default 1: full resolution)")
@@ -91,3 +94,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(analysis))
     print(f"results written to {out_dir}")
     return 0
+
+
+def _pixel_box(text: str) -> tuple[int, int, int, int]:
+    """``x0,y0,x1,y1`` as four non-negative integers (argparse type of ``--contrast-region``)."""
+    try:
+        box = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or min(box) < 0 or box[2] < box[0] or box[3] < box[1]:
+        raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 with x0 <= x1 and y0 <= y1 (pixels), got {text!r}")
+    return box
