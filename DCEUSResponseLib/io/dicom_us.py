@@ -5,9 +5,11 @@ Two storage forms are accepted:
 * one Ultrasound Multi-frame Image Storage file (or any other multi-frame image, with a warning);
 * a folder holding one series of single-frame Ultrasound Image Storage files, one per frame.
 
-Every problem with the input is an :class:`~DCEUSResponseLib.errors.InputError` naming the file.
-pydicom is imported inside the functions (package rule: only stdlib, numpy and scipy at module
-top level).
+Every problem with the input is an :class:`~DCEUSResponseLib.errors.InputError` naming the file:
+timing outside the bounds of :mod:`DCEUSResponseLib.io.timing`, a header that does not describe
+its pixel data (:mod:`DCEUSResponseLib.io.dicom_frames`), a folder whose files are not one clip.
+pydicom's warnings while reading become clip warnings instead of reaching stderr. pydicom is
+imported inside the functions (package rule: only stdlib, numpy and scipy at module top level).
 """
 from __future__ import annotations
 
@@ -21,6 +23,15 @@ import numpy as np
 
 from DCEUSResponseLib.clip import Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.dicom_frames import (
+    check_decoded_size,
+    check_pixel_data,
+    decode_frames,
+    library_warnings,
+    one_line,
+)
+from DCEUSResponseLib.io.files import require_regular_file
+from DCEUSResponseLib.io.timing import check_frame_rate, check_intervals, uniform_times
 
 US_MULTIFRAME_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image Storage",
@@ -71,16 +82,20 @@ def read_clip(path: str | os.PathLike, frame_rate_hz: float | None = None) -> Cl
     Raises
     ------
     InputError
-        Missing path, empty folder, not DICOM, no pixel data, a single frame, truncated pixel
-        data, unsupported encoding, missing or non-increasing frame times, mixed series.
+        Missing path, not a regular file, empty folder, not DICOM, damaged header, no pixel
+        data, a single frame, pixel data longer or shorter than the header says, a clip over
+        :data:`~DCEUSResponseLib.io.dicom_frames.MAX_DECODED_BYTES`, unsupported encoding,
+        stored values beyond Bits Stored, missing, non-increasing or incredible frame times
+        (see :mod:`DCEUSResponseLib.io.timing`), a ``frame_rate_hz`` outside 1/60..1000, a
+        folder of files that differ in series, size, encoding or calibration.
     """
-    if frame_rate_hz is not None and not (math.isfinite(frame_rate_hz) and frame_rate_hz > 0):
-        raise InputError(f"--frame-rate must be a positive number of frames per second, not {frame_rate_hz}")
+    frame_rate_hz = check_frame_rate(frame_rate_hz)
     path_str = os.fspath(path)
-    if not os.path.exists(path_str):
+    if not os.path.exists(path_str) and not os.path.islink(path_str):
         raise InputError("not found", path_str)
     if os.path.isdir(path_str):
         return _read_series_folder(path_str, frame_rate_hz)
+    require_regular_file(path_str, "clip file")
     ds, dataset_warnings = _read_image_dataset(path_str)
     n_frames = _number_of_frames(ds, path_str)
     if n_frames < 2:
@@ -99,9 +114,11 @@ def read_clip(path: str | os.PathLike, frame_rate_hz: float | None = None) -> Cl
 def _clip_from_multiframe(
     ds: Any, path: str, n_frames: int, frame_rate_hz: float | None, clip_warnings: list[str]
 ) -> Clip:
-    # Timing first: a clip without usable times is refused before the costly decoding.
+    # Sizes, then timing: a header that cannot describe its pixels, or a clip without usable times,
+    # is refused before anything is sized from Number of Frames or decoded.
+    check_pixel_data(ds, path, n_frames)
     frame_times, timing_source, timing_warnings = _multiframe_times(ds, n_frames, frame_rate_hz, path)
-    frames, photometric, palette = _decode_pixels(ds, path, n_frames)
+    frames, photometric, palette, decode_warnings = decode_frames(ds, path, n_frames)
     regions, region_warnings = _ultrasound_regions(ds, frames.shape[1], frames.shape[2])
     return Clip(
         source=path,
@@ -113,7 +130,7 @@ def _clip_from_multiframe(
         pixel_spacing_mm=_pixel_spacing_mm(ds, regions),
         regions=regions,
         timing_source=timing_source,
-        warnings=clip_warnings + timing_warnings + region_warnings,
+        warnings=clip_warnings + decode_warnings + timing_warnings + region_warnings,
         uids=_identifiers(ds),
     )
 
@@ -129,11 +146,11 @@ def _multiframe_times(
     # When both are present the Frame Increment Pointer says which one describes the frames.
     prefer_frame_time = _FRAME_TIME_TAG in pointer_tags and _FRAME_TIME_VECTOR_TAG not in pointer_tags
     if vector is not None and not (prefer_frame_time and frame_time_ms is not None):
-        times = _times_from_vector(vector, n_frames, path)
-        return times, "FrameTimeVector", _ignored_rate_warning(frame_rate_hz, "Frame Time Vector")
+        times, pauses = _times_from_vector(vector, n_frames, path)
+        return times, "FrameTimeVector", pauses + _ignored_rate_warning(frame_rate_hz, "Frame Time Vector")
     if frame_time_ms is not None:
         return (
-            _uniform_times(frame_time_ms[0] / 1000.0, n_frames, "Frame Time", path),
+            uniform_times(frame_time_ms[0] / 1000.0, n_frames, "Frame Time", path),
             "FrameTime",
             _ignored_rate_warning(frame_rate_hz, "Frame Time"),
         )
@@ -145,7 +162,7 @@ def _fallback_times(
 ) -> tuple[np.ndarray, str, list[str]]:
     """Frame times from ``--frame-rate`` or, failing that, from a display rate (an estimate)."""
     if frame_rate_hz is not None:
-        return _uniform_times(1.0 / frame_rate_hz, n_frames, "--frame-rate", path), "--frame-rate", []
+        return uniform_times(1.0 / frame_rate_hz, n_frames, "--frame-rate", path), "--frame-rate", []
     display_rates = (
         ("CineRate", "Cine Rate"),
         ("RecommendedDisplayFrameRate", "Recommended Display Frame Rate"),
@@ -157,7 +174,8 @@ def _fallback_times(
                 f"frame times estimated from {label} ({rate[0]:g} frames/s), a display rate that "
                 "may differ from the acquisition rate; give --frame-rate if known"
             )
-            return _uniform_times(1.0 / rate[0], n_frames, label, path), f"{keyword} (estimated)", [warning]
+            times = uniform_times(1.0 / float(rate[0]), n_frames, label, path)
+            return times, f"{keyword} (estimated)", [warning]
     raise InputError(
         "no frame timing (Frame Time Vector, Frame Time, Cine Rate or acquisition times); "
         "give the acquisition frame rate with --frame-rate",
@@ -165,7 +183,7 @@ def _fallback_times(
     )
 
 
-def _times_from_vector(vector_ms: np.ndarray, n_frames: int, path: str) -> np.ndarray:
+def _times_from_vector(vector_ms: np.ndarray, n_frames: int, path: str) -> tuple[np.ndarray, list[str]]:
     if vector_ms.size != n_frames:
         raise InputError(f"Frame Time Vector has {vector_ms.size} entries for {n_frames} frames", path)
     if not np.all(np.isfinite(vector_ms)):
@@ -179,16 +197,10 @@ def _times_from_vector(vector_ms: np.ndarray, n_frames: int, path: str) -> np.nd
             f"frame times are not increasing: Frame Time Vector entry {k + 1} is {vector_ms[k]:g} ms",
             path,
         )
-    times = np.cumsum(vector_ms) / 1000.0
-    return times - times[0]
-
-
-def _uniform_times(interval_s: float, n_frames: int, label: str, path: str) -> np.ndarray:
-    if not (math.isfinite(interval_s) and interval_s > 0):
-        raise InputError(
-            f"{label} gives a frame interval of {interval_s * 1000:g} ms; it must be positive", path
-        )
-    return np.arange(n_frames, dtype=float) * interval_s
+    # Bounds before the sum, so absurd entries are named instead of overflowing to inf.
+    pauses = check_intervals(vector_ms[1:] / 1000.0, "Frame Time Vector", path,
+                             lambda k: f"(entry {k + 2}, {vector_ms[k + 1]:g} ms)")
+    return np.concatenate([[0.0], np.cumsum(vector_ms[1:]) / 1000.0]), pauses
 
 
 def _ignored_rate_warning(frame_rate_hz: float | None, label: str) -> list[str]:
@@ -202,30 +214,7 @@ def _ignored_rate_warning(frame_rate_hz: float | None, label: str) -> list[str]:
 
 
 def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
-    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
-    if not names:
-        raise InputError("empty folder: no files to read", folder)
-    images: list[tuple[str, Any]] = []
-    non_image_names: list[str] = []
-    folder_warnings: list[str] = []
-    for name in names:
-        file_path = os.path.join(folder, name)
-        ds = _read_dataset(file_path, skip_non_dicom=True)
-        if ds is None:
-            continue
-        if "PixelData" not in ds:
-            _raise_if_truncated(ds, file_path)
-            non_image_names.append(name)  # e.g. a DICOMDIR or a report next to the images
-            continue
-        images.append((file_path, ds))
-    if not images:
-        raise InputError("contains no DICOM image files", folder)
-    if non_image_names:
-        folder_warnings.append(
-            f"ignored {len(non_image_names)} DICOM file(s) without pixel data: "
-            + ", ".join(non_image_names[:5])
-        )
-
+    images, folder_warnings = _folder_images(folder)
     multiframe = [(p, ds) for p, ds in images if _number_of_frames(ds, p) > 1]
     if multiframe:
         if len(images) == 1:
@@ -244,22 +233,21 @@ def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
             images[0][0],
         )
 
-    series_uids = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in images})
-    if len(series_uids) > 1:
-        raise InputError(
-            f"holds files of {len(series_uids)} different series; put one series per folder", folder
-        )
-    _check_same_geometry(images)
-
     ordered, times_by_file, time_label = _order_series(images)
+    _check_one_clip(ordered, folder)
+    folder_warnings += _instance_number_gaps(ordered)
     first_ds = ordered[0][1]
     frame_times, timing_source, timing_warnings = _series_times(
         first_ds, times_by_file, time_label, len(ordered), frame_rate_hz, folder, [p for p, _ in ordered]
     )
+    check_decoded_size(len(ordered), int(first_ds.Rows), int(first_ds.Columns),
+                       int(first_ds.get("SamplesPerPixel", 1) or 1), int(first_ds.BitsAllocated), folder)
     frame_parts = []
     photometric, palette = "", None
     for file_path, ds in ordered:
-        pixels, photometric, file_palette = _decode_pixels(ds, file_path, 1)
+        check_pixel_data(ds, file_path, 1)
+        pixels, photometric, file_palette, decode_warnings = decode_frames(ds, file_path, 1)
+        folder_warnings += [w for w in decode_warnings if w not in folder_warnings]
         palette = file_palette if palette is None else palette  # one series, one palette
         frame_parts.append(pixels.reshape(pixels.shape[-3:] if photometric == "RGB" else pixels.shape[-2:]))
     frames = np.stack(frame_parts)
@@ -280,21 +268,91 @@ def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
     )
 
 
-def _check_same_geometry(images: list[tuple[str, Any]]) -> None:
-    """All frames of one clip must share size and pixel encoding."""
-    keywords = (
-        "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated", "BitsStored"
-    )
-    reference_path, reference = images[0]
-    expected = tuple(reference.get(k) for k in keywords)
-    for file_path, ds in images[1:]:
-        found = tuple(ds.get(k) for k in keywords)
-        if found != expected:
-            differing = [k for k, a, b in zip(keywords, expected, found) if a != b]
-            raise InputError(
-                f"{', '.join(differing)} differ from {os.path.basename(reference_path)} in the same folder",
-                file_path,
-            )
+def _folder_images(folder: str) -> tuple[list[tuple[str, Any]], list[str]]:
+    """The DICOM images in ``folder`` (path, dataset), and warnings naming the files left out."""
+    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
+    if not names:
+        raise InputError("empty folder: no files to read", folder)
+    images: list[tuple[str, Any]] = []
+    non_dicom_names: list[str] = []
+    non_image_names: list[str] = []
+    folder_warnings: list[str] = []
+    for name in names:
+        file_path = os.path.join(folder, name)
+        read = _read_dataset(file_path, skip_non_dicom=True)
+        if read is None:
+            non_dicom_names.append(name)  # a note, a thumbnail, or a frame file damaged beyond recognition
+            continue
+        ds, read_warnings = read
+        folder_warnings += [w for w in read_warnings if w not in folder_warnings]
+        if "PixelData" not in ds:
+            _raise_if_truncated(ds, file_path)
+            non_image_names.append(name)  # e.g. a DICOMDIR or a report next to the images
+            continue
+        images.append((file_path, ds))
+    if not images:
+        raise InputError("contains no DICOM image files", folder)
+    for label, left_out in (("not DICOM", non_dicom_names), ("DICOM without pixel data", non_image_names)):
+        if left_out:
+            shown = ", ".join(left_out[:5]) + (", ..." if len(left_out) > 5 else "")
+            folder_warnings.append(f"ignored {len(left_out)} file(s) that are {label}: {shown}")
+    return images, folder_warnings
+
+
+def _check_one_clip(ordered: list[tuple[str, Any]], folder: str) -> None:
+    """The files are frames of one clip: one series, one image size and encoding, one calibration.
+
+    Refuses with one line naming the folder and two files that differ (the odd one, then one of
+    the majority), and a file that is a copy of another (the same SOP Instance UID).
+    """
+    def geometry(ds: Any) -> tuple:
+        regions, _ = _ultrasound_regions(ds, int(ds.Rows), int(ds.Columns))
+        spacing = _pixel_spacing_mm(ds, regions)
+        return (tuple(round(v, 9) for v in spacing) if spacing else None,
+                tuple((r.x0, r.y0, r.x1, r.y1) for r in regions))
+
+    checks = [("series", lambda ds: str(ds.get("SeriesInstanceUID", "") or ""))]
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+                    "BitsStored"):
+        checks.append((keyword, lambda ds, k=keyword: str(ds.get(k, ""))))
+    checks += [("pixel spacing (mm)", lambda ds: geometry(ds)[0]),
+               ("ultrasound regions", lambda ds: geometry(ds)[1])]
+    for label, key in checks:
+        values = [key(ds) for _, ds in ordered]
+        majority = max(set(values), key=lambda v: (values.count(v), -values.index(v)))
+        odd = next((k for k, v in enumerate(values) if v != majority), None)
+        if odd is None:
+            continue
+        odd_name = os.path.basename(ordered[odd][0])
+        reference_name = os.path.basename(ordered[values.index(majority)][0])
+        if label == "series":
+            problem = (f"holds files of {len(set(values))} different series ({odd_name} and {reference_name}); "
+                       "put one series per folder")
+        else:
+            problem = (f"{odd_name} and {reference_name} differ in {label} ({values[odd]} vs {majority}); "
+                       "the frames of one clip share it")
+        raise InputError(problem, folder)
+    seen: dict[str, str] = {}
+    for file_path, ds in ordered:
+        uid = str(ds.get("SOPInstanceUID", "") or "")
+        if uid and uid in seen:
+            raise InputError(f"{os.path.basename(file_path)} and {seen[uid]} are the same image (SOP Instance UID "
+                             f"{uid}); remove the copy", folder)
+        seen[uid] = os.path.basename(file_path)
+
+
+def _instance_number_gaps(ordered: list[tuple[str, Any]]) -> list[str]:
+    """A warning when Instance Numbers skip values: a frame file is missing or was unreadable."""
+    try:
+        numbers = sorted({int(ds.InstanceNumber) for _, ds in ordered})
+    except (AttributeError, TypeError, ValueError):
+        return []
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers)) if numbers[-1] - numbers[0] < 10**6 else []
+    if not missing:
+        return []
+    shown = ", ".join(str(n) for n in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return [f"Instance Number(s) {shown} missing between {numbers[0]} and {numbers[-1]}: "
+            "frame files are missing or unreadable, the clip has gaps"]
 
 
 def _order_series(images: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any]], list[float] | None, str]:
@@ -344,7 +402,11 @@ def _series_times(
         times -= times[0]
         steps = np.diff(times)
         if np.all(steps > 0):
-            return times, time_label, _ignored_rate_warning(frame_rate_hz, time_label)
+            def between(k: int) -> str:
+                return f"between {os.path.basename(ordered_paths[k])} and {os.path.basename(ordered_paths[k + 1])}"
+
+            pauses = check_intervals(steps, f"frame times ({time_label})", folder, between)
+            return times, time_label, pauses + _ignored_rate_warning(frame_rate_hz, time_label)
         if np.any(steps < 0):
             k = int(np.flatnonzero(steps < 0)[0])
             raise InputError(
@@ -375,7 +437,7 @@ def _times_without_clock(
     """Series timing from Frame Time (if a scanner wrote it), ``--frame-rate``, or a display rate."""
     frame_time_ms = _float_values(ds, "FrameTime", path)
     if frame_time_ms is not None:
-        times = _uniform_times(frame_time_ms[0] / 1000.0, n_frames, "Frame Time", path)
+        times = uniform_times(frame_time_ms[0] / 1000.0, n_frames, "Frame Time", path)
         return times, "FrameTime", _ignored_rate_warning(frame_rate_hz, "Frame Time")
     return _fallback_times(ds, n_frames, frame_rate_hz, path)
 
@@ -410,37 +472,54 @@ def _clock_seconds(ds: Any, keywords: tuple[str, ...]) -> float | None:
 # reading and decoding
 
 
-def _read_dataset(path: str, *, skip_non_dicom: bool = False) -> Any | None:
-    """The dataset in ``path``; ``None`` for a non-DICOM file when ``skip_non_dicom``."""
+def _read_dataset(path: str, *, skip_non_dicom: bool = False) -> tuple[Any, list[str]] | None:
+    """The dataset in ``path`` with every element decoded, and pydicom's warnings as clip warnings.
+
+    ``None`` for a non-DICOM file when ``skip_non_dicom``. pydicom decodes elements when they are
+    first used; decoding all of them here turns a damaged element (an unknown VR after a bit flip)
+    into an InputError now, and keeps the warnings pydicom gives on the way out of stderr.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         try:
-            ds = pydicom.dcmread(path)
-        except InvalidDicomError:
-            ds = _read_without_preamble(path)
-            if ds is None:
-                if skip_non_dicom:
-                    return None
-                raise InputError("not a DICOM file", path) from None
+            try:
+                ds = pydicom.dcmread(path)
+            except InvalidDicomError:
+                ds = _read_without_preamble(path)
+                if ds is None:
+                    if skip_non_dicom:
+                        return None
+                    raise InputError("not a DICOM file", path) from None
+            ds.walk(lambda dataset, element: None)
+        except InputError:
+            raise
         except PermissionError:
             raise InputError("cannot be opened (permission denied)", path) from None
         except IsADirectoryError:
             raise InputError("is a folder, expected a file", path) from None
         except Exception as error:  # pydicom raises many types on damaged files
-            problem = f"is damaged or truncated; it cannot be read as DICOM ({_one_line(error)})"
+            problem = f"is damaged or truncated; it cannot be read as DICOM ({one_line(error)})"
             raise InputError(problem, path) from None
     if any("End of file" in str(w.message) for w in caught):
         raise InputError("is truncated: the file ends inside the pixel data or another element", path)
-    return ds
+    return ds, library_warnings(caught)
 
 
 def _read_without_preamble(path: str) -> Any | None:
-    """Old files may lack the 128-byte preamble; accept them only if they look like images."""
+    """Old files may lack the 128-byte preamble; accept them only if they look like images.
+
+    Such a file starts with an element of group 0002 (file meta) or 0008 (identification); any
+    other start is not DICOM, which also keeps pydicom from parsing megabytes of zeros as elements.
+    """
     import pydicom
 
+    with open(path, "rb") as handle:
+        group = int.from_bytes(handle.read(2), "little")
+    if group not in (0x0002, 0x0008):
+        return None
     try:
         ds = pydicom.dcmread(path, force=True)
         if "SOPClassUID" not in ds or "Rows" not in ds:
@@ -456,14 +535,14 @@ def _read_without_preamble(path: str) -> Any | None:
 
 
 def _read_image_dataset(path: str) -> tuple[Any, list[str]]:
-    """Dataset with pixel data from one file, plus warnings about its SOP class."""
-    ds = _read_dataset(path)
+    """Dataset with pixel data from one file, plus warnings about it (SOP class, pydicom's)."""
+    ds, read_warnings = _read_dataset(path)
     if "PixelData" not in ds:
         _raise_if_truncated(ds, path)
         raise InputError(
             f"contains no pixel data ({_sop_class_name(ds)}); expected an ultrasound cine clip", path
         )
-    return ds, _sop_class_warnings(ds)
+    return ds, read_warnings + _sop_class_warnings(ds)
 
 
 def _raise_if_truncated(ds: Any, path: str) -> None:
@@ -493,103 +572,14 @@ def _sop_class_warnings(ds: Any) -> list[str]:
 
 
 def _number_of_frames(ds: Any, path: str) -> int:
+    value = ds.get("NumberOfFrames", 1)
     try:
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        raise InputError(f"Number of Frames is not a number ({ds.get('NumberOfFrames')!r})", path) from None
-
-
-def _decode_pixels(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """Decoded frames, the photometric interpretation of the returned array, and the palette."""
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-
-    for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation"):
-        if keyword not in ds:
-            raise InputError(f"image attribute {keyword} is missing", path)
-    if int(ds.get("PixelRepresentation", 0) or 0) != 0:
-        raise InputError("signed pixel data (Pixel Representation 1) is not an ultrasound image", path)
-    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
-    try:
-        decoder = get_decoder(transfer_syntax)
-    except NotImplementedError:
-        raise InputError(f"transfer syntax {transfer_syntax.name} cannot be decoded", path) from None
-    if not decoder.is_available:
-        missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
-        raise InputError(f"decoding {transfer_syntax.name} needs {missing}", path)
-    if decoder.is_native:
-        _check_native_length(ds, path, n_frames)
-    try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")  # pydicom warns about oddities it then handles
-            frames, meta = decoder.as_array(ds, as_rgb=True)
-    except StopIteration:  # pydicom's frame generator ran out of encapsulated frames
-        problem = f"pixel data is truncated: fewer frames than Number of Frames ({n_frames})"
-        raise InputError(problem, path) from None
-    except Exception as error:
-        problem = f"pixel data cannot be decoded, truncated or corrupt? ({_one_line(error)})"
-        raise InputError(problem, path) from None
-
-    # pydicom converts YBR_FULL / YBR_FULL_422 to RGB itself (native and JPEG alike) and says so
-    # in the returned metadata; convert only if it did not, so no conversion happens twice.
-    photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
-    palette = None
-    if photometric in ("YBR_FULL", "YBR_FULL_422"):
-        from pydicom.pixels import convert_color_space
-
-        frames = convert_color_space(frames, "YBR_FULL", "RGB")
-        photometric = "RGB"
-    elif photometric == "MONOCHROME1":
-        # MONOCHROME1 shows low values bright; invert so that bright = high like MONOCHROME2.
-        top = np.asarray((1 << int(ds.BitsStored)) - 1, dtype=frames.dtype)
-        frames = top - np.minimum(frames, top)
-        photometric = "MONOCHROME2"
-    elif photometric == "PALETTE COLOR":
-        palette = _palette_table(ds, path)
-    elif photometric not in ("MONOCHROME2", "RGB"):
-        raise InputError(f"photometric interpretation {photometric} is not supported", path)
-    return frames, photometric, palette
-
-
-def _check_native_length(ds: Any, path: str, n_frames: int) -> None:
-    """Uncompressed pixel data must hold every frame (pydicom reads a cut file without error)."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits_allocated = int(ds.BitsAllocated)
-    pixels = rows * columns * n_frames
-    if str(ds.PhotometricInterpretation).strip() == "YBR_FULL_422":
-        expected = pixels * 2 * (bits_allocated // 8)  # chroma halved horizontally: 2 values/pixel
-    elif bits_allocated == 1:
-        expected = (pixels * samples + 7) // 8
-    else:
-        expected = pixels * samples * ((bits_allocated + 7) // 8)
-    found = len(ds.PixelData)
-    if found < expected:
-        raise InputError(
-            f"pixel data is truncated: {found} bytes, {expected} expected for {n_frames} frame(s)", path
-        )
-
-
-def _palette_table(ds: Any, path: str) -> np.ndarray:
-    """Display colour (0..255, float) of every stored value 0..2**BitsStored-1, shape (K, 3)."""
-    from pydicom.pixels import apply_color_lut
-
-    try:
-        descriptor = [int(v) for v in ds.RedPaletteColorLookupTableDescriptor]
-        n_entries = descriptor[0] or 65536
-        first_mapped, entry_bits = descriptor[1], descriptor[2]
-        # Table indexed directly by stored value, so callers can write palette[frames];
-        # values below the first mapped one take entry 0, above the last take the last entry.
-        n_values = max(1 << int(ds.BitsStored), first_mapped + n_entries)
-        values = np.arange(n_values, dtype=np.int64)
-        index_dtype = np.uint16 if n_values > 256 else np.uint8
-        colours = apply_color_lut(values.astype(index_dtype), ds)[..., :3].astype(float)
-    except Exception as error:
-        problem = f"PALETTE COLOR lookup table is missing or invalid ({_one_line(error)})"
-        raise InputError(problem, path) from None
-    if entry_bits not in (8, 16):
-        raise InputError(f"palette entries of {entry_bits} bits are not supported (8 or 16)", path)
-    return colours * (255.0 / ((1 << entry_bits) - 1))
+        n_frames = int(value if value not in (None, "") else 1)
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"Number of Frames is not a number ({str(value)[:40]!r})", path) from None
+    if n_frames < 1:
+        raise InputError(f"Number of Frames is {n_frames}", path)
+    return n_frames
 
 
 # --------------------------------------------------------------------------------------------
@@ -697,8 +687,3 @@ def _float_values(ds: Any, keyword: str, path: str) -> np.ndarray | None:
     except (TypeError, ValueError):
         raise InputError(f"{keyword} is not numeric ({str(value)[:40]!r})", path) from None
     return values if values.size else None
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
