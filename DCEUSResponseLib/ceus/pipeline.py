@@ -35,7 +35,8 @@ from DCEUSResponseLib.ceus.tic import place_on_contrast_panel, time_intensity_cu
 from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.masks import read_roi_masks
-from DCEUSResponseLib.kinetics.bolus import fit_bolus
+from DCEUSResponseLib.io.timing import MAX_CLIP_DURATION_S
+from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES, fit_bolus
 from DCEUSResponseLib.kinetics.models import BOLUS_MODELS, get_model
 from DCEUSResponseLib.kinetics.parameters import (
     PARAMETER_NAMES,
@@ -247,6 +248,9 @@ def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOpt
 def check_options(options: AnalysisOptions) -> None:
     """Option errors that need no clip, raised before any file is read."""
     check_dynamic_range(options.dynamic_range_db)
+    if not -MAX_CLIP_DURATION_S <= options.injection_time_s <= MAX_CLIP_DURATION_S:  # NaN fails too
+        raise InputError(f"--injection-time {options.injection_time_s} s is not a clip time: it must lie within "
+                         f"{MAX_CLIP_DURATION_S / 3600:g} h of the first frame")
     if options.model != REPLENISHMENT:
         get_model(options.model)
     if options.maps and options.model == REPLENISHMENT:
@@ -343,6 +347,10 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
 
 
 def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions) -> None:
+    if clip.n_frames < MIN_USABLE_FRAMES:
+        # The one minimum of the analysis: the frames a bolus fit needs (kinetics.bolus).
+        raise InputError(f"holds {clip.n_frames} frames; a time-intensity curve fit needs at least "
+                         f"{MIN_USABLE_FRAMES} frames", clip.source)
     if not rois:
         raise InputError("no ROI given (--roi NAME=MASK)", clip.source)
     names = [roi.name for roi in rois]

@@ -13,10 +13,8 @@ from typing import Any
 import numpy as np
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import MAX_DECODED_BYTES
 
-#: Largest decoded clip accepted (bytes). The analysis holds a few float32 copies of the contrast
-#: panel besides it, so a larger clip would exhaust a workstation; 1000 x 800 x 3000 RGB is 7.2 GB.
-MAX_DECODED_BYTES = 8 << 30
 #: Stored values above Bits Stored are refused for 8-bit data (the header is then wrong and every
 #: value would be cut to its low bits); in 16-bit data they are masked with a warning, as the
 #: standard says (old files kept overlays there).
@@ -27,7 +25,8 @@ _ITEM_HEADER_BYTES = 8  # tag + length of each encapsulated fragment
 def check_pixel_data(ds: Any, path: str, n_frames: int) -> None:
     """Refuse an image whose header cannot describe its Pixel Data, before any decoding.
 
-    Checks: the image attributes exist and are sane, the decoded clip fits :data:`MAX_DECODED_BYTES`,
+    Checks: the image attributes exist and are sane, the decoded clip fits
+    :data:`~DCEUSResponseLib.io.files.MAX_DECODED_BYTES`,
     uncompressed Pixel Data holds exactly ``n_frames`` frames (not fewer: truncated; not one or
     more frames more: Number of Frames is wrong), encapsulated Pixel Data has a fragment per frame.
     """

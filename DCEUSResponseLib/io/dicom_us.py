@@ -84,7 +84,7 @@ def read_clip(path: str | os.PathLike, frame_rate_hz: float | None = None) -> Cl
     InputError
         Missing path, not a regular file, empty folder, not DICOM, damaged header, no pixel
         data, a single frame, pixel data longer or shorter than the header says, a clip over
-        :data:`~DCEUSResponseLib.io.dicom_frames.MAX_DECODED_BYTES`, unsupported encoding,
+        :data:`~DCEUSResponseLib.io.files.MAX_DECODED_BYTES`, unsupported encoding,
         stored values beyond Bits Stored, missing, non-increasing or incredible frame times
         (see :mod:`DCEUSResponseLib.io.timing`), a ``frame_rate_hz`` outside 1/60..1000, a
         folder of files that differ in series, size, encoding or calibration.

@@ -10,6 +10,11 @@ import stat
 
 from DCEUSResponseLib.errors import InputError
 
+#: Largest decoded clip a reader accepts (bytes). The analysis holds a few float32 copies of the
+#: contrast panel besides it, so a larger clip would exhaust a workstation; 1000 x 800 x 3000 RGB
+#: frames are 7.2 GB.
+MAX_DECODED_BYTES = 8 << 30
+
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
     (stat.S_ISCHR, "a character device"),
