@@ -8,7 +8,6 @@ regression fails the test instead of taking the test run down.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import subprocess
