@@ -9,10 +9,21 @@ import os
 
 
 class InputError(Exception):
-    """Bad input: ``str(error)`` is one line, ``"<file>: <problem>"`` (or just the problem)."""
+    """Bad input: ``str(error)`` is one line, ``"<file>: <problem>"`` (or just the problem).
+
+    ``path`` keeps the file name exactly as given; the message shows it with control characters
+    escaped (a newline in a file name must not split the message, nor an escape sequence reach the
+    terminal).
+    """
 
     def __init__(self, problem: str, path: str | os.PathLike | None = None):
-        self.problem = " ".join(str(problem).split())
+        self.problem = printable(" ".join(str(problem).split()))
         self.path = os.fspath(path) if path is not None else None
-        super().__init__(f"{self.path}: {self.problem}" if self.path else self.problem)
+        shown = printable(os.fsdecode(self.path)) if self.path is not None else None
+        super().__init__(f"{shown}: {self.problem}" if shown else self.problem)
 
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, escape, lone surrogate...) escaped as
+    Python would spell it, e.g. ``"a\\nb"`` for a newline; printable text, accents included, is kept."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -24,6 +24,7 @@ from DCEUSResponseLib.ceus.colour_maps import (
 )
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import require_regular_file
 
 DEFAULT_DYNAMIC_RANGE_DB = 60.0
 SATURATED_GRAY = 254.5  # gray levels above this are the top of the display scale
@@ -107,7 +108,12 @@ def check_dynamic_range(dynamic_range_db: float) -> None:
 
 
 def read_colour_table(path: str) -> np.ndarray:
-    """A display colour table from ``.npy`` or ``.csv``/``.txt``: 256 rows of R, G, B in 0..255."""
+    """A display colour table from ``.npy`` or ``.csv``/``.txt``: rows of R, G, B in 0..255 (or 0..1).
+
+    Raises InputError for a file that is not a regular file or over 16 MiB, unreadable, not N x 3,
+    or holding values that are not finite or outside 0..255.
+    """
+    require_regular_file(path, "colour table", 16 << 20)
     try:
         if str(path).lower().endswith(".npy"):
             table = np.load(path, allow_pickle=False)
@@ -115,9 +121,14 @@ def read_colour_table(path: str) -> np.ndarray:
             table = np.loadtxt(path, delimiter="," if str(path).lower().endswith(".csv") else None)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read the colour table: {error}", path) from None
-    table = np.asarray(table, dtype=np.float64)
+    try:
+        table = np.asarray(table, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError("the colour table does not hold numbers", path) from None
     if table.ndim != 2 or table.shape[1] != 3 or table.shape[0] < 2:
         raise InputError(f"a colour table needs rows of R,G,B (N x 3), got shape {table.shape}", path)
+    if not np.all(np.isfinite(table)) or table.min() < 0 or table.max() > 255:
+        raise InputError("the colour table holds values that are not finite or outside 0..255", path)
     if table.max() <= 1.0:
         table = table * 255.0
     return table

@@ -36,7 +36,7 @@ import numpy as np
 from DCEUSResponseLib.ceus.linearize import linear_intensity
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
-from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, shape_bounds
+from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays
 
@@ -338,8 +338,8 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
     times_s = np.asarray(times_s, dtype=np.float64)
     curves = np.asarray(curves, dtype=np.float32)
     n_frames, n_pixels = curves.shape
-    if n_frames < 8:
-        raise InputError(f"a parametric map needs at least 8 frames, got {n_frames}")
+    if n_frames < MIN_USABLE_FRAMES:
+        raise InputError(f"a parametric map needs at least {MIN_USABLE_FRAMES} frames, got {n_frames}")
     bins_fit = frame_bins(times_s, BIN_SECONDS)
     fit_times, fit_counts = _bin(times_s, bins_fit)
     bins_dictionary = frame_bins(fit_times, BIN_SECONDS, MAX_DICTIONARY_BINS)

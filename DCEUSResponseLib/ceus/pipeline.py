@@ -45,7 +45,9 @@ from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.clips import read_any_clip
 from DCEUSResponseLib.io.masks import read_roi_masks
+from DCEUSResponseLib.io.timing import MAX_CLIP_DURATION_S
 from DCEUSResponseLib.kinetics.base import STATUS_OK, ClipFrames
+from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
 from DCEUSResponseLib.kinetics.parameters import relative_parameters
 from DCEUSResponseLib.kinetics.registry import get_family, model_choices
 
@@ -67,6 +69,9 @@ def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOpt
 def check_options(options: AnalysisOptions) -> None:
     """Option errors that need no clip, raised before any file is read."""
     check_dynamic_range(options.dynamic_range_db)
+    if not -MAX_CLIP_DURATION_S <= options.injection_time_s <= MAX_CLIP_DURATION_S:  # NaN fails too
+        raise InputError(f"--injection-time {options.injection_time_s} s is not a clip time: it must lie within "
+                         f"{MAX_CLIP_DURATION_S / 3600:g} h of the first frame")
     family = get_family(options.model)
     if options.maps and not family.supports_maps:
         raise InputError(f"--maps needs a model with maps ({', '.join(model_choices(maps=True))}), "
@@ -143,6 +148,10 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
 
 
 def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions) -> None:
+    if clip.n_frames < MIN_USABLE_FRAMES:
+        # The one minimum of the analysis: the frames a bolus fit needs (kinetics.bolus).
+        raise InputError(f"holds {clip.n_frames} frames; a time-intensity curve fit needs at least "
+                         f"{MIN_USABLE_FRAMES} frames", clip.source)
     if not rois:
         raise InputError("no ROI given (--roi NAME=MASK)", clip.source)
     names = [roi.name for roi in rois]

@@ -325,15 +325,16 @@ def _describe(value: float | None) -> str:
 # Frames excluded by the user, and the resulting selection
 
 
-_RANGE_ITEM = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")
+# ASCII digits only (\d also matches other scripts' digits); more than 9 digits is no frame of a clip.
+_RANGE_ITEM = re.compile(r"([0-9]{1,9})(?:\s*-\s*([0-9]{1,9}))?")
 
 
 def parse_frame_ranges(text: str, n_frames: int, option: str = "--exclude-frames") -> list[int]:
     """Frame indices from ``"3-5,10,20-22"``: inclusive ranges and single frames, 0-based.
 
     Returns the sorted unique indices (an empty or blank ``text`` gives none). Raises InputError
-    (one line naming ``option`` and the valid range 0..N-1) for junk, reversed ranges or frames
-    outside the clip.
+    (one line naming ``option`` and the valid range 0..N-1) for junk (non-ASCII digits and numbers
+    of more than 9 digits included), reversed ranges or frames outside the clip.
     """
     if n_frames < 1:
         raise InputError(f"{option}: the clip has no frames")
@@ -346,7 +347,8 @@ def parse_frame_ranges(text: str, n_frames: int, option: str = "--exclude-frames
         item = item.strip()
         match = _RANGE_ITEM.fullmatch(item)
         if match is None:
-            raise InputError(f"{option} {shown!r}: {item!r} is not a frame index or a range like 3-5 ({valid})")
+            raise InputError(f"{option} {shown[:80]!r}: {item[:40]!r} is not a frame index or a range like 3-5 "
+                             f"({valid})")
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:

@@ -1,9 +1,9 @@
-"""DICOM files of ultrasound clips and their pixels: reading a file (also without a preamble, and
-refusing truncated ones), its SOP class, and decoding its frames (native or compressed, palette
-colour) into display values. :mod:`DCEUSResponseLib.io.dicom_us` assembles a clip from them.
+"""Pixel data of a DICOM image: size checks from the header, then decoding into frames.
 
-pydicom is imported inside the functions (package rule: only stdlib, numpy and scipy at module
-top level).
+The header is checked before anything is allocated from it: a damaged or hostile Number of Frames,
+Rows or Columns must not size an array of gigabytes (a 2 kB file claiming 2**31 frames), and a
+Pixel Data element shorter or longer than the header says must not silently give fewer or more
+frames than the timing describes. pydicom is imported inside the functions (package rule).
 """
 from __future__ import annotations
 
@@ -13,116 +13,59 @@ from typing import Any
 import numpy as np
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import MAX_DECODED_BYTES
 
-US_MULTIFRAME_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image Storage",
-    "1.2.840.10008.5.1.4.1.1.3": "Ultrasound Multi-frame Image Storage (Retired)",
-}
-US_SINGLE_FRAME_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image Storage",
-    "1.2.840.10008.5.1.4.1.1.6": "Ultrasound Image Storage (Retired)",
-}
-ULTRASOUND_SOP_CLASSES = {**US_MULTIFRAME_SOP_CLASSES, **US_SINGLE_FRAME_SOP_CLASSES}
-_PIXEL_DATA_TAG_LITTLE_ENDIAN = b"\xe0\x7f\x10\x00"  # (7FE0,0010) as stored in the file
+#: Stored values above Bits Stored are refused for 8-bit data (the header is then wrong and every
+#: value would be cut to its low bits); in 16-bit data they are masked with a warning, as the
+#: standard says (old files kept overlays there).
+_REFUSE_HIGH_BITS_UP_TO = 8
+_ITEM_HEADER_BYTES = 8  # tag + length of each encapsulated fragment
 
 
-def read_dataset(path: str, *, skip_non_dicom: bool = False) -> Any | None:
-    """The dataset in ``path``; ``None`` for a non-DICOM file when ``skip_non_dicom``."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+def check_pixel_data(ds: Any, path: str, n_frames: int) -> None:
+    """Refuse an image whose header cannot describe its Pixel Data, before any decoding.
 
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        try:
-            ds = pydicom.dcmread(path)
-        except InvalidDicomError:
-            ds = _read_without_preamble(path)
-            if ds is None:
-                if skip_non_dicom:
-                    return None
-                raise InputError("not a DICOM file", path) from None
-        except PermissionError:
-            raise InputError("cannot be opened (permission denied)", path) from None
-        except IsADirectoryError:
-            raise InputError("is a folder, expected a file", path) from None
-        except Exception as error:  # pydicom raises many types on damaged files
-            problem = f"is damaged or truncated; it cannot be read as DICOM ({one_line(error)})"
-            raise InputError(problem, path) from None
-    if any("End of file" in str(w.message) for w in caught):
-        raise InputError("is truncated: the file ends inside the pixel data or another element", path)
-    return ds
-
-
-def _read_without_preamble(path: str) -> Any | None:
-    """Old files may lack the 128-byte preamble; accept them only if they look like images."""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, force=True)
-        if "SOPClassUID" not in ds or "Rows" not in ds:
-            return None
-    except Exception:
-        return None
-    if "TransferSyntaxUID" not in ds.file_meta:
-        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-
-        implicit = bool(getattr(ds, "original_encoding", (True, True))[0])
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
-    return ds
-
-
-def read_image_dataset(path: str) -> tuple[Any, list[str]]:
-    """Dataset with pixel data from one file, plus warnings about its SOP class."""
-    ds = read_dataset(path)
-    if "PixelData" not in ds:
-        raise_if_truncated(ds, path)
-        raise InputError(
-            f"contains no pixel data ({_sop_class_name(ds)}); expected an ultrasound cine clip", path
-        )
-    return ds, sop_class_warnings(ds)
-
-
-def raise_if_truncated(ds: Any, path: str) -> None:
-    """An image whose Pixel Data tag is in the file but was not read was cut short."""
-    if "Rows" not in ds:
+    Checks: the image attributes exist and are sane, the decoded clip fits
+    :data:`~DCEUSResponseLib.io.files.MAX_DECODED_BYTES`,
+    uncompressed Pixel Data holds exactly ``n_frames`` frames (not fewer: truncated; not one or
+    more frames more: Number of Frames is wrong), encapsulated Pixel Data has a fragment per frame.
+    """
+    rows, columns, samples, bits_allocated, _ = _image_attributes(ds, path)
+    check_decoded_size(n_frames, rows, columns, samples, bits_allocated, path)
+    if _is_encapsulated(ds):
+        fragments = _count_fragments(ds, path)
+        if fragments < n_frames:
+            raise InputError(f"pixel data is truncated: fewer frames ({fragments} encapsulated fragment(s)) than "
+                             f"Number of Frames ({n_frames})", path)
         return
-    with open(path, "rb") as handle:
-        if _PIXEL_DATA_TAG_LITTLE_ENDIAN in handle.read():
-            raise InputError("is truncated: its pixel data cannot be read completely", path)
+    frame_bytes = _native_frame_bytes(ds, rows, columns, samples, bits_allocated)
+    found = len(ds.PixelData)
+    if found < n_frames * frame_bytes:
+        raise InputError(f"pixel data is truncated: {found} bytes, {n_frames * frame_bytes} expected for "
+                         f"{n_frames} frame(s) (Number of Frames {n_frames})", path)
+    if found >= (n_frames + 1) * frame_bytes:
+        raise InputError(f"pixel data holds {found // frame_bytes} frames but Number of Frames is {n_frames}; "
+                         "the header is wrong", path)
 
 
-def _sop_class_name(ds: Any) -> str:
-    from pydicom.uid import UID
-
-    uid = str(ds.get("SOPClassUID", "") or "")
-    if not uid:
-        return "no SOP Class UID"
-    name = UID(uid).name
-    return name if name != uid else f"SOP class {uid}"
-
-
-def sop_class_warnings(ds: Any) -> list[str]:
-    uid = str(ds.get("SOPClassUID", "") or "")
-    if uid in ULTRASOUND_SOP_CLASSES:
-        return []
-    return [f"{_sop_class_name(ds)} is not an ultrasound image storage class; read as an image anyway"]
+def check_decoded_size(n_frames: int, rows: int, columns: int, samples: int, bits_allocated: int,
+                       path: str) -> None:
+    """Refuse a clip whose decoded frames would exceed :data:`MAX_DECODED_BYTES`."""
+    decoded = n_frames * rows * columns * (3 if samples == 3 else 1) * max(1, (bits_allocated + 7) // 8)
+    if decoded > MAX_DECODED_BYTES:
+        raise InputError(f"{n_frames} frame(s) of {rows} x {columns} pixels would decode to {decoded / 2**30:.3g} GiB, "
+                         f"more than the {MAX_DECODED_BYTES / 2**30:g} GiB accepted (Number of Frames, Rows or "
+                         "Columns damaged?)", path)
 
 
-def number_of_frames(ds: Any, path: str) -> int:
-    try:
-        return int(ds.get("NumberOfFrames", 1) or 1)
-    except (TypeError, ValueError):
-        raise InputError(f"Number of Frames is not a number ({ds.get('NumberOfFrames')!r})", path) from None
+def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, np.ndarray | None, list[str]]:
+    """Decoded frames, the photometric interpretation of the returned array, the palette, warnings.
 
-
-def decode_pixels(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, np.ndarray | None]:
-    """Decoded frames, the photometric interpretation of the returned array, and the palette."""
+    Call :func:`check_pixel_data` first. pydicom's own warnings become the returned warnings.
+    """
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
-    for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation"):
-        if keyword not in ds:
-            raise InputError(f"image attribute {keyword} is missing", path)
     if int(ds.get("PixelRepresentation", 0) or 0) != 0:
         raise InputError("signed pixel data (Pixel Representation 1) is not an ultrasound image", path)
     transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
@@ -133,11 +76,10 @@ def decode_pixels(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise InputError(f"decoding {transfer_syntax.name} needs {missing}", path)
-    if decoder.is_native:
-        _check_native_length(ds, path, n_frames)
+    notes = _high_bit_notes(ds, path, n_frames) if decoder.is_native else []
     try:
-        with _warnings.catch_warnings():
-            _warnings.simplefilter("ignore")  # pydicom warns about oddities it then handles
+        with _warnings.catch_warnings(record=True) as caught:
+            _warnings.simplefilter("always")
             frames, meta = decoder.as_array(ds, as_rgb=True)
     except StopIteration:  # pydicom's frame generator ran out of encapsulated frames
         problem = f"pixel data is truncated: fewer frames than Number of Frames ({n_frames})"
@@ -145,6 +87,9 @@ def decode_pixels(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     except Exception as error:
         problem = f"pixel data cannot be decoded, truncated or corrupt? ({one_line(error)})"
         raise InputError(problem, path) from None
+    notes += library_warnings(caught)
+    if frames.shape[0] != n_frames and n_frames > 1:
+        raise InputError(f"pixel data decodes to {frames.shape[0]} frames, Number of Frames is {n_frames}", path)
 
     # pydicom converts YBR_FULL / YBR_FULL_422 to RGB itself (native and JPEG alike) and says so
     # in the returned metadata; convert only if it did not, so no conversion happens twice.
@@ -164,26 +109,103 @@ def decode_pixels(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
         palette = _palette_table(ds, path)
     elif photometric not in ("MONOCHROME2", "RGB"):
         raise InputError(f"photometric interpretation {photometric} is not supported", path)
-    return frames, photometric, palette
+    return frames, photometric, palette, notes
 
 
-def _check_native_length(ds: Any, path: str, n_frames: int) -> None:
-    """Uncompressed pixel data must hold every frame (pydicom reads a cut file without error)."""
-    rows, columns = int(ds.Rows), int(ds.Columns)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    bits_allocated = int(ds.BitsAllocated)
-    pixels = rows * columns * n_frames
+def library_warnings(caught: list, limit: int = 5) -> list[str]:
+    """Distinct messages of warnings a library raised while reading, as clip warnings (at most ``limit``)."""
+    messages: list[str] = []
+    for record in caught:
+        text = one_line(record.message if isinstance(record.message, BaseException) else Exception(record.message))
+        text = text.split(" Please see <", 1)[0]  # pydicom appends a link to the standard
+        if text not in messages:
+            messages.append(text)
+    shown = [f"DICOM reader: {text}" for text in messages[:limit]]
+    if len(messages) > limit:
+        shown.append(f"DICOM reader: {len(messages) - limit} more warning(s) not shown")
+    return shown
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _image_attributes(ds: Any, path: str) -> tuple[int, int, int, int, int]:
+    values = []
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored"):
+        if keyword not in ds and keyword != "SamplesPerPixel":
+            raise InputError(f"image attribute {keyword} is missing", path)
+        raw = ds.get(keyword, 1)
+        try:
+            values.append(int(raw if raw not in (None, "") else 1))
+        except (TypeError, ValueError):
+            raise InputError(f"image attribute {keyword} is not a number ({str(raw)[:40]!r})", path) from None
+    if "PhotometricInterpretation" not in ds:
+        raise InputError("image attribute PhotometricInterpretation is missing", path)
+    rows, columns, samples, bits_allocated, bits_stored = values
+    if rows < 1 or columns < 1:
+        raise InputError(f"the image is {rows} x {columns} pixels (Rows x Columns)", path)
+    if samples not in (1, 3):
+        raise InputError(f"Samples per Pixel is {samples}; 1 (grey or palette) or 3 (colour) expected", path)
+    if bits_allocated not in (1, 8, 16, 32):
+        raise InputError(f"Bits Allocated is {bits_allocated}; 8 or 16 expected", path)
+    if not 1 <= bits_stored <= bits_allocated:
+        raise InputError(f"Bits Stored is {bits_stored} with Bits Allocated {bits_allocated}", path)
+    return rows, columns, samples, bits_allocated, bits_stored
+
+
+def _is_encapsulated(ds: Any) -> bool:
+    from pydicom.uid import UID
+
+    return UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))).is_encapsulated
+
+
+def _count_fragments(ds: Any, path: str) -> int:
+    from io import BytesIO
+
+    from pydicom.encaps import parse_basic_offsets, parse_fragments
+
+    buffer = BytesIO(ds.PixelData)
+    try:
+        parse_basic_offsets(buffer)
+        fragments, _ = parse_fragments(buffer)
+    except Exception as error:  # pydicom raises ValueError, struct.error... on a damaged item
+        raise InputError(f"encapsulated pixel data is damaged ({one_line(error)})", path) from None
+    return int(fragments)
+
+
+def _native_frame_bytes(ds: Any, rows: int, columns: int, samples: int, bits_allocated: int) -> int:
+    pixels = rows * columns
     if str(ds.PhotometricInterpretation).strip() == "YBR_FULL_422":
-        expected = pixels * 2 * (bits_allocated // 8)  # chroma halved horizontally: 2 values/pixel
-    elif bits_allocated == 1:
-        expected = (pixels * samples + 7) // 8
-    else:
-        expected = pixels * samples * ((bits_allocated + 7) // 8)
-    found = len(ds.PixelData)
-    if found < expected:
-        raise InputError(
-            f"pixel data is truncated: {found} bytes, {expected} expected for {n_frames} frame(s)", path
-        )
+        return pixels * 2 * (bits_allocated // 8)  # chroma halved horizontally: 2 values/pixel
+    if bits_allocated == 1:
+        return (pixels * samples + 7) // 8
+    return pixels * samples * (bits_allocated // 8)
+
+
+def _high_bit_notes(ds: Any, path: str, n_frames: int) -> list[str]:
+    """Stored values must fit Bits Stored: refuse (8-bit) or warn (16-bit) before pydicom masks them."""
+    bits_allocated, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
+    if bits_allocated not in (8, 16) or bits_stored >= bits_allocated:
+        return []
+    from pydicom.uid import UID
+
+    big_endian = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) == "1.2.840.10008.1.2.2"
+    dtype = np.dtype(np.uint8) if bits_allocated == 8 else np.dtype(">u2" if big_endian else "<u2")
+    values = np.frombuffer(ds.PixelData, dtype=dtype, count=len(ds.PixelData) // dtype.itemsize)
+    top = int(values.max(initial=0))
+    if top >> bits_stored == 0:
+        return []
+    if bits_allocated <= _REFUSE_HIGH_BITS_UP_TO:
+        raise InputError(f"stored values reach {top} but Bits Stored is {bits_stored} (values 0..{(1 << bits_stored) - 1}): "
+                         "the header is wrong and the pixels would be cut to their low bits", path)
+    count = int(np.count_nonzero(values >> bits_stored))
+    return [f"{count} pixel values use bits above Bits Stored ({bits_stored}); they are masked off as the "
+            "DICOM standard requires (overlay bits of an old file?)"]
 
 
 def _palette_table(ds: Any, path: str) -> np.ndarray:
@@ -199,15 +221,12 @@ def _palette_table(ds: Any, path: str) -> np.ndarray:
         n_values = max(1 << int(ds.BitsStored), first_mapped + n_entries)
         values = np.arange(n_values, dtype=np.int64)
         index_dtype = np.uint16 if n_values > 256 else np.uint8
-        colours = apply_color_lut(values.astype(index_dtype), ds)[..., :3].astype(float)
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")  # the table is checked below, pydicom's notes add nothing
+            colours = apply_color_lut(values.astype(index_dtype), ds)[..., :3].astype(float)
     except Exception as error:
         problem = f"PALETTE COLOR lookup table is missing or invalid ({one_line(error)})"
         raise InputError(problem, path) from None
     if entry_bits not in (8, 16):
         raise InputError(f"palette entries of {entry_bits} bits are not supported (8 or 16)", path)
     return colours * (255.0 / ((1 << entry_bits) - 1))
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

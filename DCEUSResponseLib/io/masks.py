@@ -9,6 +9,10 @@ geometry* puts pixel (row r, column c) at LPS (c * dx, r * dy, 0) mm, with (dy, 
 pixel spacing (1 mm when the clip has no calibration). This is the geometry the DCEUSResponse
 Slicer module gives the clip volume, so segments drawn on it in the Segment Editor land on the
 right pixels.
+
+Hostile files are refused from their headers, before any pixel is decoded: a mask whose size is
+not the frame's (a 1.6 MB gzip NRRD may claim 40000 x 40000 pixels), a NRRD that points to a
+detached data file elsewhere, NaN or infinite values, a file that is not a regular file.
 """
 from __future__ import annotations
 
@@ -19,7 +23,12 @@ import numpy as np
 
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import require_regular_file
 from DCEUSResponseLib.spatial.frame import FrameGeometry
+
+#: A segmentation may hold several layers and a few slices; more voxels than this many frames' worth
+#: cannot be a 2D CEUS segmentation and are refused before reading.
+MAX_SEGMENTATION_FRAMES = 64
 
 
 def parse_roi_spec(spec: str) -> tuple[str | None, str]:
@@ -36,8 +45,7 @@ def read_roi_masks(specs: Sequence[str], frame_shape: tuple[int, int],
     rois: list[RoiMask] = []
     for spec in specs:
         name, path = parse_roi_spec(spec)
-        if not os.path.isfile(path):
-            raise InputError("ROI mask file not found", path)
+        require_regular_file(path, "ROI mask file")
         if path.lower().endswith(".seg.nrrd"):
             for segment_name, mask in _read_segmentation(path, frame_shape, spacing_mm):
                 full_name = f"{name}{segment_name}" if name else segment_name
@@ -45,11 +53,7 @@ def read_roi_masks(specs: Sequence[str], frame_shape: tuple[int, int],
             continue
         if name is None:
             raise InputError("give the ROI a name: --roi NAME=MASK", path)
-        mask = _read_mask_image(path)
-        if mask.shape != tuple(frame_shape):
-            raise InputError(f"mask is {mask.shape[0]} x {mask.shape[1]} pixels but the clip's frames are "
-                             f"{frame_shape[0]} x {frame_shape[1]} (rows x columns)", path)
-        rois.append(RoiMask(name, mask, path))
+        rois.append(RoiMask(name, _read_mask_image(path, tuple(frame_shape)), path))
     seen: dict[str, str] = {}
     for roi in rois:
         if roi.name in seen:
@@ -60,19 +64,28 @@ def read_roi_masks(specs: Sequence[str], frame_shape: tuple[int, int],
     return rois
 
 
-def _read_mask_image(path: str) -> np.ndarray:
+def _read_mask_image(path: str, frame_shape: tuple[int, int]) -> np.ndarray:
+    """The boolean mask in ``path``, its size checked against ``frame_shape`` before decoding."""
     lower = path.lower()
     try:
         if lower.endswith(".npy"):
-            data = np.load(path, allow_pickle=False)
+            data = _read_npy(path, frame_shape)
         elif lower.endswith(".nrrd"):
             import nrrd
 
+            _check_shape(_nrrd_header_shape(path), frame_shape, path)
             data, _ = nrrd.read(path, index_order="C")
         elif lower.endswith(".png"):
+            import warnings
+
             from PIL import Image
 
-            with Image.open(path) as image:
+            with warnings.catch_warnings():
+                # Pillow warns of a "decompression bomb" from the size alone; the size is checked here.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+            with image:
+                _check_shape((image.height, image.width), frame_shape, path)
                 data = _png_mask(image)
         else:
             raise InputError("unknown mask format (use .png, .npy, .nrrd or .seg.nrrd)", path)
@@ -81,11 +94,50 @@ def _read_mask_image(path: str) -> np.ndarray:
     except Exception as error:  # every reader has its own error types; all mean "unreadable"
         raise InputError(f"cannot read the mask: {' '.join(str(error).split())}", path) from None
     data = np.asarray(data)
-    if data.ndim == 3 and 1 in data.shape:
-        data = data.squeeze()
-    if data.ndim != 2:
-        raise InputError(f"a mask must be a 2D image, got an array of shape {data.shape}", path)
-    return data != 0
+    _check_shape(data.shape, frame_shape, path)
+    if data.dtype.kind not in "biuf":
+        raise InputError(f"a mask holds numbers, not values of type {data.dtype}", path)
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        raise InputError("the mask holds NaN or infinite values; a mask is 0 outside the ROI and non-zero inside",
+                         path)
+    return data.reshape(frame_shape) != 0
+
+
+def _check_shape(shape: tuple[int, ...], frame_shape: tuple[int, int], path: str) -> None:
+    """A mask is one frame: (rows, columns), possibly with axes of length 1 around it."""
+    plane = tuple(int(n) for n in shape if int(n) != 1) if len(shape) > 2 else tuple(int(n) for n in shape)
+    if len(plane) != 2:
+        raise InputError(f"a mask must be a 2D image, got an array of shape {tuple(int(n) for n in shape)}", path)
+    if plane != tuple(frame_shape):
+        raise InputError(f"mask is {plane[0]} x {plane[1]} pixels but the clip's frames are "
+                         f"{frame_shape[0]} x {frame_shape[1]} (rows x columns)", path)
+
+
+def _read_npy(path: str, frame_shape: tuple[int, int]) -> np.ndarray:
+    """An ``.npy`` array, its header (shape, type, data length) checked before the data is read."""
+    with open(path, "rb") as stream:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        _check_shape(shape, frame_shape, path)
+        if dtype.hasobject:
+            raise InputError("the mask holds Python objects, not numbers", path)
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if os.fstat(stream.fileno()).st_size - stream.tell() < expected:
+            raise InputError("the .npy file is truncated: it holds less data than its header says", path)
+    return np.load(path, allow_pickle=False)
+
+
+def _nrrd_header_shape(path: str) -> tuple[int, ...]:
+    """Array shape (C order) from a NRRD header, which must keep its data in the same file."""
+    import nrrd
+
+    header = nrrd.read_header(path)
+    if "data file" in header or "datafile" in header:
+        raise InputError("the NRRD header points to a detached data file; only NRRD files holding their own "
+                         "data (.nrrd, .seg.nrrd) are read", path)
+    return tuple(int(n) for n in reversed(list(header["sizes"])))
 
 
 def _png_mask(image) -> np.ndarray:
@@ -105,7 +157,13 @@ def _read_segmentation(path: str, frame_shape: tuple[int, int],
     import slicerio
 
     try:
+        shape = _nrrd_header_shape(path)
+        if int(np.prod(shape, dtype=np.int64)) > MAX_SEGMENTATION_FRAMES * frame_shape[0] * frame_shape[1]:
+            raise InputError(f"the segmentation is {' x '.join(map(str, shape))} voxels, far more than a segmentation "
+                             f"of the clip's {frame_shape[0]} x {frame_shape[1]} frame can be", path)
         segmentation = slicerio.read_segmentation(path)
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(f"cannot read the Slicer segmentation: {' '.join(str(error).split())}", path) from None
     segments = segmentation.get("segments") or []

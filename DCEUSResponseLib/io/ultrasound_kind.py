@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from DCEUSResponseLib.io.dicom_us import ultrasound_regions
+from DCEUSResponseLib.io.dicom_dataset import ultrasound_regions
 
 # Names of contrast modes and agents that scanners and sonographers write into descriptions.
 CONTRAST_WORDS = re.compile(

@@ -35,6 +35,8 @@ import numpy as np
 
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import MAX_DECODED_BYTES, require_regular_file
+from DCEUSResponseLib.io.timing import check_frame_rate, check_times
 
 #: File name extensions (lower case) taken for video exports by :func:`is_video_file`.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".wmv",
@@ -89,18 +91,18 @@ def read_video_clip(path: str | os.PathLike, frame_rate_hz: float | None = None,
     Raises
     ------
     InputError
-        PyAV missing, file missing, not a video or unreadable, no video stream, damaged stream,
-        frame size changing within the clip, fewer than 2 frames, no usable frame timing and no
-        ``frame_rate_hz``, a non-positive ``frame_rate_hz`` or ``pixel_spacing_mm``.
+        PyAV missing, file missing or not a regular file, not a video or unreadable, no video
+        stream, damaged stream, frame size changing within the clip, fewer than 2 frames, no
+        usable frame timing and no ``frame_rate_hz``, frame times outside the bounds of
+        :mod:`DCEUSResponseLib.io.timing`, a ``frame_rate_hz`` outside 1/60..1000 frames/s, a
+        non-positive ``pixel_spacing_mm``.
     """
-    if frame_rate_hz is not None:
-        frame_rate_hz = _positive_number(frame_rate_hz, "--frame-rate must be a positive number of frames per second")
+    frame_rate_hz = check_frame_rate(frame_rate_hz)
     spacing = _pixel_spacing(pixel_spacing_mm)
     path_str = os.fspath(path)
     if not os.path.exists(path_str):
         raise InputError("not found", path_str)
-    if os.path.isdir(path_str):
-        raise InputError("is a folder, expected a video file", path_str)
+    require_regular_file(path_str, "video file")
     av = _import_av(path_str)
 
     decoded = _decode(av, path_str, keep_colour=False)
@@ -117,6 +119,7 @@ def read_video_clip(path: str | os.PathLike, frame_rate_hz: float | None = None,
     warnings = list(decoded.warnings)
     frame_times, timing_source, timing_warnings = _frame_times(decoded, frame_rate_hz, path_str)
     warnings.extend(timing_warnings)
+    warnings.extend(check_times(frame_times, f"the timing ({timing_source})", path_str))
     warnings.extend(_repeated_frame_warnings(frames))
     if spacing is None:
         warnings.append("the video carries no pixel spacing: distances and areas are in pixels "
@@ -231,11 +234,17 @@ class _Decoded:
         self.colour_from_frame: int | None = None  # set when a grey-mode pass meets a colour frame
         self.warnings: list[str] = []
 
-    def append(self, image: np.ndarray, expected_frames: int = 0) -> None:
+    def append(self, image: np.ndarray, expected_frames: int = 0, path: str = "") -> None:
+        # The container's frame count is a claim, not a size: never allocate beyond the clip limit.
+        most_frames = max(1, MAX_DECODED_BYTES // max(1, image.nbytes))
+        if self.n_frames >= most_frames:
+            raise InputError(f"the video decodes to more than {most_frames} frames of {image.shape[0]} x "
+                             f"{image.shape[1]} pixels, over the {MAX_DECODED_BYTES / 2**30:g} GiB a clip may take",
+                             path)
         if self.n_frames == 0:
-            self.frames = np.empty((max(expected_frames, 16),) + image.shape, dtype=np.uint8)
+            self.frames = np.empty((min(max(expected_frames, 16), most_frames),) + image.shape, dtype=np.uint8)
         elif self.n_frames == self.frames.shape[0]:
-            grown = np.empty((2 * self.n_frames,) + image.shape, dtype=np.uint8)
+            grown = np.empty((min(2 * self.n_frames, most_frames),) + image.shape, dtype=np.uint8)
             grown[: self.n_frames] = self.frames
             self.frames = grown
         self.frames[self.n_frames] = image
@@ -308,7 +317,7 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
                         image = _grey_of(image)
                 if colour and image.ndim == 2:
                     image = np.repeat(image[:, :, None], 3, axis=2)
-                result.append(image, expected_frames)
+                result.append(image, expected_frames, path)
                 result.pts.append(frame.pts)
                 if frame.time_base is not None and result.time_base is None:
                     result.time_base = Fraction(frame.time_base)

@@ -8,6 +8,12 @@ Named rules: ``lassau2014-auc`` = ``absolute:AUC:-40`` is the criterion as Lassa
 (Invest Radiol 2014; antiangiogenic drugs, day 30). ``lassau2014`` = ``relative:WiWoAUC:-40``, the
 ``compare`` default kept under its old name, is *not* that criterion: it is the reference-normalised
 WiWoAUC rule. Both are exploratory for the trial: no DCE-US response rule is validated for PRRT.
+
+Thresholds must be finite and within :data:`THRESHOLD_RANGE_PERCENT` (a positive parameter cannot
+fall by more than 100 %). A ``results.json`` is checked for the types ``analyze`` writes before it is
+used. Two exams whose identifiers disagree (another PatientID, the same study twice, a follow-up
+dated before its baseline) are compared, with warnings: a patient may be re-registered under a new
+ID, so only the reader of the response can decide.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 
 from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.files import require_regular_file
 from DCEUSResponseLib.kinetics.base import STATUS_NO_ENHANCEMENT, STATUS_OK
 from DCEUSResponseLib.longitudinal.records import PET_RULE_MEASURES
 
@@ -28,6 +35,10 @@ DEFAULT_RULE = "lassau2014"
 #: The default rules of ``study`` (see the module docstring).
 DEFAULT_STUDY_RULES = ("relative:WiWoAUC:-40", "lassau2014-auc")
 EXPLORATORY_NOTE = "exploratory: no DCE-US response rule is validated for PRRT"
+#: Accepted rule thresholds (percent change): below -100 % no positive parameter can reach them.
+THRESHOLD_RANGE_PERCENT = (-100.0, 1000.0)
+#: A results.json larger than this is not one written by analyze.
+MAX_RESULTS_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,10 @@ class ResponseRule:
             threshold = float(parts[2])
         except ValueError:
             raise InputError(f"response rule {text!r}: threshold {parts[2]!r} is not a number") from None
+        lowest, highest = THRESHOLD_RANGE_PERCENT
+        if not lowest <= threshold <= highest:  # NaN and inf fail too
+            raise InputError(f"response rule {text!r}: threshold {parts[2]} % must be a number between "
+                             f"{lowest:g} and {highest:g} %")
         return cls(text, parts[0], parts[1], threshold)
 
     def describe(self) -> str:
@@ -64,18 +79,52 @@ class ResponseRule:
 
 
 def read_results(folder: str) -> dict:
-    """The ``results.json`` of an ``analyze`` output folder."""
+    """The ``results.json`` of an ``analyze`` output folder, its types checked (see :func:`check_results`)."""
     path = os.path.join(folder, "results.json")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise InputError("not an analyze output folder (no results.json)", folder)
+    require_regular_file(path, "results.json", MAX_RESULTS_BYTES)
     try:
         with open(path, encoding="utf-8") as stream:
             results = json.load(stream)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read results.json: {error}", path) from None
-    if not isinstance(results, dict) or not isinstance(results.get("rois"), dict):
-        raise InputError("results.json has no 'rois' object; was it written by analyze?", path)
+    except RecursionError:
+        raise InputError("cannot read results.json: nested too deeply", path) from None
+    check_results(results, path)
     return results
+
+
+def check_results(results, path: str) -> None:
+    """Refuse a results.json whose values ``compare`` uses are not of the types ``analyze`` writes.
+
+    ROIs are objects with a ``status`` (string or null) and ``parameters`` / ``relative`` objects of
+    finite numbers or null; ``reference`` is a string or null; ``clip.uids`` strings.
+    """
+    def refuse(problem: str) -> None:
+        raise InputError(f"results.json {problem}; was it written by analyze?", path)
+
+    if not isinstance(results, dict) or not isinstance(results.get("rois"), dict):
+        refuse("has no 'rois' object")
+    if not isinstance(results.get("reference"), (str, type(None))):
+        refuse(f"has a 'reference' of type {type(results['reference']).__name__}, not an ROI name")
+    for name, roi in results["rois"].items():
+        if not isinstance(roi, dict):
+            refuse(f"has ROI {name!r} as a {type(roi).__name__}, not an object")
+        for key in ("status", "reason", "model"):
+            if not isinstance(roi.get(key), (str, type(None))):
+                refuse(f"has ROI {name!r} {key} {roi[key]!r}, not a string")
+        for key in ("parameters", "relative"):
+            values = roi.get(key, {})
+            if not isinstance(values, dict):
+                refuse(f"has ROI {name!r} {key} as a {type(values).__name__}, not an object")
+            for parameter, value in values.items():
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not (value is None or (number and math.isfinite(value))):
+                    refuse(f"has ROI {name!r} {key} {parameter} = {str(value)[:40]!r}, not a finite number or null")
+    uids = (results.get("clip") or {}).get("uids", {}) if isinstance(results.get("clip"), (dict, type(None))) else None
+    if not isinstance(uids, dict) or not all(isinstance(v, str) for v in uids.values()):
+        refuse("has 'clip.uids' that are not strings")
 
 
 def percent_change(baseline, followup) -> float | None:
@@ -85,7 +134,8 @@ def percent_change(baseline, followup) -> float | None:
     baseline, followup = float(baseline), float(followup)
     if not (math.isfinite(baseline) and math.isfinite(followup)) or baseline == 0:
         return None
-    return 100.0 * (followup - baseline) / abs(baseline)
+    change = 100.0 * (followup - baseline) / abs(baseline)
+    return change if math.isfinite(change) else None  # e.g. 1e308 to -1e308
 
 
 def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
@@ -121,7 +171,30 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
         "reference": {"baseline": baseline.get("reference"), "followup": reference},
         "rois": out_rois,
         "unmatched_rois": missing,
+        "warnings": identity_warnings(baseline, followup),
     }
+
+
+def identity_warnings(baseline: dict, followup: dict) -> list[str]:
+    """Warnings when the two exams' identifiers suggest they are not baseline and follow-up of one patient.
+
+    Compared from ``clip.uids`` where both exams carry them: another PatientID (warned, not refused:
+    a patient may be re-registered), one StudyInstanceUID (the same exam twice?), a follow-up
+    StudyDate before the baseline's. Identifiers absent from either exam are not compared.
+    """
+    before = (baseline.get("clip") or {}).get("uids") or {}
+    after = (followup.get("clip") or {}).get("uids") or {}
+    notes = []
+    if before.get("PatientID") and after.get("PatientID") and before["PatientID"] != after["PatientID"]:
+        notes.append(f"the exams have different PatientID ({before['PatientID']} at baseline, {after['PatientID']} "
+                     "at follow-up): check that they are the same patient")
+    if before.get("StudyInstanceUID") and before.get("StudyInstanceUID") == after.get("StudyInstanceUID"):
+        notes.append(f"baseline and follow-up are the same study (StudyInstanceUID {before['StudyInstanceUID']}): "
+                     "is one exam compared with itself?")
+    elif before.get("StudyDate") and after.get("StudyDate") and after["StudyDate"] < before["StudyDate"]:
+        notes.append(f"the follow-up (StudyDate {after['StudyDate']}) is dated before the baseline "
+                     f"({before['StudyDate']}): are they given in the right order?")
+    return notes
 
 
 def classify(name: str, before: dict, after: dict, parameters: dict, rule: ResponseRule,

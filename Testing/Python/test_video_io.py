@@ -146,6 +146,22 @@ def test_variable_frame_rate_from_timestamps(tmp_path, suffix, tolerance_s):
     np.testing.assert_allclose(clip.frame_times_s, times - times[0], atol=tolerance_s)
 
 
+def test_timestamps_with_an_incredible_gap_or_a_pause(tmp_path):
+    """Video times obey the readers' bounds: a 70 s gap is refused, a 5 s pause only warned about."""
+    steady = np.arange(12) * 0.2
+    for gap_s, refused in ((70.0, True), (5.0, False)):
+        times = np.where(np.arange(12) >= 6, steady + gap_s, steady)
+        path = str(tmp_path / f"gap{gap_s:g}.mkv")
+        write_video_clip(path, small_frames(12), 5.0, frame_times_s=times)
+        if refused:
+            with pytest.raises(InputError, match="frame interval of 70.2 s between frames 5 and 6") as error:
+                read_video_clip(path)
+            assert path in str(error.value)
+        else:
+            clip = read_video_clip(path)
+            assert any("pause" in warning and "5.2 s" in warning for warning in clip.warnings), clip.warnings
+
+
 def test_frame_rate_argument_overrides_the_file(tmp_path):
     path = str(tmp_path / "clip.avi")
     write_video_clip(path, small_frames(), 25.0)
