@@ -20,9 +20,7 @@ Some sites export cine clips as ordinary videos instead of DICOM. A video carrie
   warning says that distances are in pixels. ``Clip.regions`` is empty, so the layout treats the
   whole frame as one single-display panel.
 
-PyAV is imported inside the functions (package rule: only stdlib, numpy and scipy at module top
-level); without it the readers raise an :class:`~DCEUSResponseLib.errors.InputError` that names
-the package to install.
+Without PyAV (imported inside the functions) the readers raise an InputError naming the package.
 """
 from __future__ import annotations
 
