@@ -16,9 +16,8 @@ Some sites export cine clips as ordinary videos instead of DICOM. A video carrie
   MJPEG or H.264 stream) carry no container timestamps: FFmpeg's 25 frames/s for them is a default,
   not a measurement, and is never used. No usable timing and no ``frame_rate_hz`` is an error
   asking for ``--frame-rate``.
-* **Geometry**: ``pixel_spacing_mm`` from the user becomes ``Clip.pixel_spacing_mm``; without it a
-  warning says that distances are in pixels. ``Clip.regions`` is empty, so the layout treats the
-  whole frame as one single-display panel.
+* **Geometry**: ``pixel_spacing_mm`` from the user becomes ``Clip.pixel_spacing_mm`` (else a warning:
+  distances in pixels); ``Clip.regions`` is empty: the layout finds the panels from pixel activity.
 
 Without PyAV (imported inside the functions) the readers raise an InputError naming the package.
 """

@@ -292,7 +292,7 @@ def test_the_dicom_plugin_outranks_the_image_sequence_plugin_for_ultrasound_clip
     assert constants["UNDECODABLE_CONFIDENCE"] < constants["OTHER_CINE_CONFIDENCE"] < 0.5
     assert "1.2.840.10008.5.1.4.1.1.3.1" in constants["US_MULTIFRAME_SOP_CLASS_UIDS"]
     assert "1.2.840.10008.5.1.4.1.1.6.1" in constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]
-    from DCEUSResponseLib.io.dicom_frames import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
+    from DCEUSResponseLib.io.dicom_dataset import US_MULTIFRAME_SOP_CLASSES, US_SINGLE_FRAME_SOP_CLASSES
 
     assert set(constants["US_MULTIFRAME_SOP_CLASS_UIDS"]) == set(US_MULTIFRAME_SOP_CLASSES)
     assert set(constants["US_SINGLE_FRAME_SOP_CLASS_UIDS"]) == set(US_SINGLE_FRAME_SOP_CLASSES)
