@@ -1,9 +1,12 @@
-"""The quantification contract's files of one analysis: ``results.json``, ``parameters.csv``, ``tic.csv``."""
+"""The quantification contract's files of one analysis: ``results.json``, ``parameters.csv``, ``tic.csv``,
+and, for ``fuse``, ``rois/<NAME>.png`` with ``clip.source_path``."""
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
+import re
 from typing import Callable, Iterable
 
 from DCEUSResponseLib.export.staging import json_text, write_staged
@@ -66,9 +69,34 @@ def tic_csv(analysis) -> str:
     return buffer.getvalue()
 
 
+ROI_FOLDER = "rois"
+
+
+def roi_png_path(name: str) -> str:
+    """``rois/<NAME>.png``, relative to the analysis folder; characters a file name cannot hold become ``_``."""
+    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip() or "_"
+    return f"{ROI_FOLDER}/{'_' + safe if safe in ('.', '..') else safe}.png"
+
+
+def _roi_png_writer(mask):
+    def write(path: str) -> None:
+        from PIL import Image
+
+        Image.fromarray(((mask != 0) * 255).astype("uint8"), mode="L").save(path, format="PNG")
+    return write
+
+
+def analysis_results(analysis) -> dict:
+    """``results.json``: the analysis' results plus ``clip.source_path``, the clip's absolute path (for ``fuse``)."""
+    results = analysis.results()
+    results["clip"]["source_path"] = os.path.abspath(analysis.clip.source)
+    return results
+
+
 def write_analysis(analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
-    """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
-    results = json_text(analysis.results())
+    """Write ``results.json``, ``parameters.csv``, ``tic.csv``, ``rois/<NAME>.png`` (each ROI as given: the
+    full frame, on the reference frame, 255 inside) and extras atomically into ``out_dir``."""
+    results = json_text(analysis_results(analysis))
     parameters = parameters_csv(analysis)
     tic = tic_csv(analysis)
 
@@ -79,6 +107,7 @@ def write_analysis(analysis, out_dir: str, extra_writers: Iterable[tuple[str, Ca
         return write
 
     writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
+    writers += [(roi_png_path(roi.name), _roi_png_writer(roi.mask)) for roi in analysis.roi_masks]
     if analysis.maps is not None:
         from DCEUSResponseLib.export.map_files import map_writers
 
