@@ -6,10 +6,10 @@ import csv
 import io
 import math
 import os
-import re
 from typing import Callable, Iterable
 
 from DCEUSResponseLib.export.staging import json_text, write_staged
+from DCEUSResponseLib.io.masks import roi_png_path
 
 
 def _csv_number(value) -> str:
@@ -67,15 +67,6 @@ def tic_csv(analysis) -> str:
             row.append(_csv_number(motion.score[k]))
         writer.writerow(row)
     return buffer.getvalue()
-
-
-ROI_FOLDER = "rois"
-
-
-def roi_png_path(name: str) -> str:
-    """``rois/<NAME>.png``, relative to the analysis folder; characters a file name cannot hold become ``_``."""
-    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip() or "_"
-    return f"{ROI_FOLDER}/{'_' + safe if safe in ('.', '..') else safe}.png"
 
 
 def _roi_png_writer(mask):

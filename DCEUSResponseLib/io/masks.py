@@ -13,12 +13,23 @@ right pixels.
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 import numpy as np
 
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
+
+
+#: Where an analysis folder keeps each ROI as used (``export/contract.py`` writes, ``fuse`` reads them).
+ROI_FOLDER = "rois"
+
+
+def roi_png_path(name: str) -> str:
+    """``rois/<NAME>.png``, relative to the analysis folder; characters a file name cannot hold become ``_``."""
+    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip() or "_"
+    return f"{ROI_FOLDER}/{'_' + safe if safe in ('.', '..') else safe}.png"
 
 
 def parse_roi_spec(spec: str) -> tuple[str | None, str]:

@@ -39,6 +39,7 @@ MODULE_LOGIC_CLASSES = (
     ("Plots", "vtkSlicerPlotsLogic"),
     ("Transforms", "vtkSlicerTransformLogic"),
     ("SubjectHierarchy", "vtkSlicerSubjectHierarchyModuleLogic"),
+    ("Markups", "vtkSlicerMarkupsLogic"),  # fuse's landmark lists
 )
 
 
