@@ -145,8 +145,8 @@ def read_pet_segmentation(path: str | os.PathLike, pet_shape: tuple[int, int, in
         raise InputError(f"cannot read the Slicer segmentation: {' '.join(str(error).split())}", path) from None
     seg_ijk_to_lps = np.asarray(segmentation["ijkToLPS"], dtype=float)
     voxels = np.asarray(segmentation["voxels"])
-    if voxels.ndim == 4:  # several layers: each segment is read through segment_mask below
-        voxels = voxels[..., 0]
+    if voxels.ndim == 4:  # layers first (overlapping segments); each segment is read with segment_mask
+        voxels = voxels[0]
     offset = np.linalg.solve(pet_ijk_to_lps, seg_ijk_to_lps[:, 3])[:3]
     same_axes = np.allclose(seg_ijk_to_lps[:3, :3], pet_ijk_to_lps[:3, :3], atol=_GRID_TOLERANCE_MM)
     if voxels.ndim != 3 or not same_axes or not np.allclose(offset, np.round(offset), atol=1e-3):
