@@ -117,7 +117,7 @@ def _image(rgb: np.ndarray, title: str, bar: np.ndarray | None, labels: list[tup
         draw_body.line([p1[0] - 4, p1[1] - 4, p1[0] + 4, p1[1] + 4], fill=CT_POINT, width=2)
         draw_body.line([p1[0] - 4, p1[1] + 4, p1[0] + 4, p1[1] - 4], fill=CT_POINT, width=2)
         draw_body.text((p0[0] + 7, p0[1] - 7), label, fill=CEUS_POINT, font=font)
-    top, left, gap, bar_width, label_width = 30, 10, 14, 18, 170
+    top, left, gap, bar_width, label_width = 30, 10, 14, 18, 230
     canvas = Image.new("RGB", (left + body.width + gap + bar_width + label_width, top + body.height + 12),
                        (255, 255, 255))
     canvas.paste(body, (left, top))
@@ -220,7 +220,8 @@ def _overview(images: dict[str, object]):
     return canvas
 
 
-def preview_writers(fusion: Fusion, folder: str = "fusion/png") -> tuple[list[tuple[str, Callable[[str], None]]], list[str]]:
+def preview_writers(fusion: Fusion, folder: str = "fusion/png"
+                    ) -> tuple[list[tuple[str, Callable[[str], None]]], list[str]]:
     """(relative path, writer) pairs for the previews and ``overview.png``, and notes on those left out."""
     images, notes = preview_images(fusion)
     images["overview.png"] = _overview(images)

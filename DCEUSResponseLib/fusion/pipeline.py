@@ -38,7 +38,12 @@ from DCEUSResponseLib.pet.lesion import (
     tumour_to_liver_ratio,
 )
 from DCEUSResponseLib.pet.suv import SuvFactor, suv_factor_of
-from DCEUSResponseLib.spatial.registration import Registration, apply, check_rigid, register_landmarks
+from DCEUSResponseLib.spatial.registration import (
+    Registration,
+    apply,
+    check_rigid,
+    register_landmarks,
+)
 from DCEUSResponseLib.spatial.resample import PlaneGrid, footprint, sample_on_plane
 
 DEFAULT_SLAB_MM = 5.0
@@ -106,7 +111,8 @@ def panel_shift_px(analysis: AnalysisInputs, panel: str, registration_panel: str
     return (-drow, -dcol) if panel == PANEL_CONTRAST else (drow, dcol)
 
 
-def panel_matrix(ceus_to_patient_lps: np.ndarray, shift_px: tuple[int, int], spacing_mm: tuple[float, float]) -> np.ndarray:
+def panel_matrix(ceus_to_patient_lps: np.ndarray, shift_px: tuple[int, int],
+                 spacing_mm: tuple[float, float]) -> np.ndarray:
     """``ceus_to_patient_lps`` composed with the panel shift (pixels, converted with (dy, dx) mm)."""
     shift = np.eye(4)
     shift[0, 3], shift[1, 3] = shift_px[1] * spacing_mm[1], shift_px[0] * spacing_mm[0]
@@ -224,7 +230,8 @@ def _pet_to_ct(pet: Volume, ct: Volume, pet_to_ct: str | None) -> np.ndarray:
             with open(pet_to_ct, encoding="utf-8") as stream:
                 matrix = np.array(json.load(stream)["pet_to_ct_lps"], dtype=float)
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f'expected {{"pet_to_ct_lps": 4 x 4 matrix}} ({type(error).__name__})', pet_to_ct) from None
+            raise InputError(f'expected {{"pet_to_ct_lps": 4 x 4 matrix}} ({type(error).__name__})',
+                             pet_to_ct) from None
         return check_rigid(matrix, pet_to_ct)
     from DCEUSResponseLib.io.transforms import read_transform
 

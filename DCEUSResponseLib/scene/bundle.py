@@ -32,8 +32,6 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
     left behind.
     ``cache_dir`` is the scratch folder Slicer packs the bundle in (default: a temporary folder).
     """
-    import slicer
-
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     if not path.lower().endswith(".mrb"):

@@ -13,16 +13,25 @@ import pytest
 from scipy import ndimage
 
 from DCEUSResponseLib.app.cli import main
-from DCEUSResponseLib.app.demo import PANEL_SHAPE, demo_landmarks, demo_regions, write_landmark_files
+from DCEUSResponseLib.app.demo import (
+    PANEL_SHAPE,
+    demo_landmarks,
+    demo_regions,
+    write_landmark_files,
+)
 from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
 from DCEUSResponseLib.export.contract import write_analysis
 from DCEUSResponseLib.export.fusion_files import CSV_COLUMNS
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.io.masks import read_roi_masks
-from DCEUSResponseLib.io.volumes import read_volume
-from DCEUSResponseLib.spatial.registration import apply, pixel_to_frame_mm, register_landmarks, rotation_angle_deg
-from DCEUSResponseLib.spatial.registration import Landmarks
-from DCEUSResponseLib.spatial.resample import footprint, sphere_means, slab_offsets_mm
+from DCEUSResponseLib.spatial.registration import (
+    Landmarks,
+    apply,
+    pixel_to_frame_mm,
+    register_landmarks,
+    rotation_angle_deg,
+)
+from DCEUSResponseLib.spatial.resample import footprint, slab_offsets_mm, sphere_means
 from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
 from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
 from DCEUSResponseLib.synthetic.patient import DEMO_CEUS_TO_PATIENT_LPS, make_patient
@@ -280,12 +289,14 @@ def _fails(case, tmp_path, capsys, message, **overrides):
 def _sorted_slices(folder):
     """File names in slice order along z (the writer shuffles the names)."""
     names = sorted(os.listdir(folder))
-    z = [float(pydicom.dcmread(os.path.join(folder, n), stop_before_pixels=True).ImagePositionPatient[2]) for n in names]
+    z = [float(pydicom.dcmread(os.path.join(folder, n), stop_before_pixels=True).ImagePositionPatient[2])
+         for n in names]
     return [names[i] for i in np.argsort(z)]
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("empty", "holds no DICOM image series"), ("several", "holds 2 series"), ("gap", "gap"), ("orientation", "orientation")])
+    ("empty", "holds no DICOM image series"), ("several", "holds 2 series"), ("gap", "gap"),
+    ("orientation", "orientation")])
 def test_bad_ct_folder(case, tmp_path, capsys, kind, message):
     target = tmp_path / "ct"
     if kind == "empty":
