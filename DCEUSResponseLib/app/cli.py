@@ -13,14 +13,14 @@ import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
-from DCEUSResponseLib.app.commands import analyze, compare, demo
+from DCEUSResponseLib.app.commands import analyze, compare, demo, fuse
 from DCEUSResponseLib.errors import InputError
 
 EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (analyze, compare, demo)
+COMMANDS = (analyze, compare, fuse, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,13 @@ recorded free-breathing (the anatomy swings by 6 px, 1.2 mm, every 4.5 s); the f
 lost probe contact for two frames and repeats one frame. The analysis compensates the motion,
 excludes those frames, and writes parametric maps and, when slicer-core is installed, a Slicer
 scene per exam.
+
+The patient also has a contrast CT and a 68Ga-DOTATATE PET (``study/ctpet/``, CI-size grids, the
+lesions as spheres of known HU and SUV, ``synthetic/patient.py``) in which the CEUS plane lies at
+``DEMO_CEUS_TO_PATIENT_LPS``. Six landmark pairs register each exam's plane: the centres of the
+three ROIs and three points spread over the B-mode panel (the synthetic liver has no vessel or edge
+in this plane); CEUS points in pixels (exact), CT points with 1 mm Gaussian noise per axis (seeded),
+as a radiologist's clicks would have. ``fuse`` then measures the SUV of every ROI.
 """
 from __future__ import annotations
 
@@ -19,11 +26,14 @@ import os
 
 import numpy as np
 
+from DCEUSResponseLib.app.commands.fuse import format_fusion
 from DCEUSResponseLib.app.summary import format_response, format_summary
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.pipeline import analyze_files
 from DCEUSResponseLib.export.contract import write_analysis
+from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
+from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.longitudinal.response import compare_folders
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 from DCEUSResponseLib.synthetic.clips import (
@@ -34,6 +44,12 @@ from DCEUSResponseLib.synthetic.clips import (
     truth_parameters,
     write_clip,
     write_roi_masks,
+)
+from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
+from DCEUSResponseLib.synthetic.patient import (
+    DEMO_CEUS_TO_PATIENT_LPS,
+    demo_roi_panel,
+    make_patient,
 )
 
 PANEL_SHAPE = (200, 240)
@@ -64,6 +80,40 @@ def demo_regions(exam: str) -> list[PerfusionRegion]:
         PerfusionRegion("necrosis", (rows * 0.40, columns * 0.62), 18, core, echogenicity=0.3),
         PerfusionRegion("lesion2", (rows * 0.78, columns * 0.74), 22, solid, echogenicity=0.7),
     ]
+
+
+LANDMARK_NOISE_MM = 1.0
+# (label, row, column) on the B-mode panel for the points that are not ROI centres
+_SPREAD_POINTS = (("upper_left", 20.0, 24.0), ("upper_right", 24.0, 214.0), ("lower_middle", 186.0, 120.0))
+
+
+def demo_landmarks(exam: str = "baseline", noise_mm: float = LANDMARK_NOISE_MM, seed: int = 0
+                   ) -> tuple[list[tuple[str, float, float]], list[tuple[str, np.ndarray]]]:
+    """The demo's landmark pairs: CEUS ``(label, row, column)`` full-frame pixels on the B-mode panel and
+    CT ``(label, LPS mm)``, the true pose of each CEUS point plus ``noise_mm`` Gaussian noise per axis."""
+
+    panel = demo_roi_panel()
+    dy, dx = panel.spacing_mm
+    points = [(region.name, *region.center) for region in demo_regions(exam) if region.name != "necrosis"]
+    points += list(_SPREAD_POINTS)
+    rng = np.random.default_rng(seed)
+    ceus, ct = [], []
+    for label, row, column in points:
+        full_row, full_column = panel.y0 + float(row), panel.x0 + float(column)
+        ceus.append((label, full_row, full_column))
+        exact = (DEMO_CEUS_TO_PATIENT_LPS @ [full_column * dx, full_row * dy, 0.0, 1.0])[:3]
+        ct.append((label, exact + rng.normal(0.0, noise_mm, 3)))
+    return ceus, ct
+
+
+def write_landmark_files(folder: str, ceus, ct, prefix: str = "") -> tuple[str, str]:
+    """Write CEUS (``label,row,column``) and CT (``label,x,y,z``) landmark CSVs; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    ceus_path = os.path.join(folder, f"{prefix}ceus_landmarks.csv")
+    ct_path = os.path.join(folder, f"{prefix}ct_landmarks.csv")
+    _write(ceus_path, "label,row,column\n" + "".join(f"{l},{float(r)!r},{float(c)!r}\n" for l, r, c in ceus))
+    _write(ct_path, "label,x,y,z\n" + "".join(f"{l},{float(p[0])!r},{float(p[1])!r},{float(p[2])!r}\n" for l, p in ct))
+    return ceus_path, ct_path
 
 
 def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float = 0.6) -> dict:
@@ -115,19 +165,42 @@ def run_demo(out_dir: str) -> str:
         write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)
         analyses[exam] = analysis
         lines += [f"{exam}: {study[exam]['clip']}", format_summary(analysis), ""]
+    lines += _fuse_exams(out_dir, analyses, scenes)
     response = compare_folders(os.path.join(out_dir, "baseline"), os.path.join(out_dir, "followup"))
     text = json_text(response)
     write_staged(os.path.join(out_dir, "response"), [("response.json", lambda p: _write(p, text))],
                  last="response.json")
     lines += ["response (follow-up vs baseline):", format_response(response), ""]
     plot = plot_tics(analyses, os.path.join(out_dir, "tic.png"))
-    lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv, maps/; "
+    lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv, maps/, fusion/; "
                  f"{out_dir}/response/response.json" + (f"; TIC plot {plot}" if plot else ""))
     lines.append(f"Slicer scenes: {out_dir}/{{baseline,followup}}/{{baseline,followup}}.mrb" if scenes else
                  "Slicer scenes: not written (pip install slicer-core to write them)")
     summary = "\n".join(lines) + "\n"
     write_staged(out_dir, [("summary.txt", lambda p: _write(p, summary))], last="summary.txt")
     return summary
+
+
+def _fuse_exams(out_dir: str, analyses: dict, scenes: bool) -> list[str]:
+    """Write the patient's CT and PET, fuse both exams, and list per ROI SUV beside PE and WiWoAUC."""
+
+    ctpet = write_patient(os.path.join(out_dir, "study", "ctpet"), make_patient(demo_regions("baseline")))
+    lines = [f"PET/CT: {ctpet.ct_dir}, {ctpet.pet_dir} (landmarks: 6 pairs, CT points with "
+             f"{LANDMARK_NOISE_MM:g} mm noise)"]
+    for index, exam in enumerate(EXAMS):
+        ceus, ct = demo_landmarks(exam, seed=index)
+        landmarks = write_landmark_files(os.path.join(out_dir, "study", exam), ceus, ct)
+        fusion = fuse(os.path.join(out_dir, exam), ctpet.ct_dir, ctpet.pet_dir, landmarks="=".join(landmarks))
+        extra = []
+        if scenes:
+            from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
+
+            extra.append((f"{exam}-fused.mrb", lambda path, f=fusion: write_fusion_scene(f, path)))
+        write_fusion(fusion, os.path.join(out_dir, exam, "fusion"), extra_writers=extra)
+        perfusion = {name: {"PE": roi.parameters.get("PE"), "WiWoAUC": roi.parameters.get("WiWoAUC"),
+                            "rel_WiWoAUC": roi.relative.get("WiWoAUC")} for name, roi in analyses[exam].rois.items()}
+        lines += [f"{exam} on PET/CT:", format_fusion(fusion, perfusion), ""]
+    return lines
 
 
 def _have_slicer_core() -> bool:

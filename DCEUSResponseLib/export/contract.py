@@ -1,11 +1,13 @@
 """The quantification contract's views of one :class:`~DCEUSResponseLib.ceus.results.Analysis`:
 ``results.json`` (:func:`results_json`, also what the Slicer tables and Compare use), ``parameters.csv``,
-``tic.csv``, and :func:`write_analysis`, which writes them (and the maps) atomically."""
+``tic.csv``, and :func:`write_analysis`, which writes them (and the maps) atomically; for ``fuse`` it
+also writes ``rois/<NAME>.png`` and records ``clip.source_path``."""
 from __future__ import annotations
 
 import csv
 import io
 import math
+import os
 from typing import Callable, Iterable, Sequence
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
@@ -15,6 +17,7 @@ from DCEUSResponseLib.export.map_files import map_writers
 from DCEUSResponseLib.export.staging import json_text, write_staged
 from DCEUSResponseLib.kinetics.parameters import _finite_or_none
 from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
+from DCEUSResponseLib.io.masks import roi_png_path
 
 
 def _csv_number(value) -> str:
@@ -33,6 +36,8 @@ def results_json(analysis: Analysis) -> dict:
     return {
         "clip": {
             "source": clip.source,
+            # the clip's absolute path, for fuse (None when the clip came from a Slicer scene, not a file)
+            "source_path": os.path.abspath(clip.source) if clip.source and os.path.exists(clip.source) else None,
             "frames": clip.n_frames,
             "rows": clip.rows,
             "columns": clip.columns,
@@ -142,8 +147,17 @@ def tic_csv(analysis: Analysis) -> str:
     return buffer.getvalue()
 
 
+def _roi_png_writer(mask):
+    def write(path: str) -> None:
+        from PIL import Image
+
+        Image.fromarray(((mask != 0) * 255).astype("uint8"), mode="L").save(path, format="PNG")
+    return write
+
+
 def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
-    """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
+    """Write ``results.json``, ``parameters.csv``, ``tic.csv``, ``rois/<NAME>.png`` (each ROI as given: the
+    full frame, on the reference frame, 255 inside) and extras atomically into ``out_dir``."""
     results = json_text(results_json(analysis))
     parameters = parameters_csv(analysis)
     tic = tic_csv(analysis)
@@ -155,6 +169,7 @@ def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tup
         return write
 
     writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
+    writers += [(roi_png_path(roi.name), _roi_png_writer(roi.mask)) for roi in analysis.roi_masks]
     colour_table = analysis.colour_mapping.table_csv()
     if colour_table is not None:  # the recovered (or given) display map, in --colormap format, for checking
         from DCEUSResponseLib.ceus.linearize import COLOUR_MAP_FILE

@@ -17,6 +17,7 @@ detached data file elsewhere, NaN or infinite values, a file that is not a regul
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +30,16 @@ from DCEUSResponseLib.spatial.frame import FrameGeometry
 #: A segmentation may hold several layers and a few slices; more voxels than this many frames' worth
 #: cannot be a 2D CEUS segmentation and are refused before reading.
 MAX_SEGMENTATION_FRAMES = 64
+
+
+#: Where an analysis folder keeps each ROI as used (``export/contract.py`` writes, ``fuse`` reads them).
+ROI_FOLDER = "rois"
+
+
+def roi_png_path(name: str) -> str:
+    """``rois/<NAME>.png``, relative to the analysis folder; characters a file name cannot hold become ``_``."""
+    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", name).strip() or "_"
+    return f"{ROI_FOLDER}/{'_' + safe if safe in ('.', '..') else safe}.png"
 
 
 def parse_roi_spec(spec: str) -> tuple[str | None, str]:

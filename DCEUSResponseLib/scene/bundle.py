@@ -29,8 +29,6 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
     left behind.
     ``cache_dir`` is the scratch folder Slicer packs the bundle in (default: a temporary folder).
     """
-    import slicer
-
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     if not path.lower().endswith(".mrb"):
@@ -49,29 +47,38 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
             for node in map_nodes.values():
                 for key, value in provenance_attributes(analysis).items():
                     node.SetAttribute(key, value)
-        try:
-            staging = tempfile.mkdtemp(prefix=".dceus-scene-", dir=folder)
-        except OSError as error:
-            raise InputError(f"the scene's folder is not writable ({error.strerror or error})", folder) from None
-        try:
-            # The bundle's inner folder and scene file take the name of the file written: write
-            # under the final name inside the staging folder.
-            staged = os.path.join(staging, os.path.basename(path))
-            # As Slicer's scene writer does: the scene's URL and root folder are the bundle's.
-            scene.SetURL(staged)
-            scene.SetRootDirectory(staging)
-            messages = slicer.vtkMRMLMessageCollection()
-            written = scene.WriteToMRB(staged, None, messages)
-            errors = messages.GetNumberOfMessagesOfType(_vtk_error_event())
-            if not written or errors or not os.path.isfile(staged):
-                details = " ".join(messages.GetAllMessagesAsString().split()) or "no details"
-                raise InputError(f"Slicer could not write the scene bundle ({details})", path)
-            os.replace(staged, path)
-        except OSError as error:
-            raise InputError(f"cannot write the scene bundle ({error.strerror or error})", path) from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        save_scene_bundle(scene, path)
     return path
+
+
+def save_scene_bundle(scene, path: str) -> None:
+    """Write ``scene`` as the bundle ``path`` (absolute, ``*.mrb``) through a staging folder beside it and
+    :func:`os.replace`; one-line :class:`InputError` when Slicer or the file system refuses."""
+    import slicer
+
+    folder = os.path.dirname(path)
+    try:
+        staging = tempfile.mkdtemp(prefix=".dceus-scene-", dir=folder)
+    except OSError as error:
+        raise InputError(f"the scene's folder is not writable ({error.strerror or error})", folder) from None
+    try:
+        # The bundle's inner folder and scene file take the name of the file written: write
+        # under the final name inside the staging folder.
+        staged = os.path.join(staging, os.path.basename(path))
+        # As Slicer's scene writer does: the scene's URL and root folder are the bundle's.
+        scene.SetURL(staged)
+        scene.SetRootDirectory(staging)
+        messages = slicer.vtkMRMLMessageCollection()
+        written = scene.WriteToMRB(staged, None, messages)
+        errors = messages.GetNumberOfMessagesOfType(_vtk_error_event())
+        if not written or errors or not os.path.isfile(staged):
+            details = " ".join(messages.GetAllMessagesAsString().split()) or "no details"
+            raise InputError(f"Slicer could not write the scene bundle ({details})", path)
+        os.replace(staged, path)
+    except OSError as error:
+        raise InputError(f"cannot write the scene bundle ({error.strerror or error})", path) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _vtk_error_event() -> int:

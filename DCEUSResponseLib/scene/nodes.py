@@ -29,6 +29,7 @@ MODULE_LOGIC_CLASSES = (
     ("Plots", "vtkSlicerPlotsLogic"),
     ("Transforms", "vtkSlicerTransformLogic"),
     ("SubjectHierarchy", "vtkSlicerSubjectHierarchyModuleLogic"),
+    ("Markups", "vtkSlicerMarkupsLogic"),  # fuse's landmark lists
 )
 
 
