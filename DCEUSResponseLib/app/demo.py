@@ -35,7 +35,10 @@ from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.longitudinal.response import compare_folders
+from DCEUSResponseLib.scene.application import have_slicer_core
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
+from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
+from DCEUSResponseLib.scene.transforms import registration_file_writer
 from DCEUSResponseLib.synthetic.clips import (
     PerfusionRegion,
     breathing_motion,
@@ -156,7 +159,7 @@ def run_demo(out_dir: str) -> str:
                               reference=REFERENCE, maps=True)
     analyses = {}
     lines = ["DCEUSResponse demo study: one patient, baseline and follow-up after PRRT", ""]
-    scenes = _have_slicer_core()
+    scenes = have_slicer_core()
     for exam in EXAMS:
         analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
         extra = []
@@ -193,22 +196,14 @@ def _fuse_exams(out_dir: str, analyses: dict, scenes: bool) -> list[str]:
         fusion = fuse(os.path.join(out_dir, exam), ctpet.ct_dir, ctpet.pet_dir, landmarks="=".join(landmarks))
         extra = []
         if scenes:
-            from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
-
             extra.append((f"{exam}-fused.mrb", lambda path, f=fusion: write_fusion_scene(f, path)))
-        write_fusion(fusion, os.path.join(out_dir, exam, "fusion"), extra_writers=extra)
+        write_fusion(fusion, os.path.join(out_dir, exam, "fusion"), extra_writers=extra,
+                     registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps))
         perfusion = {name: {"PE": roi.parameters.get("PE"), "WiWoAUC": roi.parameters.get("WiWoAUC"),
                             "rel_WiWoAUC": roi.relative.get("WiWoAUC")} for name, roi in analyses[exam].rois.items()}
         lines += [f"{exam} on PET/CT:", format_fusion(fusion, perfusion), ""]
     return lines
 
-
-def _have_slicer_core() -> bool:
-    try:
-        import slicer  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(slicer, "vtkMRMLScene")
 
 
 def _write(path: str, text: str) -> None:

@@ -29,15 +29,6 @@ SLICER_EXTRA_WARNING = ("fusion/registration.h5 not written: Slicer's transform 
                         "(pip install 'DCEUSResponse[slicer]', the slicer-core wheel)")
 
 
-def have_slicer_core() -> bool:
-    """True when the ``slicer`` extra (slicer-core's MRML) is importable."""
-    try:
-        import slicer
-    except ImportError:
-        return False
-    return hasattr(slicer, "vtkMRMLScene")
-
-
 def _volume_json(volume, extra: dict | None = None) -> dict:
     return {"source": os.path.abspath(volume.source), "series_uid": volume.series_uid,
             "frame_of_reference_uid": volume.frame_of_reference_uid, "dims": volume.dims,
@@ -144,18 +135,21 @@ def _text_writer(text: str) -> Callable[[str], None]:
     return write
 
 
-def write_fusion(fusion: Fusion, out_dir: str, extra_writers=(), extra_warnings=()) -> tuple[list[str], list[str]]:
-    """Write every ``fuse`` output into ``out_dir`` (``fusion.json`` last); returns (paths, warnings)."""
+def write_fusion(fusion: Fusion, out_dir: str, extra_writers=(), extra_warnings=(),
+                 registration_writer: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
+    """Write every ``fuse`` output into ``out_dir`` (``fusion.json`` last); returns (paths, warnings).
+
+    ``registration_writer(path)`` writes ``fusion/registration.h5`` through Slicer's transform storage
+    (the application passes :func:`DCEUSResponseLib.scene.transforms.registration_file_writer`'s; export
+    itself builds no Slicer nodes); without it the file is left out with a warning naming the extra.
+    """
     warnings = list(fusion.warnings) + list(extra_warnings)
     writers = [("fusion.csv", _text_writer(fusion_csv(fusion))),
                ("fusion/ct_on_ceus.nrrd", plane_nrrd_writer(fusion, fusion.ct_on_ceus, "CT", "HU"))]
     if fusion.suv_on_ceus is not None:
         writers.append(("fusion/suv_on_ceus.nrrd", plane_nrrd_writer(fusion, fusion.suv_on_ceus, "SUVbw", "g/ml")))
-    if have_slicer_core():
-        from DCEUSResponseLib.scene.transforms import write_transform_file
-
-        matrix = fusion.registration.ceus_to_patient_lps
-        writers.append(("fusion/registration.h5", lambda path: write_transform_file(path, matrix)))
+    if registration_writer is not None:
+        writers.append(("fusion/registration.h5", registration_writer))
     else:
         warnings.append(SLICER_EXTRA_WARNING)
     previews, preview_notes = preview_writers(fusion)

@@ -106,3 +106,10 @@ def create_headless_application(cache_dir: str | None = None) -> HeadlessSlicer:
     return HeadlessSlicer(scene, app_logic, module_logics, remote_io, io_manager_logic, cache_dir, owns_cache_dir)
 
 
+def have_slicer_core() -> bool:
+    """True when Slicer's MRML is importable (the ``slicer`` extra: the slicer-core wheel, or Slicer)."""
+    try:
+        import slicer
+    except ImportError:
+        return False
+    return hasattr(slicer, "vtkMRMLScene")

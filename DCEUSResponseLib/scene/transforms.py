@@ -9,10 +9,11 @@ stand in the patient as the registration says. The file is written by Slicer's o
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from DCEUSResponseLib.scene.application import have_slicer_core
 from DCEUSResponseLib.scene.nodes import add_new_node, numpy_matrix, vtk_matrix
 from DCEUSResponseLib.spatial.registration import ras_to_lps_matrix
 
@@ -53,3 +54,12 @@ def write_transform_file(path: str, ceus_to_patient_lps: np.ndarray) -> None:
             raise OSError(f"{path}: Slicer's transform storage could not write the registration")
     finally:
         scene.Clear(True)
+
+
+def registration_file_writer(ceus_to_patient_lps: np.ndarray) -> Callable[[str], None] | None:
+    """A writer of the registration as a Slicer transform file (``writer(path)``), or None when
+    slicer-core is not installed (the ``slicer`` extra)."""
+    if not have_slicer_core():
+        return None
+    matrix = np.array(ceus_to_patient_lps, dtype=float)
+    return lambda path: write_transform_file(path, matrix)

@@ -11,7 +11,9 @@ import os
 import sys
 
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.fusion_files import have_slicer_core, write_fusion
+from DCEUSResponseLib.export.fusion_files import write_fusion
+from DCEUSResponseLib.scene.application import have_slicer_core
+from DCEUSResponseLib.scene.transforms import registration_file_writer
 from DCEUSResponseLib.export.staging import prepare_output_dir
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
@@ -70,9 +72,9 @@ def run(args) -> int:
     out_dir = prepare_output_dir(args.out)
     extra = []
     if scene:
-
         extra.append((scene, lambda path: write_fusion_scene(fusion, path)))
-    _, warnings = write_fusion(fusion, out_dir, extra_writers=extra)
+    _, warnings = write_fusion(fusion, out_dir, extra_writers=extra,
+                               registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_fusion(fusion))
