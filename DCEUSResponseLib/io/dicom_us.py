@@ -116,31 +116,20 @@ def _clip_from_multiframe(
 # single-frame series in a folder
 
 
-def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
-    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
-    if not names:
-        raise InputError("empty folder: no files to read", folder)
-    images: list[tuple[str, Any]] = []
-    non_image_names: list[str] = []
-    folder_warnings: list[str] = []
-    for name in names:
-        file_path = os.path.join(folder, name)
-        ds = read_dataset(file_path, skip_non_dicom=True)
-        if ds is None:
-            continue
-        if "PixelData" not in ds:
-            raise_if_truncated(ds, file_path)
-            non_image_names.append(name)  # e.g. a DICOMDIR or a report next to the images
-            continue
-        images.append((file_path, ds))
-    if not images:
-        raise InputError("contains no DICOM image files", folder)
-    if non_image_names:
-        folder_warnings.append(
-            f"ignored {len(non_image_names)} DICOM file(s) without pixel data: "
-            + ", ".join(non_image_names[:5])
-        )
+def series_instances(folder: str) -> list[tuple[str, Any]]:
+    """The files of a folder's single-frame series in clip order (frame k is item k), as (path, dataset).
 
+    The same files and order as :func:`read_clip` of the folder (the DICOM outputs reference each
+    frame's instance); InputError as there, or when the folder holds a multi-frame file.
+    """
+    images, _ = _image_files(folder)
+    if any(number_of_frames(ds, path) > 1 for path, ds in images):
+        raise InputError("holds a multi-frame file, not a series of single-frame files", folder)
+    return _order_series(images)[0]
+
+
+def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
+    images, folder_warnings = _image_files(folder)
     multiframe = [(p, ds) for p, ds in images if number_of_frames(ds, p) > 1]
     if multiframe:
         if len(images) == 1:
@@ -193,6 +182,35 @@ def _read_series_folder(folder: str, frame_rate_hz: float | None) -> Clip:
         warnings=folder_warnings + sop_warnings + timing_warnings + region_warnings,
         uids=_identifiers(first_ds),
     )
+
+
+def _image_files(folder: str) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(path, dataset) of the folder's DICOM image files in name order, and warnings about the others."""
+    names = sorted(name for name in os.listdir(folder) if os.path.isfile(os.path.join(folder, name)))
+    if not names:
+        raise InputError("empty folder: no files to read", folder)
+    images: list[tuple[str, Any]] = []
+    non_image_names: list[str] = []
+    folder_warnings: list[str] = []
+    for name in names:
+        file_path = os.path.join(folder, name)
+        ds = read_dataset(file_path, skip_non_dicom=True)
+        if ds is None:
+            continue
+        if "PixelData" not in ds:
+            raise_if_truncated(ds, file_path)
+            non_image_names.append(name)  # e.g. a DICOMDIR or a report next to the images
+            continue
+        images.append((file_path, ds))
+    if not images:
+        raise InputError("contains no DICOM image files", folder)
+    if non_image_names:
+        folder_warnings.append(
+            f"ignored {len(non_image_names)} DICOM file(s) without pixel data: "
+            + ", ".join(non_image_names[:5])
+        )
+
+    return images, folder_warnings
 
 
 def _check_same_geometry(images: list[tuple[str, Any]]) -> None:
