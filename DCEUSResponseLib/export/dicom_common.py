@@ -188,6 +188,11 @@ def geometric_source(header: "Dataset", geometry: PlaneGeometry, rows: int, colu
     per_frame.PlanePositionSequence = geometry.plane_position()
     source.SharedFunctionalGroupsSequence = DicomSequence([shared])
     source.PerFrameFunctionalGroupsSequence = DicomSequence([per_frame])
+    # highdicom reads a single-frame IOD's (Ultrasound Image Storage) geometry from the top level
+    source.ImageOrientationPatient = list(IMAGE_ORIENTATION)
+    source.ImagePositionPatient = list(per_frame.PlanePositionSequence[0].ImagePositionPatient)
+    source.PixelSpacing = list(shared.PixelMeasuresSequence[0].PixelSpacing)
+    source.SliceThickness = PLANE_THICKNESS_MM
     return source
 
 
