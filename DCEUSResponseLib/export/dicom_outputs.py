@@ -136,13 +136,15 @@ def dicom_datasets(results: Mapping[str, Any], source: SourceClip, masks: Mappin
 
 def analysis_dicom_outputs(analysis: Analysis, *, time_point: str, time_point_order: int | None = None,
                            fusion: Mapping[str, Any] | None = None,
-                           roles: Mapping[str, str] | None = None) -> DicomOutputs:
+                           roles: Mapping[str, str] | None = None,
+                           source_clip_path: str | None = None) -> DicomOutputs:
     """The DICOM datasets of an analysis in memory: its ROI masks, its maps (if computed), its clip's
-    DICOM instances (``analysis.clip.source``: a DICOM file or a single-frame series folder)."""
+    DICOM instances (``source_clip_path``, default ``analysis.clip.source``: a DICOM file or a
+    single-frame series folder)."""
     require_highdicom()
     if not analysis.roi_masks:
         raise InputError("the analysis has no ROI masks to write as a DICOM segmentation", analysis.clip.source)
-    source = read_source_clip(analysis.clip.source)
+    source = read_source_clip(source_clip_path or analysis.clip.source)
     maps = map_images(analysis.maps) if analysis.maps is not None else []
     return dicom_datasets(results_json(analysis), source, {roi.name: roi.mask for roi in analysis.roi_masks}, maps,
                           time_point=time_point, time_point_order=time_point_order, fusion=fusion, roles=roles)
@@ -185,7 +187,11 @@ def write_dicom_outputs(analysis_dir: str, source_clip_path: str, out_dicom_dir:
     analysis), ``fusion_path`` (default: ``fusion.json`` beside results.json, if there),
     ``time_point`` (default: the analysis folder's name), ``time_point_order``, ``roles``.
     """
-    outputs = build_dicom_outputs(analysis_dir, source_clip_path, **options)
+    return write_datasets(build_dicom_outputs(analysis_dir, source_clip_path, **options), out_dicom_dir)
+
+
+def write_datasets(outputs: DicomOutputs, out_dicom_dir: str) -> list[str]:
+    """Write ``outputs`` into ``out_dicom_dir`` (staged, the SR last); returns the written paths."""
     return write_staged(out_dicom_dir, dicom_writers(outputs, folder=""), last=SR_FILE)
 
 
