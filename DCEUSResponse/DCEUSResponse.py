@@ -179,6 +179,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showChartButton.connect("clicked(bool)", self.onShowChartButton)
         self.ui.compareButton.connect("clicked(bool)", self.onCompareButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        self.ui.exportDicomDatabaseButton.connect("clicked(bool)", self.onExportDicomDatabaseButton)
         self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceSegmentChanged)
         self.ui.baselineFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
         self.ui.exportFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
@@ -308,6 +309,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.compareButton.toolTip = _("Compare the current analysis (follow-up) with the previous exam's results.") \
             if hasAnalysis else _("Apply first: Compare uses the current analysis as the follow-up.")
         self.ui.exportButton.enabled = hasAnalysis and bool(self.ui.exportFolderPathLineEdit.currentPath)
+        self.ui.exportDicomDatabaseButton.enabled = hasAnalysis
 
     def _setStatus(self, text: str, error: bool = False) -> None:
         """Messages go to the module panel's status label."""
@@ -421,10 +423,19 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = self.ui.exportFolderPathLineEdit.currentPath
         with self._errorDisplay(_("The export failed.")):
             ensurePythonPackages()  # the map NRRDs need pynrrd, which Slicer does not bundle
-            self.logic.exportResults(self._analysis, folder)
+            withDicom = self.ui.exportDicomCheckBox.checked
+            self.logic.exportResults(self._analysis, folder, dicom=withDicom)
         self.ui.exportFolderPathLineEdit.addCurrentPathToHistory()
-        self._setStatus(_("Results written to {folder} (results.json, parameters.csv, tic.csv).")
-                        .format(folder=os.path.abspath(folder)))
+        written = _("results.json, parameters.csv, tic.csv and the DICOM objects in dicom/") if withDicom \
+            else _("results.json, parameters.csv, tic.csv")
+        self._setStatus(_("Results written to {folder} ({files}).").format(folder=os.path.abspath(folder),
+                                                                          files=written))
+
+    def onExportDicomDatabaseButton(self) -> None:
+        with self._errorDisplay(_("The export to the DICOM database failed.")):
+            imported = self.logic.exportToDicomDatabase(self._analysis)
+        self._setStatus(_("{count} DICOM objects (parametric maps, segmentation, measurement report) imported "
+                          "into the DICOM database.").format(count=len(imported)))
 
 
 #
@@ -640,18 +651,61 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         return text
 
     @staticmethod
-    def exportResults(analysis, folder):
-        """Write the contract's ``results.json``, ``parameters.csv`` and ``tic.csv`` atomically into ``folder``.
+    def exportResults(analysis, folder, dicom=False):
+        """Write the contract's ``results.json``, ``parameters.csv`` and ``tic.csv`` atomically into ``folder``;
+        with ``dicom``, also the DICOM objects into ``folder/dicom`` (a Parametric Map per map, the SEG of
+        the ROIs, the TID 1500 report; ``analyze --dicom``), in the same staged write.
 
         :return: the written paths.
         """
         from DCEUSResponseLib.export.contract import write_analysis
+        from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers
 
         if analysis is None:
             raise InputError("no analysis to export: click Apply first")
         if not folder:
             raise InputError("choose an output folder")
-        return write_analysis(analysis, folder)
+        extra = []
+        if dicom:  # the exam is the folder's name, as for analyze --dicom
+            timePoint = os.path.basename(os.path.normpath(os.path.abspath(folder)))
+            extra = dicom_writers(analysis_dicom_outputs(analysis, time_point=timePoint))
+        return write_analysis(analysis, folder, extra_writers=extra)
+
+    @staticmethod
+    def exportToDicomDatabase(analysis, dicomDatabase=None, timePoint=None):
+        """Import the analysis's DICOM objects (a Parametric Map per map, the SEG of the ROIs, the TID 1500
+        report) into Slicer's DICOM database (default ``slicer.dicomDatabase``).
+
+        They are written into a temporary folder in Slicer's temporary path, imported with
+        ``DICOMLib.DICOMUtils.importDicom(folder, database, copyFiles=True)`` (copied: the folder is then
+        removed) and appear under the clip's patient and study. ``timePoint`` labels the exam in the
+        report (default: the clip's Study Date).
+
+        :return: SOP Instance UID of each imported object, by file name.
+        """
+        from DICOMLib import DICOMUtils
+
+        from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, write_datasets
+
+        if analysis is None:
+            raise InputError("no analysis to export: click Apply first")
+        database = dicomDatabase if dicomDatabase is not None else slicer.dicomDatabase
+        if database is None or not database.isOpen:
+            raise InputError("the DICOM database is not open: open or create one in the DICOM module")
+        timePoint = timePoint or analysis.clip.uids.get("StudyDate") or os.path.basename(analysis.clip.source)
+        source = analysis.clip.source
+        if not os.path.exists(source) and analysis.clip.uids.get("SOPInstanceUID"):
+            # a clip loaded from the database: its file is where the database keeps the instance
+            source = database.fileForInstance(analysis.clip.uids["SOPInstanceUID"]) or source
+        outputs = analysis_dicom_outputs(analysis, time_point=timePoint, source_clip_path=source)
+        folder = tempfile.mkdtemp(prefix="DCEUSResponse-dicom-", dir=slicer.app.temporaryPath)
+        try:
+            write_datasets(outputs, folder)
+            if not DICOMUtils.importDicom(folder, database, copyFiles=True):
+                raise InputError("the DICOM database did not import the objects (details in the Python console)")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return {name: str(dataset.SOPInstanceUID) for name, dataset in outputs.datasets.items()}
 
 
 def ensurePythonPackages(requester="DCEUSResponse", inTest=False):
@@ -733,7 +787,10 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
     def test_DCEUSResponse_demoStudy(self):
         """Load both exams of the demo study as the DCEUSResponse DICOM plugin does, draw the ROIs from
         the demo's segmentation, analyse through the module logic, check against the truth, export,
-        compare and check each lesion's classification."""
+        compare and check each lesion's classification; export with the DICOM objects, and into a
+        temporary DICOM database."""
+        from DICOMLib import DICOMUtils
+
         from DCEUSResponseLib.app.demo import DYNAMIC_RANGE_DB, EXAMS, INJECTION_TIME_S, REFERENCE
         from DCEUSResponseLib.ceus.layout import find_layout
         from DCEUSResponseLib.io.dicom_us import read_clip
@@ -785,8 +842,13 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
                 self.assertIsNotNone(resultNodes.chart)
                 self.assertEqual(resultNodes.parameter_table.GetNumberOfRows(), len(analysis.rois))
 
-                written = logic.exportResults(analysis, os.path.join(folder, exam))
+                written = logic.exportResults(analysis, os.path.join(folder, exam), dicom=True)
                 self.assertTrue(any(path.endswith("results.json") for path in written))
+                self.assertTrue(any(path.endswith(os.path.join("dicom", "SR_measurements.dcm")) for path in written))
+                with DICOMUtils.TemporaryDICOMDatabase(os.path.join(folder, f"{exam}-database")) as database:
+                    imported = logic.exportToDicomDatabase(analysis, database, timePoint=exam)
+                    for name, uid in imported.items():  # copied into the database, the temporary folder gone
+                        self.assertTrue(os.path.isfile(database.fileForInstance(uid)), name)
                 analyses[exam] = analysis
 
             self.delayDisplay("Comparing follow-up with baseline")

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from DCEUSResponseLib import __version__
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.dicom_codes import (
+from DCEUSResponseLib.io.dicom_series import series_instances
+from DCEUSResponseLib.catalogue import (
     ANATOMIC_REGION,
     PRIVATE_SCHEME,
     PRIVATE_SCHEME_NAME,
@@ -67,22 +68,68 @@ def software_version() -> str:
 
 
 def read_source_header(path: str) -> "Dataset":
-    """The source clip's DICOM header (no pixel data); only ultrasound images are accepted."""
+    """The header (no pixel data) of a clip given as one DICOM file; only ultrasound images are accepted."""
     import pydicom
 
     if os.path.isdir(path):
-        raise InputError("DICOM outputs need the clip as one DICOM file (a multi-frame file or the "
-                         "reference frame's file of a single-frame series), not a folder", path)
+        raise InputError("expected one DICOM file, got a folder", path)
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except (OSError, pydicom.errors.InvalidDicomError) as error:
         raise InputError(f"cannot read the source clip as DICOM ({error})", path) from None
+    _check_source(header, path)
+    return header
+
+
+def _check_source(header: "Dataset", path: str) -> None:
     for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if keyword not in header:
             raise InputError(f"the source clip has no {keyword}", path)
     if header.SOPClassUID not in _IMAGE_SOP_CLASSES:
         raise InputError(f"the source clip is not an ultrasound image (SOP Class {header.SOPClassUID})", path)
-    return header
+
+
+@dataclass(frozen=True)
+class SourceClip:
+    """The clip's DICOM instances as headers (no pixel data), frame k first: one multi-frame file, or a
+    single-frame series (one instance per frame, in the order :func:`io.dicom_us.read_clip` reads them)."""
+
+    path: str
+    instances: tuple  # of pydicom Datasets
+
+    @property
+    def first(self) -> "Dataset":
+        return self.instances[0]
+
+    @property
+    def is_series(self) -> bool:
+        return len(self.instances) > 1
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.instances) if self.is_series else int(self.first.get("NumberOfFrames") or 1)
+
+    def frame(self, index: int) -> tuple["Dataset", int | None]:
+        """The instance holding frame ``index`` (0-based) and the frame's number in it (1-based; None
+        for a single-frame instance, which has no frame numbers)."""
+        if not 0 <= index < self.n_frames:
+            raise InputError(f"frame {index} is not in the clip of {self.n_frames} frames", self.path)
+        return (self.instances[index], None) if self.is_series else (self.first, index + 1)
+
+
+def read_source_clip(path: str) -> SourceClip:
+    """The clip's instances: a DICOM file (multi-frame), or a folder of one single-frame series."""
+    if not os.path.isdir(path):
+        return SourceClip(path, (read_source_header(path),))
+    headers = []
+    for file_path, dataset in series_instances(path):
+        _check_source(dataset, file_path)
+        del dataset.PixelData  # our own read: the outputs need the headers only
+        headers.append(dataset)
+    series = {str(h.SeriesInstanceUID) for h in headers}
+    if len(series) != 1:
+        raise InputError(f"holds files of {len(series)} different series; put one series per folder", path)
+    return SourceClip(path, tuple(headers))
 
 
 @dataclass(frozen=True)
@@ -141,11 +188,17 @@ def geometric_source(header: "Dataset", geometry: PlaneGeometry, rows: int, colu
     per_frame.PlanePositionSequence = geometry.plane_position()
     source.SharedFunctionalGroupsSequence = DicomSequence([shared])
     source.PerFrameFunctionalGroupsSequence = DicomSequence([per_frame])
+    # highdicom reads a single-frame IOD's (Ultrasound Image Storage) geometry from the top level
+    source.ImageOrientationPatient = list(IMAGE_ORIENTATION)
+    source.ImagePositionPatient = list(per_frame.PlanePositionSequence[0].ImagePositionPatient)
+    source.PixelSpacing = list(shared.PixelMeasuresSequence[0].PixelSpacing)
+    source.SliceThickness = PLANE_THICKNESS_MM
     return source
 
 
-def reference_frame_in_derivations(dataset: "Dataset", source: "Dataset", frame_number: int) -> None:
-    """Point every reference to the clip in ``dataset`` at its frame ``frame_number`` (1-based).
+def reference_frame_in_derivations(dataset: "Dataset", source: "Dataset", frame_number: int | None) -> None:
+    """Point every reference to the clip in ``dataset`` at its frame ``frame_number`` (1-based; None:
+    ``source`` is a single-frame instance, referenced as a whole).
 
     Sets Referenced Frame Number in each frame's Derivation Image Sequence (the top-level Source
     Image Sequence of these IODs has no frame numbers); adds a Derivation Image Sequence to frames
@@ -155,7 +208,7 @@ def reference_frame_in_derivations(dataset: "Dataset", source: "Dataset", frame_
     from pydicom.sr.codedict import codes
 
     def point(item: Dataset) -> None:
-        if item.ReferencedSOPInstanceUID == source.SOPInstanceUID:
+        if item.ReferencedSOPInstanceUID == source.SOPInstanceUID and frame_number is not None:
             item.ReferencedFrameNumber = int(frame_number)
 
     for group in dataset.get("PerFrameFunctionalGroupsSequence", []):
@@ -164,7 +217,8 @@ def reference_frame_in_derivations(dataset: "Dataset", source: "Dataset", frame_
             reference = Dataset()
             reference.ReferencedSOPClassUID = source.SOPClassUID
             reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
-            reference.ReferencedFrameNumber = int(frame_number)
+            if frame_number is not None:
+                reference.ReferencedFrameNumber = int(frame_number)
             reference.PurposeOfReferenceCodeSequence = [_code_item(codes.DCM.SourceImageForImageProcessingOperation)]
             reference.SpatialLocationsPreserved = "NO"
             derivation = Dataset()
@@ -200,7 +254,7 @@ def _code_item(code) -> "Dataset":
 
 
 def coded(entry: Sequence[str]):
-    """A highdicom CodedConcept of a ``(value, scheme, meaning, ...)`` table entry."""
+    """A highdicom CodedConcept of a catalogue :class:`~DCEUSResponseLib.catalogue.Code` (value, scheme, meaning)."""
     import highdicom as hd
 
     value, scheme, meaning = entry[:3]
@@ -208,7 +262,7 @@ def coded(entry: Sequence[str]):
 
 
 def ucum(unit: str):
-    """The UCUM CodedConcept of a unit of :mod:`dicom_codes`."""
+    """The UCUM CodedConcept of a UCUM unit of the catalogue."""
     import highdicom as hd
 
     return hd.sr.CodedConcept(unit, "UCUM", UCUM_MEANINGS.get(unit, unit))

@@ -1,14 +1,25 @@
-"""All DICOM outputs of one analysis, from its files: ``write_dicom_outputs`` (``analyze --dicom``).
+"""All DICOM outputs of one analysis: ``analyze --dicom``, the Slicer module's DICOM export, and
+:func:`write_dicom_outputs` for an analysis folder written before.
 
-Works on the documented outside view only: ``results.json``, ``maps/<PARAM>.nrrd``, the ROI masks
-(``rois/<NAME>.png`` of the analysis, or given), an optional ``fusion.json`` and the source clip's
-DICOM file. Writes into ``out_dicom_dir`` (staged: every file is written into a staging folder
-inside it, then moved into place, the SR last):
+The datasets (:func:`dicom_datasets`) are built from the contract's view of an analysis
+(``results.json`` content), its full-frame ROI masks, its parameter maps, an optional
+``fusion.json`` and the source clip's DICOM instances, all in memory:
+
+* from an :class:`~DCEUSResponseLib.ceus.results.Analysis` (:func:`analysis_dicom_outputs`, what
+  ``analyze`` and the module use: the ROI masks given, the maps computed);
+* or from an analysis folder's files (:func:`build_dicom_outputs`: ``results.json``,
+  ``maps/<PARAM>.nrrd``, ``rois/<NAME>.png`` or masks given).
+
+The files (:func:`dicom_writers`, written staged with the other outputs, or alone by
+:func:`write_dicom_outputs`, the SR last):
 
 * ``PM_<PARAM>.dcm``: one Parametric Map per map (series "CEUS parametric maps");
 * ``SEG_ROIs.dcm``: the ROIs on the reference frame;
 * ``REG_ceus_to_ct.dcm``: with a fusion.json, the Spatial Registration CEUS plane -> CT;
 * ``SR_measurements.dcm``: the TID 1500 measurement report referencing all of them.
+
+The clip is a multi-frame file, or a folder of one single-frame series: the maps and the SEG are
+then derived from the reference frame's instance, and the SR lists every instance as evidence.
 """
 from __future__ import annotations
 
@@ -16,15 +27,17 @@ import glob
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import CATALOGUE
+from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.dicom_codes import PARAMETER_CODES
-from DCEUSResponseLib.export.dicom_common import frame_geometry, lesion_tracking_uid, read_source_header
-from DCEUSResponseLib.export.dicom_pm import build_parametric_map, read_map_nrrd
+from DCEUSResponseLib.export.contract import results_json
+from DCEUSResponseLib.export.dicom_common import SourceClip, frame_geometry, lesion_tracking_uid, read_source_clip
+from DCEUSResponseLib.export.dicom_pm import MapImage, build_parametric_map, map_images, read_map_nrrd
 from DCEUSResponseLib.export.dicom_registration import build_spatial_registration
 from DCEUSResponseLib.export.dicom_seg import build_roi_segmentation, roi_role
 from DCEUSResponseLib.export.dicom_sr import build_measurement_report
@@ -34,14 +47,25 @@ from DCEUSResponseLib.io.masks import read_roi_masks
 SR_FILE = "SR_measurements.dcm"
 SEG_FILE = "SEG_ROIs.dcm"
 REG_FILE = "REG_ceus_to_ct.dcm"
+DICOM_FOLDER = "dicom"  # inside an analysis's output folder (analyze --dicom)
+HIGHDICOM_MISSING = ("the DICOM outputs need highdicom, which is not installed: "
+                     "pip install 'DCEUSResponse[dicom]' (or pip install highdicom)")
 
 
 @dataclass
 class DicomOutputs:
-    """The datasets :func:`build_dicom_outputs` made, by output file name."""
+    """The datasets :func:`dicom_datasets` made, by output file name."""
 
     datasets: dict[str, Any] = field(default_factory=dict)
     tracking_uids: dict[str, str] = field(default_factory=dict)
+
+
+def require_highdicom() -> None:
+    """InputError naming the ``dicom`` extra when highdicom cannot be imported (check before the work)."""
+    try:
+        import highdicom  # noqa: F401
+    except ImportError:
+        raise InputError(HIGHDICOM_MISSING) from None
 
 
 def read_json(path: str, what: str) -> dict:
@@ -54,93 +78,145 @@ def read_json(path: str, what: str) -> dict:
         raise InputError(f"cannot read {what} ({error})", path) from None
 
 
+def dicom_datasets(results: Mapping[str, Any], source: SourceClip, masks: Mapping[str, np.ndarray],
+                   maps: Sequence[MapImage], *, time_point: str, time_point_order: int | None = None,
+                   fusion: Mapping[str, Any] | None = None, roles: Mapping[str, str] | None = None) -> DicomOutputs:
+    """Every DICOM dataset of one analysis (``results``: the content of its results.json).
+
+    ``masks``: full-frame boolean masks by ROI name (every ROI of ``results``); ``maps``: the maps to
+    write (those with a catalogue code, in catalogue order); ``fusion``: fusion.json content or None;
+    ``roles``: ROI name -> lesion / reference / necrosis (default :func:`dicom_seg.roi_role`).
+    """
+    require_highdicom()
+    import highdicom as hd
+
+    clip = results.get("clip") or {}
+    recorded = (clip.get("uids") or {}).get("SOPInstanceUID")
+    if recorded and recorded != source.first.SOPInstanceUID:
+        raise InputError(f"results.json was made from clip {recorded}, not from this one", source.path)
+    frame_shape = (int(clip["rows"]), int(clip["columns"]))
+    if (int(source.first.Rows), int(source.first.Columns)) != frame_shape:
+        raise InputError(f"the clip's frames are {source.first.Rows} x {source.first.Columns} but results.json "
+                         f"says {frame_shape[0]} x {frame_shape[1]}", source.path)
+    if clip.get("frames") is not None and int(clip["frames"]) != source.n_frames:
+        raise InputError(f"the clip has {source.n_frames} frames but results.json says {clip['frames']}", source.path)
+    reference, reference_number = source.frame(int(clip.get("reference_frame") or 0))
+    frame = frame_geometry(source.first, clip.get("pixel_spacing_mm"))
+    masks = _checked_masks(results, masks, source.path)
+    roles = {name: (roles or {}).get(name) or roi_role(name, results.get("reference")) for name in masks}
+    patient_id = str(source.first.get("PatientID", ""))
+    tracking = {name: lesion_tracking_uid(patient_id, name, str(source.first.get("IssuerOfPatientID", "")))
+                for name in masks}
+    outputs = DicomOutputs(tracking_uids=tracking)
+
+    seg = build_roi_segmentation(masks, roles, tracking, reference, frame, source_frame=reference_number,
+                                 series_instance_uid=hd.UID(), sop_instance_uid=hd.UID())
+    outputs.datasets[SEG_FILE] = seg
+    map_series = hd.UID()
+    by_name = {image.name: image for image in maps}
+    for number, name in enumerate([name for name in CATALOGUE if name in by_name], start=1):
+        outputs.datasets[f"PM_{name}.dcm"] = build_parametric_map(
+            by_name[name], reference, frame, frame_shape, source_frame=reference_number,
+            series_instance_uid=map_series, sop_instance_uid=hd.UID(), instance_number=number)
+    registration = (fusion or {}).get("registration") or {}
+    ct_frame = ((fusion or {}).get("ct") or {}).get("frame_of_reference_uid")
+    if registration.get("ceus_to_patient_lps") is not None and ct_frame:
+        outputs.datasets[REG_FILE] = build_spatial_registration(
+            registration["ceus_to_patient_lps"], ct_frame, frame.frame_of_reference_uid, reference,
+            method=registration.get("method") or "landmarks", series_instance_uid=hd.UID(),
+            sop_instance_uid=hd.UID())
+    evidence = [ds for name, ds in outputs.datasets.items() if name != SEG_FILE]
+    outputs.datasets[SR_FILE] = build_measurement_report(
+        results, reference, seg, roles=roles, tracking_uids=tracking, time_point=time_point,
+        time_point_order=time_point_order, fusion=fusion, source_frame=reference_number,
+        source_instances=source.instances, evidence=evidence, series_instance_uid=hd.UID(),
+        sop_instance_uid=hd.UID())
+    return outputs
+
+
+def analysis_dicom_outputs(analysis: Analysis, *, time_point: str, time_point_order: int | None = None,
+                           fusion: Mapping[str, Any] | None = None,
+                           roles: Mapping[str, str] | None = None,
+                           source_clip_path: str | None = None) -> DicomOutputs:
+    """The DICOM datasets of an analysis in memory: its ROI masks, its maps (if computed), its clip's
+    DICOM instances (``source_clip_path``, default ``analysis.clip.source``: a DICOM file or a
+    single-frame series folder)."""
+    require_highdicom()
+    if not analysis.roi_masks:
+        raise InputError("the analysis has no ROI masks to write as a DICOM segmentation", analysis.clip.source)
+    source = read_source_clip(source_clip_path or analysis.clip.source)
+    maps = map_images(analysis.maps) if analysis.maps is not None else []
+    return dicom_datasets(results_json(analysis), source, {roi.name: roi.mask for roi in analysis.roi_masks}, maps,
+                          time_point=time_point, time_point_order=time_point_order, fusion=fusion, roles=roles)
+
+
 def build_dicom_outputs(analysis_dir: str, source_clip_path: str, *,
                         rois: Sequence[RoiMask] | Mapping[str, np.ndarray] | None = None,
                         fusion_path: str | None = None, time_point: str | None = None,
                         time_point_order: int | None = None, roles: Mapping[str, str] | None = None) -> DicomOutputs:
     """Every DICOM dataset of one analysis folder, in memory (see :func:`write_dicom_outputs`)."""
-    import highdicom as hd
-
+    require_highdicom()
     results = read_json(os.path.join(analysis_dir, "results.json"), "results.json")
-    source = read_source_header(source_clip_path)
+    source = read_source_clip(source_clip_path)
     clip = results.get("clip") or {}
-    recorded = (clip.get("uids") or {}).get("SOPInstanceUID")
-    if recorded and recorded != source.SOPInstanceUID:
-        raise InputError(f"results.json was made from clip {recorded}, not from this file", source_clip_path)
     frame_shape = (int(clip["rows"]), int(clip["columns"]))
-    if (int(source.Rows), int(source.Columns)) != frame_shape:
-        raise InputError(f"the clip's frames are {source.Rows} x {source.Columns} but results.json says "
-                         f"{frame_shape[0]} x {frame_shape[1]}", source_clip_path)
-    reference_frame = int(clip.get("reference_frame") or 0)
-    frame = frame_geometry(source, clip.get("pixel_spacing_mm"))
-    masks = _roi_masks(analysis_dir, results, frame_shape, rois)
-    roles = {name: (roles or {}).get(name) or roi_role(name, results.get("reference")) for name in masks}
-    patient_id = str(source.get("PatientID", ""))
-    tracking = {name: lesion_tracking_uid(patient_id, name, str(source.get("IssuerOfPatientID", "")))
-                for name in masks}
-    outputs = DicomOutputs(tracking_uids=tracking)
-
-    seg = build_roi_segmentation(masks, roles, tracking, source, frame, reference_frame=reference_frame,
-                                 series_instance_uid=hd.UID(), sop_instance_uid=hd.UID())
-    outputs.datasets[SEG_FILE] = seg
-    map_series = hd.UID()
-    for number, path in enumerate(_map_files(analysis_dir), start=1):
-        image = read_map_nrrd(path)
-        outputs.datasets[f"PM_{image.name}.dcm"] = build_parametric_map(
-            image, source, frame, frame_shape, reference_frame=reference_frame, series_instance_uid=map_series,
-            sop_instance_uid=hd.UID(), instance_number=number)
+    masks = _folder_masks(analysis_dir, results, frame_shape, rois)
+    maps = [read_map_nrrd(path) for path in _map_files(analysis_dir)]
     fusion_path = fusion_path or os.path.join(analysis_dir, "fusion.json")
     fusion = read_json(fusion_path, "fusion.json") if os.path.exists(fusion_path) else None
-    registration = (fusion or {}).get("registration") or {}
-    ct_frame = ((fusion or {}).get("ct") or {}).get("frame_of_reference_uid")
-    if registration.get("ceus_to_patient_lps") is not None and ct_frame:
-        outputs.datasets[REG_FILE] = build_spatial_registration(
-            registration["ceus_to_patient_lps"], ct_frame, frame.frame_of_reference_uid, source,
-            method=registration.get("method") or "landmarks", series_instance_uid=hd.UID(),
-            sop_instance_uid=hd.UID())
-    evidence = [ds for name, ds in outputs.datasets.items() if name != SEG_FILE]
-    outputs.datasets[SR_FILE] = build_measurement_report(
-        results, source, seg, roles=roles, tracking_uids=tracking,
-        time_point=time_point or os.path.basename(os.path.normpath(analysis_dir)), time_point_order=time_point_order,
-        fusion=fusion, reference_frame=reference_frame, evidence=evidence, series_instance_uid=hd.UID(),
-        sop_instance_uid=hd.UID())
-    return outputs
+    return dicom_datasets(results, source, masks, maps, fusion=fusion, roles=roles, time_point_order=time_point_order,
+                          time_point=time_point or os.path.basename(os.path.normpath(analysis_dir)))
+
+
+def dicom_writers(outputs: DicomOutputs, folder: str = DICOM_FOLDER) -> list[tuple[str, Callable[[str], None]]]:
+    """(relative path, writer(path)) of every dataset, for :func:`staging.write_staged` or
+    :func:`contract.write_analysis`'s extra writers."""
+
+    def writer(dataset):
+        return lambda path: dataset.save_as(path, enforce_file_format=True)
+
+    prefix = f"{folder}/" if folder else ""
+    return [(prefix + name, writer(dataset)) for name, dataset in outputs.datasets.items()]
 
 
 def write_dicom_outputs(analysis_dir: str, source_clip_path: str, out_dicom_dir: str, **options) -> list[str]:
     """Write the DICOM outputs of ``analysis_dir`` into ``out_dicom_dir``; returns the written paths.
 
+    ``source_clip_path``: the clip's DICOM file, or the folder of its single-frame series.
     ``options`` as for :func:`build_dicom_outputs`: ``rois`` (default: ``rois/<NAME>.png`` of the
     analysis), ``fusion_path`` (default: ``fusion.json`` beside results.json, if there),
     ``time_point`` (default: the analysis folder's name), ``time_point_order``, ``roles``.
     """
-    outputs = build_dicom_outputs(analysis_dir, source_clip_path, **options)
+    return write_datasets(build_dicom_outputs(analysis_dir, source_clip_path, **options), out_dicom_dir)
 
-    def writer(dataset):
-        return lambda path: dataset.save_as(path, enforce_file_format=True)
 
-    return write_staged(out_dicom_dir, [(name, writer(ds)) for name, ds in outputs.datasets.items()], last=SR_FILE)
+def write_datasets(outputs: DicomOutputs, out_dicom_dir: str) -> list[str]:
+    """Write ``outputs`` into ``out_dicom_dir`` (staged, the SR last); returns the written paths."""
+    return write_staged(out_dicom_dir, dicom_writers(outputs, folder=""), last=SR_FILE)
 
 
 def _map_files(analysis_dir: str) -> list[str]:
-    """``maps/<PARAM>.nrrd`` for the parameters with a code, in the order of the code table."""
-    found = {os.path.basename(p)[:-len(".nrrd")]: p for p in glob.glob(os.path.join(analysis_dir, "maps", "*.nrrd"))}
-    return [found[name] for name in PARAMETER_CODES if name in found]
+    """``maps/<PARAM>.nrrd`` of the catalogue's quantities (not the status map)."""
+    paths = glob.glob(os.path.join(analysis_dir, "maps", "*.nrrd"))
+    return sorted(p for p in paths if os.path.basename(p)[:-len(".nrrd")] in CATALOGUE)
 
 
-def _roi_masks(analysis_dir: str, results: Mapping[str, Any], frame_shape: tuple[int, int],
-               rois: Sequence[RoiMask] | Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    names = list(results.get("rois") or {})
+def _folder_masks(analysis_dir: str, results: Mapping[str, Any], frame_shape: tuple[int, int],
+                  rois: Sequence[RoiMask] | Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     if rois is None:
         specs = []
-        for name in names:
+        for name in results.get("rois") or {}:
             path = os.path.join(analysis_dir, "rois", f"{name}.png")
             if not os.path.isfile(path):
                 raise InputError(f"mask of ROI {name!r} not found: give the ROIs, or write rois/<NAME>.png", path)
             specs.append(f"{name}={path}")
         rois = read_roi_masks(specs, frame_shape)
-    masks = dict(rois) if isinstance(rois, Mapping) else {roi.name: roi.mask for roi in rois}
+    return dict(rois) if isinstance(rois, Mapping) else {roi.name: roi.mask for roi in rois}
+
+
+def _checked_masks(results: Mapping[str, Any], masks: Mapping[str, np.ndarray], path: str) -> dict[str, np.ndarray]:
+    names = list(results.get("rois") or {})
     missing = [name for name in names if name not in masks]
     if missing:
-        raise InputError(f"no mask for ROI(s) {', '.join(missing)} of results.json", analysis_dir)
+        raise InputError(f"no mask for ROI(s) {', '.join(missing)} of results.json", path)
     return {name: np.asarray(masks[name]).astype(bool) for name in names}

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import dicom_quantity
+from DCEUSResponseLib.ceus.maps import ParametricMaps
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.dicom_codes import PARAMETER_CODES
 from DCEUSResponseLib.export.dicom_common import (
     PlaneGeometry,
     add_frame_anatomy,
@@ -27,6 +28,7 @@ from DCEUSResponseLib.export.dicom_common import (
     reference_frame_in_derivations,
     ucum,
 )
+from DCEUSResponseLib.spatial.frame import FrameGeometry
 
 if TYPE_CHECKING:  # for annotations only: pydicom / highdicom are imported inside functions
     from pydicom import Dataset
@@ -67,28 +69,31 @@ def read_map_nrrd(path: str) -> MapImage:
 
 
 def build_parametric_map(image: MapImage, source: "Dataset", frame: PlaneGeometry, frame_shape: tuple[int, int], *,
-                         reference_frame: int, series_instance_uid: str, sop_instance_uid: str,
+                         source_frame: int | None, series_instance_uid: str, sop_instance_uid: str,
                          instance_number: int, series_number: int = 901) -> "Dataset":
-    """The Parametric Map of ``image``, derived from frame ``reference_frame`` (0-based) of ``source``.
+    """The Parametric Map of ``image``, derived from frame ``source_frame`` (1-based) of ``source``.
 
-    ``source`` is the clip's header (:func:`dicom_common.read_source_header`); its patient and
-    study modules are copied. ``frame`` is the full frame's geometry
+    ``source`` is the header of the clip's instance holding the reference frame
+    (:meth:`dicom_common.SourceClip.frame`; ``source_frame`` None for a single-frame instance); its
+    patient and study modules are copied. ``frame`` is the full frame's geometry
     (:func:`dicom_common.frame_geometry`) and ``frame_shape`` its (rows, columns). Raises :class:`InputError` for a parameter without a code or a map
     without any finite value.
     """
     import highdicom as hd
 
-    if image.name not in PARAMETER_CODES:
-        raise InputError(f"no DICOM code for parameter {image.name!r}", getattr(source, "filename", None))
+    try:
+        code, unit = dicom_quantity(image.name)
+    except InputError as error:
+        raise InputError(f"cannot write the {image.name} map as DICOM ({error})",
+                         getattr(source, "filename", None)) from None
     finite = image.values[np.isfinite(image.values)]
     if finite.size == 0:
         raise InputError(f"the {image.name} map has no fitted pixel", getattr(source, "filename", None))
-    code = PARAMETER_CODES[image.name]
     geometry = PlaneGeometry(frame.frame_of_reference_uid, image.origin_mm, image.spacing_mm)
     rows, columns = image.values.shape
     low, high = float(finite.min()), float(finite.max())
     mapping = hd.pm.RealWorldValueMapping(
-        lut_label=image.name[:16], lut_explanation=f"{code[2]} ({image.name})", unit=ucum(code[3]),
+        lut_label=image.name[:16], lut_explanation=f"{code.meaning} ({image.name})", unit=ucum(unit),
         value_range=(low, high), slope=1.0, intercept=0.0, quantity_definition=coded(code))
     geometric = geometric_source(source, frame, *frame_shape)
     # Window over the finite range; LINEAR_EXACT because widths below 1 are common (a.u.).
@@ -100,14 +105,24 @@ def build_parametric_map(image: MapImage, source: "Dataset", frame: PlaneGeometr
         series_instance_uid=series_instance_uid, series_number=series_number, sop_instance_uid=sop_instance_uid,
         instance_number=instance_number, **equipment(), contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping], voi_lut_transformations=[window], content_label=_content_label(image.name),
-        content_description=f"CEUS parametric map {image.name} [{code[3]}]",
+        content_description=f"CEUS parametric map {image.name} [{unit}]",
         pixel_measures=geometry.pixel_measures(), plane_orientation=geometry.plane_orientation(),
         plane_positions=[geometry.plane_position()], image_flavor="PERFUSION", derived_pixel_contrast="QUANTITY")
     pm.SeriesDescription = "CEUS parametric maps"
     add_frame_anatomy(pm)
-    reference_frame_in_derivations(pm, source, reference_frame + 1)
+    reference_frame_in_derivations(pm, source, source_frame)
     add_private_coding_scheme(pm)
     return pm
+
+
+def map_images(maps: ParametricMaps) -> list[MapImage]:
+    """The maps of an analysis in memory, on the grid ``maps/<PARAM>.nrrd`` are written on (the same
+    frame geometry), so that they equal :func:`read_map_nrrd` of those files."""
+    ijk_to_lps = FrameGeometry.of_map_grid(maps.spacing_mm, maps.binning).map_ijk_to_lps(maps.origin_px, maps.binning)
+    origin_mm = (float(ijk_to_lps[0, 3]), float(ijk_to_lps[1, 3]))
+    spacing_mm = (float(ijk_to_lps[1, 1]), float(ijk_to_lps[0, 0]))
+    return [MapImage(name, np.asarray(values, dtype=np.float32), origin_mm, spacing_mm)
+            for name, values in maps.values.items()]
 
 
 def _content_label(name: str) -> str:

@@ -3,7 +3,7 @@
 One binary segment per ROI, labelled with the ROI's name, on the full frame's pixel grid (the
 CEUS plane geometry of :mod:`dicom_common`, so Slicer puts it where the module shows the clip),
 derived from the reference frame of the source clip (spatial locations preserved). Segment
-properties by role (:data:`dicom_codes.SEGMENT_ROLE_CODES`): lesion, reference parenchyma,
+properties by role (:data:`catalogue.SEGMENT_ROLE_CODES`): lesion, reference parenchyma,
 necrosis; each segment carries the lesion's tracking identifier, the same as in the SR.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from DCEUSResponseLib.catalogue import ANATOMIC_REGION, SEGMENT_ROLE_CODES
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.dicom_codes import ANATOMIC_REGION, SEGMENT_ROLE_CODES
 from DCEUSResponseLib.export.dicom_common import (
     PlaneGeometry,
     add_private_coding_scheme,
@@ -43,13 +43,14 @@ def roi_role(name: str, reference: str | None) -> str:
 
 def build_roi_segmentation(masks: Mapping[str, np.ndarray], roles: Mapping[str, str],
                            tracking_uids: Mapping[str, str], source: "Dataset", frame: PlaneGeometry, *,
-                           reference_frame: int, series_instance_uid: str, sop_instance_uid: str,
+                           source_frame: int | None, series_instance_uid: str, sop_instance_uid: str,
                            instance_number: int = 1, series_number: int = 902) -> "Dataset":
     """A BINARY SEG of the full-frame ``masks`` (name -> boolean rows x columns), segment k = k-th ROI.
 
     ``roles`` gives each ROI's role (see :func:`roi_role`); ``tracking_uids`` each ROI's Tracking
-    UID; ``frame`` the full frame's geometry; ``reference_frame`` (0-based) the frame the ROIs were
-    drawn on. Raises :class:`InputError` for masks of different shapes, empty masks or unknown roles.
+    UID; ``frame`` the full frame's geometry; ``source`` the header of the clip's instance holding
+    the frame the ROIs were drawn on, ``source_frame`` its frame number there (1-based; None for a
+    single-frame instance). Raises :class:`InputError` for masks of different shapes, empty masks or unknown roles.
     """
     import highdicom as hd
 
@@ -85,6 +86,6 @@ def build_roi_segmentation(masks: Mapping[str, np.ndarray], roles: Mapping[str, 
         content_label="ROIS", content_description="CEUS regions of interest on the reference frame",
         omit_empty_frames=False)
     seg.SeriesDescription = "CEUS ROIs"
-    reference_frame_in_derivations(seg, source, reference_frame + 1)
+    reference_frame_in_derivations(seg, source, source_frame)
     add_private_coding_scheme(seg)
     return seg

@@ -7,9 +7,9 @@ the Image Reference macro forbids together, and QuantitativeReporting reads SEG-
 TID 1411. its Tracking Identifier is the ROI's name and its Tracking
 Unique Identifier :func:`dicom_common.lesion_tracking_uid` (patient + ROI name, so one lesion has
 one UID at every exam); the exam is the group's Time Point Context. Measurements: every non-null
-parameter (codes of :data:`dicom_codes.PARAMETER_CODES`), every non-null reference-normalised
+parameter (its code in :mod:`DCEUSResponseLib.catalogue`), every non-null reference-normalised
 value (same concept, derivation "Relative to reference ROI", unit {ratio}), and, when a
-``fusion.json`` is given, the PET / CT measures (:data:`dicom_codes.FUSION_CODES`, each with its
+``fusion.json`` is given, the PET / CT measures (the catalogue's ``pet``, ``ct``, ``pet3d`` families, each with its
 method: CEUS slab footprint or 3D segment). The ROI's fit status is a qualitative evaluation.
 Null values are left out (a NUM needs a number).
 """
@@ -17,20 +17,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.dicom_codes import (
+from DCEUSResponseLib.catalogue import (
     ANATOMIC_REGION,
     FIT_STATUS_CONCEPT,
     FIT_STATUS_VALUES,
-    FUSION_CODES,
-    FUSION_DERIVATIONS,
-    METHOD_CODES,
-    PARAMETER_CODES,
+    MEASUREMENT_METHODS,
     PROCEDURE_REPORTED,
     RELATIVE_DERIVATION,
-    RELATIVE_UNIT,
+    RELATIVE_UCUM,
     SEGMENT_ROLE_CODES,
+    dicom_quantity,
+    parameter_info,
+    parameter_names,
 )
+from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.dicom_common import (
     MANUFACTURER,
     MODEL_NAME,
@@ -44,9 +44,8 @@ from DCEUSResponseLib.export.dicom_common import (
 if TYPE_CHECKING:  # for annotations only: pydicom / highdicom are imported inside functions
     from pydicom import Dataset
 
-# The fusion measures in report order, by fusion.json group.
-FUSION_GROUPS = {"pet": ("SUVmax", "SUVmean", "SUVpeak", "voxels", "TLR"), "ct": ("HU_mean",),
-                 "pet3d": ("SUVmax", "SUVmean", "SUVpeak", "volume_ml", "TLU", "distance_mm")}
+# The fusion.json sections of an ROI, in report order (each section's measures: its catalogue family).
+FUSION_SECTIONS = ("pet", "ct", "pet3d")
 
 
 def roi_measurements(roi: Mapping[str, Any], fusion_roi: Mapping[str, Any] | None, model: str) -> list:
@@ -55,50 +54,48 @@ def roi_measurements(roi: Mapping[str, Any], fusion_roi: Mapping[str, Any] | Non
 
     algorithm = hd.sr.AlgorithmIdentification(name=MODEL_NAME, version=software_version(),
                                               parameters=[f"model={model}"])
-    method = coded(METHOD_CODES["kinetic_fit"])
+    method = coded(MEASUREMENT_METHODS["kinetic_fit"])
     measurements = []
     for name, value in (roi.get("parameters") or {}).items():
         if value is None:
             continue
-        code = _parameter_code(name)
-        measurements.append(hd.sr.Measurement(name=coded(code), value=float(value), unit=ucum(code[3]),
+        code, unit = dicom_quantity(name)
+        measurements.append(hd.sr.Measurement(name=coded(code), value=float(value), unit=ucum(unit),
                                               method=method, algorithm_id=algorithm))
     for name, value in (roi.get("relative") or {}).items():
         if value is None:
             continue
-        measurements.append(hd.sr.Measurement(name=coded(_parameter_code(name)), value=float(value),
-                                              unit=ucum(RELATIVE_UNIT), derivation=coded(RELATIVE_DERIVATION),
+        measurements.append(hd.sr.Measurement(name=coded(dicom_quantity(name)[0]), value=float(value),
+                                              unit=ucum(RELATIVE_UCUM), derivation=coded(RELATIVE_DERIVATION),
                                               method=method, algorithm_id=algorithm))
-    for group, names in FUSION_GROUPS.items():
-        values = (fusion_roi or {}).get(group) or {}
-        for name in names:
+    for section in FUSION_SECTIONS:
+        values = (fusion_roi or {}).get(section) or {}
+        for name in parameter_names(section):
             value = values.get(name)
             if value is None:
                 continue
-            code = FUSION_CODES[f"{group}.{name}"]
-            derivation = FUSION_DERIVATIONS.get(name)
+            code, unit = dicom_quantity(name)
+            derivation = parameter_info(name).derivation_code
             measurements.append(hd.sr.Measurement(
-                name=coded(code), value=float(value), unit=ucum(code[3]), method=coded(METHOD_CODES[group]),
+                name=coded(code), value=float(value), unit=ucum(unit), method=coded(MEASUREMENT_METHODS[section]),
                 derivation=coded(derivation) if derivation else None))
     return measurements
-
-
-def _parameter_code(name: str):
-    if name not in PARAMETER_CODES:
-        raise InputError(f"no DICOM code for parameter {name!r}")
-    return PARAMETER_CODES[name]
 
 
 def build_measurement_report(results: Mapping[str, Any], source: "Dataset", segmentation: "Dataset", *,
                              roles: Mapping[str, str], tracking_uids: Mapping[str, str], time_point: str,
                              time_point_order: int | None = None, fusion: Mapping[str, Any] | None = None,
-                             reference_frame: int = 0, evidence: Sequence["Dataset"] = (),
+                             source_frame: int | None = 1, source_instances: Sequence["Dataset"] = (),
+                             evidence: Sequence["Dataset"] = (),
                              series_instance_uid: str, sop_instance_uid: str, instance_number: int = 1,
                              series_number: int = 903) -> "Dataset":
     """A Comprehensive SR (TID 1500) of ``results`` (results.json as a dict) and ``fusion`` (fusion.json).
 
-    ``segmentation`` is the SEG of the ROIs (segment labels = ROI names); the source clip, the SEG
-    and ``evidence`` (e.g. the parametric maps) are listed as the report's evidence.
+    ``source`` is the header of the clip's instance holding the reference frame, ``source_frame``
+    the frame's number there (None for a single-frame instance); ``segmentation`` is the SEG of the
+    ROIs (segment labels = ROI names). The clip (``source``, or every instance of a single-frame
+    series: ``source_instances``), the SEG and ``evidence`` (e.g. the parametric maps) are listed
+    as the report's evidence.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -111,7 +108,8 @@ def build_measurement_report(results: Mapping[str, Any], source: "Dataset", segm
             model_name=MODEL_NAME))
     context = hd.sr.TimePointContext(time_point=time_point, time_point_order=time_point_order,
                                      subject_time_point_identifier=source.get("StudyID") or None)
-    source_image = hd.sr.SourceImageForSegmentation(source.SOPClassUID, source.SOPInstanceUID, [reference_frame + 1])
+    source_image = hd.sr.SourceImageForSegmentation(source.SOPClassUID, source.SOPInstanceUID,
+                                                    [source_frame] if source_frame is not None else None)
     fusion_rois = (fusion or {}).get("rois") or {}
     groups = []
     for name, roi in results["rois"].items():
@@ -134,7 +132,7 @@ def build_measurement_report(results: Mapping[str, Any], source: "Dataset", segm
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=coded(PROCEDURE_REPORTED), imaging_measurements=groups)
     sr = hd.sr.ComprehensiveSR(
-        evidence=[source, segmentation, *evidence], content=report[0], series_instance_uid=series_instance_uid,
+        evidence=[*(source_instances or [source]), segmentation, *evidence], content=report[0], series_instance_uid=series_instance_uid,
         series_number=series_number, sop_instance_uid=sop_instance_uid, instance_number=instance_number,
         manufacturer=MANUFACTURER, is_complete=True)
     sr.SeriesDescription = "CEUS perfusion measurements"

@@ -19,6 +19,7 @@ from DCEUSResponseLib.io.dicom_dataset import (
     float_values,
     identifiers,
     ignored_rate_warning,
+    number_of_frames,
     pixel_spacing_mm,
     raise_if_truncated,
     read_dataset,
@@ -58,6 +59,18 @@ def folder_images(folder: str) -> tuple[list[tuple[str, Any]], list[str]]:
             shown = ", ".join(left_out[:5]) + (", ..." if len(left_out) > 5 else "")
             folder_warnings.append(f"ignored {len(left_out)} file(s) that are {label}: {shown}")
     return images, folder_warnings
+
+
+def series_instances(folder: str) -> list[tuple[str, Any]]:
+    """The files of a folder's single-frame series in clip order (frame k is item k), as (path, dataset).
+
+    The same files and order as reading the folder as a clip (the DICOM outputs reference each
+    frame's instance); InputError as there, or when the folder holds a multi-frame file.
+    """
+    images, _ = folder_images(folder)
+    if any(number_of_frames(ds, path) > 1 for path, ds in images):
+        raise InputError("holds a multi-frame file, not a series of single-frame files", folder)
+    return _order_series(images)[0]
 
 
 def clip_from_series(folder: str, images: list[tuple[str, Any]], folder_warnings: list[str],

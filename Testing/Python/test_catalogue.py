@@ -56,7 +56,8 @@ def test_the_contract_units_and_colour_maps():
         "WiPI": "magma", "AUC": "magma", "TTP": "viridis", "TI": "viridis", "TO": "viridis", "RT": "viridis",
         "FT": "viridis", "mTTl": "viridis", "QOF": "cividis"}
     assert parameter_info("WiR").families == ("bolus", "replenishment")
-    assert parameter_info("SUVmax").families == ("pet",) and parameter_info("HU_mean").families == ("ct",)
+    assert parameter_info("SUVmax").families == ("pet", "pet3d") and parameter_info("HU_mean").families == ("ct",)
+    assert parameter_names("pet3d") == ("SUVmax", "SUVmean", "SUVpeak", "volume_ml", "TLU", "distance_mm")
 
 
 def test_one_ucum_unit_per_unit_shown():
@@ -66,10 +67,13 @@ def test_one_ucum_unit_per_unit_shown():
     assert all(len(ucum) == 1 for ucum in ucum_of.values()), ucum_of
     assert {shown: ucum.pop() for shown, ucum in ucum_of.items()} == {
         "a.u.": "[arb'U]", "s": "s", "a.u./s": "[arb'U]/s", "a.u.*s": "[arb'U].s", "%": "%",
-        "g/ml": "g/ml{SUVbw}", "": "{ratio}", "HU": "[hnsf'U]"}
+        "g/ml": "g/ml{SUVbw}", "": "{ratio}", "HU": "[hnsf'U]", "voxels": "{voxels}", "ml": "ml",
+        "g": "g{SUVbw}", "mm": "mm"}
 
 
 def test_dicom_codes_exist_with_their_meanings_in_pydicom_s_dictionaries():
+    """Standard codes: kinetic quantities from CID 4108 / 4109 / 7180, the PET / CT measures from the
+    DCM or SCT dictionary, each with pydicom's meaning; the others are codes of the private scheme."""
     pydicom_codes = pytest.importorskip("pydicom.sr.codedict").codes
     from pydicom.sr._cid_dict import cid_concepts
 
@@ -79,26 +83,74 @@ def test_dicom_codes_exist_with_their_meanings_in_pydicom_s_dictionaries():
             for keyword in keyword_list:
                 code = getattr(getattr(pydicom_codes, f"cid{cid}"), keyword)
                 in_cid[(code.value, code.scheme_designator)] = (code.meaning, cid)
+    in_scheme = {}
+    for scheme in ("DCM", "SCT"):
+        for keyword in getattr(pydicom_codes, scheme).dir():
+            code = getattr(getattr(pydicom_codes, scheme), keyword)
+            in_scheme.setdefault((code.value, scheme), set()).add(code.meaning)
     units = {getattr(pydicom_codes.cid7181, k).value for k in pydicom_codes.cid7181.dir()}
-    coded = 0
+    kinetic = set(parameter_names("bolus", "replenishment"))
+    standard = 0
     for info in CATALOGUE.values():
-        # a unit of CID 7181, or a product / quotient of them (UCUM's "." and "/")
-        atoms = [atom for atom in re.split(r"[./]", info.ucum) if atom]
-        assert info.ucum in units or all(atom in units for atom in atoms), info.name
-        if info.quantity_code is not None:
-            coded += 1
-            code = info.quantity_code
+        # a unit of CID 7181, a product / quotient of them (UCUM's "." and "/"), annotations {..} aside;
+        # ml and g (UCUM's litre and gram) are not in CID 7181
+        atoms = [atom for atom in re.split(r"[./]", re.sub(r"\{[^}]*\}", "", info.ucum)) if atom]
+        assert info.ucum in units or all(atom in units | {"ml", "g"} for atom in atoms), info.name
+        code = info.quantity_code
+        assert code is not None, info.name  # every reported quantity can be written to DICOM
+        if code.scheme == catalogue.PRIVATE_SCHEME:
+            assert re.fullmatch(r"DCEUS\d{4}", code.value), info.name
+            continue
+        standard += 1
+        if info.name in kinetic:
             assert (code.value, code.scheme) in in_cid, info.name
             assert in_cid[(code.value, code.scheme)][0] == code.meaning, info.name
+        assert code.meaning in in_scheme.get((code.value, code.scheme), ()), info.name
         if info.derivation_code is not None:
             code = info.derivation_code
             keyword = "".join(word[0].upper() + word[1:] for word in code.meaning.split())
             found = getattr(getattr(pydicom_codes, code.scheme), keyword)
             assert (found.value, found.meaning) == (code.value, code.meaning), info.name
-    assert coded >= 10
+    assert standard >= 13
     assert parameter_info("TTP").quantity_code.value == "113069"  # DCM Time To Peak
     assert parameter_info("WiR").quantity_code.meaning == "Maximum Slope"
-    assert parameter_info("mTTl").quantity_code is None  # not the mean transit time
+    assert parameter_info("mTTl").quantity_code.scheme == "99DCEUS"  # not the mean transit time
+
+
+def _all_codes():
+    """Every Code the catalogue module defines (quantities, derivations, methods, status, roles ...)."""
+    found = []
+    for info in CATALOGUE.values():
+        found += [c for c in (info.quantity_code, info.derivation_code) if c is not None]
+    for value in vars(catalogue).values():
+        if isinstance(value, catalogue.Code):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                found += [c for c in (item if isinstance(item, tuple) and not isinstance(item, catalogue.Code)
+                                      else (item,)) if isinstance(c, catalogue.Code)]
+    return found
+
+
+def test_private_codes_are_unique_and_are_the_contract_s():
+    """One meaning per private code, and the contract's table of parameter codes is the catalogue's."""
+    meanings = {}
+    for code in _all_codes():
+        if code.scheme == catalogue.PRIVATE_SCHEME:
+            assert meanings.setdefault(code.value, code.meaning) == code.meaning, code
+    # DCEUS0004-0015, 0020, 0030-0031, 0040-0043, 0050, 0060-0063, 0070 (the contract)
+    assert len(meanings) == 25 and "DCEUS0015" in meanings and "DCEUS0070" in meanings
+    text = (ROOT / "docs" / "quantification-contract.md").read_text(encoding="utf-8")
+    table = text[text.index("### Parameter codes"):text.index("**Private coding scheme**")]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in CATALOGUE:
+            rows[cells[0]] = (cells[1], cells[2].split()[0], cells[3], cells[4])
+    assert set(rows) == set(parameter_names("bolus", "replenishment"))
+    for name, row in rows.items():
+        info = CATALOGUE[name]
+        assert row == (*info.quantity_code, info.ucum), name
 
 
 def test_unknown_names_and_families_are_input_errors():

@@ -18,11 +18,11 @@ nrrd = pytest.importorskip("nrrd")
 
 from DCEUSResponseLib.app.demo import EXAMS, run_demo  # noqa: E402
 from DCEUSResponseLib.errors import InputError  # noqa: E402
-from DCEUSResponseLib.export.dicom_codes import (  # noqa: E402
-    FUSION_CODES,
-    PARAMETER_CODES,
+from DCEUSResponseLib.catalogue import (  # noqa: E402
+    CATALOGUE,
     RELATIVE_DERIVATION,
     SEGMENT_ROLE_CODES,
+    parameter_names,
 )
 from DCEUSResponseLib.export.dicom_common import ceus_frame_of_reference_uid, read_source_header  # noqa: E402
 from DCEUSResponseLib.export.dicom_outputs import REG_FILE, SEG_FILE, SR_FILE, write_dicom_outputs  # noqa: E402
@@ -30,6 +30,11 @@ from DCEUSResponseLib.export.dicom_registration import build_spatial_registratio
 from DCEUSResponseLib.io.masks import read_roi_masks  # noqa: E402
 
 DCIODVFY = shutil.which("dciodvfy")
+# (code value, scheme, meaning, UCUM unit) of each quantity, from the catalogue (the one table of codes)
+PARAMETER_CODES = {name: (*CATALOGUE[name].quantity_code, CATALOGUE[name].ucum)
+                   for name in parameter_names("bolus", "replenishment")}
+FUSION_CODES = {f"{section}.{name}": (*CATALOGUE[name].quantity_code, CATALOGUE[name].ucum)
+                for section in ("pet", "ct", "pet3d") for name in parameter_names(section)}
 CT_FRAME_OF_REFERENCE = "1.2.826.0.1.3680043.8.498.777"
 ANGLE = np.deg2rad(25.0)
 CEUS_TO_PATIENT = np.array([[np.cos(ANGLE), 0.0, np.sin(ANGLE), -101.25],
@@ -186,6 +191,7 @@ def test_sr_holds_the_parameter_table_exactly_with_codes_and_references(demo):
     assert counted >= 3 * 15  # three fitted ROIs, 15 parameters each
     ttp = PARAMETER_CODES["TTP"]
     assert ttp[:2] == ("113069", "DCM") and PARAMETER_CODES["WiR"][:2] == ("126375", "DCM")
+    assert PARAMETER_CODES["QOF"] == ("DCEUS0015", "99DCEUS", "Quality of fit", "%")
 
 
 def test_sr_holds_the_fusion_measures_exactly(demo):

@@ -218,7 +218,7 @@ def test_the_module_file_has_the_classes_slicer_looks_for():
     parameter_node = classes[f"{MODULE_NAME}ParameterNode"]
     assert [ast.unparse(d) for d in parameter_node.decorator_list] == ["parameterNodeWrapper"]
     logic_methods = {n.name for n in classes[f"{MODULE_NAME}Logic"].body if isinstance(n, ast.FunctionDef)}
-    assert {"process", "compareWithFolder", "exportResults", "getParameterNode"} <= logic_methods
+    assert {"process", "compareWithFolder", "exportResults", "exportToDicomDatabase", "getParameterNode"} <= logic_methods
     tests = {n.name for n in classes[f"{MODULE_NAME}Test"].body if isinstance(n, ast.FunctionDef)}
     assert {"setUp", "runTest"} <= tests and len([t for t in tests if t.startswith("test_")]) >= 2
 
@@ -249,7 +249,7 @@ def test_the_widget_has_one_error_path_the_templates():
     as TemplateKey.onApplyButton), through the one _errorDisplay helper; no handler catches errors itself."""
     methods = _methods(f"{MODULE_NAME}Widget")
     assert "slicer.util.tryWithErrorDisplay(message, waitCursor=True)" in ast.unparse(methods["_errorDisplay"])
-    for name in ("onApplyButton", "onCompareButton", "onExportButton"):
+    for name in ("onApplyButton", "onCompareButton", "onExportButton", "onExportDicomDatabaseButton"):
         source = ast.unparse(methods[name])
         assert "with self._errorDisplay(" in source, name
         handlers = [ast.unparse(h.type) for h in ast.walk(methods[name]) if isinstance(h, ast.ExceptHandler)]
@@ -605,3 +605,40 @@ def test_the_module_ensures_its_requirements_before_export_as_the_template_does(
     constants = {n.targets[0].id: ast.unparse(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
     assert "'Resources', 'requirements.txt'" in constants["REQUIREMENTS_FILE"]
+
+
+def test_the_dicom_database_export_uses_dicomlib_as_slicer_5_12_defines_it():
+    """Logic.exportToDicomDatabase, checked against Slicer 5.12's sources:
+
+    - Modules/Scripted/DICOMLib/DICOMUtils.py ``def importDicom(dicomDataDir, dicomDatabase=None,
+      copyFiles=False)``: indexes the folder with ``ctk.ctkDICOMIndexer().addDirectory(database, dir,
+      copyFiles)`` and returns False (it does not raise) on failure. Without ``copyFiles=True`` the
+      database would point at the temporary folder the method then removes.
+    - ``slicer.app.temporaryPath`` (Base/QTCore/qSlicerCoreApplication.h, Q_PROPERTY temporaryPath),
+      the folder DICOMLib/DICOMExportScene.py makes its own with ``tempfile.mkdtemp(..., slicer.app.temporaryPath)``.
+    - ``slicer.dicomDatabase.isOpen`` (Modules/Scripted/DICOM/DICOM.py) and ``fileForInstance(uid)``
+      (DICOMLib/DICOMUtils.py, DICOMBrowser.py) of ctkDICOMDatabase.
+    - DICOMUtils.TemporaryDICOMDatabase(directory) (a context manager returning slicer.dicomDatabase),
+      used by the in-Slicer test.
+    The engine builds the objects (export.dicom_outputs); the Logic only writes, imports and cleans up.
+    """
+    method = _methods(f"{MODULE_NAME}Logic")["exportToDicomDatabase"]
+    source = ast.unparse(method)
+    assert "from DICOMLib import DICOMUtils" in source
+    assert "DICOMUtils.importDicom(folder, database, copyFiles=True)" in source
+    assert "if not DICOMUtils.importDicom(" in source  # its False return becomes an error
+    assert "tempfile.mkdtemp(prefix='DCEUSResponse-dicom-', dir=slicer.app.temporaryPath)" in source
+    assert "not database.isOpen" in source and "database.fileForInstance(" in source
+    cleanup = [node for node in ast.walk(method) if isinstance(node, ast.Try) and node.finalbody]
+    assert cleanup and "shutil.rmtree(folder" in ast.unparse(cleanup[0].finalbody)
+    assert "analysis_dicom_outputs(analysis" in source and "write_datasets(outputs, folder)" in source
+    export = ast.unparse(_methods(f"{MODULE_NAME}Logic")["exportResults"])
+    assert "dicom_writers(analysis_dicom_outputs(" in export and "extra_writers=extra" in export
+    widget = ast.unparse(_methods(f"{MODULE_NAME}Widget")["onExportButton"])
+    assert "self.ui.exportDicomCheckBox.checked" in widget and "dicom=withDicom" in widget
+    test_source = MODULE_FILE.read_text(encoding="utf-8")
+    assert "DICOMUtils.TemporaryDICOMDatabase(" in test_source
+    widgets = {w.get("name"): w for w in _ui_widgets()}
+    assert widgets["exportDicomCheckBox"].get("class") == "QCheckBox"
+    assert widgets["exportDicomDatabaseButton"].get("class") == "QPushButton"
+    assert _property(widgets["exportDicomDatabaseButton"], "enabled").findtext("bool") == "false"

@@ -12,6 +12,7 @@ from DCEUSResponseLib.ceus.pipeline import analyze_files, check_options
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import write_analysis
+from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers, require_highdicom
 from DCEUSResponseLib.export.staging import prepare_output_dir
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
@@ -60,6 +61,8 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                         help="average N x N pixels before fitting the maps (default 1: full resolution)")
     parser.add_argument("--map-region", metavar="NAME",
                         help="map only inside this ROI (default: whole contrast panel)")
+    parser.add_argument("--dicom", action="store_true", help="also write DICOM objects into dicom/: a Parametric "
+                        "Map per map (with --maps), a SEG of the ROIs, a TID 1500 measurement report (needs highdicom)")
     parser.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle, a path inside --out")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     parser.set_defaults(run=run)
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     options = AnalysisOptions.from_namespace(
         args, colour_table=read_colour_table(args.colormap) if args.colormap else None)
     check_options(options)
+    if args.dicom:
+        require_highdicom()  # before the work, not after it
     out_dir = prepare_output_dir(args.out)
     scene_path = None
     if args.scene:
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     extra = []
     if scene_path:
         extra.append((scene_path, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
+    if args.dicom:  # built before anything is written; staged with the rest, results.json last
+        extra += dicom_writers(analysis_dicom_outputs(analysis, time_point=os.path.basename(out_dir)))
     write_analysis(analysis, out_dir, extra_writers=extra)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
