@@ -17,14 +17,16 @@ from typing import Callable
 import numpy as np
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.export.csv_cells import csv_safe
 from DCEUSResponseLib.export.fusion_previews import preview_writers
 from DCEUSResponseLib.export.staging import json_text, write_staged
 from DCEUSResponseLib.fusion.pipeline import Fusion, RoiFusion
 
-CSV_COLUMNS = ("roi", "SUVmax", "SUVmean", "SUVpeak", "voxels", "TLR", "HU_mean", "centroid_x_mm", "centroid_y_mm",
-               "centroid_z_mm", "pet3d_SUVmax", "pet3d_SUVmean", "pet3d_SUVpeak", "pet3d_volume_ml", "pet3d_TLU",
-               "pet3d_distance_mm", "reason")
+# The measures of a fusion.json ROI section, in the contract's order (the catalogue's families).
+PET_MEASURES, CT_MEASURES, PET3D_MEASURES = (parameter_names(family) for family in ("pet", "ct", "pet3d"))
+CSV_COLUMNS = ("roi", *PET_MEASURES, *CT_MEASURES, "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+               *(f"pet3d_{name}" for name in PET3D_MEASURES), "reason")
 SLICER_EXTRA_WARNING = ("fusion/registration.h5 not written: Slicer's transform storage is needed "
                         "(pip install 'DCEUSResponse[slicer]', the slicer-core wheel)")
 
@@ -42,13 +44,10 @@ def _matrix(matrix: np.ndarray | None) -> list | None:
 def _roi_json(roi: RoiFusion) -> dict:
     pet = None
     if roi.pet is not None:
-        pet = {"SUVmax": roi.pet.SUVmax, "SUVmean": roi.pet.SUVmean, "SUVpeak": roi.pet.SUVpeak,
-               "voxels": roi.pet.voxels, "TLR": roi.tlr}
+        pet = {name: roi.tlr if name == "TLR" else getattr(roi.pet, name) for name in PET_MEASURES}
     pet3d = None
     if roi.pet3d is not None:
-        s = roi.pet3d
-        pet3d = {"SUVmax": s.SUVmax, "SUVmean": s.SUVmean, "SUVpeak": s.SUVpeak, "volume_ml": s.volume_ml,
-                 "TLU": s.TLU, "distance_mm": s.distance_mm, "reason": s.reason}
+        pet3d = {**{name: getattr(roi.pet3d, name) for name in PET3D_MEASURES}, "reason": roi.pet3d.reason}
     return {"pet": pet, "ct": {"HU_mean": roi.ct_hu_mean, "voxels": roi.ct_voxels}, "pet3d": pet3d,
             "centroid_patient_mm": list(roi.centroid_patient_mm), "expected_tre_mm": roi.expected_tre_mm,
             "panel": roi.panel, "reason": roi.reason}
@@ -101,12 +100,11 @@ def fusion_csv(fusion: Fusion) -> str:
     writer.writerow(CSV_COLUMNS)
     for roi in fusion.rois.values():
         pet, seg = roi.pet, roi.pet3d
-        writer.writerow([csv_safe(roi.name),
-                         *(_number(getattr(pet, key)) if pet else "" for key in ("SUVmax", "SUVmean", "SUVpeak")),
-                         pet.voxels if pet else "", _number(roi.tlr), _number(roi.ct_hu_mean),
+        pet_cells = [_number(roi.tlr) if name == "TLR" else "" if not pet
+                     else pet.voxels if name == "voxels" else _number(getattr(pet, name)) for name in PET_MEASURES]
+        writer.writerow([csv_safe(roi.name), *pet_cells, _number(roi.ct_hu_mean),
                          *(_number(v) for v in roi.centroid_patient_mm),
-                         *(_number(getattr(seg, key)) if seg else ""
-                           for key in ("SUVmax", "SUVmean", "SUVpeak", "volume_ml", "TLU", "distance_mm")),
+                         *(_number(getattr(seg, key)) if seg else "" for key in PET3D_MEASURES),
                          csv_safe(roi.reason or (seg.reason if seg and seg.reason else "") or "")])
     return buffer.getvalue()
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from DCEUSResponseLib.ceus.pipeline import AnalysisOptions
-from DCEUSResponseLib.catalogue import CATALOGUE
+from DCEUSResponseLib.catalogue import CATALOGUE, parameter_names
 
 MODALITIES = ("CEUS", "PET", "CT")
 
@@ -34,18 +34,15 @@ class FusionMeasure:
         return self.name if self.section == "pet3d" else f"{self.section}_{self.name}"
 
 
-def _pet(section: str, key: str, unit: str, modality: str = "PET") -> FusionMeasure:
+def _fusion_measure(section: str, key: str) -> FusionMeasure:
     name = f"pet3d_{key}" if section == "pet3d" else key
-    return FusionMeasure(name, modality, section, key, unit)
+    return FusionMeasure(name, "CT" if section == "ct" else "PET", section, key, CATALOGUE[key].unit)
 
 
-#: The fusion contract's per-ROI measures, in the order of ``fusion.csv``. SUVbw is in g/ml.
-FUSION_MEASURES: tuple[FusionMeasure, ...] = (
-    _pet("pet", "SUVmax", "g/ml"), _pet("pet", "SUVmean", "g/ml"), _pet("pet", "SUVpeak", "g/ml"),
-    _pet("pet", "voxels", "voxels"), _pet("pet", "TLR", "1"), _pet("ct", "HU_mean", "HU", "CT"),
-    _pet("pet3d", "SUVmax", "g/ml"), _pet("pet3d", "SUVmean", "g/ml"), _pet("pet3d", "SUVpeak", "g/ml"),
-    _pet("pet3d", "volume_ml", "ml"), _pet("pet3d", "TLU", "g"), _pet("pet3d", "distance_mm", "mm"),
-)
+#: The fusion contract's per-ROI measures, in the order of ``fusion.csv`` (the catalogue's pet, ct
+#: and pet3d families, with their units).
+FUSION_MEASURES: tuple[FusionMeasure, ...] = tuple(
+    _fusion_measure(section, key) for section in ("pet", "ct", "pet3d") for key in parameter_names(section))
 FUSION_MEASURES_BY_NAME = {m.name: m for m in FUSION_MEASURES}
 #: Measures a ``pet:MEASURE:PERCENT`` rule may name.
 PET_RULE_MEASURES = tuple(m.name for m in FUSION_MEASURES if m.modality == "PET" and m.key != "voxels")
@@ -53,9 +50,8 @@ PET_RULE_MEASURES = tuple(m.name for m in FUSION_MEASURES if m.modality == "PET"
 
 def unit_of(parameter: str) -> str:
     """The unit of a CEUS parameter or a fusion measure ("" when unknown)."""
-    if parameter in FUSION_MEASURES_BY_NAME:
-        return FUSION_MEASURES_BY_NAME[parameter].unit
-    info = CATALOGUE.get(parameter)
+    measure = FUSION_MEASURES_BY_NAME.get(parameter)
+    info = CATALOGUE.get(measure.key if measure else parameter)
     return info.unit if info is not None else ""
 
 
