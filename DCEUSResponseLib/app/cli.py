@@ -1,4 +1,4 @@
-"""Command line: ``python -m DCEUSResponseLib {analyze,compare,demo}`` (also ``dceus``).
+"""Command line: ``python -m DCEUSResponseLib {analyze,compare,demo,study}`` (also ``dceus``).
 
 Exit status: 0 success, 1 bad input (one line on stderr naming the file and the problem),
 2 usage error, 3 internal error (rerun with ``--debug`` for the traceback).
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="generate the synthetic demo study and analyse it end to end")
     demo.add_argument("--out", required=True, metavar="DIR")
+
+    from DCEUSResponseLib.app.study_command import add_study_subparser
+    add_study_subparser(commands)
     return parser
 
 
@@ -94,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "study":
+            from DCEUSResponseLib.app.study_command import run_study
+            return run_study(args)
         return _demo(args)
     except InputError as error:
         print(f"dceus {args.command}: error: {error}", file=sys.stderr)
