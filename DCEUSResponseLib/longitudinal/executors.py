@@ -91,7 +91,7 @@ def run_dask(function: TaskFunction, tasks: Sequence, address: str, on_done: OnD
     try:
         futures = client.map(function, list(tasks), pure=False)
         index_of = {future: index for index, future in enumerate(futures)}
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             index = index_of[future]
             try:
                 results[index] = future.result()

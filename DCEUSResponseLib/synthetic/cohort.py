@@ -38,6 +38,9 @@ SCALE_PATTERNS = (
 EXAM_GAINS = (1.0, 1.2, 0.9, 1.1)
 EXAM_SPACING_DAYS = 56  # PRRT cycles are about 8 weeks apart
 SECOND_INJECTION_GAIN = 1.1
+# Fine speckle (a high-frequency probe): more independent speckle cells per ROI, so short clips on a
+# small panel still measure each ROI to about 2 %.
+SPECKLE_SIGMA_PX = 0.6
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _regions(panel_shape: tuple[int, int], scales: dict[str, float]) -> list[Per
         PerfusionRegion("lesion1", (rows * 0.35, columns * 0.64), size * 0.21,
                         {"O": 3e-4, "A": 0.36 * scales["lesion1"], "t0": 7.0, "mu": np.log(10.0), "sigma": 0.5},
                         echogenicity=0.6),
-        PerfusionRegion("lesion2", (rows * 0.75, columns * 0.75), size * 0.15,
+        PerfusionRegion("lesion2", (rows * 0.74, columns * 0.74), size * 0.18,
                         {"O": 3e-4, "A": 0.26 * scales["lesion2"], "t0": 8.0, "mu": np.log(12.0), "sigma": 0.55},
                         echogenicity=0.7),
     ]
@@ -69,7 +72,8 @@ def _regions(panel_shape: tuple[int, int], scales: dict[str, float]) -> list[Per
 
 def build_cohort(folder: str, n_patients: int = 2, n_exams: int = 3, repeated: Sequence[tuple[int, int]] = ((0, 0),),
                  panel_shape: tuple[int, int] = (96, 120), n_frames: int = 60, frame_interval_s: float = 1.0,
-                 first_date: datetime.date = datetime.date(2024, 1, 8)) -> tuple[str, list[CohortClip]]:
+                 first_date: datetime.date = datetime.date(2024, 1, 8), display: str = "single",
+                 reference_frame: int = 0) -> tuple[str, list[CohortClip]]:
     """Write the cohort's clips, ROI masks and ``MANIFEST.csv`` into ``folder``.
 
     ``repeated`` lists (patient index, exam index) pairs that get a second injection. Patients are
@@ -89,7 +93,8 @@ def build_cohort(folder: str, n_patients: int = 2, n_exams: int = 3, repeated: S
                 gain = EXAM_GAINS[e] * (SECOND_INJECTION_GAIN if injection == 2 else 1.0)
                 synthetic = make_clip(_regions(panel_shape, scales), panel_shape=panel_shape, n_frames=n_frames,
                                       frame_interval_s=frame_interval_s, dynamic_range_db=DYNAMIC_RANGE_DB,
-                                      injection_time_s=INJECTION_TIME_S, gain=gain,
+                                      injection_time_s=INJECTION_TIME_S, gain=gain, display=display,
+                                      reference_frame=reference_frame, speckle_sigma_px=SPECKLE_SIGMA_PX,
                                       seed=1000 * p + 10 * e + injection)
                 name = f"P{p + 1}_{exam}_{injection}"
                 write_clip(synthetic, os.path.join(folder, f"{name}.dcm"), patient_id=f"P{p + 1}",
@@ -100,10 +105,10 @@ def build_cohort(folder: str, n_patients: int = 2, n_exams: int = 3, repeated: S
                                         injection, f"{name}.dcm", cell, synthetic.truth))
     manifest = os.path.join(folder, "MANIFEST.csv")
     with open(manifest, "w", encoding="utf-8", newline="") as stream:
-        stream.write("patient,exam,date,clip,rois,reference,dynamic_range_db,injection_time_s\n")
+        stream.write("patient,exam,date,clip,rois,reference,dynamic_range_db,injection_time_s,reference_frame\n")
         for c in clips:
             stream.write(f"{c.patient},{c.exam},{c.date.isoformat()},{c.clip},{c.rois},{REFERENCE},"
-                         f"{DYNAMIC_RANGE_DB:g},{INJECTION_TIME_S:g}\n")
+                         f"{DYNAMIC_RANGE_DB:g},{INJECTION_TIME_S:g},{reference_frame}\n")
     return manifest, clips
 
 
