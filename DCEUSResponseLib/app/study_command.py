@@ -84,10 +84,16 @@ def run_study(args) -> int:
     out_dir = prepare_output_dir(args.out)
     options = StudyOptions(maps=args.maps)
     tasks = plan_tasks(manifest, out_dir, options)
-    outcomes_by_clip, executor = _run_tasks(tasks, args)
+    clips_started = time.monotonic()
+    try:
+        outcomes_by_clip, executor = _run_tasks(tasks, args)
+    except KeyboardInterrupt:
+        print("dceus study: interrupted; the clips that finished are kept and a rerun resumes from them",
+              file=sys.stderr)
+        return 130
+    executor["seconds"] = round(time.monotonic() - clips_started, 3)
     failures = {o.key: o.error for o in outcomes_by_clip if not o.ok}
-    written = _write_study(manifest, out_dir, rules, outcomes, tasks, outcomes_by_clip, executor, options, args,
-                           time.monotonic() - started)
+    written = _write_study(manifest, out_dir, rules, outcomes, outcomes_by_clip, executor, options, args, started)
     ran = sum(o.status not in (STATUS_REUSED, STATUS_FAILED) for o in outcomes_by_clip)
     reused = sum(o.status == STATUS_REUSED for o in outcomes_by_clip)
     print(f"study: {len(tasks)} clips ({ran} analysed, {reused} reused, {len(failures)} failed) in "
@@ -123,8 +129,8 @@ def _run_tasks(tasks: list[ClipTask], args) -> tuple[list[ClipOutcome], dict]:
     return results, executor
 
 
-def _write_study(manifest, out_dir: str, rules, outcomes, tasks, results: list[ClipOutcome], executor: dict,
-                 options: StudyOptions, args, seconds: float) -> list[str]:
+def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutcome], executor: dict,
+                 options: StudyOptions, args, started: float) -> list[str]:
     from DCEUSResponseLib.export.report import write_reports
     from DCEUSResponseLib.export.staging import StagedFiles, json_text
     from DCEUSResponseLib.longitudinal.aggregate import aggregate, read_clip_outputs
@@ -148,7 +154,7 @@ def _write_study(manifest, out_dir: str, rules, outcomes, tasks, results: list[C
                   "clips": [o.to_json() for o in results],
                   "summary": {"clips": len(results), "analysed": sum(o.status == "done" for o in results),
                               "reused": sum(o.status == STATUS_REUSED for o in results),
-                              "failed": len(failures), "seconds": round(seconds, 3)},
+                              "failed": len(failures), "seconds": round(time.monotonic() - started, 3)},
                   "outputs": sorted(written + ["study.json"])}
         with open(staged.path("study.json"), "w", encoding="utf-8") as stream:
             stream.write(json_text(record))

@@ -58,8 +58,9 @@ def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: On
     if not tasks:
         return results
     context = multiprocessing.get_context(_start_method())
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context,
-                             initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context,
+                               initializer=_init_worker)
+    try:
         pending = {pool.submit(function, task): index for index, task in enumerate(tasks)}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -73,6 +74,11 @@ def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: On
                 except Exception as error:  # the task function's own bug: one line, the rest go on
                     results[index] = on_failure(index, _one_line(error))
                 on_done(index, results[index])
+    except BaseException:
+        # Interrupted: drop the clips not started; the running ones finish their atomic writes.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

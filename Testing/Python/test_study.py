@@ -93,7 +93,7 @@ def test_study_recovers_the_truth_and_classifies_every_lesion(first_run, cohort)
     assert lesions[("P1", "lesion1", "C2")]["days_from_baseline"] == "56"
     record = _study_json(out)
     assert [c["status"] for c in record["clips"]] == ["done"] * 7
-    assert record["executor"] == {"kind": "local", "workers": 2}
+    assert record["executor"]["kind"] == "local" and record["executor"]["workers"] == 2
     assert record["summary"]["failed"] == 0 and "study.json" in record["outputs"]
     assert [c["folder"] for c in record["clips"]][:2] == [os.path.join("exams", "P1", "B", "1"),
                                                           os.path.join("exams", "P1", "B", "2")]
@@ -285,3 +285,30 @@ def test_progress_lines_and_time_left():
     assert lines[1] == "progress: 2/4 clips done (1 reused), time left 20 s"
     assert lines[2] == "progress: 3/4 clips done (1 reused, 1 failed), time left 10 s"
     assert format_duration(3725) == "1:02:05" and format_duration(65) == "1:05"
+
+
+def test_fingerprint_follows_content_and_options_not_places(tmp_path):
+    from DCEUSResponseLib.longitudinal.study import ClipTask, fingerprint, hash_path
+
+    def task(root, options=()):
+        clip, mask = root / "clip", root / "mask.png"
+        return ClipTask(("P", "B", 1), 2, str(root / "out"), "exams/P/B/1",
+                        ("analyze", str(clip), "--roi", f"lesion={mask}", *options, "--out", str(root / "out")), None,
+                        (("clip", str(clip)), ("roi:lesion", str(mask))))
+
+    def digest(t):
+        return fingerprint(t, {role: hash_path(path) for role, path in t.inputs})[0]
+
+    for root in (tmp_path / "a", tmp_path / "b"):
+        (root / "clip").mkdir(parents=True)  # a clip given as a folder of single-frame files
+        (root / "clip" / "1.dcm").write_bytes(b"frame one")
+        (root / "clip" / "2.dcm").write_bytes(b"frame two")
+        (root / "mask.png").write_bytes(b"mask")
+    a, b = task(tmp_path / "a"), task(tmp_path / "b")
+    assert digest(a) == digest(b)  # same content, other place
+    assert digest(task(tmp_path / "a", ("--model", "gamma"))) != digest(a)
+    (tmp_path / "b" / "clip" / "2.dcm").rename(tmp_path / "b" / "clip" / "3.dcm")
+    assert digest(b) != digest(a)  # a renamed frame file changes the folder's hash
+    import hashlib
+    assert hash_path(str(tmp_path / "a" / "mask.png")) == {"sha256": hashlib.sha256(b"mask").hexdigest(), "bytes": 4,
+                                                           "files": 1}
