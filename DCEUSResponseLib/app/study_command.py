@@ -56,8 +56,9 @@ def add_study_subparser(commands) -> argparse.ArgumentParser:
     study.add_argument("--scheduler-timeout", type=float, default=DEFAULT_SCHEDULER_TIMEOUT_S, metavar="S",
                        help="seconds to wait for the scheduler before giving up (default %(default)g)")
     study.add_argument("--rule", action="extend", nargs="+", metavar="RULE",
-                       help="response rules, repeatable: lassau2014, lassau2014-auc, [absolute|relative]:PARAM:PERCENT, "
-                       f"pet:MEASURE:PERCENT (default: {' '.join(DEFAULT_STUDY_RULES)}; all exploratory)")
+                       help="response rules, repeatable: lassau2014, lassau2014-auc, "
+                       "[absolute|relative]:PARAM:PERCENT, pet:MEASURE:PERCENT "
+                       f"(default: {' '.join(DEFAULT_STUDY_RULES)}; all exploratory)")
     study.add_argument("--outcomes", metavar="OUTCOMES.csv", help="reference standard (patient[, lesion], outcome) "
                        "for statistics.csv")
     study.add_argument("--maps", action="store_true", help="also write each clip's parametric maps (slower); the "

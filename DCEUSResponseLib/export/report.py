@@ -299,7 +299,8 @@ def _values_table(exams: list[LesionExam], tables) -> str:
     shown = [p for p in TRAJECTORY_PARAMETERS if p in tables.parameters]
     pet = [c for c, _, _ in PET_TRAJECTORY if c in tables.fusion_columns]
     head = "".join(f"<th>{html.escape(p)} [{html.escape(unit_of(p))}]</th><th>rel {html.escape(p)}</th>"
-                   f"<th>CV {html.escape(p)}</th>" for p in shown) + "".join(f"<th>{html.escape(c)}</th>" for c in pet)
+                   f"<th>CV {html.escape(p)} [%]</th>" for p in shown)
+    head += "".join(f"<th>{html.escape(c)}</th>" for c in pet)
     rows = []
     for le in exams:
         cells = "".join(f"<td>{_number(le.values.get(p))}</td><td>{_number(le.relative.get(p))}</td>"
@@ -333,7 +334,8 @@ def _response_table(rows) -> str:
 def _figure(uri: str | None, caption: str) -> str:
     if uri is None:
         return ""
-    return f"<figure><img src=\"{uri}\" alt=\"{html.escape(caption)}\"><figcaption>{html.escape(caption)}</figcaption></figure>"
+    text = html.escape(caption)
+    return f"<figure><img src=\"{uri}\" alt=\"{text}\"><figcaption>{text}</figcaption></figure>"
 
 
 def _lesion_section(lesion: str, exams: list[LesionExam], tables, trajectory: str | None, tics: str | None,

@@ -60,7 +60,8 @@ def main() -> None:
         manifest, clips = build_cohort(os.path.join(folder, "cohort"), n_patients=args.patients, n_exams=args.exams,
                                        repeated=(), panel_shape=(args.rows, args.columns), n_frames=args.frames)
         print(f"cohort: {args.patients} patients x {args.exams} exams = {len(clips)} clips of "
-              f"{args.rows} x {args.columns} pixels x {args.frames} frames, built in {time.monotonic() - started:.1f} s")
+              f"{args.rows} x {args.columns} pixels x {args.frames} frames, "
+              f"built in {time.monotonic() - started:.1f} s")
         print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} cores)")
         results = {}
         for workers in (1, 2):
