@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _compare(args)
         if args.command == "study":
             from DCEUSResponseLib.app.study_command import run_study
-            return run_study(args)
+            return run_study(args, main)
         return _demo(args)
     except InputError as error:
         print(f"dceus {args.command}: error: {error}", file=sys.stderr)

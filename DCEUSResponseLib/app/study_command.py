@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import sys
 import threading
 import time
+from typing import Callable, Sequence
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
 from DCEUSResponseLib.app.progress import ProgressBar, format_duration
@@ -35,6 +37,8 @@ from DCEUSResponseLib.longitudinal.study import (
     execute_clip,
     plan_tasks,
 )
+
+CommandMain = Callable[[Sequence[str]], int]
 
 
 def add_study_subparser(commands) -> argparse.ArgumentParser:
@@ -66,8 +70,13 @@ def add_study_subparser(commands) -> argparse.ArgumentParser:
     return study
 
 
-def run_study(args) -> int:
-    """Run the ``study`` command; 0 when every clip succeeded, 1 when any failed."""
+def run_study(args, command_main: CommandMain) -> int:
+    """Run the ``study`` command; 0 when every clip succeeded, 1 when any failed.
+
+    ``command_main`` is the command line's ``main(argv) -> exit status``, which each clip task calls
+    in its worker with the ``analyze`` / ``fuse`` arguments (given, not imported: the command line
+    owns this module, so the import graph stays acyclic).
+    """
     from DCEUSResponseLib.export.staging import prepare_output_dir
     from DCEUSResponseLib.longitudinal.manifest import read_manifest, read_outcomes
     from DCEUSResponseLib.longitudinal.response import DEFAULT_STUDY_RULES, ResponseRule
@@ -87,7 +96,7 @@ def run_study(args) -> int:
     tasks = plan_tasks(manifest, out_dir, options)
     clips_started = time.monotonic()
     try:
-        outcomes_by_clip, executor = _run_tasks(tasks, args)
+        outcomes_by_clip, executor = _run_tasks(tasks, args, functools.partial(run_clip, command_main=command_main))
     except KeyboardInterrupt:
         print("dceus study: interrupted; the clips that finished are kept and a rerun resumes from them",
               file=sys.stderr)
@@ -102,7 +111,7 @@ def run_study(args) -> int:
     return 1 if failures else 0
 
 
-def _run_tasks(tasks: list[ClipTask], args) -> tuple[list[ClipOutcome], dict]:
+def _run_tasks(tasks: list[ClipTask], args, function) -> tuple[list[ClipOutcome], dict]:
     if args.scheduler:
         executor = {"kind": "dask", "scheduler": args.scheduler, "timeout_s": args.scheduler_timeout}
         parallel = default_workers()
@@ -122,9 +131,9 @@ def _run_tasks(tasks: list[ClipTask], args) -> tuple[list[ClipOutcome], dict]:
 
     try:
         if args.scheduler:
-            results = run_dask(run_clip, tasks, args.scheduler, on_done, on_failure, args.scheduler_timeout)
+            results = run_dask(function, tasks, args.scheduler, on_done, on_failure, args.scheduler_timeout)
         else:
-            results = run_local(run_clip, tasks, parallel, on_done, on_failure)
+            results = run_local(function, tasks, parallel, on_done, on_failure)
     finally:
         progress.close()
     return results, executor
@@ -135,6 +144,7 @@ def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutc
     from DCEUSResponseLib.export.report import write_reports
     from DCEUSResponseLib.export.staging import StagedFiles, json_text
     from DCEUSResponseLib.longitudinal.aggregate import aggregate, read_clip_outputs
+    from DCEUSResponseLib.longitudinal.response import EXPLORATORY_NOTE
 
     ok = {o.key for o in results if o.ok}
     clip_results, clip_fusion = read_clip_outputs(manifest, out_dir)
@@ -145,7 +155,8 @@ def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutc
     failures = {o.key: o.error for o in results if not o.ok}
     with StagedFiles(out_dir) as staged:
         written = tables.write_csvs(staged)
-        written += write_reports(staged, manifest, tables, out_dir, failures)
+        written += write_reports(staged, manifest, tables, out_dir, failures,
+                                 note=f"Response classifications are {EXPLORATORY_NOTE}.")
         record = {"software": {"name": SOFTWARE_NAME, "version": __version__},
                   "manifest": manifest.to_json(),
                   "options": {"rules": [r.name for r in rules], "rule_definitions": [r.describe() for r in rules],
@@ -167,19 +178,19 @@ def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutc
 # In the worker: one clip through the command line's ``main``
 
 
-def run_clip(task: ClipTask) -> ClipOutcome:
-    """The task function: :func:`execute_clip` with the CLI called in this process."""
-    return execute_clip(task, run_cli)
+def run_clip(task: ClipTask, command_main: CommandMain) -> ClipOutcome:
+    """The task function (picklable as ``functools.partial(run_clip, command_main=main)``, both by
+    reference): :func:`execute_clip` with the command line called in this process."""
+    return execute_clip(task, functools.partial(run_cli, command_main))
 
 
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    """``(exit status, stderr text)`` of ``dceus ARGV`` run in this process, its output captured.
+def run_cli(command_main: CommandMain, argv: list[str]) -> tuple[int, str]:
+    """``(exit status, stderr text)`` of ``command_main(argv)`` run in this process, its output captured.
 
     Dask runs tasks in threads of one worker process: the capture is per thread (a thread-local
     stream), so concurrent clips neither mix nor lose their messages.
     """
-    from DCEUSResponseLib.app.cli import main
-
+    main = command_main
     out, err = io.StringIO(), io.StringIO()
     _CAPTURE.install()
     _CAPTURE.local.streams = (out, err)

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
-from DCEUSResponseLib.longitudinal.manifest import Manifest
-from DCEUSResponseLib.longitudinal.records import LesionExam, unit_of
-from DCEUSResponseLib.longitudinal.response import EXPLORATORY_NOTE
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # export sits below longitudinal: the study's objects come in as arguments
     from DCEUSResponseLib.export.staging import StagedFiles
     from DCEUSResponseLib.longitudinal.aggregate import StudyTables
+    from DCEUSResponseLib.longitudinal.manifest import Manifest
+    from DCEUSResponseLib.longitudinal.records import LesionExam
 
 TRAJECTORY_PARAMETERS = ("WiWoAUC", "PE", "AUC")
 PET_TRAJECTORY = (("pet_SUVmax", "SUVmax", "PET SUVmax"), ("pet_TLR", "TLR", "PET TLR (SUVmax / reference SUVmean)"))
@@ -50,6 +49,11 @@ class Series:
     clips: tuple[tuple[int, float], ...]
 
 
+def _unit_of(tables: "StudyTables", parameter: str) -> str:
+    """The unit ``measurements.csv`` gives ``parameter`` ("" when it has no value)."""
+    return next((m.unit for m in tables.measurements if m.parameter == parameter), "")
+
+
 def lesion_trajectories(tables: "StudyTables", patient: str, lesion: str) -> list[tuple[Series, Series | None]]:
     """``(absolute, reference-normalised or None)`` per plotted quantity, as the report draws them."""
     exams = [le for le in tables.lesions if (le.patient, le.lesion) == (patient, lesion)]
@@ -59,14 +63,14 @@ def lesion_trajectories(tables: "StudyTables", patient: str, lesion: str) -> lis
     out = []
     for parameter in shown:
         clips = [m for m in measured if m.modality == "CEUS" and m.parameter == parameter and m.status == "ok"]
-        absolute = _series(parameter, unit_of(parameter), exams, lambda le: le.values.get(parameter),
+        absolute = _series(parameter, _unit_of(tables, parameter), exams, lambda le: le.values.get(parameter),
                            [(m.days_from_baseline, m.value) for m in clips])
         relative = _series(f"{parameter} / reference", "1", exams, lambda le: le.relative.get(parameter),
                            [(m.days_from_baseline, m.relative_value) for m in clips])
         # The reference ROI's own normalised values are 1 by definition: nothing to show.
         is_reference = any(le.is_reference for le in exams)
         out.append((absolute, relative if relative.means and not is_reference else None))
-    pet = [_series(title, unit_of(name), exams, lambda le, c=column: le.values.get(c),
+    pet = [_series(title, _unit_of(tables, name), exams, lambda le, c=column: le.values.get(c),
                    [(m.days_from_baseline, m.value) for m in measured if m.modality == "PET" and m.parameter == name])
            for column, name, title in PET_TRAJECTORY if column in tables.fusion_columns]
     if pet and pet[0].means:
@@ -74,23 +78,27 @@ def lesion_trajectories(tables: "StudyTables", patient: str, lesion: str) -> lis
     return out
 
 
-def _series(title: str, unit: str, exams: list[LesionExam], value, clips) -> Series:
+def _series(title: str, unit: str, exams: list["LesionExam"], value, clips) -> Series:
     means = tuple((le.days_from_baseline, value(le)) for le in exams if value(le) is not None)
     return Series(title, unit, means, tuple((d, v) for d, v in clips if v is not None))
 
 
-def write_reports(staged: "StagedFiles", manifest: Manifest, tables: "StudyTables", out_dir: str,
-                  failures: dict[tuple[str, str, int], str] | None = None) -> list[str]:
-    """Stage ``patients/<patient>/report.html`` and its PNGs for every patient; the relative paths."""
+def write_reports(staged: "StagedFiles", manifest: "Manifest", tables: "StudyTables", out_dir: str,
+                  failures: dict[tuple[str, str, int], str] | None = None, note: str = "") -> list[str]:
+    """Stage ``patients/<patient>/report.html`` and its PNGs for every patient; the relative paths.
+
+    ``failures``: the one-line error of each failed clip by its key; ``note``: a caution shown on
+    top of every report (the rules' exploratory status).
+    """
     plotting = _matplotlib(out_dir)
     written = []
     for patient in manifest.patients:
-        written += _write_patient(staged, manifest, tables, out_dir, patient, plotting, failures or {})
+        written += _write_patient(staged, manifest, tables, out_dir, patient, plotting, failures or {}, note)
     return written
 
 
-def _write_patient(staged, manifest: Manifest, tables, out_dir: str, patient: str, plotting,
-                   failures: dict) -> list[str]:
+def _write_patient(staged, manifest: "Manifest", tables, out_dir: str, patient: str, plotting,
+                   failures: dict, note: str) -> list[str]:
     folder = os.path.join("patients", patient)
     names = _FileNames()
     images: list[tuple[str, bytes]] = []  # (file name, PNG) written beside the report
@@ -102,7 +110,7 @@ def _write_patient(staged, manifest: Manifest, tables, out_dir: str, patient: st
         return _data_uri(png)
 
     lesions = list(dict.fromkeys(le.lesion for le in tables.lesions if le.patient == patient))
-    sections = [_header(manifest, patient, failures)]
+    sections = [_header(manifest, patient, failures, note)]
     for lesion in lesions:
         exams = [le for le in tables.lesions if (le.patient, le.lesion) == (patient, lesion)]
         trajectory = keep(f"trajectory_{lesion}", plotting and _trajectory_png(
@@ -199,7 +207,7 @@ def _trajectory_png(plotting, lesion: str, pairs: list[tuple[Series, Series | No
     return _png(plotting, figure)
 
 
-def _lesion_tics(manifest: Manifest, out_dir: str, patient: str, lesion: str) -> list[tuple[str, int, dict]]:
+def _lesion_tics(manifest: "Manifest", out_dir: str, patient: str, lesion: str) -> list[tuple[str, int, dict]]:
     """``(exam label, injection, {time_s, measured, fitted})`` of every clip whose tic.csv has the lesion."""
     out = []
     for exam in manifest.exams_of(patient):
@@ -271,7 +279,7 @@ def _page(title: str, body: str) -> str:
             f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
-def _header(manifest: Manifest, patient: str, failures: dict) -> str:
+def _header(manifest: "Manifest", patient: str, failures: dict, note: str) -> str:
     rows = []
     for exam in manifest.exams_of(patient):
         failed = [failures[c.key] for c in exam.clips if c.key in failures]
@@ -279,8 +287,8 @@ def _header(manifest: Manifest, patient: str, failures: dict) -> str:
         rows.append(f"<tr><td class=t>{html.escape(exam.exam)}</td><td>{exam.date.isoformat()}</td>"
                     f"<td>{exam.days_from_baseline}</td><td>{len(exam.clips)}</td><td class=t>{state}</td></tr>")
     return (f"<h1>Patient {html.escape(patient)}: DCE-US follow-up</h1>\n"
-            f"<p class=note>Response classifications are {html.escape(EXPLORATORY_NOTE)}. Lesions are followed by "
-            "ROI name; relative values are normalised by each exam's reference ROI.</p>\n"
+            f"<p class=note>{html.escape(note)} Lesions are followed by ROI name; relative values are "
+            "normalised by each exam's reference ROI.</p>\n"
             "<table><tr><th class=t>exam</th><th>date</th><th>days from baseline</th><th>clips</th>"
             f"<th class=t>failed clips</th></tr>{''.join(rows)}</table>\n"
             f"<p>{html.escape(SOFTWARE_NAME)} {html.escape(__version__)}; source tables: measurements.csv, "
@@ -295,10 +303,10 @@ def _number(value, percent: bool = False) -> str:
     return f"{value:+.1f} %" if percent else f"{value:.4g}"
 
 
-def _values_table(exams: list[LesionExam], tables) -> str:
+def _values_table(exams: list["LesionExam"], tables) -> str:
     shown = [p for p in TRAJECTORY_PARAMETERS if p in tables.parameters]
     pet = [c for c, _, _ in PET_TRAJECTORY if c in tables.fusion_columns]
-    head = "".join(f"<th>{html.escape(p)} [{html.escape(unit_of(p))}]</th><th>rel {html.escape(p)}</th>"
+    head = "".join(f"<th>{html.escape(p)} [{html.escape(_unit_of(tables, p))}]</th><th>rel {html.escape(p)}</th>"
                    f"<th>CV {html.escape(p)} [%]</th>" for p in shown)
     head += "".join(f"<th>{html.escape(c)}</th>" for c in pet)
     rows = []
@@ -338,7 +346,7 @@ def _figure(uri: str | None, caption: str) -> str:
     return f"<figure><img src=\"{uri}\" alt=\"{text}\"><figcaption>{text}</figcaption></figure>"
 
 
-def _lesion_section(lesion: str, exams: list[LesionExam], tables, trajectory: str | None, tics: str | None,
+def _lesion_section(lesion: str, exams: list["LesionExam"], tables, trajectory: str | None, tics: str | None,
                     response_rows, plotting: bool) -> str:
     reference = " (reference ROI)" if any(le.is_reference for le in exams) else ""
     parts = [f"<h2>{html.escape(lesion)}{reference}</h2>", _figure(trajectory, f"{lesion}: trajectories"),
@@ -350,7 +358,7 @@ def _lesion_section(lesion: str, exams: list[LesionExam], tables, trajectory: st
     return "\n".join(parts)
 
 
-def _exam_views(manifest: Manifest, out_dir: str, patient: str, keep) -> str:
+def _exam_views(manifest: "Manifest", out_dir: str, patient: str, keep) -> str:
     parts = []
     for exam in manifest.exams_of(patient):
         figures = []
