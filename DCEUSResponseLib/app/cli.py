@@ -13,14 +13,14 @@ import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
-from DCEUSResponseLib.app.commands import analyze, compare, demo, fuse
+from DCEUSResponseLib.app.commands import analyze, compare, demo, fuse, study
 from DCEUSResponseLib.errors import InputError
 
 EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (analyze, compare, fuse, demo)
+COMMANDS = (analyze, compare, fuse, study, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Commands that run other commands (study runs analyze and fuse per clip) get this main to call.
+    args.cli_main = main
     try:
         return args.run(args)
     except InputError as error:

@@ -1,0 +1,130 @@
+"""Where a study's clip tasks run: local worker processes, or an existing Dask distributed cluster.
+
+Both take the same picklable task function and tasks and call ``on_done(index, result)`` in the
+calling thread as each task finishes, in completion order. The task function is expected to turn
+its own problems into results; what it cannot (a worker process that died, a task the cluster
+lost) becomes ``on_failure(index, message)``'s result, a one-line message, and the other tasks go on.
+
+Local processes use the ``forkserver`` start method where the platform has it, else ``spawn``:
+never ``fork``, which copies the caller's threads and locks (Slicer's, Dask's) into the children.
+Each worker keeps its numerical libraries to one thread, so N workers use N cores.
+
+Dask is an optional extra (``pip install "DCEUSResponse[cluster]"``), imported only here, inside the
+function. The workers must import this package and read the manifest's paths at the same paths.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Sequence
+
+from DCEUSResponseLib.errors import InputError
+
+DEFAULT_SCHEDULER_TIMEOUT_S = 20.0
+# Environment of each local worker: one thread per numerical library (the workers are the parallelism).
+_SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                      "NUMEXPR_NUM_THREADS")
+
+TaskFunction = Callable[[Any], Any]
+OnDone = Callable[[int, Any], None]
+OnFailure = Callable[[int, str], Any]
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on every platform
+        return max(1, os.cpu_count() or 1)
+
+
+def _start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _init_worker() -> None:
+    # Runs before the task function's module is imported in the fresh worker, so before numpy.
+    for name in _SINGLE_THREAD_ENV:
+        os.environ.setdefault(name, "1")
+
+
+def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: OnDone,
+              on_failure: OnFailure) -> list:
+    """Run ``function(task)`` for every task on ``workers`` local processes; results in task order."""
+    results: list = [None] * len(tasks)
+    if not tasks:
+        return results
+    context = multiprocessing.get_context(_start_method())
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context,
+                               initializer=_init_worker)
+    try:
+        pending = {pool.submit(function, task): index for index, task in enumerate(tasks)}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                try:
+                    results[index] = future.result()
+                except BrokenProcessPool:
+                    results[index] = on_failure(index, "a worker process died while running this clip "
+                                                "(out of memory or killed?); rerun the study to resume")
+                except Exception as error:  # the task function's own bug: one line, the rest go on
+                    results[index] = on_failure(index, _one_line(error))
+                on_done(index, results[index])
+    except BaseException:
+        # Interrupted: drop the clips not started; the running ones finish their atomic writes.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results
+
+
+def run_dask(function: TaskFunction, tasks: Sequence, address: str, on_done: OnDone, on_failure: OnFailure,
+             timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> list:
+    """Run ``function(task)`` for every task on the Dask cluster whose scheduler is at ``address``.
+
+    An unreachable scheduler is an :class:`InputError` after ``timeout_s`` seconds.
+    """
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs Dask distributed: pip install \"DCEUSResponse[cluster]\"") from None
+    client = _connect(Client, address, timeout_s)
+    results: list = [None] * len(tasks)
+    try:
+        futures = client.map(function, list(tasks), pure=False)
+        index_of = {future: index for index, future in enumerate(futures)}
+        for future in as_completed(futures, loop=client.loop):
+            index = index_of[future]
+            try:
+                results[index] = future.result()
+            except Exception as error:  # a lost worker (KilledWorker), a cancelled task, the task's bug
+                results[index] = on_failure(index, f"on the Dask cluster: {_one_line(error)}")
+            on_done(index, results[index])
+    finally:
+        client.close()
+    return results
+
+
+def _connect(client_class, address: str, timeout_s: float):
+    # Dask logs each failed connection attempt; the user gets one line instead.
+    quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        return client_class(address, timeout=timeout_s, set_as_default=False)
+    except Exception as error:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s "
+                         f"({_one_line(error)})") from None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
