@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from DCEUSResponseLib.clip import Clip, UltrasoundRegion
+from DCEUSResponseLib.clip import IDENTIFYING_KEYWORDS, LINKING_UID_KEYWORDS, Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.dicom_frames import (
     decode_pixels,
@@ -330,7 +330,8 @@ def _pixel_spacing_mm(ds: Any, regions: list[UltrasoundRegion]) -> tuple[float, 
 
 
 def _identifiers(ds: Any) -> dict[str, str]:
-    keywords = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyDate")
+    # Which of these reach the outputs is decided there (clip.shareable_uids).
+    keywords = LINKING_UID_KEYWORDS + IDENTIFYING_KEYWORDS
     return {k: str(ds.get(k)) for k in keywords if ds.get(k) not in (None, "")}
 
 
