@@ -10,6 +10,20 @@ from DCEUSResponseLib.spatial.frame import FrameGeometry
 # Two panels of a dual display are copies of one scan geometry; allow for rounding by the scanner.
 SAME_SIZE_TOLERANCE_PX = 4
 
+#: Entries of :attr:`Clip.uids` that link results to their source images and to the patient's other
+#: exams (images, segmentations, registrations): always written to the outputs.
+LINKING_UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
+#: Entries that identify the patient, or help to (dates, HIPAA Safe Harbor): written only when the
+#: user asks for them (``--keep-identifiers``).
+IDENTIFYING_KEYWORDS = ("PatientID", "PatientName", "PatientBirthDate", "StudyDate")
+
+
+def shareable_uids(uids: dict[str, str], keep_identifiers: bool = False) -> dict[str, str]:
+    """The entries of ``uids`` that outputs may carry: the linking UIDs, plus the identifying
+    attributes when ``keep_identifiers``; nothing else (an unknown keyword is not written)."""
+    allowed = LINKING_UID_KEYWORDS + (IDENTIFYING_KEYWORDS if keep_identifiers else ())
+    return {keyword: value for keyword, value in uids.items() if keyword in allowed}
+
 
 @dataclass(frozen=True)
 class UltrasoundRegion:

@@ -4,21 +4,25 @@ This module only assembles the subcommands (one module each in :mod:`DCEUSRespon
 a new subcommand is a new module there, listed in :data:`COMMANDS`) and turns errors into exit codes.
 
 Exit status: 0 success, 1 bad input (one line on stderr naming the file and the problem),
-2 usage error, 3 internal error (rerun with ``--debug`` for the traceback), 130 interrupted.
+2 usage error, 3 internal error (rerun with ``--debug`` for the traceback), 130 interrupted (SIGINT,
+Ctrl-C), 143 terminated (SIGTERM); both clean up their staging folder and print one line.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
 from DCEUSResponseLib.app.commands import analyze, compare, demo, fuse, study
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.export.staging import Interrupted, handle_termination_signals, restore_signals
 
 EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS = (analyze, compare, fuse, study, demo)
 
@@ -40,13 +44,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Commands that run other commands (study runs analyze and fuse per clip) get this main to call.
     args.cli_main = main
     try:
+        previous_handlers = handle_termination_signals()
+    except ValueError:  # not the main thread (main() called from a script's thread): Python's defaults
+        previous_handlers = {}
+    try:
+        return _run(args)
+    finally:
+        restore_signals(previous_handlers)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         return args.run(args)
     except InputError as error:
         print(f"dceus {args.command}: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except KeyboardInterrupt:
-        print(f"dceus {args.command}: interrupted; no results were written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as error:
+        signum = getattr(error, "signum", signal.SIGINT)
+        written = isinstance(error, Interrupted) and error.results_written
+        what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        print(f"dceus {args.command}: {what}; " + ("the results were written before it stopped" if written else
+                                                    "no results were written"), file=sys.stderr)
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED
     except Exception as error:  # one line for users; the traceback with --debug
         if args.debug:
             raise

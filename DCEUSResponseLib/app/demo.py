@@ -30,9 +30,9 @@ from DCEUSResponseLib.app.commands.fuse import format_fusion
 from DCEUSResponseLib.app.summary import format_response, format_summary
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.pipeline import analyze_files
-from DCEUSResponseLib.export.contract import write_analysis
+from DCEUSResponseLib.export.contract import analysis_writers
 from DCEUSResponseLib.export.fusion_files import write_fusion
-from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
+from DCEUSResponseLib.export.staging import StagedFiles, json_text, prepare_output_dir, write_staged
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.longitudinal.response import compare_folders
 from DCEUSResponseLib.scene.application import have_slicer_core
@@ -152,8 +152,21 @@ def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float =
 
 
 def run_demo(out_dir: str) -> str:
-    """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary."""
+    """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary.
+
+    Library caches (Slicer's bundle scratch, matplotlib's config) live in the staging folder of
+    ``summary.txt``, written last, so nothing is written outside ``out_dir``.
+    """
     out_dir = prepare_output_dir(out_dir)
+    with StagedFiles(out_dir) as root:
+        root.isolate_process_caches()
+        summary = _analyse_study(out_dir, root.scratch("slicer"))
+        root.write([("summary.txt", lambda p: _write(p, summary))])
+        root.commit("summary.txt")
+    return summary
+
+
+def _analyse_study(out_dir: str, slicer_cache: str) -> str:
     study = build_demo_study(os.path.join(out_dir, "study"))
     options = AnalysisOptions(dynamic_range_db=DYNAMIC_RANGE_DB, injection_time_s=INJECTION_TIME_S,
                               reference=REFERENCE, maps=True)
@@ -164,8 +177,9 @@ def run_demo(out_dir: str) -> str:
         analysis = analyze_files(study[exam]["clip"], [study[exam]["segmentation"]], options)
         extra = []
         if scenes:
-            extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(a, path, rois=a.roi_masks)))
-        write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)
+            extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(
+                a, path, rois=a.roi_masks, cache_dir=slicer_cache)))
+        write_staged(os.path.join(out_dir, exam), analysis_writers(analysis, extra), last="results.json")
         analyses[exam] = analysis
         lines += [f"{exam}: {study[exam]['clip']}", format_summary(analysis), ""]
     lines += _fuse_exams(out_dir, analyses, scenes)
@@ -179,9 +193,7 @@ def run_demo(out_dir: str) -> str:
                  f"{out_dir}/response/response.json" + (f"; TIC plot {plot}" if plot else ""))
     lines.append(f"Slicer scenes: {out_dir}/{{baseline,followup}}/{{baseline,followup}}.mrb" if scenes else
                  "Slicer scenes: not written (pip install slicer-core to write them)")
-    summary = "\n".join(lines) + "\n"
-    write_staged(out_dir, [("summary.txt", lambda p: _write(p, summary))], last="summary.txt")
-    return summary
+    return "\n".join(lines) + "\n"
 
 
 def _fuse_exams(out_dir: str, analyses: dict, scenes: bool) -> list[str]:

@@ -22,6 +22,8 @@ class AnalysisOptions:
     ``exclude_frames`` and ``flash_frames`` are frame ranges as typed ("3-5,10"), checked against
     the clip once it is read. ``flash_frames`` None means: the flashes frame quality control finds.
     ``colour_table`` is a 256 x 3 display colour map (``--colormap``), None for tinted grey maps.
+    ``keep_identifiers`` writes the patient's identifiers (PatientID, PatientName, birth date, study
+    date) into the outputs beside the linking UIDs (:func:`~DCEUSResponseLib.clip.shareable_uids`).
     """
 
     dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB
@@ -39,6 +41,7 @@ class AnalysisOptions:
     map_region: str | None = None
     #: The contrast panel (x0, y0, x1, y1 inclusive pixels) when the regions do not tell (``--contrast-region``).
     contrast_region: tuple[int, int, int, int] | None = None
+    keep_identifiers: bool = False
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace, **overrides) -> "AnalysisOptions":

@@ -1,18 +1,24 @@
 """The quantification contract's views of one :class:`~DCEUSResponseLib.ceus.results.Analysis`:
 ``results.json`` (:func:`results_json`, also what the Slicer tables and Compare use), ``parameters.csv``,
 ``tic.csv``, and :func:`write_analysis`, which writes them (and the maps) atomically; for ``fuse`` it
-also writes ``rois/<NAME>.png`` and records ``clip.source_path``."""
+also writes ``rois/<NAME>.png`` and records ``clip.source_path``.
+
+Every text cell of the CSVs (ROI names in rows and headers, reasons) goes through
+:func:`~DCEUSResponseLib.export.csv_cells.csv_safe`, so a segment named ``=HYPERLINK(...)`` is not a
+formula in a spreadsheet; ``results.json`` keeps the names as they are. Of the clip's DICOM
+attributes only :func:`~DCEUSResponseLib.clip.shareable_uids` are written.
+"""
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from typing import Callable, Iterable, Sequence
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.clip import shareable_uids
 from DCEUSResponseLib.kinetics.replenishment import SegmentedFit
 from DCEUSResponseLib.ceus.results import Analysis, RoiResult
+from DCEUSResponseLib.export.csv_cells import csv_text
 from DCEUSResponseLib.export.map_files import map_writers
 from DCEUSResponseLib.export.staging import json_text, write_staged
 from DCEUSResponseLib.kinetics.parameters import _finite_or_none
@@ -20,11 +26,12 @@ from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
 from DCEUSResponseLib.io.masks import roi_png_path
 
 
-def _csv_number(value) -> str:
+def _number(value) -> float | None:
+    """A CSV number cell's value: a float (``repr`` reads back exactly), None for missing/non-finite."""
     if value is None:
-        return ""
+        return None
     value = float(value)
-    return repr(value) if math.isfinite(value) else ""
+    return value if math.isfinite(value) else None
 
 
 def results_json(analysis: Analysis) -> dict:
@@ -58,7 +65,7 @@ def results_json(analysis: Analysis) -> dict:
             "pixel_spacing_mm": list(layout.contrast.spacing_mm) if layout.contrast.spacing_mm else None,
             "contrast_region": _region_box(layout.contrast),
             "bmode_region": _region_box(layout.bmode) if layout.bmode is not None else None,
-            "uids": dict(clip.uids),
+            "uids": shareable_uids(clip.uids, analysis.options.keep_identifiers),
         },
         "rois": {name: _roi_json(roi, analysis.parameter_names) for name, roi in analysis.rois.items()},
         "reference": analysis.options.reference,
@@ -100,15 +107,11 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
 def parameters_csv(analysis: Analysis) -> str:
     """One row per ROI: status, the model's parameters, then ``rel_`` parameters, then the reason."""
     names = analysis.parameter_names
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason"])
-    for roi in analysis.rois.values():
-        writer.writerow([roi.name, roi.fit.status, roi.fit.model,
-                         *(_csv_number(roi.parameters.get(p)) for p in names),
-                         *(_csv_number(roi.relative.get(p)) for p in names),
-                         roi.pixels, roi.fit.reason or ""])
-    return buffer.getvalue()
+    header = ["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason"]
+    rows = ([roi.name, roi.fit.status, roi.fit.model, *(_number(roi.parameters.get(p)) for p in names),
+             *(_number(roi.relative.get(p)) for p in names), roi.pixels, roi.fit.reason or ""]
+            for roi in analysis.rois.values())
+    return csv_text(header, rows)
 
 
 def tic_csv(analysis: Analysis) -> str:
@@ -119,8 +122,6 @@ def tic_csv(analysis: Analysis) -> str:
     displacement of the anatomy (``motion_row_px``, ``motion_col_px``, and in mm when the clip is
     calibrated) and the match score ``motion_score``.
     """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
     names = list(analysis.rois)
     motion = analysis.motion
     motion_columns = []
@@ -129,22 +130,23 @@ def tic_csv(analysis: Analysis) -> str:
         if motion.displacement_mm is not None:
             motion_columns += ["motion_row_mm", "motion_col_mm"]
         motion_columns.append("motion_score")
-    writer.writerow(["time_s", *(f"{n}_{kind}" for n in names for kind in ("measured", "fitted")),
-                     "frame", "clip_time_s", "excluded", "exclusion_reason", *motion_columns])
+    header = ["time_s", *(f"{n}_{kind}" for n in names for kind in ("measured", "fitted")),
+              "frame", "clip_time_s", "excluded", "exclusion_reason", *motion_columns]
     fitted = {n: analysis.rois[n].fit.curve(analysis.times_s) for n in names}
     reasons = analysis.exclusion_reasons()
+    rows = []
     for k, time_s in enumerate(analysis.times_s):
-        row = [_csv_number(time_s)]
+        row = [_number(time_s)]
         for n in names:
-            row += [_csv_number(analysis.rois[n].tic[k]), _csv_number(fitted[n][k])]
-        row += [k, _csv_number(analysis.clip.frame_times_s[k]), 0 if analysis.frame_use[k] else 1, reasons.get(k, "")]
+            row += [_number(analysis.rois[n].tic[k]), _number(fitted[n][k])]
+        row += [k, _number(analysis.clip.frame_times_s[k]), 0 if analysis.frame_use[k] else 1, reasons.get(k, "")]
         if motion is not None:
-            row += [_csv_number(v) for v in motion.displacement_px[k]]
+            row += [_number(v) for v in motion.displacement_px[k]]
             if motion.displacement_mm is not None:
-                row += [_csv_number(v) for v in motion.displacement_mm[k]]
-            row.append(_csv_number(motion.score[k]))
-        writer.writerow(row)
-    return buffer.getvalue()
+                row += [_number(v) for v in motion.displacement_mm[k]]
+            row.append(_number(motion.score[k]))
+        rows.append(row)
+    return csv_text(header, rows)
 
 
 def _roi_png_writer(mask):
@@ -155,9 +157,11 @@ def _roi_png_writer(mask):
     return write
 
 
-def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
-    """Write ``results.json``, ``parameters.csv``, ``tic.csv``, ``rois/<NAME>.png`` (each ROI as given: the
-    full frame, on the reference frame, 255 inside) and extras atomically into ``out_dir``."""
+def analysis_writers(analysis: Analysis, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()
+                     ) -> list[tuple[str, Callable[[str], None]]]:
+    """``(relative path, writer(path))`` of every file of the analysis: ``parameters.csv``, ``tic.csv``,
+    ``rois/<NAME>.png`` (each ROI as given: the full frame, on the reference frame, 255 inside), the
+    colour map, the maps, the extras, and ``results.json`` last."""
     results = json_text(results_json(analysis))
     parameters = parameters_csv(analysis)
     tic = tic_csv(analysis)
@@ -178,4 +182,9 @@ def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tup
     if analysis.maps is not None:
         writers += map_writers(analysis.maps)
     writers.append(("results.json", text_writer(results)))
-    return write_staged(out_dir, writers, last="results.json")
+    return writers
+
+
+def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
+    """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
+    return write_staged(out_dir, analysis_writers(analysis, extra_writers), last="results.json")

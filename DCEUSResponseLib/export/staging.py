@@ -1,8 +1,22 @@
-"""The contract's output files, written so that a failure never leaves half-written results.
+"""The contract's output files, written so that no failure or signal leaves a mixed set.
 
-Every file is first written completely into a staging folder inside the output folder and then
-moved into place with :func:`os.replace` (atomic on one file system); ``results.json`` (or
-``response.json``) moves last, so its presence means the whole set is there.
+The invariant: **a contract file that names the set (``results.json``, ``response.json``, the SR)
+is present in the output folder only beside the files its own run wrote.**
+
+How (:class:`StagedFiles`): every file is written completely into a staging folder
+``DIR/.dceus-staging-<pid>-<random>/``; nothing is in place yet. The commit then writes a journal
+(``.commit``: the files, in the order they move) into the staging folder — the commit point — removes
+the old last file, moves every other file into place with :func:`os.replace` and moves the last
+file last. A run stopped before the commit point leaves ``DIR`` as it was; one stopped (even by
+SIGKILL) after it leaves ``DIR`` without the last file, i.e. visibly incomplete, and the next run in
+``DIR`` (:func:`recover_output_dir`, called when staging starts) finishes its moves. Staging folders
+of dead processes without a journal are removed. SIGINT and SIGTERM raise :class:`Interrupted` (once
+:func:`handle_termination_signals` is installed), except during a commit, which they wait for.
+
+Nothing is written outside ``DIR``: every target's real path (symbolic links resolved) must lie
+inside ``DIR``'s, and :meth:`StagedFiles.scratch` gives caches (Slicer's bundle scratch,
+matplotlib's config) a folder inside the staging folder. ``DIR`` is created when staging starts and
+removed again if the run fails and ``DIR`` was created by it.
 """
 from __future__ import annotations
 
@@ -10,54 +24,189 @@ import json
 import math
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from DCEUSResponseLib.errors import InputError
 
 STAGING_PREFIX = ".dceus-staging-"
+JOURNAL = ".commit"
+SCRATCH = ".scratch"
+#: Test hook (read only here): ``DCEUS_TEST_PAUSE_AT=<step>`` makes a commit print
+#: ``DCEUS_TEST_PAUSED <step>`` on stderr and wait there for a minute, so that a test can send a
+#: signal at that exact moment. Steps: ``staged`` (all written, before the commit point),
+#: ``committed`` (journal written), ``removed-last`` (old last file removed), ``moved:<relative path>``.
+TEST_PAUSE_VARIABLE = "DCEUS_TEST_PAUSE_AT"
+_PROCESS_START = time.time()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM; ``results_written`` when it arrived during a commit that then completed."""
+
+    def __init__(self, signum: int, results_written: bool = False):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.results_written = results_written
+
+
+_deferred_signals: list[int] | None = None  # not None while a commit is under way
+
+
+def _on_signal(signum, frame) -> None:
+    if _deferred_signals is not None:
+        _deferred_signals.append(signum)
+        return
+    raise Interrupted(signum)
+
+
+def handle_termination_signals() -> dict[int, object]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` (so staging is cleaned up), not during a commit.
+
+    Call from the main thread; returns the previous handlers (give them to :func:`restore_signals`).
+    """
+    return {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(previous: dict[int, object]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+def check_output_dir(out_dir: str) -> str:
+    """The absolute output folder, if it is a folder or could be created; creates nothing."""
+    out_dir = os.path.abspath(out_dir)
+    existing = out_dir
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        what = "output path exists and is not a folder" if existing == out_dir else \
+            f"output folder is not writable ({existing} is not a folder)"
+        raise InputError(what, out_dir)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError("output folder is not writable (permission denied)", out_dir)
+    return out_dir
 
 
 def prepare_output_dir(out_dir: str) -> str:
-    """Create ``out_dir`` if missing and check it is writable, before any work is done."""
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise InputError("output path exists and is not a folder", out_dir)
+    """Check, then create ``out_dir`` (for callers that write into it directly, e.g. the demo)."""
+    out_dir = check_output_dir(out_dir)
     try:
         os.makedirs(out_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=STAGING_PREFIX):
-            pass
     except OSError as error:
         raise InputError(f"output folder is not writable ({error.strerror or error})", out_dir) from None
     return out_dir
 
 
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path``'s real path (links resolved) lies inside ``folder``'s real path."""
+    real_folder = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(path), real_folder]) == real_folder
+
+
 class StagedFiles:
-    """Collects output files in a staging folder; :meth:`commit` moves them all into place."""
+    """Collects output files in a staging folder inside ``out_dir``; :meth:`commit` moves them in."""
 
     def __init__(self, out_dir: str):
-        self.out_dir = prepare_output_dir(out_dir)
-        self.staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir)
+        self.out_dir = check_output_dir(out_dir)
+        self._created = _missing_folders(self.out_dir)
         self.relative_paths: list[str] = []
+        self._saved_environment: dict[str, str | None] = {}
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+            recover_output_dir(self.out_dir)
+            self.staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir)
+        except OSError as error:
+            self._remove_created()
+            raise InputError(f"output folder is not writable ({error.strerror or error})", self.out_dir) from None
 
     def path(self, relative_path: str) -> str:
         """Where to write ``relative_path`` now; it reaches the output folder on :meth:`commit`."""
+        relative_path = os.path.normpath(relative_path)
+        if os.path.isabs(relative_path) or relative_path.split(os.sep)[0] in (os.pardir, SCRATCH, JOURNAL):
+            raise InputError(f"output file {relative_path!r} is not a path inside the output folder", self.out_dir)
         staged = os.path.join(self.staging, relative_path)
         os.makedirs(os.path.dirname(staged), exist_ok=True)
         self.relative_paths.append(relative_path)
         return staged
 
-    def commit(self, last: str) -> None:
-        """Move every staged file into the output folder, ``last`` after all others."""
-        order = [p for p in self.relative_paths if p != last] + [last]
+    def scratch(self, name: str) -> str:
+        """A folder for a library's caches and temporary files, inside staging, never committed."""
+        folder = os.path.join(self.staging, SCRATCH, name)
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
+    def isolate_process_caches(self) -> None:
+        """Point matplotlib's config/cache and the XDG cache (fontconfig) into :meth:`scratch`.
+
+        For a process of its own (the command line), before matplotlib is imported; undone by
+        :meth:`discard`. Without it matplotlib creates ``~/.config/matplotlib`` on import.
+        """
+        if "matplotlib" in sys.modules:
+            return
+        for variable, name in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache")):
+            self._saved_environment.setdefault(variable, os.environ.get(variable))
+            os.environ[variable] = self.scratch(name)
+
+    def write(self, writers: Iterable[tuple[str, Callable[[str], None]]]) -> None:
+        """Run each ``(relative path, writer(path))`` into staging, on all cores."""
+        jobs = [(writer, self.path(relative_path)) for relative_path, writer in writers]
+        # Compression (zlib, PNG) releases the GIL: the files are written on all cores.
+        pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1)))
+        try:
+            for _ in pool.map(lambda job: job[0](job[1]), jobs):
+                pass
+        finally:
+            # On an error or a signal: start nothing more, wait for the running writers.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def commit(self, last: str) -> list[str]:
+        """Move every staged file into the output folder, ``last`` after all others; the paths."""
+        last = os.path.normpath(last)
+        order = [p for p in dict.fromkeys(self.relative_paths) if p != last] + [last]
         for relative_path in order:
             target = os.path.join(self.out_dir, relative_path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(os.path.join(self.staging, relative_path), target)
+            if not inside(os.path.dirname(target), self.out_dir):
+                raise InputError(f"{relative_path} would be written outside the output folder (through a "
+                                 "symbolic link)", target)
+            if os.path.isdir(target) and not os.path.islink(target):
+                raise InputError("a folder is in the way of an output file", target)
+        _test_pause("staged")
+        global _deferred_signals
+        _deferred_signals = []
+        try:
+            _write_journal(self.staging, order)
+            _test_pause("committed")
+            _finish_commit(self.out_dir, self.staging, order)
+        finally:
+            pending, _deferred_signals = _deferred_signals, None
+        self._created = []
         self.discard()
+        if pending:
+            raise Interrupted(pending[0], results_written=True)
+        return [os.path.join(self.out_dir, p) for p in order]
 
     def discard(self) -> None:
+        """Remove the staging folder (and ``out_dir`` if this run created it and it is empty)."""
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._remove_created()
+        for variable, value in self._saved_environment.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
+        self._saved_environment = {}
+
+    def _remove_created(self) -> None:
+        for folder in self._created:  # deepest first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        self._created = []
 
     def __enter__(self) -> "StagedFiles":
         return self
@@ -68,16 +217,126 @@ class StagedFiles:
 
 def write_staged(out_dir: str, writers: Iterable[tuple[str, Callable[[str], None]]], last: str) -> list[str]:
     """Run each ``(relative path, writer(path))`` into staging, then move all into ``out_dir``."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with StagedFiles(out_dir) as staged:
-        jobs = [(writer, staged.path(relative_path)) for relative_path, writer in writers]
-        # Compression (zlib, PNG) releases the GIL: the files are written on all cores.
-        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-            for _ in pool.map(lambda job: job[0](job[1]), jobs):
+        staged.write(writers)
+        return staged.commit(last)
+
+
+def recover_output_dir(out_dir: str) -> None:
+    """Finish the commits of dead processes in ``out_dir`` and remove their other staging folders.
+
+    A staging folder is stale when the process named in it has ended (or, for a folder without a
+    process id, when it is older than this process). Folders of running processes are left alone.
+    """
+    try:
+        names = os.listdir(out_dir)
+    except OSError:
+        return
+    for name in sorted(names):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        staging = os.path.join(out_dir, name)
+        if not _is_stale(name, staging):
+            continue
+        journal = os.path.join(staging, JOURNAL)
+        if os.path.isdir(staging) and os.path.isfile(journal):
+            try:
+                with open(journal, encoding="utf-8") as stream:
+                    order = json.load(stream)
+            except (OSError, ValueError):
+                order = None
+            if isinstance(order, list) and order and all(isinstance(p, str) for p in order):
+                _finish_commit(out_dir, staging, order)
+        if os.path.isdir(staging) and not os.path.islink(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            try:
+                os.unlink(staging)
+            except OSError:
                 pass
-        staged.commit(last)
-        return [os.path.join(staged.out_dir, p) for p in staged.relative_paths]
+
+
+def _is_stale(name: str, path: str) -> bool:
+    pid_text = name[len(STAGING_PREFIX):].split("-", 1)[0]
+    if pid_text.isdigit() and "-" in name[len(STAGING_PREFIX):]:
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, another user's
+            return False
+        return False
+    try:
+        return os.lstat(path).st_mtime < _PROCESS_START
+    except OSError:
+        return False
+
+
+def _write_journal(staging: str, order: list[str]) -> None:
+    path = os.path.join(staging, JOURNAL)
+    with open(path + ".tmp", "w", encoding="utf-8") as stream:
+        json.dump(order, stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(path + ".tmp", path)
+    _fsync_folder(staging)
+
+
+def _finish_commit(out_dir: str, staging: str, order: list[str]) -> None:
+    """The moves after the commit point; repeatable (files already moved are skipped)."""
+    last = order[-1]
+    if os.path.lexists(os.path.join(staging, last)):
+        try:
+            os.unlink(os.path.join(out_dir, last))
+        except FileNotFoundError:
+            pass
+        _fsync_folder(os.path.dirname(os.path.join(out_dir, last)))
+    _test_pause("removed-last")
+    for relative_path in order:
+        source = os.path.join(staging, relative_path)
+        if not os.path.lexists(source):
+            continue
+        target = os.path.join(out_dir, relative_path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if relative_path == last:
+            _fsync_folder(out_dir)
+        os.replace(source, target)
+        _test_pause(f"moved:{relative_path}")
+    _fsync_folder(out_dir)
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """The folders ``os.makedirs(folder)`` would create, deepest first."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _test_pause(step: str) -> None:
+    if os.environ.get(TEST_PAUSE_VARIABLE) != step:
+        return
+    print(f"DCEUS_TEST_PAUSED {step}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline and not _deferred_signals:
+        time.sleep(0.05)
 
 
 def json_text(content: dict) -> str:
@@ -94,5 +353,3 @@ def _json_safe(value):
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return _json_safe(value.item())
     return value
-
-

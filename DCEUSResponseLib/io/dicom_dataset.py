@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from DCEUSResponseLib.clip import UltrasoundRegion
+from DCEUSResponseLib.clip import IDENTIFYING_KEYWORDS, LINKING_UID_KEYWORDS, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.dicom_frames import library_warnings, one_line
 from DCEUSResponseLib.io.timing import uniform_times
@@ -224,7 +224,8 @@ def pixel_spacing_mm(ds: Any, regions: list[UltrasoundRegion]) -> tuple[float, f
 
 
 def identifiers(ds: Any) -> dict[str, str]:
-    keywords = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "PatientID", "StudyDate")
+    # Which of these reach the outputs is decided there (clip.shareable_uids).
+    keywords = LINKING_UID_KEYWORDS + IDENTIFYING_KEYWORDS
     return {k: str(ds.get(k)) for k in keywords if ds.get(k) not in (None, "")}
 
 

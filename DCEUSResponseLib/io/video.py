@@ -50,7 +50,8 @@ RATE_MISMATCH_FRACTION = 0.01
 _COLOR_RANGE_FULL = 2  # AVCOL_RANGE_JPEG
 _COLORSPACE_BT601 = 5  # AVCOL_SPC_BT470BG (ITU-R BT.601)
 _AVFMT_NOTIMESTAMPS = 0x0080  # libavformat flag of (raw) formats whose packets carry no timestamps
-_PYAV_HINT = "reading video files needs the PyAV package (FFmpeg for Python): pip install av"
+_PYAV_HINT = ('reading video files needs the PyAV package (FFmpeg for Python), the "video" extra: '
+              'pip install "DCEUSResponse[video]"')
 
 
 def is_video_file(path: str | os.PathLike) -> bool:

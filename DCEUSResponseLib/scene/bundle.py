@@ -1,13 +1,14 @@
 """A whole analysis as a Slicer scene bundle (``.mrb``), written atomically."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
 from typing import Sequence
 
 from DCEUSResponseLib.ceus.results import Analysis
-from DCEUSResponseLib.clip import RoiMask
+from DCEUSResponseLib.clip import RoiMask, shareable_uids
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.scene.application import create_headless_application
 from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences
@@ -27,7 +28,11 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
     temporary folder next to ``path`` (same file system) and moved into place with
     :func:`os.replace`, so ``path`` is either the old file or the complete new one; nothing else is
     left behind.
-    ``cache_dir`` is the scratch folder Slicer packs the bundle in (default: a temporary folder).
+    ``cache_dir`` is the scratch folder Slicer packs the bundle in (default: a temporary folder in
+    ``$TMPDIR``; the command line gives one inside its staging folder, so that nothing, not even
+    the clip's pixels, is written outside the output folder).
+    The sequences carry as ``DICOM.*`` attributes only the clip's
+    :func:`~DCEUSResponseLib.clip.shareable_uids` (identifiers only with ``keep_identifiers``).
     """
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
@@ -37,10 +42,12 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
         raise InputError("the scene's folder does not exist", folder)
     with create_headless_application(cache_dir) as app:
         scene = app.scene
-        clip_nodes = add_clip_sequences(scene, analysis.clip, analysis.layout)
+        clip = dataclasses.replace(analysis.clip,
+                                   uids=shareable_uids(analysis.clip.uids, analysis.options.keep_identifiers))
+        clip_nodes = add_clip_sequences(scene, clip, analysis.layout)
         segmentation_node = None
         if rois:
-            segmentation_node = add_roi_segmentation(scene, rois, analysis.clip, clip_nodes.contrast_volume)
+            segmentation_node = add_roi_segmentation(scene, rois, clip, clip_nodes.contrast_volume)
         add_analysis_results(scene, analysis, segmentation_node=segmentation_node)
         if analysis.maps is not None:
             map_nodes = add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)

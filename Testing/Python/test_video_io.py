@@ -269,6 +269,6 @@ def test_missing_pyav_names_the_package(tmp_path, monkeypatch):
     path = tmp_path / "clip.avi"
     path.write_bytes(b"\0" * 16)
     monkeypatch.setitem(sys.modules, "av", None)  # makes "import av" raise ImportError
-    with pytest.raises(InputError, match="pip install av"):
+    with pytest.raises(InputError, match=r"pip install \"DCEUSResponse\[video\]\""):
         read_video_clip(str(path))
     assert os.path.exists(path)

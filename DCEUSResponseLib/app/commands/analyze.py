@@ -5,15 +5,17 @@ import argparse
 import os
 import sys
 
+from DCEUSResponseLib.app.extras import require_extra
 from DCEUSResponseLib.app.summary import format_summary
 from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB, read_colour_table
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.pipeline import analyze_files, check_options
+from DCEUSResponseLib.io.video import VIDEO_EXTENSIONS
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.contract import write_analysis
+from DCEUSResponseLib.export.contract import analysis_writers
 from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers, require_highdicom
-from DCEUSResponseLib.export.staging import prepare_output_dir
+from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, inside, recover_output_dir
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
 
@@ -22,8 +24,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="quantify the ROIs of one clip",
                                    description="Quantify the ROIs of one CEUS clip and write results.json, "
                                    "parameters.csv and tic.csv into --out.")
-    parser.add_argument("clip", metavar="CLIP", help="Ultrasound Multi-frame DICOM file, or a folder of "
-                        "single-frame DICOM files of one clip")
+    parser.add_argument("clip", metavar="CLIP", help="Ultrasound Multi-frame DICOM file, a folder of "
+                        "single-frame DICOM files of one clip, or a video export ("
+                        f"{' '.join(VIDEO_EXTENSIONS[:6])}; needs the 'video' extra, with --frame-rate and "
+                        "--pixel-spacing where the file lacks them)")
     parser.add_argument("--roi", action="append", required=True, metavar="NAME=MASK",
                         help="ROI mask (.png, .npy, .nrrd) on the reference frame; a Slicer .seg.nrrd gives "
                         "one ROI per segment (--roi FILE, or --roi PREFIX=FILE). Repeat for more ROIs.")
@@ -63,39 +67,57 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                         help="map only inside this ROI (default: whole contrast panel)")
     parser.add_argument("--dicom", action="store_true", help="also write DICOM objects into dicom/: a Parametric "
                         "Map per map (with --maps), a SEG of the ROIs, a TID 1500 measurement report (needs highdicom)")
-    parser.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle, a path inside --out")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle (needs the 'slicer' "
+                        "extra), a path inside --out: relative to --out, or relative to the current folder "
+                        "if it already lies inside --out")
+    parser.add_argument("--keep-identifiers", action="store_true",
+                        help="also write the patient's identifiers (PatientID, PatientName, birth date, study "
+                        "date) into results.json and the scene; by default only the Study, Series, SOP "
+                        "Instance and Frame of Reference UIDs are written")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing, only when "
+                        "results are written)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except InputError as error:
+        if error.path is None:  # an option or a property of the clip: the clip is the file in question
+            raise InputError(error.problem, args.clip) from None
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     for option, value in (("--frame-rate", args.frame_rate_hz), ("--pixel-spacing", args.pixel_spacing_mm)):
         if value is not None and not value > 0:
-            raise InputError(f"{option} must be positive, got {value}")
-    if args.scene and not args.scene.lower().endswith(".mrb"):
-        raise InputError(f"--scene must name a .mrb file, got {args.scene!r}")
+            raise InputError(f"{option} must be positive, got {value}", args.clip)
     if not os.path.exists(args.clip):
         raise InputError("clip not found", args.clip)
     options = AnalysisOptions.from_namespace(
         args, colour_table=read_colour_table(args.colormap) if args.colormap else None)
     check_options(options)
+    out_dir = check_output_dir(args.out)
+    scene_path = _scene_path(args.scene, out_dir) if args.scene else None
+    if scene_path:
+        require_extra("slicer", "slicer", "--scene (a Slicer scene bundle)", args.scene)
     if args.dicom:
         require_highdicom()  # before the work, not after it
-    out_dir = prepare_output_dir(args.out)
-    scene_path = None
-    if args.scene:
-        # The contract writes nothing outside DIR: the scene is a path inside it.
-        scene_path = os.path.relpath(os.path.join(out_dir, args.scene), out_dir)
-        if scene_path.startswith(os.pardir):
-            raise InputError(f"--scene {args.scene!r} is outside --out {out_dir}; give a path inside it")
+    recover_output_dir(out_dir)  # earlier runs stopped by a signal, before anything else
     analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate_hz,
                              pixel_spacing_mm=args.pixel_spacing_mm)
-    extra = []
-    if scene_path:
-        extra.append((scene_path, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks)))
-    if args.dicom:  # built before anything is written; staged with the rest, results.json last
-        extra += dicom_writers(analysis_dicom_outputs(analysis, time_point=os.path.basename(out_dir)))
-    write_analysis(analysis, out_dir, extra_writers=extra)
+    # DIR is created only now, with the staging folder; a failure from here on removes both.
+    with StagedFiles(out_dir) as staged:
+        staged.isolate_process_caches()
+        extra = []
+        if scene_path:
+            cache = staged.scratch("slicer")
+            extra.append((scene_path, lambda path: write_scene_bundle(analysis, path, rois=analysis.roi_masks,
+                                                                      cache_dir=cache)))
+        if args.dicom:  # built before anything is written; staged with the rest, results.json last
+            extra += dicom_writers(analysis_dicom_outputs(analysis, time_point=os.path.basename(out_dir)))
+        staged.write(analysis_writers(analysis, extra))
+        staged.commit("results.json")
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_summary(analysis))
@@ -112,3 +134,22 @@ def _pixel_box(text: str) -> tuple[int, int, int, int]:
     if len(box) != 4 or min(box) < 0 or box[2] < box[0] or box[3] < box[1]:
         raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 with x0 <= x1 and y0 <= y1 (pixels), got {text!r}")
     return box
+
+
+def _scene_path(scene: str, out_dir: str) -> str:
+    """``--scene`` as a path relative to ``out_dir``; InputError unless its real path lies inside it.
+
+    A relative path that already lies inside ``out_dir`` seen from the current folder (``--scene
+    out/x.mrb --out out``) is taken as it is; any other relative path is relative to ``out_dir``.
+    Symbolic links are resolved before the check, so a link inside ``out_dir`` cannot lead out of it.
+    """
+    if not scene.lower().endswith(".mrb"):
+        raise InputError("--scene must name a .mrb file", scene)
+    if os.path.isabs(scene) or inside(scene, out_dir):
+        candidate = os.path.abspath(scene)
+    else:
+        candidate = os.path.join(out_dir, scene)
+    if not inside(candidate, out_dir) or os.path.realpath(candidate) == os.path.realpath(out_dir):
+        raise InputError(f"--scene is outside --out {out_dir} (symbolic links resolved); give a path inside it",
+                         scene)
+    return os.path.relpath(os.path.realpath(candidate), os.path.realpath(out_dir))

@@ -5,7 +5,7 @@ import argparse
 import os
 
 from DCEUSResponseLib.app.summary import format_response
-from DCEUSResponseLib.export.staging import json_text, prepare_output_dir, write_staged
+from DCEUSResponseLib.export.staging import check_output_dir, json_text, write_staged
 from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, RULE_ALIASES, compare_folders
 
 
@@ -23,7 +23,7 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_output_dir(args.out)
+    check_output_dir(args.out)
     response = compare_folders(args.baseline, args.followup, args.rule)
     text = json_text(response)
 
