@@ -32,6 +32,9 @@ class RoiResult:
     parameters: dict[str, float | None]
     relative: dict[str, float | None] = field(default_factory=dict)
     clipping: ClippingCount | None = None
+    #: Parameters that depend on the fitted curve outside the fitted frames (``kinetics.parameters``
+    #: defines when), in reporting order; their values are kept but are not measurements.
+    extrapolated: tuple[str, ...] = ()
 
 
 @dataclass

@@ -38,9 +38,11 @@ def results_json(analysis: Analysis) -> dict:
             "columns": clip.columns,
             "frame_times_s": [round(float(t), 6) for t in clip.frame_times_s],
             "display": layout.display,
-            "dynamic_range_db": float(analysis.options.dynamic_range_db),
+            "dynamic_range_db": analysis.options.resolved_dynamic_range_db,
+            "dynamic_range_source": analysis.options.dynamic_range_source,
             "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
-                             f"{analysis.options.dynamic_range_db:g} dB; g: {analysis.colour_mapping.describe()}"),
+                             f"{analysis.options.resolved_dynamic_range_db:g} dB; g: "
+                             f"{analysis.colour_mapping.describe()}"),
             "motion": motion,
             "excluded_frames": analysis.excluded_frames,
             "excluded_frame_reasons": [e.to_json() for e in analysis.excluded],
@@ -77,6 +79,7 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
         "parameters": {name: _finite_or_none(roi.parameters.get(name)) for name in parameter_names},
         "relative": {name: _finite_or_none(roi.relative.get(name)) for name in parameter_names},
         "frames_fitted": int(fit.n_frames_used),
+        "extrapolated": list(roi.extrapolated),
     }
     if isinstance(fit, SegmentedFit):
         out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
@@ -92,16 +95,18 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
 
 
 def parameters_csv(analysis: Analysis) -> str:
-    """One row per ROI: status, the model's parameters, then ``rel_`` parameters, then the reason."""
+    """One row per ROI: status, the model's parameters, then ``rel_`` parameters, the reason, and the
+    extrapolated parameters (names separated by ``;``, the last column)."""
     names = analysis.parameter_names
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason"])
+    writer.writerow(["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason",
+                     "extrapolated"])
     for roi in analysis.rois.values():
         writer.writerow([roi.name, roi.fit.status, roi.fit.model,
                          *(_csv_number(roi.parameters.get(p)) for p in names),
                          *(_csv_number(roi.relative.get(p)) for p in names),
-                         roi.pixels, roi.fit.reason or ""])
+                         roi.pixels, roi.fit.reason or "", ";".join(roi.extrapolated)])
     return buffer.getvalue()
 
 
