@@ -1,4 +1,4 @@
-"""Command line: ``python -m DCEUSResponseLib {analyze,compare,demo}`` (also ``dceus``).
+"""Command line: ``python -m DCEUSResponseLib {analyze,fit-tic,compare,demo}`` (also ``dceus``).
 
 This module only assembles the subcommands (one module each in :mod:`DCEUSResponseLib.app.commands`;
 a new subcommand is a new module there, listed in :data:`COMMANDS`) and turns errors into exit codes.
@@ -13,14 +13,14 @@ import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
-from DCEUSResponseLib.app.commands import analyze, compare, demo
+from DCEUSResponseLib.app.commands import analyze, compare, demo, fit_tic
 from DCEUSResponseLib.errors import InputError
 
 EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (analyze, compare, demo)
+COMMANDS = (analyze, fit_tic, compare, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
