@@ -111,7 +111,8 @@ _NAN_COLOUR = (48, 48, 48)
 _PREVIEW_PIXELS = 480  # about the longer side of the map in the preview
 
 
-_OUTLINE_COLOUR = (255, 255, 255)
+# Cyan: in none of the preview colour maps (magma, viridis, cividis) nor in the grey underlay.
+_OUTLINE_COLOUR = (0, 255, 255)
 _SCALE_BAR_MM = (1, 2, 5, 10, 20, 50, 100)
 
 

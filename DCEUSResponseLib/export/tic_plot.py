@@ -81,13 +81,11 @@ def _draw_panel(axis, panel: TicPanel) -> None:
     axis.legend(fontsize="small", loc="best")
 
 
-def plot_tic_panels(panels: Sequence[TicPanel], path: str, *, dpi: int = 110) -> str | None:
-    """Draw ``panels`` side by side (shared intensity axis) into the PNG ``path``; None without matplotlib."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
+def tic_figure(panels: Sequence[TicPanel]):
+    """A matplotlib Figure of ``panels`` side by side (shared intensity axis); ImportError without matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(6.4 * len(panels), 4.2))
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -95,6 +93,15 @@ def plot_tic_panels(panels: Sequence[TicPanel], path: str, *, dpi: int = 110) ->
         _draw_panel(axis, panel)
     axes[0].set_ylabel("mean linear intensity [a.u.]")
     figure.tight_layout()
+    return figure
+
+
+def plot_tic_panels(panels: Sequence[TicPanel], path: str, *, dpi: int = 110) -> str | None:
+    """Draw ``panels`` (:func:`tic_figure`) into the PNG ``path``; None without matplotlib."""
+    try:
+        figure = tic_figure(panels)
+    except ImportError:
+        return None
     figure.savefig(path, dpi=dpi, format="png")
     return path
 
