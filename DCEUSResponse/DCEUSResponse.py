@@ -40,7 +40,7 @@ except ImportError:  # running from a source checkout: the engine is at the repo
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import DCEUSResponseLib  # noqa: F401
 from DCEUSResponseLib.catalogue import parameter_names, unit
-from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB
+from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB, MAX_DYNAMIC_RANGE_DB, MIN_DYNAMIC_RANGE_DB
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.errors import InputError
 
@@ -113,7 +113,7 @@ class DCEUSResponseParameterNode:
     inputBrowser: vtkMRMLSequenceBrowserNode | None
     inputSegmentation: vtkMRMLSegmentationNode | None
     referenceSegmentId: str = ""
-    dynamicRangeDb: Annotated[float, WithinRange(1.0, 200.0)] = DEFAULT_DYNAMIC_RANGE_DB
+    dynamicRangeDb: Annotated[float, WithinRange(MIN_DYNAMIC_RANGE_DB, MAX_DYNAMIC_RANGE_DB)] = DEFAULT_DYNAMIC_RANGE_DB
     injectionTimeS: Annotated[float, WithinRange(-3600.0, 3600.0)] = 0.0
     referenceFrame: Annotated[int, Minimum(0)] = 0
     model: Annotated[str, Choice(MODEL_CHOICES)] = DEFAULT_MODEL

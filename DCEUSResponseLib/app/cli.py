@@ -1,4 +1,4 @@
-"""Command line: ``python -m DCEUSResponseLib {analyze,compare,demo}`` (also ``dceus``).
+"""Command line: ``python -m DCEUSResponseLib {analyze,fit-tic,compare,demo}`` (also ``dceus``).
 
 This module only assembles the subcommands (one module each in :mod:`DCEUSResponseLib.app.commands`;
 a new subcommand is a new module there, listed in :data:`COMMANDS`) and turns errors into exit codes.
@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
-from DCEUSResponseLib.app.commands import analyze, compare, demo, fuse, study
+from DCEUSResponseLib.app.commands import analyze, compare, demo, fit_tic, fuse, study
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.staging import Interrupted, handle_termination_signals, restore_signals
 
@@ -24,7 +24,7 @@ EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (analyze, compare, fuse, study, demo)
+COMMANDS = (analyze, fit_tic, compare, fuse, study, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

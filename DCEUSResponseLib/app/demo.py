@@ -34,6 +34,7 @@ from DCEUSResponseLib.export.contract import analysis_writers
 from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.export.staging import StagedFiles, json_text, prepare_output_dir, write_staged
 from DCEUSResponseLib.fusion.pipeline import fuse
+from DCEUSResponseLib.export.tic_plot import analysis_panel, plot_tic_panels
 from DCEUSResponseLib.longitudinal.response import compare_folders
 from DCEUSResponseLib.scene.application import have_slicer_core
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
@@ -224,31 +225,11 @@ def _write(path: str, text: str) -> None:
 
 
 def plot_tics(analyses: dict, path: str) -> str | None:
-    """Measured and fitted TICs of every ROI per exam as a PNG, if matplotlib is installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    figure, axes = plt.subplots(1, len(analyses), figsize=(6 * len(analyses), 4), sharey=True)
-    for axis, (exam, analysis) in zip(np.atleast_1d(axes), analyses.items()):
-        for index, roi in enumerate(analysis.rois.values()):
-            colour = f"C{index}"
-            axis.plot(analysis.times_s, roi.tic, ".", color=colour, markersize=2, alpha=0.6)
-            if roi.fit.ok:
-                axis.plot(analysis.times_s, roi.fit.curve(analysis.times_s), "-", color=colour, label=roi.name)
-            else:
-                axis.plot([], [], ".", color=colour, label=f"{roi.name} ({roi.fit.status})")
-        axis.set_title(exam)
-        axis.set_xlabel("time since injection [s]")
-        axis.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("mean linear intensity [a.u.]")
-    np.atleast_1d(axes)[0].legend()
-    figure.tight_layout()
+    """Measured and fitted TICs of every ROI per exam as one PNG (one panel per exam), if matplotlib
+    is installed (:func:`~DCEUSResponseLib.export.tic_plot.plot_tic_panels`)."""
+    panels = [analysis_panel(analysis, exam) for exam, analysis in analyses.items()]
     staged = path + ".part.png"
-    figure.savefig(staged, dpi=110)
-    plt.close(figure)
+    if plot_tic_panels(panels, staged) is None:
+        return None
     os.replace(staged, path)
     return path

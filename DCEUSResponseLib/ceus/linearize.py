@@ -7,6 +7,7 @@ g (0..255) as the pixel's position along the display colour map, then apply the 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,11 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.files import require_regular_file
 
 DEFAULT_DYNAMIC_RANGE_DB = 60.0
+# Scanners offer display dynamic ranges of about 20-90 dB. Outside 10-120 dB the value is a typo
+# (or a unit mix-up), and the exponent leaves float32: 1000 dB underflows the dark half of the scale
+# to 0, 1e-300 dB makes every gray level the same intensity (every TIC constant).
+MIN_DYNAMIC_RANGE_DB = 10.0
+MAX_DYNAMIC_RANGE_DB = 120.0
 SATURATED_GRAY = 254.5  # gray levels above this are the top of the display scale
 FLOOR_GRAY = 0.5  # gray levels below this are the bottom of the display scale
 
@@ -102,9 +108,14 @@ def gray_from_linear(intensity: np.ndarray, dynamic_range_db: float) -> np.ndarr
 
 
 def check_dynamic_range(dynamic_range_db: float) -> None:
-    if not np.isfinite(dynamic_range_db) or dynamic_range_db <= 0:
-        raise InputError(f"dynamic range must be a positive number of dB, got {dynamic_range_db!r}"
-                         " (--dynamic-range)")
+    """InputError unless ``dynamic_range_db`` lies in [MIN_DYNAMIC_RANGE_DB, MAX_DYNAMIC_RANGE_DB] dB."""
+    try:
+        value = float(dynamic_range_db)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not MIN_DYNAMIC_RANGE_DB <= value <= MAX_DYNAMIC_RANGE_DB:  # also refuses NaN
+        raise InputError(f"dynamic range must be {MIN_DYNAMIC_RANGE_DB:g} to {MAX_DYNAMIC_RANGE_DB:g} dB, got "
+                         f"{dynamic_range_db!r} (--dynamic-range)")
 
 
 def read_colour_table(path: str) -> np.ndarray:

@@ -38,7 +38,7 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
 from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_parameter_arrays
+from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_extrapolated_arrays, bolus_parameter_arrays
 
 # Codes of the status image: positions in the status vocabulary's MAP_STATUSES.
 (STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED,
@@ -78,7 +78,9 @@ class ParametricMaps:
     """Per-pixel parameters of one clip.
 
     ``values`` maps each contract parameter (and ``QOF``) to a float32 (rows, columns) array on the
-    map grid, NaN where ``status`` is not fitted; ``status`` holds the ``STATUS_*`` codes. The grid
+    map grid, NaN where ``status`` is not fitted and where that pixel's parameter is extrapolated
+    beyond the fitted frames (``extrapolated`` counts those fitted pixels per parameter);
+    ``status`` holds the ``STATUS_*`` codes. The grid
     is the contrast panel binned ``binning`` x ``binning``: ``spacing_mm`` is its (row, column)
     pixel size and ``origin_px`` the full-frame (row, column) position of its first pixel's centre.
     """
@@ -90,6 +92,7 @@ class ParametricMaps:
     spacing_mm: tuple[float, float] | None
     origin_px: tuple[float, float]
     settings: dict = field(default_factory=dict)
+    extrapolated: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """What ``results.json`` records about the maps."""
@@ -100,7 +103,9 @@ class ParametricMaps:
         return {"model": self.model, "rows": int(self.status.shape[0]), "columns": int(self.status.shape[1]),
                 "binning": self.binning, "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
                 "origin_px": list(self.origin_px), "status_codes": {str(k): v for k, v in STATUS_NAMES.items()},
-                "pixels": counts, "median_of_fitted": medians, **self.settings}
+                "pixels": counts, "median_of_fitted": medians,
+                "extrapolated_pixels": {name: int(self.extrapolated.get(name, 0)) for name in self.values},
+                **self.settings}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -486,8 +491,10 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
     band_rows = max(binning, int(BAND_BYTES // max(n_used * (columns + 2 * margin) * 4, 1)) // binning * binning)
 
     values = {name: np.full(map_shape, np.nan, dtype=np.float32) for name in PARAMETER_NAMES}
+    extrapolated = dict.fromkeys(PARAMETER_NAMES, 0)
     status = np.full(map_shape, STATUS_NOT_MAPPED, dtype=np.uint8)
     status[outside] = STATUS_OUTSIDE_IMAGE
+    span_s = (float(used_times[0]), float(used_times[-1])) if n_used else (0.0, 0.0)
     frame_indices = np.flatnonzero(frame_use)
     for band_start in range(0, rows, band_rows):
         band_stop = min(band_start + band_rows, rows)
@@ -504,20 +511,25 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         if not wanted.all():
             curves = curves[:, wanted.ravel()]
         fits = fit_curves(used_times, curves, model)
-        parameters = bolus_parameter_arrays(model, dict(zip(model.parameter_names, fits.params.T)), fits.qof)
+        named = dict(zip(model.parameter_names, fits.params.T))
+        parameters = bolus_parameter_arrays(model, named, fits.qof)
         fitted = fits.status == STATUS_FITTED
+        beyond = bolus_extrapolated_arrays(model, {k: v[fitted] for k, v in named.items()}, span_s)
         band_status = status[map_rows]
         band_status[wanted] = fits.status
         for name in PARAMETER_NAMES:
+            shown = fitted.copy()
+            shown[fitted] = ~beyond[name]
+            extrapolated[name] += int(np.count_nonzero(fitted)) - int(np.count_nonzero(shown))
             band_values = values[name][map_rows]
-            band_values[wanted] = np.where(fitted, parameters[name], np.nan).astype(np.float32)
+            band_values[wanted] = np.where(shown, parameters[name], np.nan).astype(np.float32)
     spacing = panel.spacing_mm
     map_spacing = (spacing[0] * binning, spacing[1] * binning) if spacing else None
     origin = (panel.y0 + (binning - 1) / 2.0, panel.x0 + (binning - 1) / 2.0)
     settings = {"fit_frame_bin_s": BIN_SECONDS, "frames_fitted": n_used, "qof_threshold_percent": MIN_MAP_QOF_PERCENT,
                 "enhancement_f_threshold": MIN_ENHANCEMENT_F, "motion_compensated": displacement_px is not None,
                 "region": "whole contrast panel" if region_mask is None else "region mask"}
-    return ParametricMaps(values, status, model.name, binning, map_spacing, origin, settings)
+    return ParametricMaps(values, status, model.name, binning, map_spacing, origin, settings, extrapolated)
 
 
 def _no_signal(clip, panel, rows: int, columns: int, binning: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 from DCEUSResponseLib.ceus.layout import DisplayLayout, find_layout
 from DCEUSResponseLib.ceus.linearize import (
+    DEFAULT_DYNAMIC_RANGE_DB,
     ClippingCount,
     ColourMapping,
     check_dynamic_range,
@@ -68,7 +69,8 @@ def analyze_files(clip_path: str, roi_specs: Sequence[str], options: AnalysisOpt
 
 def check_options(options: AnalysisOptions) -> None:
     """Option errors that need no clip, raised before any file is read."""
-    check_dynamic_range(options.dynamic_range_db)
+    if options.dynamic_range_db is not None:
+        check_dynamic_range(options.dynamic_range_db)
     if not -MAX_CLIP_DURATION_S <= options.injection_time_s <= MAX_CLIP_DURATION_S:  # NaN fails too
         raise InputError(f"--injection-time {options.injection_time_s} s is not a clip time: it must lie within "
                          f"{MAX_CLIP_DURATION_S / 3600:g} h of the first frame")
@@ -93,6 +95,8 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     report("finding the display panels")
     layout = find_layout(clip, options.contrast_region)
     warnings = list(clip.warnings) + list(layout.warnings)
+    if options.dynamic_range_source == "default":
+        warnings.append(dynamic_range_default_warning())
     panel_rois = place_on_contrast_panel(rois, layout)
     mapping = choose_colour_mapping(clip, layout.contrast.slices, options.colour_table, warnings)
     times_s = clip.frame_times_s - options.injection_time_s
@@ -125,12 +129,15 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     prepared = family.prepare(ClipFrames(times_s, frame_use, tuple(flash_frames)), clip.source)
     for roi in panel_rois:
         report(f"fitting ROI {roi.name}")
-        tic, clipping = _roi_tic(clip, layout, mapping, options.dynamic_range_db, roi.mask, motion, frame_use)
+        tic, clipping = _roi_tic(clip, layout, mapping, options.resolved_dynamic_range_db, roi.mask, motion, frame_use)
         warnings.extend(_clipping_warnings(roi.name, clipping))
         fit = family.fit(options.model, prepared, tic)
         parameters = family.parameters(options.model, fit)
+        extrapolated = family.extrapolated(options.model, fit)
+        if extrapolated:
+            warnings.append(extrapolation_warning(roi.name, extrapolated, fit))
         results[roi.name] = RoiResult(roi.name, int(np.count_nonzero(roi.mask)), tic, fit, parameters,
-                                      clipping=clipping)
+                                      clipping=clipping, extrapolated=extrapolated)
     if options.reference is not None:
         reference = results[options.reference]
         if reference.fit.status != STATUS_OK:
@@ -143,8 +150,27 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     if options.maps:
         report("computing parametric maps")
         maps = _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois)
+        fitted = int(np.count_nonzero(maps.status == 0))
+        beyond = [f"{name} {count}" for name, count in maps.extrapolated.items() if count]
+        if beyond:
+            warnings.append(f"maps: pixels whose parameter is extrapolated beyond the fitted frames are left out "
+                            f"(NaN) of that map, of {fitted} fitted: {', '.join(beyond)}")
     return Analysis(clip, layout, options, mapping, times_s, frame_use, results, warnings, motion, excluded, maps,
                     tuple(family.parameter_names), list(rois))
+
+
+def dynamic_range_default_warning() -> str:
+    """The warning of an analysis that assumes the default dynamic range."""
+    return (f"no --dynamic-range given: assuming {DEFAULT_DYNAMIC_RANGE_DB:g} dB; every value (relative ones "
+            "too) depends on it, so give the scanner's display dynamic range")
+
+
+def extrapolation_warning(name: str, extrapolated: Sequence[str], fit) -> str:
+    """The warning of an ROI whose ``extrapolated`` parameters lean on the curve beyond its fitted frames."""
+    span = getattr(fit, "fitted_span_s", None)
+    where = f" ({span[0]:.1f} to {span[1]:.1f} s since injection)" if span else ""
+    return (f"ROI {name!r}: {', '.join(extrapolated)} depend on the fitted curve outside the fitted frames"
+            f"{where}: extrapolated, not measured (see 'extrapolated' in results.json)")
 
 
 def _check_rois_and_frames(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions) -> None:
@@ -247,7 +273,7 @@ def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion,
     region = None
     if options.map_region is not None:
         region = next(roi.mask for roi in panel_rois if roi.name == options.map_region)
-    return compute_parametric_maps(clip, layout, mapping, options.dynamic_range_db, times_s, frame_use,
+    return compute_parametric_maps(clip, layout, mapping, options.resolved_dynamic_range_db, times_s, frame_use,
                                    model=options.model, binning=options.map_binning, region_mask=region,
                                    displacement_px=None if motion is None else motion.displacement_px)
 

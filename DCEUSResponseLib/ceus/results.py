@@ -23,15 +23,19 @@ from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
 
 @dataclass
 class RoiResult:
-    """One ROI's curve (mean linear intensity per frame, a.u.), fit and parameters (contract units)."""
+    """One ROI's curve (mean linear intensity per frame, a.u.), fit and parameters (contract units);
+    ``pixels`` is None for a curve given as a table (``fit-tic``)."""
 
     name: str
-    pixels: int
+    pixels: int | None
     tic: np.ndarray
     fit: Fit  # BolusFit or SegmentedFit
     parameters: dict[str, float | None]
     relative: dict[str, float | None] = field(default_factory=dict)
     clipping: ClippingCount | None = None
+    #: Parameters that depend on the fitted curve outside the fitted frames (``kinetics.parameters``
+    #: defines when), in reporting order; their values are kept but are not measurements.
+    extrapolated: tuple[str, ...] = ()
 
 
 @dataclass

@@ -14,12 +14,16 @@ import math
 import os
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
 from DCEUSResponseLib.clip import shareable_uids
 from DCEUSResponseLib.kinetics.replenishment import SegmentedFit
 from DCEUSResponseLib.ceus.results import Analysis, RoiResult
+from DCEUSResponseLib.ceus.table_fit import TableFit
 from DCEUSResponseLib.export.csv_cells import csv_text
-from DCEUSResponseLib.export.map_files import map_writers
+from DCEUSResponseLib.export.map_files import map_underlay, map_writers
+from DCEUSResponseLib.export.tic_plot import TicPanel, analysis_panel, matplotlib_available, tic_plot_writer
 from DCEUSResponseLib.export.staging import json_text, write_staged
 from DCEUSResponseLib.kinetics.parameters import _finite_or_none
 from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
@@ -50,9 +54,11 @@ def results_json(analysis: Analysis) -> dict:
             "columns": clip.columns,
             "frame_times_s": [round(float(t), 6) for t in clip.frame_times_s],
             "display": layout.display,
-            "dynamic_range_db": float(analysis.options.dynamic_range_db),
+            "dynamic_range_db": analysis.options.resolved_dynamic_range_db,
+            "dynamic_range_source": analysis.options.dynamic_range_source,
             "linear_scale": ("I = 10**((g/255*DR - DR)/10) a.u., DR = "
-                             f"{analysis.options.dynamic_range_db:g} dB; g: {analysis.colour_mapping.describe()}"),
+                             f"{analysis.options.resolved_dynamic_range_db:g} dB; g: "
+                             f"{analysis.colour_mapping.describe()}"),
             "colour_map": analysis.colour_mapping.to_json(),
             "motion": motion,
             "excluded_frames": analysis.excluded_frames,
@@ -90,6 +96,7 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
         "parameters": {name: _finite_or_none(roi.parameters.get(name)) for name in parameter_names},
         "relative": {name: _finite_or_none(roi.relative.get(name)) for name in parameter_names},
         "frames_fitted": int(fit.n_frames_used),
+        "extrapolated": list(roi.extrapolated),
     }
     if isinstance(fit, SegmentedFit):
         out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
@@ -105,12 +112,17 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
 
 
 def parameters_csv(analysis: Analysis) -> str:
-    """One row per ROI: status, the model's parameters, then ``rel_`` parameters, then the reason."""
-    names = analysis.parameter_names
-    header = ["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason"]
+    """One row per ROI: status, the model's parameters, then ``rel_`` parameters, the reason, and the
+    extrapolated parameters (names separated by ``;``, the last column)."""
+    return _parameters_csv(analysis.rois.values(), analysis.parameter_names)
+
+
+def _parameters_csv(rois: Iterable[RoiResult], names: Sequence[str]) -> str:
+    header = ["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason", "extrapolated"]
     rows = ([roi.name, roi.fit.status, roi.fit.model, *(_number(roi.parameters.get(p)) for p in names),
-             *(_number(roi.relative.get(p)) for p in names), roi.pixels, roi.fit.reason or ""]
-            for roi in analysis.rois.values())
+             *(_number(roi.relative.get(p)) for p in names), roi.pixels, roi.fit.reason or "",
+             ";".join(roi.extrapolated)]
+            for roi in rois)
     return csv_text(header, rows)
 
 
@@ -166,25 +178,76 @@ def analysis_writers(analysis: Analysis, extra_writers: Iterable[tuple[str, Call
     parameters = parameters_csv(analysis)
     tic = tic_csv(analysis)
 
-    def text_writer(text):
-        def write(path):
-            with open(path, "w", encoding="utf-8", newline="") as stream:
-                stream.write(text)
-        return write
-
-    writers = [("parameters.csv", text_writer(parameters)), ("tic.csv", text_writer(tic)), *extra_writers]
+    writers = [("parameters.csv", _text_writer(parameters)), ("tic.csv", _text_writer(tic)), *extra_writers]
     writers += [(roi_png_path(roi.name), _roi_png_writer(roi.mask)) for roi in analysis.roi_masks]
+    if matplotlib_available():
+        writers.append(("tic.png", tic_plot_writer([analysis_panel(analysis)])))
     colour_table = analysis.colour_mapping.table_csv()
     if colour_table is not None:  # the recovered (or given) display map, in --colormap format, for checking
         from DCEUSResponseLib.ceus.linearize import COLOUR_MAP_FILE
 
-        writers.append((COLOUR_MAP_FILE, text_writer(colour_table)))
+        writers.append((COLOUR_MAP_FILE, _text_writer(colour_table)))
     if analysis.maps is not None:
-        writers += map_writers(analysis.maps)
-    writers.append(("results.json", text_writer(results)))
+        writers += map_writers(analysis.maps, map_underlay(analysis))
+    writers.append(("results.json", _text_writer(results)))
     return writers
 
 
 def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
     """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
     return write_staged(out_dir, analysis_writers(analysis, extra_writers), last="results.json")
+
+
+def _text_writer(text: str) -> Callable[[str], None]:
+    def write(path):
+        with open(path, "w", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+    return write
+
+
+# -- fit-tic: a TIC given as a table ------------------------------------------------------------------
+
+def table_results_json(result: TableFit) -> dict:
+    """``results.json`` of ``fit-tic``: the table's description (``table``, in place of ``clip``), one ROI."""
+    table, options = result.table, result.options
+    return {
+        "table": {
+            "source": table.source,
+            "rows": len(table.times_s),
+            "time_column": table.time_column,
+            "time_unit": "ms" if table.time_scale != 1.0 else "s",
+            "intensity_column": table.intensity_column,
+            "intensity": "linear" if options.dynamic_range_db is None else "gray",
+            "dynamic_range_db": None if options.dynamic_range_db is None else float(options.dynamic_range_db),
+            "injection_time_s": float(options.injection_time_s),
+            "times_s": [round(float(t), 6) for t in result.times_s],
+            "excluded_rows": [int(table.rows[k]) for k in np.flatnonzero(~result.frame_use)],
+            "warnings": list(result.warnings),
+        },
+        "rois": {result.roi.name: _roi_json(result.roi, result.parameter_names)},
+        "reference": None,
+        "model": result.roi.fit.model,
+        "software": {"name": SOFTWARE_NAME, "version": __version__},
+    }
+
+
+def table_tic_csv(result: TableFit) -> str:
+    """``time_s`` (since injection), the ROI's measured (linear) and fitted intensity, the table row,
+    its own time (s) and whether the row was kept out of the fit."""
+    name = result.roi.name
+    fitted = result.roi.fit.curve(result.times_s)
+    rows = ([_number(time_s), _number(result.roi.tic[k]), _number(fitted[k]), result.table.rows[k],
+             _number(result.table.times_s[k]), 0 if result.frame_use[k] else 1]
+            for k, time_s in enumerate(result.times_s))
+    return csv_text(["time_s", f"{name}_measured", f"{name}_fitted", "row", "table_time_s", "excluded"], rows)
+
+
+def write_table_fit(result: TableFit, out_dir: str) -> list[str]:
+    """Write ``fit-tic``'s ``results.json``, ``parameters.csv``, ``tic.csv`` (and ``tic.png``) atomically."""
+    writers = [("parameters.csv", _text_writer(_parameters_csv([result.roi], result.parameter_names))),
+               ("tic.csv", _text_writer(table_tic_csv(result)))]
+    if matplotlib_available():
+        panel = TicPanel(os.path.basename(result.table.source), result.times_s, [result.roi], result.frame_use)
+        writers.append(("tic.png", tic_plot_writer([panel])))
+    writers.append(("results.json", _text_writer(json_text(table_results_json(result)))))
+    return write_staged(out_dir, writers, last="results.json")

@@ -107,7 +107,8 @@ class Fit(Protocol):
 
 @dataclass
 class CurveFit:
-    """The fields every single-curve fit has (see :class:`Fit`); ``noise``: per-frame noise, a.u."""
+    """The fields every single-curve fit has (see :class:`Fit`); ``noise``: per-frame noise, a.u.;
+    ``fitted_span_s``: times (s) of the first and last frame that entered the fit."""
 
     model: str
     status: str
@@ -116,6 +117,7 @@ class CurveFit:
     qof: float | None = None
     n_frames_used: int = 0
     noise: float | None = None
+    fitted_span_s: tuple[float, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -417,3 +419,8 @@ class KineticFamily:
     def parameters(self, model: str, fit: Fit) -> dict[str, float | None]:
         """The family's :attr:`parameter_names` of a fit (None where undefined or not ok)."""
         raise NotImplementedError
+
+    def extrapolated(self, model: str, fit: Fit) -> tuple[str, ...]:
+        """The parameters of an ok fit that depend on the fitted curve outside the fitted frames (the
+        family defines when), in :attr:`parameter_names` order; none by default."""
+        return ()

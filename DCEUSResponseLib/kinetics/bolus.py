@@ -209,6 +209,7 @@ def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_
     t = times[usable][order]
     y_au = values[usable][order]
     span = float(t[-1] - t[0])
+    result.fitted_span_s = (float(t[0]), float(t[-1]))
     if not span > 0:
         result.reason = "the used frames all have the same time"
         return result

@@ -96,6 +96,24 @@ class BolusModel:
         """Mean delay of the shape, integral of tau * shape (s)."""
         raise NotImplementedError
 
+    def shape_partial_mean(self, tau: ArrayLike, p1: ArrayLike, p2: ArrayLike) -> np.ndarray:
+        """Integral of tau' * shape(tau') from 0 to tau (s; 0 for tau <= 0, :meth:`shape_mean` at infinity).
+
+        The first moment of the part of the shape before tau, by quadrature; models with a closed
+        form override it.
+        """
+        from scipy import integrate
+
+        def one(x, a, b):
+            if not x > 0:
+                return 0.0
+            if math.isinf(x):
+                return float(self.shape_mean(a, b))
+            return integrate.quad(lambda u: u * math.exp(float(self.log_shape(u, a, b))) if u > 0 else 0.0,
+                                  0.0, x, limit=200)[0]
+
+        return np.vectorize(one, otypes=[float])(tau, p1, p2)
+
     def shape_peak(self, p1: float, p2: float) -> float:
         """Delay tau (s) of the maximum of the shape."""
         raise NotImplementedError
@@ -222,6 +240,13 @@ class LognormalModel(BolusModel):
     def shape_mean(self, mu, sigma):
         return math.exp(mu + 0.5 * sigma**2)
 
+    def shape_partial_mean(self, tau, mu, sigma):
+        # tau * lognormal(mu, sigma) is exp(mu + sigma^2/2) times lognormal(mu + sigma^2, sigma).
+        tau = np.asarray(tau, dtype=float)
+        positive = tau > 0
+        z = (np.log(np.where(positive, tau, 1.0)) - mu - sigma**2) / sigma
+        return np.where(positive, np.exp(mu + 0.5 * sigma**2) * special.ndtr(z), 0.0)
+
     def shape_peak(self, mu, sigma):
         return math.exp(mu - sigma**2)
 
@@ -259,6 +284,11 @@ class GammaVariateModel(BolusModel):
 
     def shape_mean(self, alpha, beta):
         return beta * (alpha + 1.0)
+
+    def shape_partial_mean(self, tau, alpha, beta):
+        # tau * Gamma(alpha + 1, beta) density is beta (alpha + 1) times the Gamma(alpha + 2, beta) density.
+        tau = np.asarray(tau, dtype=float)
+        return beta * (alpha + 1.0) * special.gammainc(alpha + 2.0, np.maximum(tau, 0.0) / beta)
 
     def shape_peak(self, alpha, beta):
         return alpha * beta
@@ -385,6 +415,15 @@ class FPTModel(_InverseGaussianFamily):
 
     def shape_mean(self, mu, lam):
         return float(mu)
+
+    def shape_partial_mean(self, tau, mu, lam):
+        # tau * FPT(tau) = mu * LDRW(tau) (the size-biased distribution), so the partial first moment
+        # is mu times the LDRW cumulative distribution.
+        tau = np.asarray(tau, dtype=float)
+        finite = np.where(np.isfinite(tau), tau, 0.0)
+        positive, term_a, term_b = self._cdf_terms(finite, mu, lam)
+        partial = np.where(positive, mu * np.clip(term_a - term_b, 0.0, 1.0), 0.0)
+        return np.where(tau == np.inf, mu, partial)
 
 
 #: All bolus models by name; "lognormal" is the default everywhere.

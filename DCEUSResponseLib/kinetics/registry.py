@@ -16,7 +16,7 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import ClipFrames, Fit, KineticFamily
 from DCEUSResponseLib.kinetics.bolus import fit_bolus
 from DCEUSResponseLib.kinetics.models import BOLUS_MODELS
-from DCEUSResponseLib.kinetics.parameters import bolus_parameters
+from DCEUSResponseLib.kinetics.parameters import bolus_extrapolated, bolus_parameters
 from DCEUSResponseLib.kinetics.replenishment import (
     Segment,
     SegmentedFit,
@@ -44,6 +44,12 @@ class BolusFamily(KineticFamily):
         if not fit.ok:
             return {name: None for name in self.parameter_names}
         return bolus_parameters(model, fit.params, fit.qof)
+
+    def extrapolated(self, model: str, fit: Fit) -> tuple[str, ...]:
+        """See :func:`~DCEUSResponseLib.kinetics.parameters.bolus_extrapolated`."""
+        if not fit.ok:
+            return ()
+        return bolus_extrapolated(model, fit.params, getattr(fit, "fitted_span_s", None))
 
 
 class _Segments(NamedTuple):

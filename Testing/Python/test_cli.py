@@ -126,7 +126,7 @@ def test_a_failed_run_leaves_earlier_results_untouched(study, tmp_path, capsys):
     code, _, _ = _run(capsys, ["analyze", study["variants"]["truncated"], "--roi", lesion, "--out", str(out)])
     assert code == 1
     assert (out / "results.json").read_bytes() == before
-    assert sorted(os.listdir(out)) == ["parameters.csv", "results.json", "rois", "tic.csv"]  # rois/: for fuse
+    assert sorted(os.listdir(out)) == ["parameters.csv", "results.json", "rois", "tic.csv", "tic.png"]  # rois/: for fuse
 
 
 def test_input_files_are_not_modified(study, tmp_path, capsys):

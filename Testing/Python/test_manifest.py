@@ -61,7 +61,8 @@ def test_a_good_manifest_is_read_with_exams_injections_and_paths(study):
     assert manifest.rows[3].roi_names is None and manifest.rows[3].roi_specs == (str(study / "p2" / "rois.seg.nrrd"),)
     assert manifest.rows[3].reference is None
     options = first.analysis_options(maps=True)
-    assert options.reference == "liver" and options.maps and options.dynamic_range_db == 60.0
+    assert options.reference == "liver" and options.maps and options.dynamic_range_db is None \
+        and options.resolved_dynamic_range_db == 60.0 and options.dynamic_range_source == "default"
 
 
 def test_optional_columns_and_fusion_cells(study):
@@ -77,7 +78,7 @@ def test_optional_columns_and_fusion_cells(study):
     assert rows[0].landmarks == (str(study / "ceus.csv"), str(study / "ct.csv"))
     assert rows[0].pet_segmentation == str(study / "pet.seg.nrrd") and rows[0].fused
     assert rows[1].transform == str(study / "reg.h5") and rows[1].dynamic_range_db is None
-    assert rows[1].analysis_options().dynamic_range_db == 60.0
+    assert rows[1].analysis_options().dynamic_range_source == "default"
 
 
 def _where(message):

@@ -61,16 +61,19 @@ def test_map_medians_match_the_truth_and_the_necrotic_core_shows(rim_core):
 
 
 def test_every_map_is_nan_exactly_where_the_pixel_is_not_fitted(rim_core):
+    """... or where that pixel's parameter is extrapolated beyond the clip (counted in the summary)."""
     _, maps, _ = rim_core
     fitted = maps.status == STATUS_FITTED
     assert set(np.unique(maps.status)) <= set(STATUS_NAMES)
+    summary = maps.summary()
     for name in PARAMETER_NAMES:
         values = maps.values[name]
         assert values.dtype == np.float32 and values.shape == maps.status.shape
         assert np.all(np.isnan(values[~fitted])), name
-    for name in ("PE", "TTP", "WiWoAUC", "QOF", "AUC"):
+        if name in ("PE", "TTP", "WiWoAUC", "QOF", "AUC"):
+            assert np.count_nonzero(np.isnan(values[fitted])) == summary["extrapolated_pixels"][name], name
+    for name in ("PE", "TTP", "QOF"):  # the peak lies inside the clip in every fitted pixel
         assert np.all(np.isfinite(maps.values[name][fitted])), name
-    summary = maps.summary()
     assert sum(summary["pixels"].values()) == maps.status.size
     assert summary["fit_frame_bin_s"] > 0 and summary["binning"] == 1
 

@@ -7,7 +7,12 @@ import sys
 
 from DCEUSResponseLib.app.extras import require_extra
 from DCEUSResponseLib.app.summary import format_summary
-from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB, read_colour_table
+from DCEUSResponseLib.ceus.linearize import (
+    DEFAULT_DYNAMIC_RANGE_DB,
+    MAX_DYNAMIC_RANGE_DB,
+    MIN_DYNAMIC_RANGE_DB,
+    read_colour_table,
+)
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.pipeline import analyze_files, check_options
 from DCEUSResponseLib.io.video import VIDEO_EXTENSIONS
@@ -33,9 +38,10 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
                         "one ROI per segment (--roi FILE, or --roi PREFIX=FILE). Repeat for more ROIs.")
     parser.add_argument("--reference", metavar="NAME", help="ROI that relative values are computed against "
                         "(usually liver parenchyma)")
-    parser.add_argument("--dynamic-range", dest="dynamic_range_db", type=float, default=DEFAULT_DYNAMIC_RANGE_DB,
-                        metavar="DB", help=f"display dynamic range in dB (default {DEFAULT_DYNAMIC_RANGE_DB:g}; "
-                        "set the scanner's value)")
+    parser.add_argument("--dynamic-range", dest="dynamic_range_db", type=float, default=None,
+                        metavar="DB", help=f"display dynamic range in dB, {MIN_DYNAMIC_RANGE_DB:g} to "
+                        f"{MAX_DYNAMIC_RANGE_DB:g} (set the scanner's value; without it "
+                        f"{DEFAULT_DYNAMIC_RANGE_DB:g} is assumed, with a warning)")
     parser.add_argument("--injection-time", dest="injection_time_s", type=float, default=0.0, metavar="S",
                         help="clip time of the contrast injection in s (default 0, the first frame)")
     parser.add_argument("--reference-frame", type=int, default=0, metavar="K",
