@@ -21,6 +21,7 @@ Some sites export cine clips as ordinary videos instead of DICOM. A video carrie
 
 Without PyAV (imported inside the functions) the readers raise an InputError naming the package.
 """
+# long: one reader whose container probing, timing and frame decoding share one open stream
 from __future__ import annotations
 
 import math

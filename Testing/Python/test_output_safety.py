@@ -22,7 +22,8 @@ from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_ma
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PATIENT_ID, PATIENT_NAME, BIRTH_DATE = "PAT-4711-XQ", "Doe^Jane", "19500102"
-CONTRACT_FILES = ("parameters.csv", "results.json", "tic.csv")
+# What analyze writes at the top of DIR (rois/ holds the ROI masks as used, for fuse).
+CONTRACT_FILES = ("parameters.csv", "results.json", "rois", "tic.csv", "tic.png")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,14 @@ def _run_process(argv, cwd=REPO, **env):
 
 
 def _contract_set(out):
-    return {name: (out / name).read_bytes() for name in CONTRACT_FILES if (out / name).exists()}
+    """Every file of the analysis under DIR (staging folders aside), by relative path."""
+    files = {}
+    for name in CONTRACT_FILES:
+        path = out / name
+        for item in (sorted(path.rglob("*")) if path.is_dir() else [path]):
+            if item.is_file():
+                files[item.relative_to(out).as_posix()] = item.read_bytes()
+    return files
 
 
 def _entries(folder):
@@ -119,6 +127,7 @@ def test_sigkill_at_each_commit_step_never_mixes_two_runs(study, two_runs, tmp_p
     out = tmp_path / "out"
     out.mkdir()
     for name, data in two_runs["A"].items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(data)
     process = _start_paused(_analyze_argv(study, out, "--dynamic-range", "60"), step)
     process.send_signal(signal.SIGKILL)
@@ -138,6 +147,7 @@ def test_sigterm_and_sigint_before_the_commit_leave_dir_as_it_was(study, two_run
     out = tmp_path / "out"
     out.mkdir()
     for name, data in two_runs["A"].items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_bytes(data)
     process = _start_paused(_analyze_argv(study, out, "--dynamic-range", "60"), "staged")
     process.send_signal(signum)
@@ -296,8 +306,7 @@ def test_identifiers_are_opt_in(study, tmp_path, capsys):
     assert main(_analyze_argv(study, tmp_path / "default")) == 0
     uids = json.loads((tmp_path / "default" / "results.json").read_text())["clip"]["uids"]
     assert set(uids) == linking
-    for name in CONTRACT_FILES:
-        text = (tmp_path / "default" / name).read_bytes()
+    for text in _contract_set(tmp_path / "default").values():
         assert PATIENT_ID.encode() not in text and b"Doe" not in text and BIRTH_DATE.encode() not in text
     assert main(_analyze_argv(study, tmp_path / "kept", "--keep-identifiers")) == 0
     uids = json.loads((tmp_path / "kept" / "results.json").read_text())["clip"]["uids"]
