@@ -5,9 +5,15 @@
 second time against the Slicer version the extension targets (``pytest -m slicer``).
 """
 import inspect
+import pathlib
 import re
+import subprocess
+import sys
+from dataclasses import dataclass
 
 import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 _USES_SLICER = re.compile(r"importorskip\(\s*[\"']slicer[\"']|^\s*import slicer\b|from DCEUSResponseLib\.scene\b",
                           re.M)
@@ -42,3 +48,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@dataclass
+class DemoRun:
+    """One run of ``python -m DCEUSResponseLib demo --out DIR``: its folder, exit status and output."""
+
+    out: pathlib.Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """The demo study run once for the whole session through its command line (it takes a minute or
+    two); tests read its outputs and may only add files of their own beside them."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    run = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    return DemoRun(out, run.returncode, run.stdout, run.stderr)

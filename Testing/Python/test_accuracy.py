@@ -91,12 +91,11 @@ def test_parameters_match_the_truth_full_matrix(tmp_path, case):
     check_against_truth(clip, analysis)
 
 
-def test_demo_study_response_matches_the_truth(tmp_path):
+def test_demo_study_response_matches_the_truth(demo_run):
     """The demo's reference-normalised change of WiWoAUC is within 5 percentage points of the truth."""
-    from DCEUSResponseLib.app.demo import run_demo
-
-    summary = run_demo(str(tmp_path))
-    assert "responder" in summary
+    assert demo_run.returncode == 0, demo_run.stderr
+    tmp_path = demo_run.out
+    assert "responder" in demo_run.stdout
     truth = json.loads((tmp_path / "study" / "truth.json").read_text())
     response = json.loads((tmp_path / "response" / "response.json").read_text())
     exams = truth["exams"]

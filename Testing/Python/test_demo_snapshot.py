@@ -5,7 +5,6 @@ snapshot with ``python Testing/golden/demo_snapshot.py`` and say so in the commi
 import json
 import math
 import pathlib
-import subprocess
 import sys
 
 import pytest
@@ -51,11 +50,9 @@ def test_the_comparison_sees_a_changed_number():
     assert _differences({"a": 1}, {"b": 1}) == ["/a: missing", "/b: unexpected"]
 
 
-def test_demo_outputs_equal_the_recorded_snapshot(tmp_path):
-    out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", str(out)],
-                         capture_output=True, text=True, cwd=pathlib.Path(__file__).resolve().parents[2])
-    assert run.returncode == 0, run.stderr
+def test_demo_outputs_equal_the_recorded_snapshot(demo_run):
+    assert demo_run.returncode == 0, demo_run.stderr
+    out = demo_run.out
     with open(demo_snapshot.SNAPSHOT_PATH, encoding="utf-8") as stream:
         expected = json.load(stream)
     differences = _differences(expected, demo_snapshot.snapshot(str(out)))

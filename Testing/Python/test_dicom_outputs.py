@@ -16,7 +16,7 @@ hd = pytest.importorskip("highdicom")
 pydicom = pytest.importorskip("pydicom")
 nrrd = pytest.importorskip("nrrd")
 
-from DCEUSResponseLib.app.demo import EXAMS, run_demo  # noqa: E402
+from DCEUSResponseLib.app.demo import EXAMS  # noqa: E402
 from DCEUSResponseLib.errors import InputError  # noqa: E402
 from DCEUSResponseLib.catalogue import (  # noqa: E402
     CATALOGUE,
@@ -54,12 +54,12 @@ FUSION = {"ct": {"frame_of_reference_uid": CT_FRAME_OF_REFERENCE},
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo study analysed, and the DICOM outputs of both exams (baseline with a fusion.json)."""
-    root = tmp_path_factory.mktemp("dicom-demo")
-    run_demo(str(root))
-    fusion_path = root / "fusion" / "fusion.json"
-    fusion_path.parent.mkdir()
+def demo(demo_run, tmp_path_factory):
+    """The demo study analysed (the session's demo run), and the DICOM outputs of both exams (baseline
+    with a fusion.json), written beside the analyses in folders of this test's own."""
+    assert demo_run.returncode == 0, demo_run.stderr
+    root = demo_run.out
+    fusion_path = tmp_path_factory.mktemp("dicom-fusion") / "fusion.json"
     fusion_path.write_text(json.dumps(FUSION), encoding="utf-8")
     exams = {}
     for order, exam in enumerate(EXAMS, start=1):
@@ -69,7 +69,7 @@ def demo(tmp_path_factory):
         rois = read_roi_masks([str(root / "study" / exam / "rois" / "rois.seg.nrrd")],
                               (results["clip"]["rows"], results["clip"]["columns"]),
                               tuple(results["clip"]["pixel_spacing_mm"]))
-        out = analysis / "dicom"
+        out = tmp_path_factory.mktemp(f"dicom-{exam}") / "dicom"
         paths = write_dicom_outputs(str(analysis), str(clip_path), str(out), rois=rois, time_point=exam,
                                     time_point_order=order,
                                     fusion_path=str(fusion_path) if exam == "baseline" else None)
