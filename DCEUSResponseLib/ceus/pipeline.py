@@ -436,7 +436,7 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     linear = linear_from_gray(gray, dynamic_range_db)
     mask = panel_mask[r0:r1, c0:c1]
     if motion is not None:
-        from DCEUSResponseLib.ceus.motion import motion_compensated_tic
+        from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic
 
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:

@@ -15,7 +15,8 @@ from scipy import ndimage
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.bolus import fit_bolus
 from DCEUSResponseLib.ceus.linearize import ColourMapping, gray_levels, linear_from_gray
-from DCEUSResponseLib.ceus.motion import MotionEstimate, estimate_motion, motion_compensated_tic, shift_mask
+from DCEUSResponseLib.ceus.motion import MotionEstimate, estimate_motion
+from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic, shift_mask
 from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 from DCEUSResponseLib.ceus.tic import time_intensity_curve
 from DCEUSResponseLib.synthetic.clips import (GOLD_TINT, PerfusionRegion, breathing_motion, liver, make_clip, make_frame_times)
