@@ -124,3 +124,22 @@ def test_breathing_aliased_by_a_low_frame_rate_counts():
     assert abs(lag_one) < 0.2  # the truth really is not smooth at this frame rate
     assert estimate.significant is True
     assert error < 1.0
+
+
+def test_a_chance_cluster_around_the_reference_does_not_stand_for_the_clip():
+    """Frames 0-2 (no structure, linked by chance matches) and frames 3-39 (linked, moving by a
+    known ramp): the solution must follow the large group, not hold 37 frames as unmatched."""
+    from DCEUSResponseLib.ceus.motion import _solve_links
+    from DCEUSResponseLib.ceus.motion_matching import Links
+
+    truth = np.c_[np.linspace(0, 6, 40), np.linspace(0, -3, 40)]
+    pairs = [(0, 1), (1, 2), (0, 2)] + [(k - o, k) for k in range(4, 40) for o in (1, 2) if k - o >= 3]
+    earlier, later = (np.array(side) for side in zip(*pairs))
+    shift = truth[later] - truth[earlier]
+    shift[:3] = [[3.0, -7.0], [-5.0, 2.0], [-2.0, -5.0]]  # chance matches, consistent with each other
+    links = Links(earlier, later, shift, np.full(len(pairs), 0.6), np.full((len(pairs), 2), 0.01))
+    displacement, reliable, note = _solve_links(links, 40, 0, 1)
+    assert reliable[3:].all()
+    assert "reference frame 0 has no structure" in note
+    step = displacement[4:] - displacement[3:-1]
+    np.testing.assert_allclose(step, np.diff(truth[3:], axis=0), atol=1e-6)
