@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from DCEUSResponseLib.ceus.linearize import linear_intensity
+from DCEUSResponseLib.ceus.motion_sampling import sample_shifted
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
 from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds
@@ -455,6 +456,8 @@ def _peak_delay(model: BolusModel, p1: np.ndarray, p2: np.ndarray) -> np.ndarray
 
 #: Each row band of linear intensities (frames x rows x columns, float32) stays below this size.
 BAND_BYTES = 192 * 2**20
+#: Frames linearised together before each is moved back onto the reference frame.
+SHIFT_CHUNK_FRAMES = 32
 
 
 def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, times_s: np.ndarray,
@@ -553,25 +556,26 @@ def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_sta
     """Linear intensity (used frames x band rows x columns, float32) of a row band of the panel.
 
     With motion, a margin of rows and columns around the band is read and each frame is sampled at
-    the tissue's displaced position (bilinear), which brings it back onto the reference frame.
+    the tissue's displaced position (bilinear), which brings it back onto the reference frame. Each
+    frame's motion is a pure translation, so the sampling is a whole-pixel gather and a fractional
+    blend per axis (:func:`.motion_sampling.sample_shifted`), and frames that did not move (all of a
+    still clip's) are read as they are.
     """
     top = panel.y0 + band_start
     height = band_stop - band_start
-    if displacement_px is None:
+    moved = None if displacement_px is None else np.any(displacement_px[frame_indices] != 0.0, axis=1)
+    if moved is None or not moved.any():
         frames = clip.frames[frame_indices, top:top + height, panel.x0:panel.x0 + columns]
         return linear_intensity(frames, clip, mapping, dynamic_range_db)
-    from scipy.ndimage import map_coordinates
-
     row_lo, row_hi = max(top - margin, 0), min(top + height + margin, clip.rows)
     col_lo, col_hi = max(panel.x0 - margin, 0), min(panel.x0 + columns + margin, clip.columns)
-    grid_rows, grid_cols = np.mgrid[top:top + height, panel.x0:panel.x0 + columns].astype(np.float64)
     out = np.empty((len(frame_indices), height, columns), dtype=np.float32)
-    for k, frame in enumerate(frame_indices):
-        window = clip.frames[frame:frame + 1, row_lo:row_hi, col_lo:col_hi]
-        linear = linear_intensity(window, clip, mapping, dynamic_range_db)[0]
-        d_row, d_col = displacement_px[frame]
-        coordinates = [grid_rows + d_row - row_lo, grid_cols + d_col - col_lo]
-        out[k] = map_coordinates(linear, coordinates, order=1, mode="nearest")
+    for start in range(0, len(frame_indices), SHIFT_CHUNK_FRAMES):
+        chunk = frame_indices[start:start + SHIFT_CHUNK_FRAMES]
+        linear = linear_intensity(clip.frames[chunk, row_lo:row_hi, col_lo:col_hi], clip, mapping, dynamic_range_db)
+        for j, frame in enumerate(chunk):
+            out[start + j] = sample_shifted(linear[j], top - row_lo, panel.x0 - col_lo, height, columns,
+                                            displacement_px[frame])
     return out
 
 

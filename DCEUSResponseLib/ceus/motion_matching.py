@@ -1,10 +1,16 @@
-"""Matching two frames of one panel (steps 1 and 2 of :mod:`DCEUSResponseLib.ceus.motion`): the
-features (smoothed gray levels on B-mode, gradient magnitude on contrast), the weighted matching
-window, and the FFT zero-mean normalised cross-correlation with its sub-pixel peak and significance.
+"""The matching engine of :mod:`.motion`: features, FFT correlation of frame pairs, and the link graph.
+
+Frames are turned into matching features at a working resolution (:class:`MatchingGrid`), their
+window-weighted, zero-mean, unit-norm spectra are computed in batches (:func:`_prepare`), and pairs
+are correlated in batches (:func:`_match`), each match with its sub-pixel shift, correlation,
+significance and predicted precision. :func:`collect_links` gathers the matches of a clip. The
+method is described in :mod:`.motion`'s docstring; everything here runs in float32 with scipy.fft's
+worker threads.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as scipy_fft
@@ -16,6 +22,9 @@ BMODE_SMOOTHING_PX = 1.0
 #: Scale (px, working resolution) of the Gaussian derivative on contrast frames: large enough to
 #: average the fresh bubble speckle (~1-2 px) of every frame, small enough for region borders.
 CONTRAST_SMOOTHING_PX = 3.0
+#: Each frame is matched to the reference frame and to the frames this many frames before it; the
+#: first offset (1) for every frame, the others only near frames with structure.
+LINK_OFFSETS = (1, 2, 4, 8, 16, 32)
 #: A match counts only when its correlation peak is this many standard deviations of the
 #: correlation between unrelated images with the same spectra (computed from the two spectra)...
 #: Measured on synthetic contrast panels (4 clips, 40-60 dB): pairs of pre-arrival frames (pure
@@ -40,6 +49,18 @@ MIN_OVERLAP_FRACTION = 0.5
 SIGNAL_FLOOR_GRAY = 3.0
 #: Width (px, working resolution) of the smooth taper of the matching window at a sector's edge.
 EDGE_TAPER_PX = 6.0
+#: Factor on the predicted variance of a match's shift, per panel kind, from the measured errors of
+#: matches with a known (zero) shift: on still synthetic contrast panels (4 patterns, 3 seeds,
+#: 140 x 180 to 208 x 288 px) the errors' standard deviation is 1.55-1.9 times the prediction (the
+#: 3-point peak fit is not the ideal estimator, and the peak's curvature is itself noisy); on
+#: B-mode speckle 0.7 times (left at 1: over-predicting the noise only makes small motions count less).
+NOISE_CALIBRATION = {"bmode": 1.0, "contrast": 3.0}
+#: Frames whose features, spectra and correlations are computed together (FFTs of a batch run on
+#: all cores through scipy.fft's workers); the batch is also bounded by BATCH_BYTES.
+BATCH_FRAMES = 64
+BATCH_BYTES = 48 * 2**20
+#: Worker threads of scipy.fft (-1: all cores).
+FFT_WORKERS = -1
 
 
 class MatchingGrid:
@@ -51,14 +72,15 @@ class MatchingGrid:
         self.warnings: list[str] = []
         self.factor = max(1, math.ceil(max(rows, columns) / MAX_WORKING_SIZE_PX))
         self.shape = (rows // self.factor, columns // self.factor)
-        self.window = self._window(frames)
-        self.window_sum = float(self.window.sum())
+        self.window = self._window(frames).astype(np.float32)
+        self.window_sum = float(self.window.sum(dtype=np.float64))
         # Effective number of pixels in the window (Kish's formula); the spectra add their correlation.
-        self.window_pixels = float(np.sum(self.window ** 2) ** 2 / max(np.sum(self.window ** 4), 1e-12))
+        self.window_pixels = float(np.sum(self.window.astype(np.float64) ** 2) ** 2
+                                   / max(np.sum(self.window.astype(np.float64) ** 4), 1e-12))
 
         wanted = max(1, int(math.ceil(max_shift_px / self.factor)))
         self.fft_shape = tuple(scipy_fft.next_fast_len(n + wanted + 1, real=True) for n in self.shape)
-        window_spectrum = scipy_fft.rfft2(self.window, s=self.fft_shape)
+        window_spectrum = scipy_fft.rfft2(self.window.astype(np.float64), s=self.fft_shape)
         overlap = scipy_fft.irfft2(np.abs(window_spectrum) ** 2, s=self.fft_shape)
         overlap /= overlap[0, 0]
         search = wanted
@@ -68,15 +90,27 @@ class MatchingGrid:
             self.warnings.append(f"motion: search range reduced from {max_shift_px:g} to {search * self.factor} px "
                                  "so that frames overlap by at least half the panel")
         self.search = search
-        self.overlap = np.maximum(self.box(overlap, search), 1e-6)
-        self._lag_rows, self._lag_columns = np.mgrid[0:2 * search + 1, 0:2 * search + 1]
-        # rfft keeps half the spectrum: weights that sum it as the full spectrum (Parseval).
+        self.overlap = np.maximum(self.box(overlap, search), 1e-6).astype(np.float32)
+        self.row_lags = np.arange(-search, search + 1) % self.fft_shape[0]
+        self.column_lags = np.arange(-search, search + 1) % self.fft_shape[1]
+        lag = np.arange(2 * search + 1)
+        self.lag_distance2 = (lag[:, None, None, None] - lag[None, None, :, None]) ** 2 + \
+            (lag[None, :, None, None] - lag[None, None, None, :]) ** 2  # [r0, c0, r, c]
+        # rfft keeps half the spectrum: weights that sum it as the full spectrum (Parseval), times
+        # 1, omega_row^2 and omega_column^2 (rad/px) for the correlation's value and slopes.
         half_weights = np.full(self.fft_shape[1] // 2 + 1, 2.0)
         half_weights[0] = 1.0
         if self.fft_shape[1] % 2 == 0:
             half_weights[-1] = 1.0
-        self.half_weights = half_weights
+        omega_row = 2 * np.pi * scipy_fft.fftfreq(self.fft_shape[0])
+        omega_column = 2 * np.pi * scipy_fft.rfftfreq(self.fft_shape[1])
+        ones = np.ones((self.fft_shape[0], half_weights.size))
+        self.moment_weights = np.stack([ones * half_weights, omega_row[:, None] ** 2 * half_weights,
+                                        ones * (omega_column ** 2 * half_weights)[None, :]],
+                                       axis=-1).reshape(-1, 3).astype(np.float32)
         self.n_fft = float(self.fft_shape[0] * self.fft_shape[1])
+        per_frame = 16 * self.fft_shape[0] * self.fft_shape[1]
+        self.batch = int(max(1, min(BATCH_FRAMES, BATCH_BYTES // per_frame)))
 
     def box(self, surface: np.ndarray, search: int) -> np.ndarray:
         """The lags -search..search of a circular correlation surface, zero lag in the centre."""
@@ -84,29 +118,36 @@ class MatchingGrid:
         column_index = np.arange(-search, search + 1) % self.fft_shape[1]
         return surface[np.ix_(row_index, column_index)]
 
-    def near_peak(self, peak_row: int, peak_column: int) -> np.ndarray:
-        """Lags of the search box within PEAK_EXCLUSION_PX of the given one."""
-        return np.hypot(self._lag_rows - peak_row, self._lag_columns - peak_column) <= PEAK_EXCLUSION_PX
+    def working_images(self, frames: np.ndarray) -> np.ndarray:
+        """(n, rows, columns) frames at working resolution, float32."""
+        if self.factor == 1:
+            return np.asarray(frames, dtype=np.float32)
+        f = self.factor
+        rows, columns = self.shape
+        # A sum of f x f strided views: numpy reduces over inner reshaped axes far more slowly.
+        images = np.zeros((frames.shape[0], rows, columns), dtype=np.float32)
+        for i in range(f):
+            for j in range(f):
+                images += frames[:, i:rows * f:f, j:columns * f:f]
+        images *= np.float32(1.0 / (f * f))
+        return images
 
-    def working_image(self, frame: np.ndarray) -> np.ndarray:
-        image = np.asarray(frame, dtype=np.float64)
-        if self.factor > 1:
-            f = self.factor
-            rows, columns = self.shape
-            image = image[:rows * f, :columns * f].reshape(rows, f, columns, f).mean(axis=(1, 3))
-        return image
-
-    def features(self, frame: np.ndarray) -> np.ndarray:
-        image = self.working_image(frame)
+    def features(self, frames: np.ndarray) -> np.ndarray:
+        """Matching features (n, working rows, working columns), float32, of a batch of frames."""
+        images = self.working_images(frames)
         if self.kind == "bmode":
-            return ndimage.gaussian_filter(image, BMODE_SMOOTHING_PX, mode="nearest")
-        return ndimage.gaussian_gradient_magnitude(image, CONTRAST_SMOOTHING_PX, mode="nearest")
+            return ndimage.gaussian_filter(images, (0, BMODE_SMOOTHING_PX, BMODE_SMOOTHING_PX), mode="nearest")
+        sigma = (0, CONTRAST_SMOOTHING_PX, CONTRAST_SMOOTHING_PX)
+        along_rows = ndimage.gaussian_filter(images, sigma, order=(0, 1, 0), mode="nearest")
+        along_columns = ndimage.gaussian_filter(images, sigma, order=(0, 0, 1), mode="nearest")
+        return np.hypot(along_rows, along_columns)
 
     def _window(self, frames: np.ndarray) -> np.ndarray:
         """Weights 0..1: where the panel ever carries signal, tapered away from a sector's edge."""
         n_frames = frames.shape[0]
         sample = np.unique(np.linspace(0, n_frames - 1, min(n_frames, 32)).round().astype(int))
-        brightest = np.max([ndimage.gaussian_filter(self.working_image(frames[k]), 2.0) for k in sample], axis=0)
+        smoothed = ndimage.gaussian_filter(self.working_images(frames[sample]), (0, 2.0, 2.0))
+        brightest = smoothed.max(axis=0)
         # Holes (a necrosis that stays dark) are inside the image and must stay in the window.
         signal = ndimage.binary_fill_holes(brightest > SIGNAL_FLOOR_GRAY)
         if np.count_nonzero(signal) < 0.2 * signal.size:
@@ -119,80 +160,190 @@ class MatchingGrid:
         return ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep: no kink for the FFT to ring on
 
 
-class PreparedFrame:
-    """One frame's features, zero-mean and unit-norm inside the window, and their spectrum."""
+@dataclass
+class _Spectra:
+    """Frames' features, zero-mean and unit-norm inside the window, as spectra (n, fft rows, half columns)."""
 
-    __slots__ = ("spectrum", "power", "weighted_power", "flat")
+    spectrum: np.ndarray  # complex64
+    power: np.ndarray  # float32, |spectrum|^2
+    flat: np.ndarray  # bool: no structure at all (uniform gray), nothing to match
 
-    def __init__(self, grid: MatchingGrid, features: np.ndarray):
-        weighted_mean = float(np.sum(grid.window * features) / grid.window_sum)
-        values = grid.window * (features - weighted_mean)
-        norm = float(np.sqrt(np.sum(values * values)))
-        # A frame without structure (uniform gray) has nothing to match.
-        self.flat = not norm > 1e-9 * max(1.0, float(np.abs(features).max()))
-        if self.flat:
-            norm = 1.0
-        self.spectrum = scipy_fft.rfft2(values / norm, s=grid.fft_shape)
-        self.power = np.abs(self.spectrum) ** 2
-        # Weighted so that a plain sum over the half spectrum is the full-spectrum sum.
-        self.weighted_power = self.power * grid.half_weights
+    def take(self, index) -> "_Spectra":
+        return _Spectra(self.spectrum[index], self.power[index], self.flat[index])
 
 
-def match_frames(grid: MatchingGrid, first: PreparedFrame, second: PreparedFrame) -> tuple[tuple[float, float], float] | None:
-    """Shift of ``second``'s content relative to ``first`` (working px) and its correlation, or None."""
-    if first.flat or second.flat:
-        return None
-    correlation = scipy_fft.irfft2(np.conj(first.spectrum) * second.spectrum, s=grid.fft_shape)
-    surface = grid.box(correlation, grid.search) / grid.overlap
-    peak_row, peak_column = np.unravel_index(int(np.argmax(surface)), surface.shape)
-    size = surface.shape[0]
-    if peak_row in (0, size - 1) or peak_column in (0, size - 1):
-        return None  # the best match lies at the edge of the search: its true position is beyond it
-    rho = float(surface[peak_row, peak_column])
-    # Standard deviation of the correlation of unrelated images with these spectra (Parseval).
-    # (1/n) sum_m R1(m) R2(m) over the autocorrelations R of the two unit-norm images.
-    null_variance = float(np.sum(first.weighted_power * second.power)) / grid.n_fft / grid.window_pixels
-    if not rho > LINK_MIN_SIGNIFICANCE * math.sqrt(max(null_variance, 1e-30)):
-        return None
-    rival = float(np.max(np.where(grid.near_peak(peak_row, peak_column), -np.inf, surface)))
-    if rival > 0 and rho < LINK_MIN_PEAK_RATIO * rival:
-        return None
-    row_fraction = _peak_offset(surface[peak_row - 1, peak_column], rho, surface[peak_row + 1, peak_column])
-    column_fraction = _peak_offset(surface[peak_row, peak_column - 1], rho, surface[peak_row, peak_column + 1])
-    shift = (peak_row - grid.search + row_fraction, peak_column - grid.search + column_fraction)
-    return shift, min(rho, 1.0)
+def _prepare(grid: MatchingGrid, features: np.ndarray) -> _Spectra:
+    """Spectra of a batch of frames' features (n, working rows, working columns) for matching."""
+    weighted_mean = np.tensordot(features, grid.window, axes=([1, 2], [0, 1])) / grid.window_sum
+    values = grid.window * (features - weighted_mean.astype(np.float32)[:, None, None])
+    norm = np.sqrt(np.sum(values.astype(np.float64) ** 2, axis=(1, 2)))
+    scale = np.maximum(1.0, np.abs(features).max(axis=(1, 2)))
+    # A frame without structure (uniform gray) leaves only float32 rounding after the mean is removed.
+    flat = ~(norm > 1e-5 * scale * math.sqrt(grid.window_sum))
+    norm[flat] = 1.0
+    values /= norm.astype(np.float32)[:, None, None]
+    spectrum = scipy_fft.rfft2(values, s=grid.fft_shape, workers=FFT_WORKERS)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    return _Spectra(spectrum, power, flat)
 
 
-def _peak_offset(before: float, peak: float, after: float) -> float:
-    """Sub-pixel position (-0.5..0.5) of a peak from three samples: Gaussian fit, else parabola."""
-    if before > 0 and peak > 0 and after > 0:
-        a, b, c = math.log(before), math.log(peak), math.log(after)
-    else:
-        a, b, c = before, peak, after
+@dataclass
+class _Matches:
+    ok: np.ndarray  # (n,) bool: a significant, clear peak
+    shift: np.ndarray  # (n, 2) working px, second's content relative to first's
+    rho: np.ndarray  # (n,) peak correlation
+    variance: np.ndarray  # (n, 2) predicted variance of the shift per axis (working px^2)
+
+
+def _match(grid: MatchingGrid, first: _Spectra, second: _Spectra) -> _Matches:
+    """Matches of ``second[i]`` against ``first[i]`` (or against a single ``first``), vectorised."""
+    correlation = scipy_fft.irfft2(np.conj(first.spectrum) * second.spectrum, s=grid.fft_shape,
+                                   workers=FFT_WORKERS)
+    surface = correlation[:, grid.row_lags[:, None], grid.column_lags[None, :]] / grid.overlap
+    n, size = surface.shape[0], surface.shape[1]
+    index = np.arange(n)
+    peak = np.argmax(surface.reshape(n, -1), axis=1)
+    peak_row, peak_column = np.divmod(peak, size)
+    rho = surface.reshape(n, -1)[index, peak].astype(np.float64)
+    # Correlation of unrelated images with these spectra (Parseval): the variance of its value and
+    # of its two slopes, (1/n) sum_m R1(m) R2(m) over the autocorrelations R of the unit-norm images.
+    product = (first.power * second.power).reshape(n, -1)
+    moments = (product @ grid.moment_weights).astype(np.float64) / (grid.n_fft * grid.window_pixels)
+    inside = (peak_row > 0) & (peak_row < size - 1) & (peak_column > 0) & (peak_column < size - 1)
+    significant = rho > LINK_MIN_SIGNIFICANCE * np.sqrt(np.maximum(moments[:, 0], 1e-30))
+    near = grid.lag_distance2[peak_row, peak_column] <= PEAK_EXCLUSION_PX ** 2
+    rival = np.max(np.where(near, -np.inf, surface), axis=(1, 2)) if size > 1 else np.full(n, -np.inf)
+    clear = ~((rival > 0) & (rho < LINK_MIN_PEAK_RATIO * rival))
+    ok = inside & significant & clear & ~(first.flat | second.flat)
+
+    def neighbours(d_row, d_column):
+        return surface[index, np.clip(peak_row + d_row, 0, size - 1),
+                       np.clip(peak_column + d_column, 0, size - 1)].astype(np.float64)
+
+    row_fraction, row_curvature = _peak_offset(neighbours(-1, 0), rho, neighbours(1, 0))
+    column_fraction, column_curvature = _peak_offset(neighbours(0, -1), rho, neighbours(0, 1))
+    shift = np.stack([peak_row - grid.search + row_fraction, peak_column - grid.search + column_fraction], axis=1)
+    common = np.clip(1.0 - np.minimum(rho, 1.0) ** 2, 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        variance = np.stack([common * moments[:, 1] / row_curvature ** 2,
+                             common * moments[:, 2] / column_curvature ** 2], axis=1)
+    variance *= NOISE_CALIBRATION[grid.kind]
+    variance[~np.isfinite(variance)] = np.inf
+    return _Matches(ok, shift, np.minimum(rho, 1.0), variance)
+
+
+def _peak_offset(before: np.ndarray, peak: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel position (-0.5..0.5) of peaks from three samples (Gaussian fit, else parabola), and
+    the second difference of the samples themselves (the peak's curvature, correlation per px^2)."""
+    positive = (before > 0) & (peak > 0) & (after > 0)
+    safe = [np.where(positive, v, 1.0) for v in (before, peak, after)]
+    a, b, c = (np.where(positive, np.log(s), v) for s, v in zip(safe, (before, peak, after)))
     curvature = a - 2.0 * b + c
-    if curvature >= 0:
-        return 0.0
-    return float(np.clip(0.5 * (a - c) / curvature, -0.5, 0.5))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        offset = np.where(curvature < 0, np.clip(0.5 * (a - c) / curvature, -0.5, 0.5), 0.0)
+    linear_curvature = before - 2.0 * peak + after
+    return offset, np.where(linear_curvature < 0, linear_curvature, 0.0)
 
 
-def shifted(mask: np.ndarray, shift) -> np.ndarray:
-    """``mask`` moved by whole pixels (row, column), False where nothing moved in."""
-    out = np.zeros_like(mask)
-    dr, dc = int(shift[0]), int(shift[1])
-    rows, columns = mask.shape
-    if abs(dr) < rows and abs(dc) < columns:
-        out[max(dr, 0):rows + min(dr, 0), max(dc, 0):columns + min(dc, 0)] = \
-            mask[max(-dr, 0):rows + min(-dr, 0), max(-dc, 0):columns + min(-dc, 0)]
-    return out
+@dataclass
+class Links:
+    earlier: np.ndarray  # frame index of the first image of each match
+    later: np.ndarray  # frame index of the second: shift = d[later] - d[earlier]
+    shift: np.ndarray  # (L, 2) working px
+    rho: np.ndarray
+    variance: np.ndarray  # (L, 2) predicted, working px^2
 
 
-def zncc(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 16:
-        return 0.0
-    a = a - a.mean()
-    b = b - b.mean()
-    # Plain sums rather than BLAS dot products: BLAS thread start-up dominates at this size.
-    denominator = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
-    if denominator <= 0:
-        return 0.0
-    return float(np.clip(np.sum(a * b) / denominator, -1.0, 1.0))
+class _LinkList:
+    def __init__(self):
+        self.parts = []
+
+    def add(self, earlier, later, matches: _Matches, keep: np.ndarray) -> None:
+        if np.any(keep):
+            count = int(np.count_nonzero(keep))
+            self.parts.append((np.broadcast_to(np.asarray(earlier), keep.shape)[keep],
+                               np.broadcast_to(np.asarray(later), keep.shape)[keep],
+                               matches.shift[keep], matches.rho[keep], matches.variance[keep], count))
+
+    def links(self) -> Links:
+        if not self.parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return Links(empty, empty, np.zeros((0, 2)), np.zeros(0), np.zeros((0, 2)))
+        columns = list(zip(*self.parts))
+        return Links(*(np.concatenate(c) for c in columns[:5]))
+
+
+def collect_links(frames: np.ndarray, grid: MatchingGrid, reference_frame: int) -> tuple[Links, np.ndarray]:
+    """Significant matches between frames (working px), and every frame's features (for the scores).
+
+    First pass: every frame against the reference and the previous frame. Second pass, only between
+    frames that matched something in the first (frames with structure): the longer LINK_OFFSETS.
+    """
+    n_frames = frames.shape[0]
+    links = _LinkList()
+    # Features once per frame (float32, working resolution): the second pass needs them again.
+    features = np.empty((n_frames,) + grid.shape, dtype=np.float32)
+    for start in range(0, n_frames, grid.batch):
+        features[start:start + grid.batch] = grid.features(frames[start:start + grid.batch])
+    reference = _prepare(grid, features[reference_frame:reference_frame + 1])
+    previous = None
+    for start in range(0, n_frames, grid.batch):
+        stop = min(start + grid.batch, n_frames)
+        block = _prepare(grid, features[start:stop])
+        later = np.arange(start, stop)
+        matches = _match(grid, reference, block)
+        links.add(reference_frame, later, matches, matches.ok & (later != reference_frame))
+        earlier = block.take(slice(0, -1)) if previous is None else _Spectra(
+            *(np.concatenate([a, b[:-1]]) for a, b in zip((previous.spectrum, previous.power, previous.flat),
+                                                          (block.spectrum, block.power, block.flat))))
+        if previous is None:
+            later = later[1:]
+        if later.size:
+            matches = _match(grid, earlier, block.take(slice(block.flat.size - later.size, None)))
+            # A pair with the reference frame is already linked above.
+            links.add(later - 1, later, matches, matches.ok & (later != reference_frame)
+                      & (later - 1 != reference_frame))
+        previous = block.take(slice(-1, None))
+    first_pass = links.links()
+    structured = np.zeros(n_frames, dtype=bool)
+    structured[first_pass.earlier] = True
+    structured[first_pass.later] = True
+    # Frames near one with structure keep all their long links (their own first-pass matches can
+    # fail: after a dropout, in a wash-in that looks unlike the reference); only a run of frames
+    # without any structure within the longest offset (no bolus yet, no contact, a still
+    # structureless panel) is skipped.
+    if structured.any():
+        structured = ndimage.binary_dilation(structured, iterations=max(LINK_OFFSETS))
+    _long_links(features, grid, structured, reference_frame, links)
+    return links.links(), features
+
+
+def _long_links(features: np.ndarray, grid: MatchingGrid, structured: np.ndarray, reference_frame: int,
+                links: _LinkList) -> None:
+    """Matches at the offsets LINK_OFFSETS[1:] between frames with structure (second pass)."""
+    offsets = [o for o in LINK_OFFSETS if o > 1]
+    if not offsets or np.count_nonzero(structured) < 2:
+        return
+    longest = max(offsets)
+    cache: dict[int, _Spectra] = {}
+    candidates = np.flatnonzero(structured)
+    for start in range(0, candidates.size, grid.batch):
+        indices = candidates[start:start + grid.batch]
+        block = _prepare(grid, features[indices])
+        for j, k in enumerate(indices):
+            cache[int(k)] = block.take(slice(j, j + 1))
+        for offset in offsets:
+            pairs = [(int(k) - offset, int(k)) for k in indices
+                     if int(k) - offset in cache and reference_frame not in (int(k), int(k) - offset)]
+            if not pairs:
+                continue
+            first = [cache[a] for a, _ in pairs]
+            second = [cache[b] for _, b in pairs]
+            stacked = [_Spectra(*(np.concatenate([getattr(s, name) for s in side])
+                                  for name in ("spectrum", "power", "flat"))) for side in (first, second)]
+            matches = _match(grid, stacked[0], stacked[1])
+            earlier, later = np.array(pairs).T
+            links.add(earlier, later, matches, matches.ok)
+        newest = int(indices[-1])
+        for k in [k for k in cache if k < newest - longest]:
+            del cache[k]

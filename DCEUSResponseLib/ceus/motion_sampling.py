@@ -1,8 +1,11 @@
-"""Motion-compensated sampling: each ROI's time-intensity curve taken where the anatomy is in every
-frame, given the displacements :func:`DCEUSResponseLib.ceus.motion.estimate_motion` measured.
+"""Using a measured breathing motion: ROIs that move with the anatomy, and frames moved back.
 
-Displacement convention: ``d[k]`` is where the anatomy moved in frame k relative to the reference
-frame, (row, column) in pixels: the content at reference pixel p is found at p + d[k] in frame k.
+:func:`motion_compensated_tic` and :func:`shift_mask` carry an ROI drawn on the reference frame to
+where the anatomy is in each frame (bilinear weights, no resampling of speckle);
+:func:`sample_shifted` reads one frame at the displaced positions of a block of reference-grid
+pixels (bilinear, a whole-pixel gather plus a fractional blend), which is how the parametric maps
+bring every frame back onto the reference frame. The displacement convention is the one of
+:mod:`.motion`: the content at reference pixel p is found at p + d in frame k.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
 
     ``linear_panel``: (N, rows, columns) linear echo power of the contrast panel; ``panel_mask``:
     (rows, columns) bool ROI on the reference frame; ``displacement_px``: (N, 2) (row, column)
-    displacement of the anatomy per frame (:attr:`MotionEstimate.displacement_px`). Returns (N,)
+    displacement of the anatomy per frame (:attr:`.motion.MotionEstimate.displacement_px`). Returns (N,)
     float64; NaN for frames where less than half the moved ROI lies inside the panel.
 
     The ROI is moved, not the frames: each ROI pixel p is carried to p + d with bilinear weights over
@@ -108,3 +111,32 @@ def shift_mask(mask: np.ndarray, displacement_px) -> np.ndarray:
             inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
             weights += np.bincount(r[inside] * columns + c[inside], minlength=rows * columns) * weight
     return weights.reshape(rows, columns)
+
+
+def sample_shifted(image: np.ndarray, top: int, left: int, rows: int, columns: int,
+                   displacement_px) -> np.ndarray:
+    """``image`` sampled at (r + d_row, c + d_column) for the block r in top..top+rows-1, c in
+    left..left+columns-1 (pixels of ``image``), bilinear, positions outside clamped to the edge.
+
+    The same values as ``scipy.ndimage.map_coordinates(image, ..., order=1, mode="nearest")`` on the
+    shifted grid, but a pure translation needs no coordinate grid: two row gathers blended by the
+    row fraction, then two column gathers blended by the column fraction (float32 out).
+    """
+    image = np.asarray(image)
+    shift = np.asarray(displacement_px, dtype=np.float64).reshape(-1)
+    if image.ndim != 2 or shift.shape != (2,) or not np.all(np.isfinite(shift)):
+        raise InputError(f"sample_shifted needs a 2-D image and one finite (row, column) shift, "
+                         f"got shapes {image.shape} and {shift.shape}")
+    whole = np.floor(shift)
+    row_fraction, column_fraction = np.float32(shift[0] - whole[0]), np.float32(shift[1] - whole[1])
+    row_index = np.arange(top, top + rows) + int(whole[0])
+    column_index = np.arange(left, left + columns) + int(whole[1])
+    last_row, last_column = image.shape[0] - 1, image.shape[1] - 1
+    upper = image[np.clip(row_index, 0, last_row)].astype(np.float32, copy=False)
+    blended = upper if row_fraction == 0 else \
+        upper + row_fraction * (image[np.clip(row_index + 1, 0, last_row)] - upper)
+    first = np.clip(column_index, 0, last_column)
+    out = blended[:, first]
+    if column_fraction != 0:
+        out += column_fraction * (blended[:, np.clip(column_index + 1, 0, last_column)] - out)
+    return out

@@ -16,7 +16,7 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.bolus import fit_bolus
 from DCEUSResponseLib.ceus.linearize import ColourMapping, gray_levels, linear_from_gray
 from DCEUSResponseLib.ceus.motion import MotionEstimate, estimate_motion
-from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic, shift_mask
+from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic, sample_shifted, shift_mask
 from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 from DCEUSResponseLib.ceus.tic import time_intensity_curve
 from DCEUSResponseLib.synthetic.clips import (GOLD_TINT, PerfusionRegion, breathing_motion, liver, make_clip, make_frame_times)
@@ -284,6 +284,22 @@ def test_compensated_tic_is_fast():
     print(f"\nmotion_compensated_tic: 1500 frames, {mask.sum()} px ROI in {elapsed:.3f} s")
     assert np.all(np.isfinite(tic))
     assert elapsed < 1.0
+
+
+def test_sample_shifted_is_bilinear_resampling_of_a_translated_grid():
+    """The maps' per-frame shift equals map_coordinates (order 1, edge clamped) on the shifted grid,
+    for sub-pixel, negative, whole-pixel and beyond-the-edge displacements."""
+    rng = np.random.default_rng(3)
+    image = rng.random((60, 70)).astype(np.float32)
+    top, left, rows, columns = 5, 8, 40, 50
+    grid_rows, grid_columns = np.mgrid[top:top + rows, left:left + columns].astype(np.float64)
+    for shift in [(0.0, 0.0), (0.37, -1.81), (-4.5, 2.25), (3.0, -2.0), (12.6, -9.3), (-30.2, 40.7)]:
+        expected = ndimage.map_coordinates(image, [grid_rows + shift[0], grid_columns + shift[1]], order=1,
+                                           mode="nearest")
+        np.testing.assert_allclose(sample_shifted(image, top, left, rows, columns, shift), expected,
+                                   rtol=1e-5, atol=1e-6, err_msg=str(shift))
+    with pytest.raises(InputError, match="shift"):
+        sample_shifted(image, 0, 0, 4, 4, (np.nan, 0.0))
 
 
 # ----------------------------------------------------------------------------------------------
