@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from DCEUSResponseLib.ceus.motion import MIN_MOTION_TO_NOISE, estimate_motion
+from DCEUSResponseLib.export.contract import results_json
 from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
 from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.synthetic.clips import PerfusionRegion, breathing_motion, liver, make_clip, make_frame_times
@@ -83,7 +84,7 @@ def test_necrotic_core_inside_an_enhancing_lesion_stays_no_enhancement():
     rois = [RoiMask(name, mask, "synthetic") for name, mask in clip.roi_masks.items()]
     analysis = analyze(Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions), rois,
                        AnalysisOptions(dynamic_range_db=50.0))
-    results = analysis.results()
+    results = results_json(analysis)
     motion = results["clip"]["motion"]
     assert motion["compensated"] is True and motion["significant"] is False
     assert motion["rms_displacement_px"] == 0.0
