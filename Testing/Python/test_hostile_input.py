@@ -412,8 +412,6 @@ def test_compare_warns_about_exams_of_different_patients_or_one_study(tmp_path):
     assert any("PatientID" in w for w in response["warnings"])
 
 
-@pytest.mark.xfail(strict=True, reason="app/cli.py (restructured by another helper) must print "
-                   "response['warnings'] to stderr, as it prints analyze's warnings")
 def test_compare_prints_identity_warnings_on_stderr(tmp_path, capsys):
     for name, patient in (("a", "P-1"), ("b", "P-2")):
         (tmp_path / name).mkdir()

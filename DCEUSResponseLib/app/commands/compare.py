@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from DCEUSResponseLib.app.summary import format_response
 from DCEUSResponseLib.export.staging import check_output_dir, json_text, write_staged
@@ -32,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
             stream.write(text)
 
     write_staged(args.out, [("response.json", write)], last="response.json")
+    for warning in response.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     print(format_response(response))
     print(f"response written to {os.path.join(os.path.abspath(args.out), 'response.json')}")
     return 0
