@@ -41,6 +41,8 @@ from DCEUSResponseLib.export.dicom_pm import MapImage, build_parametric_map, map
 from DCEUSResponseLib.export.dicom_registration import build_spatial_registration
 from DCEUSResponseLib.export.dicom_seg import build_roi_segmentation, roi_role
 from DCEUSResponseLib.export.dicom_sr import build_measurement_report
+from DCEUSResponseLib.export.fusion_files import fusion_json
+from DCEUSResponseLib.fusion.pipeline import Fusion
 from DCEUSResponseLib.export.staging import write_staged
 from DCEUSResponseLib.io.masks import read_roi_masks
 
@@ -166,6 +168,18 @@ def build_dicom_outputs(analysis_dir: str, source_clip_path: str, *,
     fusion = read_json(fusion_path, "fusion.json") if os.path.exists(fusion_path) else None
     return dicom_datasets(results, source, masks, maps, fusion=fusion, roles=roles, time_point_order=time_point_order,
                           time_point=time_point or os.path.basename(os.path.normpath(analysis_dir)))
+
+
+def fusion_dicom_outputs(fusion: Fusion, warnings: Sequence[str] = ()) -> DicomOutputs:
+    """The DICOM datasets of a ``fuse`` run: its analysis' SEG, SR (with the PET/CT measures) and maps,
+    and the Spatial Registration of the CEUS plane to the CT (``fuse --dicom``)."""
+    require_highdicom()
+    inputs = fusion.analysis
+    source = read_source_clip(inputs.clip.source)
+    maps = [read_map_nrrd(path) for path in _map_files(inputs.folder)]
+    return dicom_datasets(inputs.results, source, {roi.name: roi.mask for roi in inputs.rois}, maps,
+                          fusion=fusion_json(fusion, list(warnings)),
+                          time_point=os.path.basename(os.path.normpath(inputs.folder)))
 
 
 def dicom_writers(outputs: DicomOutputs, folder: str = DICOM_FOLDER) -> list[tuple[str, Callable[[str], None]]]:

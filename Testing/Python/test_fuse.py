@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pydicom
@@ -403,3 +404,34 @@ def test_an_analysis_without_results_or_clip(case, tmp_path, capsys):
     results["clip"]["source_path"] = str(tmp_path / "gone.dcm")
     (moved / "results.json").write_text(json.dumps(results))
     _fails(case, tmp_path, capsys, "clip is gone", analysis=str(moved))
+
+
+def test_fuse_dicom_writes_the_registration_and_the_report_with_the_pet_measures(case, tmp_path):
+    """``fuse --dicom``: the Spatial Registration (the CT's Frame of Reference) and the TID 1500 report
+    carrying the fusion's SUV measures, beside fusion.json; every object passes dciodvfy."""
+    pytest.importorskip("highdicom")
+    out = tmp_path / "out"
+    assert main(["fuse", case["analysis"], "--ct", case["ct"], "--pet", case["pet"], "--landmarks", case["exact"],
+                 "--dicom", "--out", str(out)]) == 0
+    fusion = json.loads((out / "fusion.json").read_text(encoding="utf-8"))
+    files = sorted(os.listdir(out / "dicom"))
+    registration = next(pydicom.dcmread(out / "dicom" / name) for name in files if name.startswith("REG"))
+    assert registration.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.1"  # Spatial Registration Storage
+    assert fusion["ct"]["frame_of_reference_uid"] in {item.FrameOfReferenceUID
+                                                      for item in registration.RegistrationSequence}
+    report = next(pydicom.dcmread(out / "dicom" / name) for name in files if name.startswith("SR"))
+    suv_max = fusion["rois"]["lesion1"]["pet"]["SUVmax"]
+    values = []
+
+    def walk(items):
+        for item in items:
+            if "MeasuredValueSequence" in item:
+                values.append(float(item.MeasuredValueSequence[0].NumericValue))
+            walk(item.get("ContentSequence", []))
+
+    walk(report.ContentSequence)
+    assert any(abs(value - suv_max) <= 1e-6 * suv_max for value in values)
+    if shutil.which("dciodvfy"):
+        for name in files:
+            checked = subprocess.run(["dciodvfy", str(out / "dicom" / name)], capture_output=True, text=True)
+            assert not [line for line in checked.stderr.splitlines() if line.startswith("Error")], name

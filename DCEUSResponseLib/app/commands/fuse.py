@@ -11,6 +11,7 @@ import os
 import sys
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.export.dicom_outputs import dicom_writers, fusion_dicom_outputs, require_highdicom
 from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.scene.application import have_slicer_core
 from DCEUSResponseLib.scene.transforms import registration_file_writer
@@ -42,6 +43,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                       help="Slicer segmentation on the PET grid, segments named like the CEUS ROIs")
     fuse.add_argument("--slab-mm", type=float, default=5.0, metavar="MM",
                       help="slab thickness across the CEUS plane in mm (default 5)")
+    fuse.add_argument("--dicom", action="store_true", help="also write DICOM objects into dicom/: the analysis' "
+                      "SEG and TID 1500 report with the PET/CT measures (and its Parametric Maps), and the Spatial "
+                      "Registration of the CEUS plane to the CT (needs highdicom)")
     fuse.add_argument("--scene", metavar="FILE.mrb", help="also write a Slicer scene bundle, a path inside --out")
     fuse.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     fuse.set_defaults(run=run)
@@ -66,6 +70,8 @@ def run(args) -> int:
     scene = _scene_path(args.scene, out_dir)
     if scene and not have_slicer_core():
         raise InputError("--scene needs slicer-core (pip install 'DCEUSResponse[slicer]')")
+    if args.dicom:
+        require_highdicom()  # before the work, not after it
     fusion = fuse(args.analysis, args.ct, args.pet, landmarks=args.landmarks, transform=args.transform,
                   pet_segmentation=args.pet_segmentation, slab_mm=args.slab_mm, pet_to_ct=args.pet_to_ct,
                   transform_panel=args.transform_panel)
@@ -73,6 +79,8 @@ def run(args) -> int:
     extra = []
     if scene:
         extra.append((scene, lambda path: write_fusion_scene(fusion, path)))
+    if args.dicom:  # built before anything is written; staged with the rest, fusion.json last
+        extra += dicom_writers(fusion_dicom_outputs(fusion, fusion.warnings))
     _, warnings = write_fusion(fusion, out_dir, extra_writers=extra,
                                registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps))
     for warning in warnings:
