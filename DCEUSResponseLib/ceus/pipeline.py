@@ -30,7 +30,7 @@ from DCEUSResponseLib.ceus.linearize import (
     linear_from_gray,
     panel_gray_uint8,
 )
-from DCEUSResponseLib.ceus.maps import compute_parametric_maps
+from DCEUSResponseLib.ceus.maps import BIN_SECONDS, compute_parametric_maps
 from DCEUSResponseLib.ceus.motion import estimate_motion
 from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic
 from DCEUSResponseLib.ceus.options import AnalysisOptions
@@ -270,6 +270,13 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
 
 
 def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois):
+    # The maps fit frame bins of BIN_SECONDS: as many bins as a fit needs frames, or no bolus to map.
+    used = np.asarray(times_s)[frame_use]
+    span_s = float(used[-1] - used[0])
+    if span_s < MIN_USABLE_FRAMES * BIN_SECONDS:
+        raise InputError(f"--maps needs fitted frames spanning at least {MIN_USABLE_FRAMES * BIN_SECONDS:g} s "
+                         f"({MIN_USABLE_FRAMES} bins of {BIN_SECONDS:g} s); this clip's span {span_s:.2f} s",
+                         clip.source)
     region = None
     if options.map_region is not None:
         region = next(roi.mask for roi in panel_rois if roi.name == options.map_region)

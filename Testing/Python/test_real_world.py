@@ -219,3 +219,23 @@ def test_pydicom_ybr_example_end_to_end(tmp_path, capsys):
     assert results["rois"]["heart"]["pixels"] == 1600 and results["rois"]["heart"]["status"] in (
         "ok", "no_enhancement", "poor_fit", "fit_failed")
     # (--maps on this 1-second clip stops in the maps' shape dictionary: reported, not in this room)
+
+
+def test_maps_of_a_clip_too_short_for_a_bolus_are_a_one_line_error(tmp_path, capsys):
+    """pydicom's examples_ybr_color.dcm lasts 1 s: --maps cannot fit 0.5 s bins to it (it crashed with
+    'zero-size array' inside the map fitting); the ROI analysis still runs."""
+    from pydicom.data import get_testdata_file
+    from PIL import Image
+
+    from DCEUSResponseLib.app.cli import main
+
+    path = get_testdata_file("examples_ybr_color.dcm")
+    mask = np.zeros((240, 320), dtype=np.uint8)
+    mask[100:140, 150:190] = 255
+    Image.fromarray(mask).save(tmp_path / "roi.png")
+    argv = ["analyze", path, "--roi", f"heart={tmp_path / 'roi.png'}", "--dynamic-range", "60"]
+    assert main(argv + ["--maps", "--out", str(tmp_path / "maps")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--maps needs fitted frames spanning at least 4 s" in error[0], error
+    assert not (tmp_path / "maps").exists()
+    assert main(argv + ["--out", str(tmp_path / "rois")]) == 0
