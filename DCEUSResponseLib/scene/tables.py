@@ -82,6 +82,8 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
                            f"{parameter} relative to the reference ROI")
     _add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
     _add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
+    # the parameters that depend on the fitted curve beyond the last fitted frame (as in parameters.csv)
+    _add_string_column(parameter_table, "extrapolated", [";".join(roi.extrapolated) for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
     for table in (tic_table, parameter_table):
