@@ -273,18 +273,52 @@ def panel_gray_uint8(clip: Clip, panel: tuple[slice, slice], mapping: ColourMapp
     return out
 
 
+def gray_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype) -> np.ndarray | None:
+    """Gray level (float32) of every stored value of an integer ``dtype``, when one value gives one gray.
+
+    That holds for palette clips and single-channel grey clips: then ``gray_lookup(...)[frames]``
+    equals ``gray_levels(frames, ...)`` value for value, and linearising is one gather per pixel
+    through ``linear_from_gray`` of the table. None for colour clips (the gray depends on 3 channels).
+    """
+    if not np.issubdtype(dtype, np.integer):
+        return None
+    if mapping.kind == "palette":
+        entries = mapping.table.shape[0]
+    elif mapping.kind == "gray" and not clip.is_colour:
+        entries = 2 ** clip.bits_stored
+    else:
+        return None
+    # Values above the table (not stored by a valid file) are refused by the reader; the table
+    # still spans the dtype's range up to 16 bits so that a gather can never index past it.
+    values = np.arange(max(entries, min(np.iinfo(dtype).max + 1, 65536)), dtype=np.int64).astype(dtype)
+    return gray_levels(values.reshape(-1, 1, 1), clip, mapping).reshape(-1)
+
+
 def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float) -> np.ndarray:
     """Linear echo power (a.u., float32) of ``frames`` (a crop of ``clip.frames``).
 
     Integer display values of grey and palette clips go through a lookup table (one gather per
     pixel instead of the arithmetic and exponential); colour values are mapped to gray first.
     """
-    integer = np.issubdtype(frames.dtype, np.integer)
-    if integer and mapping.kind == "palette":
-        positions = np.arange(mapping.table.shape[0]) * (255.0 / max(mapping.table.shape[0] - 1, 1))
-        return linear_from_gray(positions, dynamic_range_db)[frames]
-    if integer and mapping.kind == "gray" and frames.ndim == 3:
-        full_scale = 2 ** clip.bits_stored - 1
-        table = linear_from_gray(np.arange(full_scale + 1) * (255.0 / full_scale), dynamic_range_db)
-        return table[frames]
+    table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
+    if table is not None:
+        return linear_from_gray(table, dynamic_range_db)[frames]
     return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
+
+
+def linear_and_clipping(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float,
+                        mask: np.ndarray, frame_use: np.ndarray | None = None) -> tuple[np.ndarray, ClippingCount]:
+    """Linear echo power (a.u., float32) of ``frames`` and the clipping counts of its ``mask`` pixels.
+
+    The same numbers as :func:`linear_from_gray` of :func:`gray_levels` and :func:`count_clipping`
+    of the gray levels, without a float gray copy of the frames when a lookup table applies.
+    """
+    table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
+    if table is None:
+        gray = gray_levels(frames, clip, mapping)
+        return linear_from_gray(gray, dynamic_range_db), count_clipping(gray, mask, frame_use)
+    samples = frames[:, mask] if frame_use is None else frames[frame_use][:, mask]
+    total = max(samples.size, 1)
+    clipping = ClippingCount(float(np.count_nonzero((table > SATURATED_GRAY)[samples])) / total,
+                             float(np.count_nonzero((table < FLOOR_GRAY)[samples])) / total)
+    return linear_from_gray(table, dynamic_range_db)[frames], clipping

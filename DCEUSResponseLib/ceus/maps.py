@@ -265,11 +265,6 @@ def _lognormal_and_jacobian(times_s: np.ndarray, x: np.ndarray, need_jacobian: b
     return curve, [shape, z, d_mu, z_squared]
 
 
-def _cost(y: np.ndarray, curve: np.ndarray) -> np.ndarray:
-    residual = y - curve
-    return np.einsum("np,np->p", residual, residual).astype(np.float64)
-
-
 #: A pixel stops iterating once an accepted step lowers its cost by less than this fraction.
 CONVERGED_RELATIVE_DECREASE = 1e-4
 
@@ -280,40 +275,22 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
     """Batched, bounded LM on curves y (N, P) float32 from x (P, 5); rows weighted by ``weights``.
 
     Weighted rows (bin means weighted by their frame counts) are handled by scaling rows of the
-    residual and of the Jacobian by sqrt(weight). Pixels that have converged drop out of the
-    remaining iterations, so the work follows the pixels still moving.
+    residual and of the Jacobian by sqrt(weight). Each iteration evaluates the model and its
+    Jacobian once, at the trial parameters: a pixel whose step is rejected keeps its parameters,
+    so its normal equations from the last accepted point still hold and are kept. Pixels that have
+    converged drop out of the remaining iterations, so the work follows the pixels still moving.
     """
     root_w = None if weights is None else np.sqrt(weights).astype(np.float32)[:, None]
     if root_w is not None:
         y = y * root_w
     x = x.copy()
     identity = np.eye(5)[None]
-
-    def evaluate(params, need_jacobian):
-        curve, columns = _model_and_jacobian(model, times_s, params, need_jacobian)
-        if root_w is not None:
-            curve = curve * root_w
-            if columns is not None:
-                columns = [c * root_w for c in columns]
-        return curve, columns
-
-    ones = np.ones((len(times_s), 1), dtype=np.float32) if root_w is None else root_w
     active = np.arange(x.shape[0])
     damping = np.full(active.size, 1e-3)
-    cost = _cost(y, evaluate(x, False)[0])
+    normal, gradient, cost = _normal_equations(model, times_s, y, x, root_w)
     for _ in range(iterations):
         if active.size == 0:
             break
-        xa, ya = x[active], (y if active.size == x.shape[0] else y[:, active])
-        curve, columns = evaluate(xa, True)
-        residual = ya - curve
-        columns = [np.broadcast_to(ones, ya.shape)] + columns
-        normal = np.empty((active.size, 5, 5))
-        gradient = np.empty((active.size, 5))
-        for i in range(5):
-            gradient[:, i] = np.einsum("np,np->p", columns[i], residual)
-            for j in range(i, 5):
-                normal[:, i, j] = normal[:, j, i] = np.einsum("np,np->p", columns[i], columns[j])
         diagonal = np.einsum("pii->pi", normal)
         # Marquardt scaling, floored so that a parameter the data cannot see (a shape entirely
         # before or after the clip) still gives a solvable system.
@@ -321,17 +298,40 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         system = normal + (damping[:, None] * scale)[:, :, None] * identity
         step = np.linalg.solve(system, gradient[:, :, None])[:, :, 0]
         step = np.where(np.isfinite(step), step, 0.0)
-        trial = np.clip(xa + step, lower, upper)
-        trial_cost = _cost(ya, evaluate(trial, False)[0])
-        current = cost[active]
-        better = np.isfinite(trial_cost) & (trial_cost < current)
+        trial = np.clip(x[active] + step, lower, upper)
+        ya = y if active.size == x.shape[0] else y[:, active]
+        trial_normal, trial_gradient, trial_cost = _normal_equations(model, times_s, ya, trial, root_w)
+        better = np.isfinite(trial_cost) & (trial_cost < cost)
         x[active[better]] = trial[better]
-        cost[active[better]] = trial_cost[better]
+        normal[better], gradient[better] = trial_normal[better], trial_gradient[better]
+        converged = better & (cost - trial_cost <= CONVERGED_RELATIVE_DECREASE * cost)
+        cost = np.where(better, trial_cost, cost)
         damping = np.where(better, np.maximum(damping / 3.0, 1e-7), np.minimum(damping * 4.0, 1e7))
-        converged = better & (current - trial_cost <= CONVERGED_RELATIVE_DECREASE * current)
         keep = ~converged & (damping < 1e6)
         active, damping = active[keep], damping[keep]
+        normal, gradient, cost = normal[keep], gradient[keep], cost[keep]
     return x
+
+
+def _normal_equations(model: BolusModel, times_s: np.ndarray, y: np.ndarray, x: np.ndarray,
+                      root_w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """J^T J (P, 5, 5), J^T r (P, 5) and r^T r (P) at x for curves y (N, P), rows scaled by ``root_w``."""
+    curve, columns = _model_and_jacobian(model, times_s, x, True)
+    if root_w is not None:
+        curve *= root_w
+        for column in columns:
+            column *= root_w
+    residual = np.subtract(y, curve, out=curve)
+    ones = np.ones((len(times_s), 1), dtype=np.float32) if root_w is None else root_w
+    columns = [np.broadcast_to(ones, y.shape)] + columns
+    normal = np.empty((x.shape[0], 5, 5))
+    gradient = np.empty((x.shape[0], 5))
+    for i in range(5):
+        gradient[:, i] = np.einsum("np,np->p", columns[i], residual)
+        for j in range(i, 5):
+            normal[:, i, j] = normal[:, j, i] = np.einsum("np,np->p", columns[i], columns[j])
+    cost = np.einsum("np,np->p", residual, residual).astype(np.float64)
+    return normal, gradient, cost
 
 
 def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel = "lognormal") -> PixelFits:

@@ -25,9 +25,7 @@ from DCEUSResponseLib.ceus.linearize import (
     ColourMapping,
     check_dynamic_range,
     choose_colour_mapping,
-    count_clipping,
-    gray_levels,
-    linear_from_gray,
+    linear_and_clipping,
     panel_gray_uint8,
 )
 from DCEUSResponseLib.ceus.maps import BIN_SECONDS, compute_parametric_maps
@@ -259,14 +257,13 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     r0, r1 = max(rows.min() - margin, 0), min(rows.max() + 1 + margin, panel.rows)
     c0, c1 = max(columns.min() - margin, 0), min(columns.max() + 1 + margin, panel.columns)
     frames = clip.frames[:, panel.y0 + r0:panel.y0 + r1, panel.x0 + c0:panel.x0 + c1]
-    gray = gray_levels(frames, clip, mapping)
-    linear = linear_from_gray(gray, dynamic_range_db)
     mask = panel_mask[r0:r1, c0:c1]
+    linear, clipping = linear_and_clipping(frames, clip, mapping, dynamic_range_db, mask, frame_use)
     if motion is not None:
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:
         tic = time_intensity_curve(linear, mask)
-    return tic, count_clipping(gray, mask, frame_use)
+    return tic, clipping
 
 
 def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion, panel_rois):

@@ -80,7 +80,7 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     try:
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
-            frames, meta = decoder.as_array(ds, as_rgb=True)
+            frames, meta = decoder.as_array(ds, as_rgb=True, view_only=_can_view(ds, decoder))
     except StopIteration:  # pydicom's frame generator ran out of encapsulated frames
         problem = f"pixel data is truncated: fewer frames than Number of Frames ({n_frames})"
         raise InputError(problem, path) from None
@@ -110,6 +110,21 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     elif photometric not in ("MONOCHROME2", "RGB"):
         raise InputError(f"photometric interpretation {photometric} is not supported", path)
     return frames, photometric, palette, notes
+
+
+def _can_view(ds: Any, decoder: Any) -> bool:
+    """Whether the frames can be a read-only view of the Pixel Data bytes instead of a copy of them.
+
+    A copy would hold the clip twice while the dataset lives. pydicom views native 8/16-bit data
+    as stored; it must copy (and says so in its log) for bit-packed, YBR_FULL_422 and big endian
+    8-bit data, so those are decoded as before.
+    """
+    from pydicom.uid import ExplicitVRBigEndian
+
+    photometric = str(ds.PhotometricInterpretation).strip()
+    transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
+    return (decoder.is_native and int(ds.BitsAllocated) in (8, 16) and transfer_syntax != ExplicitVRBigEndian
+            and photometric in ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR"))
 
 
 def library_warnings(caught: list, limit: int = 5) -> list[str]:
