@@ -152,6 +152,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._userChoseReferenceFor = None  # segmentation whose reference the user picked (maybe None)
         self._processing = False
         self._analysis = None  # DCEUSResponseLib.ceus.pipeline.Analysis of the last Apply (for Compare and Export)
+        self._study = None  # DCEUSResponseLib.scene.follow_up.StudyFolder of the last Load study
+        self._followUpNodes = None  # its FollowUpNodes, refilled when another lesion is chosen
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -183,6 +185,11 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.referenceSegmentSelector.connect("currentSegmentChanged(QString)", self.onReferenceSegmentChanged)
         self.ui.baselineFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
         self.ui.exportFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
+        self.ui.studyFolderPathLineEdit.connect("currentPathChanged(QString)", self._updateButtonStates)
+        self.ui.loadStudyButton.connect("clicked(bool)", self.onLoadStudyButton)
+        self.ui.followUpPatientComboBox.connect("currentIndexChanged(int)", self.onFollowUpPatientChanged)
+        self.ui.followUpLesionComboBox.connect("currentIndexChanged(int)", self.onFollowUpLesionChanged)
+        self.ui.openExamSceneButton.connect("clicked(bool)", self.onOpenExamSceneButton)
 
         # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
@@ -204,6 +211,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called just before the scene is closed."""
         self.setParameterNode(None)
         self._analysis = None
+        self._followUpNodes = None  # the scene's nodes go with it
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -310,6 +318,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if hasAnalysis else _("Apply first: Compare uses the current analysis as the follow-up.")
         self.ui.exportButton.enabled = hasAnalysis and bool(self.ui.exportFolderPathLineEdit.currentPath)
         self.ui.exportDicomDatabaseButton.enabled = hasAnalysis
+        self.ui.loadStudyButton.enabled = bool(self.ui.studyFolderPathLineEdit.currentPath)
+        self.ui.openExamSceneButton.enabled = self._study is not None and self.ui.followUpExamComboBox.count > 0
 
     def _setStatus(self, text: str, error: bool = False) -> None:
         """Messages go to the module panel's status label."""
@@ -436,6 +446,53 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             imported = self.logic.exportToDicomDatabase(self._analysis)
         self._setStatus(_("{count} DICOM objects (parametric maps, segmentation, measurement report) imported "
                           "into the DICOM database.").format(count=len(imported)))
+
+    # -- follow-up: a study folder's course of one lesion -------------------------------------
+
+    def onLoadStudyButton(self) -> None:
+        with self._errorDisplay(_("Loading the study failed.")):
+            study = self.logic.loadStudy(self.ui.studyFolderPathLineEdit.currentPath)
+        self.ui.studyFolderPathLineEdit.addCurrentPathToHistory()
+        self._study = study
+        _fillComboBox(self.ui.followUpPatientComboBox, study.patients())
+        self.onFollowUpPatientChanged()
+        self._setStatus(_("Study {folder}: {count} patient(s).").format(folder=study.folder,
+                                                                       count=len(study.patients())))
+
+    def onFollowUpPatientChanged(self, index=None) -> None:
+        patient = self.ui.followUpPatientComboBox.currentText
+        if self._study is None or not patient:
+            return
+        _fillComboBox(self.ui.followUpExamComboBox, self._study.exams(patient))
+        _fillComboBox(self.ui.followUpLesionComboBox, self._study.lesion_names(patient))
+        self.onFollowUpLesionChanged()
+        self._updateButtonStates()
+
+    def onFollowUpLesionChanged(self, index=None) -> None:
+        patient, lesion = self.ui.followUpPatientComboBox.currentText, self.ui.followUpLesionComboBox.currentText
+        if self._study is None or not patient or not lesion:
+            return
+        with self._errorDisplay(_("Showing the lesion's course failed.")):
+            self._followUpNodes = self.logic.showFollowUp(self._study, patient, lesion, self._followUpNodes)
+        self.ui.followUpTableView.setMRMLTableNode(self._followUpNodes.response_table)
+        slicer.modules.plots.logic().ShowChartInLayout(self._followUpNodes.chart)
+
+    def onOpenExamSceneButton(self) -> None:
+        patient, exam = self.ui.followUpPatientComboBox.currentText, self.ui.followUpExamComboBox.currentText
+        with self._errorDisplay(_("Opening the exam's scene failed.")):
+            paths = self.logic.openExamScene(self._study, patient, exam)
+        self._setStatus(_("Added to the scene: {files}.").format(files=", ".join(paths)))
+
+
+def _fillComboBox(comboBox, items) -> None:
+    """Replace a QComboBox's items without a signal per item (its owner refreshes once afterwards)."""
+    wasBlocked = comboBox.blockSignals(True)
+    try:
+        comboBox.clear()
+        for item in items:
+            comboBox.addItem(item)
+    finally:
+        comboBox.blockSignals(wasBlocked)
 
 
 #
@@ -649,6 +706,42 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         if response.get("unmatched_rois"):
             text += " " + _("Only in one exam: {names}.").format(names=", ".join(response["unmatched_rois"]))
         return text
+
+    # -- follow-up ------------------------------------------------------------------------------
+
+    @staticmethod
+    def loadStudy(folder):
+        """The tables of a ``study`` output folder (``DCEUSResponseLib.scene.follow_up.StudyFolder``)."""
+        from DCEUSResponseLib.scene.follow_up import read_study_folder
+
+        if not folder:
+            raise InputError("choose a study output folder (it holds study.json)")
+        return read_study_folder(folder)
+
+    @staticmethod
+    def showFollowUp(study, patient, lesion, nodes=None):
+        """The trajectory table and chart and the response table of ``lesion`` in ``slicer.mrmlScene``
+        (``FollowUpNodes``); ``nodes`` from an earlier call are refilled when still in the scene."""
+        from DCEUSResponseLib.scene.follow_up import add_follow_up_nodes
+
+        if nodes is not None and not all(slicer.mrmlScene.IsNodePresent(node) for node in
+                                         (nodes.trajectory_table, nodes.chart, nodes.response_table)):
+            nodes = None  # the user deleted one of them: make new ones
+        return add_follow_up_nodes(slicer.mrmlScene, study, patient, lesion, nodes)
+
+    @staticmethod
+    def openExamScene(study, patient, exam):
+        """Add the exam's scene bundles to the current scene (``slicer.util.loadScene``, which imports a
+        bundle without clearing the scene); returns their paths."""
+        if study is None:
+            raise InputError("load a study first")
+        paths = study.exam_scenes(patient, exam)
+        if not paths:
+            raise InputError(f"no Slicer scene (.mrb) for exam {exam} of patient {patient}: the study's clips "
+                             "were analysed without --scene", os.path.join(study.folder, "exams", patient, exam))
+        for path in paths:
+            slicer.util.loadScene(path)
+        return paths
 
     @staticmethod
     def exportResults(analysis, folder, dicom=False):

@@ -1,4 +1,5 @@
-"""The bundled demo study: one synthetic patient, baseline and follow-up, analysed end to end.
+"""The bundled demo study: one synthetic patient, baseline and follow-up, analysed end to end, and the
+patient's whole course (three exams, the baseline injected twice) through ``study``.
 
 The patient has a liver metastasis with a perfused rim and a necrotic core (``lesion1``), a second
 solid metastasis (``lesion2``) and normal liver (``liver``, the reference). After PRRT the rim of
@@ -18,11 +19,20 @@ lesions as spheres of known HU and SUV, ``synthetic/patient.py``) in which the C
 three ROIs and three points spread over the B-mode panel (the synthetic liver has no vessel or edge
 in this plane); CEUS points in pixels (exact), CT points with 1 mm Gaussian noise per axis (seeded),
 as a radiologist's clicks would have. ``fuse`` then measures the SUV of every ROI.
+
+The course: a second injection at baseline (``baseline-2``: other noise and 15 % more gain, the
+repeatability of the measurement) and a third exam (``followup2``, three months after ``followup``:
+lesion1 falls further, to 25 % of its baseline blood volume, lesion2 progresses, +35 %). ``demo``
+writes ``study/MANIFEST.csv`` for the four clips and runs ``study`` on it into ``trial/`` (ROI
+analysis, no maps: the maps of the two main exams are in ``baseline/`` and ``followup/``).
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -61,6 +71,10 @@ DYNAMIC_RANGE_DB = 50.0
 INJECTION_TIME_S = 2.0
 REFERENCE = "liver"
 EXAMS = ("baseline", "followup")
+PATIENT = "DEMO"
+STUDY_EXAMS = ("baseline", "followup", "followup2")
+STUDY_FOLDER = "trial"
+STUDY_WORKERS = 2
 BREATHING_AMPLITUDE_PX, BREATHING_PERIOD_S = 6.0, 4.5
 FOLLOWUP_DROPOUT_FRAMES, FOLLOWUP_DUPLICATE_FRAMES = (120, 121), (150,)
 
@@ -70,13 +84,16 @@ def _breathing(time_s: float) -> np.ndarray:
 
 
 def demo_regions(exam: str) -> list[PerfusionRegion]:
-    """The demo patient's regions at ``exam`` (``"baseline"`` or ``"followup"``)."""
+    """The demo patient's regions at ``exam`` (``"baseline"``, ``"followup"`` or ``"followup2"``)."""
     rows, columns = PANEL_SHAPE
     rim = {"O": 3e-4, "A": 0.36, "t0": 7.0, "mu": np.log(11.0), "sigma": 0.5}
     solid = {"O": 3e-4, "A": 0.26, "t0": 8.0, "mu": np.log(12.0), "sigma": 0.55}
     if exam == "followup":
         rim = {**rim, "A": rim["A"] * 0.4, "t0": 8.0, "mu": np.log(13.0)}
         solid = {**solid, "A": solid["A"] * 0.9}
+    elif exam == "followup2":
+        rim = {**rim, "A": rim["A"] * 0.25, "t0": 8.0, "mu": np.log(13.5)}
+        solid = {**solid, "A": solid["A"] * 1.35}
     core = {"O": 3e-4, "A": 0.0, "t0": 0.0, "mu": 0.0, "sigma": 1.0}
     return [
         PerfusionRegion("liver", (rows * 0.75, columns * 0.28), 34, liver(), is_background=True),
@@ -120,55 +137,107 @@ def write_landmark_files(folder: str, ceus, ct, prefix: str = "") -> tuple[str, 
     return ceus_path, ct_path
 
 
-def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float = 0.6) -> dict:
-    """Write the demo study into ``folder``: per exam a DICOM clip and its ROI masks; plus truth.json.
+@dataclass(frozen=True)
+class DemoClip:
+    """One clip of the demo patient: its folder under the study, exam, injection and recording."""
 
-    Returns ``{exam: {"clip": path, "segmentation": path, "masks": {name: png}}}``.
+    folder: str
+    exam: str
+    injection: int
+    gain: float  # receive gain (scales every region alike)
+    seed: int    # speckle and noise
+    date: str    # DICOM StudyDate
+
+
+#: The demo patient's clips in manifest order; the first of each exam keeps the folder named after it.
+DEMO_CLIPS = (
+    DemoClip("baseline", "baseline", 1, 1.0, 11, "20260115"),
+    DemoClip("baseline-2", "baseline", 2, 1.15, 13, "20260115"),
+    DemoClip("followup", "followup", 1, 1.3, 12, "20260420"),
+    DemoClip("followup2", "followup2", 1, 0.85, 14, "20260720"),
+)
+
+
+def build_demo_study(folder: str, n_frames: int = 200, frame_interval_s: float = 0.6) -> dict:
+    """Write the demo study into ``folder``: per clip of :data:`DEMO_CLIPS` a DICOM clip and its ROI
+    masks, and truth.json (``exams``: the first clip of each exam; ``clips``: every clip).
+
+    Returns ``{clip folder: {"clip": path, "segmentation": path, "masks": {name: png}}}``.
     """
-    study_uid = "1.2.826.0.1.3680043.8.498.1"  # fixed, so both exams are one study series pair
+    study_uid = "1.2.826.0.1.3680043.8.498.1"  # fixed: one study per exam, the same on every run
     study = {}
     truth = {"dynamic_range_db": DYNAMIC_RANGE_DB, "injection_time_s": INJECTION_TIME_S, "reference": REFERENCE,
-             "model": "lognormal", "exams": {}}
-    for index, exam in enumerate(EXAMS):
+             "model": "lognormal", "patient": PATIENT, "exams": {}, "clips": []}
+    for demo_clip in DEMO_CLIPS:
+        exam = demo_clip.exam
+        followup = demo_clip.folder == "followup"  # the clip that lost probe contact
         clip = make_clip(demo_regions(exam), panel_shape=PANEL_SHAPE, n_frames=n_frames,
                          frame_interval_s=frame_interval_s, jitter=0.05, dynamic_range_db=DYNAMIC_RANGE_DB,
                          display="dual", colour="gold", injection_time_s=INJECTION_TIME_S,
-                         gain=1.0 if exam == "baseline" else 1.3, seed=11 + index, motion_px=_breathing,
-                         dropout_frames=FOLLOWUP_DROPOUT_FRAMES if exam == "followup" else (),
-                         duplicate_frames=FOLLOWUP_DUPLICATE_FRAMES if exam == "followup" else ())
-        exam_dir = os.path.join(folder, exam)
-        os.makedirs(exam_dir, exist_ok=True)
-        clip_path = os.path.join(exam_dir, "clip.dcm")
-        write_clip(clip, clip_path, transfer_syntax="jpeg-baseline", timing="vector",
-                   study_date="20260115" if exam == "baseline" else "20260420",
-                   study_instance_uid=f"{study_uid}.{index + 1}", series_description=f"CEUS liver {exam}")
-        masks = write_roi_masks(clip, os.path.join(exam_dir, "rois"))
-        study[exam] = {"clip": clip_path, "segmentation": masks.pop("__segmentation__"), "masks": masks}
-        truth["exams"][exam] = {name: {"fit": params, "parameters": truth_parameters(params)
-                                       if params["A"] > 0 else None}
-                                for name, params in clip.truth.items()}
+                         gain=demo_clip.gain, seed=demo_clip.seed, motion_px=_breathing,
+                         dropout_frames=FOLLOWUP_DROPOUT_FRAMES if followup else (),
+                         duplicate_frames=FOLLOWUP_DUPLICATE_FRAMES if followup else ())
+        clip_dir = os.path.join(folder, demo_clip.folder)
+        os.makedirs(clip_dir, exist_ok=True)
+        clip_path = os.path.join(clip_dir, "clip.dcm")
+        write_clip(clip, clip_path, transfer_syntax="jpeg-baseline", timing="vector", study_date=demo_clip.date,
+                   study_instance_uid=f"{study_uid}.{STUDY_EXAMS.index(exam) + 1}",
+                   series_description=f"CEUS liver {exam}" + (f" injection {demo_clip.injection}"
+                                                              if demo_clip.injection > 1 else ""))
+        masks = write_roi_masks(clip, os.path.join(clip_dir, "rois"))
+        study[demo_clip.folder] = {"clip": clip_path, "segmentation": masks.pop("__segmentation__"), "masks": masks}
+        rois = {name: {"fit": params, "parameters": truth_parameters(params) if params["A"] > 0 else None}
+                for name, params in clip.truth.items()}
+        truth["exams"].setdefault(exam, rois)
+        truth["clips"].append({"folder": demo_clip.folder, "exam": exam, "injection": demo_clip.injection,
+                               "date": demo_clip.date, "gain": demo_clip.gain, "rois": rois})
     with open(os.path.join(folder, "truth.json"), "w", encoding="utf-8") as stream:
         json.dump(truth, stream, indent=2)
     return study
 
 
-def run_demo(out_dir: str) -> str:
+#: The ROIs the study follows (the necrotic core has no enhancement: nothing to follow).
+STUDY_ROIS = ("liver", "lesion1", "lesion2")
+
+
+def write_demo_manifest(folder: str, study: dict) -> str:
+    """``folder/MANIFEST.csv`` for ``study`` (from :func:`build_demo_study` on ``folder``): one row per
+    clip, its ROIs as PNG masks, reference liver, 50 dB, injection at 2 s; returns its path."""
+    path = os.path.join(folder, "MANIFEST.csv")
+    lines = ["patient,exam,date,clip,rois,reference,dynamic_range_db,injection_time_s"]
+    for demo_clip in DEMO_CLIPS:
+        entry = study[demo_clip.folder]
+        date = f"{demo_clip.date[:4]}-{demo_clip.date[4:6]}-{demo_clip.date[6:]}"
+        rois = ";".join(f"{name}={os.path.relpath(entry['masks'][name], folder)}" for name in STUDY_ROIS)
+        lines.append(f"{PATIENT},{demo_clip.exam},{date},{os.path.relpath(entry['clip'], folder)},{rois},"
+                     f"{REFERENCE},{DYNAMIC_RANGE_DB:g},{INJECTION_TIME_S:g}")
+    _write(path, "\n".join(lines) + "\n")
+    return path
+
+
+CommandMain = Callable[[Sequence[str]], int]
+
+
+def run_demo(out_dir: str, command_main: CommandMain | None = None) -> str:
     """Build the study under ``out_dir/study``, analyse both exams, compare, summarise; returns the summary.
 
-    Library caches (Slicer's bundle scratch, matplotlib's config) live in the staging folder of
+    With ``command_main`` (the command line's ``main(argv) -> exit status``, which ``demo`` is given
+    as ``args.cli_main``) also run ``study`` over all four clips into ``out_dir/trial``. Library
+    caches (Slicer's bundle scratch, matplotlib's config) live in the staging folder of
     ``summary.txt``, written last, so nothing is written outside ``out_dir``.
     """
     out_dir = prepare_output_dir(out_dir)
     with StagedFiles(out_dir) as root:
         root.isolate_process_caches()
-        summary = _analyse_study(out_dir, root.scratch("slicer"))
+        summary = _analyse_study(out_dir, root.scratch("slicer"), command_main)
         root.write([("summary.txt", lambda p: _write(p, summary))])
         root.commit("summary.txt")
     return summary
 
 
-def _analyse_study(out_dir: str, slicer_cache: str) -> str:
-    study = build_demo_study(os.path.join(out_dir, "study"))
+def _analyse_study(out_dir: str, slicer_cache: str, command_main: CommandMain | None) -> str:
+    study_dir = os.path.join(out_dir, "study")
+    study = build_demo_study(study_dir)
     options = AnalysisOptions(dynamic_range_db=DYNAMIC_RANGE_DB, injection_time_s=INJECTION_TIME_S,
                               reference=REFERENCE, maps=True)
     analyses = {}
@@ -189,12 +258,48 @@ def _analyse_study(out_dir: str, slicer_cache: str) -> str:
     write_staged(os.path.join(out_dir, "response"), [("response.json", lambda p: _write(p, text))],
                  last="response.json")
     lines += ["response (follow-up vs baseline):", format_response(response), ""]
+    if command_main is not None:
+        lines += _run_course(out_dir, write_demo_manifest(study_dir, study), command_main)
     plot = plot_tics(analyses, os.path.join(out_dir, "tic.png"))
     lines.append(f"results: {out_dir}/{{baseline,followup}}/results.json, parameters.csv, tic.csv, maps/, fusion/; "
                  f"{out_dir}/response/response.json" + (f"; TIC plot {plot}" if plot else ""))
+    if command_main is not None:
+        lines.append(f"the course: {out_dir}/{STUDY_FOLDER}/{{measurements,lesions,response,repeatability}}.csv, "
+                     f"study.json, exams/, patients/{PATIENT}/report.html (manifest {out_dir}/study/MANIFEST.csv)")
     lines.append(f"Slicer scenes: {out_dir}/{{baseline,followup}}/{{baseline,followup}}.mrb" if scenes else
                  "Slicer scenes: not written (pip install slicer-core to write them)")
     return "\n".join(lines) + "\n"
+
+
+def _run_course(out_dir: str, manifest: str, command_main: CommandMain) -> list[str]:
+    """Run ``study`` on the demo's manifest into ``out_dir/trial``; the summary's lines about it."""
+    trial = os.path.join(out_dir, STUDY_FOLDER)
+    status = command_main(["study", manifest, "--out", trial, "--workers", str(STUDY_WORKERS)])
+    if status != 0:
+        raise RuntimeError(f"the demo's study failed (exit status {status}); see the messages above")
+    with open(os.path.join(trial, "response.csv"), encoding="utf-8", newline="") as stream:
+        response = [row for row in csv.DictReader(stream) if row["rule"] == "relative:WiWoAUC:-40"]
+    lines = [f"the course ({len(DEMO_CLIPS)} clips, {len(STUDY_EXAMS)} exams, the baseline injected twice; "
+             "study rules are exploratory):",
+             f"{'lesion':<10}{'exam':<11}{'days':>5}  {'rel WiWoAUC vs baseline':>24}  {'vs previous':>12}  class"]
+    for row in response:
+        if row["lesion"] == REFERENCE:
+            continue
+        lines.append(f"{row['lesion']:<10}{row['exam']:<11}{row['days_from_baseline']:>5}  "
+                     f"{_percent(row['relative_delta_percent']):>24}  "
+                     f"{_percent(row['relative_delta_previous_percent']):>12}  {row['classification']}")
+    repeatability = os.path.join(trial, "repeatability.csv")
+    with open(repeatability, encoding="utf-8", newline="") as stream:
+        rows = {row["parameter"]: row for row in csv.DictReader(stream)}
+    if "rel_WiWoAUC" in rows:
+        row = rows["rel_WiWoAUC"]
+        lines.append(f"repeatability (two baseline injections, {row['n_lesions']} lesions): rel_WiWoAUC wCV "
+                     f"{float(row['wcv_percent']):.1f} %, repeatability coefficient {float(row['rc_percent']):.1f} %")
+    return lines + [f"report: {trial}/patients/{PATIENT}/report.html", ""]
+
+
+def _percent(text: str) -> str:
+    return f"{float(text):+.1f} %" if text else "-"
 
 
 def _fuse_exams(out_dir: str, analyses: dict, scenes: bool) -> list[str]:

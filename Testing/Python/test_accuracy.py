@@ -92,10 +92,14 @@ def test_parameters_match_the_truth_full_matrix(tmp_path, case):
 
 
 def test_demo_study_response_matches_the_truth(demo_run):
-    """The demo's reference-normalised change of WiWoAUC is within 5 percentage points of the truth."""
+    """The demo's reference-normalised change of WiWoAUC is within 5 percentage points of the truth,
+    in ``compare`` (baseline vs follow-up) and in the ``study`` of all its clips (three exams, the
+    baseline injected twice): see :func:`_check_demo_course`. The demo runs once per session,
+    through its command line (conftest ``demo_run``)."""
     assert demo_run.returncode == 0, demo_run.stderr
     tmp_path = demo_run.out
-    assert "responder" in demo_run.stdout
+    summary = demo_run.stdout
+    assert "responder" in summary
     truth = json.loads((tmp_path / "study" / "truth.json").read_text())
     response = json.loads((tmp_path / "response" / "response.json").read_text())
     exams = truth["exams"]
@@ -116,6 +120,78 @@ def test_demo_study_response_matches_the_truth(demo_run):
         assert results["clip"]["display"] == "dual" and results["reference"] == "liver"
         assert set(results["rois"]) == {"liver", "lesion1", "necrosis", "lesion2"}
     assert (tmp_path / "summary.txt").exists()
+    _check_demo_course(tmp_path, truth, summary)
+
+
+def _rows(path):
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _check_demo_course(out, truth, summary):
+    """``trial/``: per lesion and follow-up exam the change of the exam means of the reference-normalised
+    WiWoAUC vs baseline within 5 points of the truth (the baseline's two clips have other gains but
+    the same ratio), the classification of the default rule right, and repeatability.csv equal to a
+    hand computation from the two baseline clips' results.json."""
+    import math
+
+    trial = out / "trial"
+    clips = truth["clips"]
+    assert [(c["exam"], c["injection"]) for c in clips] == [("baseline", 1), ("baseline", 2), ("followup", 1),
+                                                           ("followup2", 1)]
+
+    def true_ratio(exam, lesion):
+        ratios = [c["rois"][lesion]["parameters"]["WiWoAUC"] / c["rois"]["liver"]["parameters"]["WiWoAUC"]
+                  for c in clips if c["exam"] == exam]
+        return sum(ratios) / len(ratios)
+
+    response = {(r["lesion"], r["exam"]): r for r in _rows(trial / "response.csv") if r["rule"] == "relative:WiWoAUC:-40"}
+    assert {r["patient"] for r in _rows(trial / "response.csv")} == {"DEMO"}
+    expected_class = {("lesion1", "followup"): "responder", ("lesion1", "followup2"): "responder",
+                      ("lesion2", "followup"): "non-responder", ("lesion2", "followup2"): "non-responder"}
+    for (lesion, exam), classification in expected_class.items():
+        expected = 100 * (true_ratio(exam, lesion) / true_ratio("baseline", lesion) - 1)
+        row = response[(lesion, exam)]
+        assert abs(float(row["relative_delta_percent"]) - expected) < 5.0, (lesion, exam, row, expected)
+        assert abs(expected + 40) > 10  # every truth is clear of the rule's threshold
+        assert row["classification"] == classification, (lesion, exam)
+        assert row["beyond_repeatability"] == "true", (lesion, exam)  # every change exceeds the demo's RC
+    assert float(response[("lesion2", "followup2")]["relative_delta_percent"]) > 25  # it progresses
+    lesions = {(r["lesion"], r["exam"]): r for r in _rows(trial / "lesions.csv")}
+    assert lesions[("lesion1", "baseline")]["n_clips"] == "2" and lesions[("lesion1", "followup2")]["n_clips"] == "1"
+    assert [lesions[("lesion1", e)]["days_from_baseline"] for e in ("baseline", "followup", "followup2")] == \
+        ["0", "95", "186"]
+
+    # the study's analysis of the first baseline clip is the demo's own (same clip, ROIs, options)
+    first = json.loads((trial / "exams" / "DEMO" / "baseline" / "1" / "results.json").read_text())
+    second = json.loads((trial / "exams" / "DEMO" / "baseline" / "2" / "results.json").read_text())
+    main_baseline = json.loads((out / "baseline" / "results.json").read_text())
+    for lesion in ("lesion1", "lesion2"):
+        assert first["rois"][lesion]["parameters"] == main_baseline["rois"][lesion]["parameters"]
+
+    repeatability = {r["parameter"]: r for r in _rows(trial / "repeatability.csv")}
+    for column in ("WiWoAUC", "rel_WiWoAUC", "PE", "rel_PE", "AUC"):
+        key, name = ("relative", column[4:]) if column.startswith("rel_") else ("parameters", column)
+        pairs = [(first["rois"][lesion][key][name], second["rois"][lesion][key][name]) for lesion in ("lesion1", "lesion2")]
+        variances = [(a - b) ** 2 / 2 for a, b in pairs]  # the sample variance of two values
+        wsd = math.sqrt(sum(variances) / len(variances))
+        wcv = 100 * math.sqrt(sum(v / ((a + b) / 2) ** 2 for v, (a, b) in zip(variances, pairs)) / len(pairs))
+        row = repeatability[column]
+        assert (row["n_lesions"], row["n_lesion_exams"], row["n_measurements"]) == ("2", "2", "4"), column
+        assert float(row["wsd"]) == pytest.approx(wsd, rel=1e-9), column
+        assert float(row["wcv_percent"]) == pytest.approx(wcv, rel=1e-9), column
+        assert float(row["rc"]) == pytest.approx(2.77 * wsd, rel=1e-9), column
+        assert float(row["rc_percent"]) == pytest.approx(2.77 * wcv, rel=1e-9), column
+        assert float(row["mean"]) == pytest.approx(sum(a + b for a, b in pairs) / 4, rel=1e-9), column
+    for name in ("report.html", "trajectory_lesion1.png", "tic_lesion2.png"):
+        assert (trial / "patients" / "DEMO" / name).is_file(), name
+    record = json.loads((trial / "study.json").read_text())
+    assert [c["status"] for c in record["clips"]] == ["done"] * 4
+    assert record["executor"] == {**record["executor"], "kind": "local", "workers": 2}
+    assert record["options"]["maps"] is False
+    assert "lesion2   followup2    186" in summary and "repeatability (two baseline injections" in summary
 
 
 def test_the_truth_check_catches_a_wrong_linearisation(tmp_path):

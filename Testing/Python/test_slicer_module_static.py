@@ -9,6 +9,7 @@ registered with ctest by DCEUSResponse/CMakeLists.txt).
 import ast
 import importlib.util
 import json
+import os
 import pathlib
 import re
 import struct
@@ -52,7 +53,7 @@ CONNECTABLE = {
 BOUNDED_WIDGETS = {"ctkSliderWidget", "qMRMLSliderWidget", "QSlider"}  # connectors refuse unbounded numbers
 QT_WIDGETS = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QSpinBox", "QDoubleSpinBox", "QComboBox",
               "QLineEdit", "QTextEdit", "QTableView", "QSlider", "QGroupBox", "QFrame", "QRadioButton"}
-SECTIONS = ("Inputs", "Options", "Results", "Compare", "Export")
+SECTIONS = ("Inputs", "Options", "Results", "Compare", "Export", "Follow-up")
 
 # Slicer/ExtensionsIndex schemas/slicer-extension-catalog-entry-schema-v1.0.2.json (identical to
 # Slicer's Schemas/ copy), reduced to what it constrains.
@@ -249,7 +250,8 @@ def test_the_widget_has_one_error_path_the_templates():
     as TemplateKey.onApplyButton), through the one _errorDisplay helper; no handler catches errors itself."""
     methods = _methods(f"{MODULE_NAME}Widget")
     assert "slicer.util.tryWithErrorDisplay(message, waitCursor=True)" in ast.unparse(methods["_errorDisplay"])
-    for name in ("onApplyButton", "onCompareButton", "onExportButton", "onExportDicomDatabaseButton"):
+    for name in ("onApplyButton", "onCompareButton", "onExportButton", "onExportDicomDatabaseButton",
+                 "onLoadStudyButton", "onFollowUpLesionChanged", "onOpenExamSceneButton"):
         source = ast.unparse(methods[name])
         assert "with self._errorDisplay(" in source, name
         handlers = [ast.unparse(h.type) for h in ast.walk(methods[name]) if isinstance(h, ast.ExceptHandler)]
@@ -379,10 +381,16 @@ def test_the_ui_has_the_sections_selectors_status_label_and_buttons():
         assert _property(widgets[name], "noneEnabled").findtext("bool") == "true"
         assert _property(widgets[name], "addEnabled").findtext("bool") == "false"
     assert widgets["referenceSegmentSelector"].get("class") == "qMRMLSegmentSelectorWidget"
-    for name in ("baselineFolderPathLineEdit", "exportFolderPathLineEdit"):
+    for name in ("baselineFolderPathLineEdit", "exportFolderPathLineEdit", "studyFolderPathLineEdit"):
         assert widgets[name].get("class") == "ctkPathLineEdit"
         assert "ctkPathLineEdit::Dirs" in _property(widgets[name], "filters").findtext("set")
     assert widgets["responseTableView"].get("class") == "qMRMLTableView"
+    assert widgets["followUpTableView"].get("class") == "qMRMLTableView"
+    for name in ("followUpPatientComboBox", "followUpLesionComboBox", "followUpExamComboBox"):
+        assert widgets[name].get("class") == "QComboBox"
+    for name in ("loadStudyButton", "openExamSceneButton"):
+        assert widgets[name].get("class") == "QPushButton"
+        assert _property(widgets[name], "enabled").findtext("bool") == "false"
 
 
 def test_custom_widgets_are_declared_and_mrml_widgets_get_the_scene():
@@ -642,3 +650,64 @@ def test_the_dicom_database_export_uses_dicomlib_as_slicer_5_12_defines_it():
     assert widgets["exportDicomCheckBox"].get("class") == "QCheckBox"
     assert widgets["exportDicomDatabaseButton"].get("class") == "QPushButton"
     assert _property(widgets["exportDicomDatabaseButton"], "enabled").findtext("bool") == "false"
+
+
+# ----------------------------------------------------------------------------------------------
+# Follow-up section
+
+# The Slicer 5.12 sources that define each API the Follow-up section (module and scene/follow_up.py)
+# calls, and the names they must declare. The MRML calls also run for real in test_scene_follow_up.py
+# (slicer-core); the Qt-side ones (table view, Plots logic, loadScene) are checked here only.
+FOLLOW_UP_APIS = {
+    "Libs/MRML/Widgets/qMRMLTableView.h": ("void setMRMLTableNode(vtkMRMLTableNode* tableNode);",),
+    "Modules/Loadable/Plots/Logic/vtkSlicerPlotsLogic.h": ("void ShowChartInLayout(vtkMRMLPlotChartNode* chartNode);",),
+    "Base/Python/slicer/util.py": ("def loadScene(filename, properties={}):", 'filetype = "SceneFile"'),
+    # a bundle is imported into the scene unless the "clear" property says otherwise
+    "Base/QTCore/qSlicerSceneBundleReader.cxx": ("bool clear = false;", "ReadFromMRB(file.toUtf8(), clear"),
+    "Libs/MRML/Core/vtkMRMLScene.h": ("int IsNodePresent(vtkMRMLNode* n);", "void RemoveNode(vtkMRMLNode* n);"),
+    "Libs/MRML/Core/vtkMRMLPlotChartNode.h": ("void RemoveAllPlotSeriesNodeIDs();",
+                                              "void AddAndObservePlotSeriesNodeID(const char* plotSeriesNodeID);",
+                                              "vtkSetStringMacro(XAxisTitle);", "vtkSetStringMacro(YAxisTitle);",
+                                              "vtkSetMacro(LegendVisibility, bool);"),
+    "Libs/MRML/Core/vtkMRMLPlotSeriesNode.h": ("vtkSetMacro(LabelColumnName, std::string);",
+                                               "vtkSetMacro(MarkerSize, float);", "vtkSetMacro(LineWidth, float);",
+                                               "PlotTypeScatter,", "MarkerStyleCircle,", "LineStyleDash,"),
+    "Libs/MRML/Core/vtkMRMLTableNode.h": ("bool RemoveAllColumns();", "vtkSetMacro(UseFirstColumnAsRowHeader, bool);"),
+}
+SLICER_SOURCE = pathlib.Path(os.environ.get("SLICER_SOURCE_GIT", "/work/.mirror/Slicer+Slicer/repo"))
+
+
+def test_the_follow_up_section_delegates_to_the_engine_and_calls_the_checked_apis():
+    widget = _methods(f"{MODULE_NAME}Widget")
+    logic = _methods(f"{MODULE_NAME}Logic")
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    for signal, slot in (("studyFolderPathLineEdit.connect(\"currentPathChanged(QString)\"", "self._updateButtonStates"),
+                         ("loadStudyButton.connect(\"clicked(bool)\"", "self.onLoadStudyButton"),
+                         ("followUpPatientComboBox.connect(\"currentIndexChanged(int)\"", "self.onFollowUpPatientChanged"),
+                         ("followUpLesionComboBox.connect(\"currentIndexChanged(int)\"", "self.onFollowUpLesionChanged"),
+                         ("openExamSceneButton.connect(\"clicked(bool)\"", "self.onOpenExamSceneButton")):
+        assert f"self.ui.{signal}, {slot})" in source, signal
+    assert "self.logic.loadStudy(self.ui.studyFolderPathLineEdit.currentPath)" in ast.unparse(widget["onLoadStudyButton"])
+    shown = ast.unparse(widget["onFollowUpLesionChanged"])
+    assert "self.logic.showFollowUp(self._study, patient, lesion, self._followUpNodes)" in shown
+    assert "self.ui.followUpTableView.setMRMLTableNode(self._followUpNodes.response_table)" in shown
+    assert "slicer.modules.plots.logic().ShowChartInLayout(self._followUpNodes.chart)" in shown
+    assert "self._followUpNodes = None" in ast.unparse(widget["onSceneStartClose"])
+    assert "read_study_folder(folder)" in ast.unparse(logic["loadStudy"])
+    show = ast.unparse(logic["showFollowUp"])
+    assert "add_follow_up_nodes(slicer.mrmlScene, study, patient, lesion, nodes)" in show
+    assert "slicer.mrmlScene.IsNodePresent(node)" in show
+    opened = ast.unparse(logic["openExamScene"])
+    assert "slicer.util.loadScene(path)" in opened and "study.exam_scenes(patient, exam)" in opened
+    for method in ("loadStudy", "showFollowUp", "openExamScene"):  # the engine builds the nodes
+        assert "AddNewNodeByClass" not in ast.unparse(logic[method]) and "vtkMRML" not in ast.unparse(logic[method])
+
+
+@pytest.mark.skipif(not (SLICER_SOURCE / "HEAD").exists() and not (SLICER_SOURCE / ".git").exists(),
+                    reason="no Slicer source checkout (set SLICER_SOURCE_GIT to a clone with the 5.12 branch)")
+def test_the_follow_up_apis_are_declared_in_slicer_5_12():
+    for path, names in FOLLOW_UP_APIS.items():
+        text = subprocess.run(["git", "-C", str(SLICER_SOURCE), "show", f"5.12:{path}"], capture_output=True,
+                              text=True, check=True).stdout
+        for name in names:
+            assert name in text, f"{path} (5.12) does not declare {name!r}"

@@ -1,4 +1,5 @@
-"""``dceus demo``: generate the synthetic demo study and analyse it end to end."""
+"""``dceus demo``: generate the synthetic demo study, analyse it end to end and follow the patient's
+course with ``study``."""
 from __future__ import annotations
 
 import argparse
@@ -13,5 +14,5 @@ def add_subparser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(run_demo(args.out))
+    print(run_demo(args.out, command_main=args.cli_main))
     return 0
