@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from DCEUSResponseLib.export.map_files import sample_colour_map
+from DCEUSResponseLib.export.map_files import framed_with_colour_bar, sample_colour_map
 from DCEUSResponseLib.fusion.inputs import PANEL_BMODE, PANEL_CONTRAST
 from DCEUSResponseLib.fusion.pipeline import Fusion
 from DCEUSResponseLib.spatial.registration import apply
@@ -117,24 +117,11 @@ def _image(rgb: np.ndarray, title: str, bar: np.ndarray | None, labels: list[tup
         draw_body.line([p1[0] - 4, p1[1] - 4, p1[0] + 4, p1[1] + 4], fill=CT_POINT, width=2)
         draw_body.line([p1[0] - 4, p1[1] + 4, p1[0] + 4, p1[1] - 4], fill=CT_POINT, width=2)
         draw_body.text((p0[0] + 7, p0[1] - 7), label, fill=CEUS_POINT, font=font)
-    top, left, gap, bar_width, label_width = 30, 10, 14, 18, 230
-    canvas = Image.new("RGB", (left + body.width + gap + bar_width + label_width, top + body.height + 12),
-                       (255, 255, 255))
-    canvas.paste(body, (left, top))
+    canvas, x_labels = framed_with_colour_bar(body, title, bar, labels, font, label_width=230)
     draw = ImageDraw.Draw(canvas)
-    draw.text((left, 8), title, fill=(0, 0, 0), font=font)
-    x_bar = left + body.width + gap
-    if bar is not None:
-        strip = Image.fromarray(np.repeat(bar[::-1, None, :], bar_width, axis=1)).resize((bar_width, body.height))
-        canvas.paste(strip, (x_bar, top))
-        draw.rectangle([x_bar, top, x_bar + bar_width - 1, top + body.height - 1], outline=(0, 0, 0))
-    for position, text in labels:
-        y = top + (1.0 - position) * (body.height - 1)
-        draw.line([x_bar + bar_width, y, x_bar + bar_width + 4, y], fill=(0, 0, 0))
-        draw.text((x_bar + bar_width + 7, y - 7), text, fill=(0, 0, 0), font=font)
-    y = top + body.height - 16 * len(legend)
+    y = canvas.height - 12 - 16 * len(legend)
     for text, colour in legend:  # ROI names in their outline colours, bottom right
-        draw.text((x_bar + bar_width + 50, y - 14), text, fill=colour, font=font)
+        draw.text((x_labels + 50, y - 14), text, fill=colour, font=font)
         y += 16
     return canvas
 

@@ -160,7 +160,7 @@ def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labe
     bottom, text) pairs drawn beside it. With ``maps`` and ``underlay``, ROI outlines and a scale bar
     are drawn over the image.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageFont
 
     rows, columns = image_rgb.shape[:2]
     zoom = max(1, round(_PREVIEW_PIXELS / max(rows, columns)))
@@ -171,10 +171,20 @@ def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labe
         font = ImageFont.load_default()
     if maps is not None and underlay is not None:
         body = _draw_outlines_and_scale(body, font, maps, underlay, zoom)
-    top, left, gap, bar_width, label_width = 28, 10, 14, 18, 150
-    width = left + body.width + gap + bar_width + label_width
-    height = top + body.height + 12
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    canvas, _ = framed_with_colour_bar(body, title, bar_rgb, labels, font)
+    canvas.save(path, format="PNG", compress_level=1)
+
+
+def framed_with_colour_bar(body, title: str, bar_rgb: np.ndarray | None, labels: list[tuple[float, str]], font,
+                           label_width: int = 150):
+    """``(canvas, x of the bar)``: a PIL picture on white with its title above and, at its right, a
+    vertical colour bar (``bar_rgb``: the colour column, bottom = low) with its ``labels`` ((position
+    0..1 from the bottom, text) pairs); ``label_width`` leaves room for the labels (and a legend)."""
+    from PIL import Image, ImageDraw
+
+    top, left, gap, bar_width = 28, 10, 14, 18
+    canvas = Image.new("RGB", (left + body.width + gap + bar_width + label_width, top + body.height + 12),
+                       (255, 255, 255))
     canvas.paste(body, (left, top))
     draw = ImageDraw.Draw(canvas)
     draw.text((left, 6), title, fill=(0, 0, 0), font=font)
@@ -187,7 +197,7 @@ def _preview(image_rgb: np.ndarray, title: str, bar_rgb: np.ndarray | None, labe
         y = top + (1.0 - position) * (body.height - 1)
         draw.line([x_bar + bar_width, y, x_bar + bar_width + 4, y], fill=(0, 0, 0))
         draw.text((x_bar + bar_width + 7, y - 8), text, fill=(0, 0, 0), font=font)
-    canvas.save(path, format="PNG", compress_level=1)
+    return canvas, x_bar + bar_width
 
 
 def _background(shape: tuple[int, int], underlay: MapUnderlay) -> np.ndarray:
