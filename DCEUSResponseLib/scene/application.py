@@ -78,6 +78,10 @@ def create_headless_application(cache_dir: str | None = None) -> HeadlessSlicer:
     color_logic = app_logic.GetColorLogic()
     color_logic.SetMRMLScene(scene)
     color_logic.AddDefaultColorNodes()
+    # As the application: the slice orientation presets (a saved "Reformat" slice view needs them) and
+    # the Colors module's colour legend node (vtkSlicerColorLogic registers it; fused scenes have legends).
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
     # No views: empty collections keep the application logic from looking for them.
     app_logic.SetSliceLogics(vtkCollection())
     app_logic.SetViewLogics(vtkCollection())

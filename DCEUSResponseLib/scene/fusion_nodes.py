@@ -6,7 +6,8 @@ of the registration panel under it; a translation "<panel> panel to <registratio
 the registration holding the other panel's nodes (the panels of a dual display show one plane, shifted
 by the panel offset); the clip's sequences and browser, the ROI segmentation and the analysis' maps
 (read back from ``maps/*.nrrd``); the CEUS landmarks (frame coordinates, under the registration) and
-the CT landmarks (patient RAS) as markups point lists. The fused slice views are the next issue.
+the CT landmarks (patient RAS) as markups point lists. The views of the fused scene (slice views on the
+CEUS plane, volume rendering) are :mod:`DCEUSResponseLib.scene.fusion_views`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from DCEUSResponseLib.fusion.pipeline import Fusion
 from DCEUSResponseLib.scene.application import create_headless_application
 from DCEUSResponseLib.scene.bundle import save_scene_bundle
 from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences
+from DCEUSResponseLib.scene.fusion_views import add_fusion_views
 from DCEUSResponseLib.scene.map_volumes import add_parameter_maps
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 from DCEUSResponseLib.scene.segmentation import add_roi_segmentation
@@ -30,6 +32,7 @@ from DCEUSResponseLib.spatial.registration import LPS_FROM_RAS
 CT_NODE_NAME, PET_NODE_NAME = "CT", "PET SUVbw"
 CEUS_LANDMARKS_NAME, CT_LANDMARKS_NAME = "CEUS landmarks", "CT landmarks"
 PET_COLOUR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"  # vtkMRMLColorLogic's PET colour tables
+GREY_COLOUR_NODE_ID = "vtkMRMLColorTableNodeGrey"
 CT_WINDOW_HU = (400.0, 40.0)  # window, level: abdomen
 
 
@@ -55,8 +58,8 @@ def _show(volume, window: float, level: float, colour_node_id: str | None = None
     display = volume.GetDisplayNode()
     display.AutoWindowLevelOff()
     display.SetWindowLevel(window, level)
-    if colour_node_id:
-        display.SetAndObserveColorNodeID(colour_node_id)
+    # Without a colour node the slice layers show nothing: grey, as Slicer's Volumes logic sets it.
+    display.SetAndObserveColorNodeID(colour_node_id or GREY_COLOUR_NODE_ID)
 
 
 def _point_list(scene: Any, name: str, labels: list[str], points_ras: np.ndarray, colour: tuple[float, float, float]):
@@ -147,6 +150,7 @@ def write_fusion_scene(fusion: Fusion, path: str, cache_dir: str | None = None) 
     """Write the fused scene as a bundle at ``path`` (atomically); returns its absolute path."""
     path = os.path.abspath(path)
     with create_headless_application(cache_dir) as app:
-        add_fusion_nodes(app.scene, fusion)
+        nodes = add_fusion_nodes(app.scene, fusion)
+        add_fusion_views(app.scene, nodes, fusion, app.module_logic("VolumeRendering"))
         save_scene_bundle(app.scene, path)
     return path

@@ -30,6 +30,7 @@ MODULE_LOGIC_CLASSES = (
     ("Transforms", "vtkSlicerTransformLogic"),
     ("SubjectHierarchy", "vtkSlicerSubjectHierarchyModuleLogic"),
     ("Markups", "vtkSlicerMarkupsLogic"),  # fuse's landmark lists
+    ("VolumeRendering", "vtkSlicerVolumeRenderingLogic"),  # the fused scene's 3D view
 )
 
 
