@@ -113,7 +113,8 @@ class StudyTables:
     def repeatability_csv(self) -> str:
         header = ["parameter", "unit", "n_lesions", "n_lesion_exams", "n_measurements", "mean", "wsd",
                   "wcv_percent", "rc", "rc_percent"]
-        rows = ([column, unit_of(_parameter_of(column)), n_lesions, r.n_groups, r.n_measurements, r.mean, r.wsd,
+        # a reference-normalised value (rel_*) is a ratio of two values in one unit: it has none
+        rows = ([column, "" if column.startswith("rel_") else unit_of(_parameter_of(column)), n_lesions, r.n_groups, r.n_measurements, r.mean, r.wsd,
                  r.wcv_percent, r.rc, r.rc_percent] for column, (r, n_lesions) in self.repeatability.items())
         return csv_text(header, rows)
 

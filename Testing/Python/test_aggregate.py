@@ -156,6 +156,8 @@ def test_csv_files_hold_the_contract_columns(study):
                        n_resamples=200)
     texts = tables.csv_texts()
     assert sorted(texts) == ["lesions.csv", "measurements.csv", "repeatability.csv", "response.csv", "statistics.csv"]
+    units = {row["parameter"]: row["unit"] for row in _csv(texts["repeatability.csv"])}
+    assert units["WiWoAUC"] and units["rel_WiWoAUC"] == ""  # a reference-normalised value is a ratio
     measurements = _csv(texts["measurements.csv"])
     assert list(measurements[0])[:13] == ["patient", "exam", "date", "days_from_baseline", "clip", "roi",
                                          "is_reference", "modality", "parameter", "value", "unit", "relative_value",
