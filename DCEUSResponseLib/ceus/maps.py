@@ -27,7 +27,6 @@ bands so that memory stays bounded for long, large clips.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,7 +38,12 @@ from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
 from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_extrapolated_arrays, bolus_parameter_arrays
+from DCEUSResponseLib.kinetics.parameters import (
+    PARAMETER_NAMES,
+    bolus_extrapolated_arrays,
+    bolus_parameter_arrays,
+)
+from DCEUSResponseLib.parallel import worker_threads
 
 # Codes of the status image: positions in the status vocabulary's MAP_STATUSES.
 (STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED,
@@ -68,7 +72,7 @@ FULL_ITERATIONS = 0
 #: at 8192 on 2 cores), small enough for a few hundred MB per thread.
 CHUNK_PIXELS = 8192
 #: Threads fitting chunks at once (one per core).
-WORKER_THREADS = max(1, os.cpu_count() or 1)
+WORKER_THREADS = worker_threads()
 _N_GRID_T0 = 12
 _N_GRID_PEAK = 10
 _N_GRID_SKEW = 4

@@ -16,6 +16,8 @@ import numpy as np
 from scipy import fft as scipy_fft
 from scipy import ndimage
 
+from DCEUSResponseLib.parallel import worker_threads
+
 #: Gaussian smoothing (px, working resolution) of B-mode gray levels: about the speckle size, so the
 #: correlation peak is smooth enough for sub-pixel interpolation yet still sharp.
 BMODE_SMOOTHING_PX = 1.0
@@ -60,7 +62,7 @@ NOISE_CALIBRATION = {"bmode": 1.0, "contrast": 3.0}
 BATCH_FRAMES = 64
 BATCH_BYTES = 48 * 2**20
 #: Worker threads of scipy.fft (-1: all cores).
-FFT_WORKERS = -1
+FFT_WORKERS = worker_threads()
 
 
 class MatchingGrid:

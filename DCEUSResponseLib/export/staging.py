@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.parallel import worker_threads
 
 STAGING_PREFIX = ".dceus-staging-"
 JOURNAL = ".commit"
@@ -155,7 +156,7 @@ class StagedFiles:
         """Run each ``(relative path, writer(path))`` into staging, on all cores."""
         jobs = [(writer, self.path(relative_path)) for relative_path, writer in writers]
         # Compression (zlib, PNG) releases the GIL: the files are written on all cores.
-        pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1)))
+        pool = ThreadPoolExecutor(max_workers=max(1, min(len(jobs), worker_threads())))
         try:
             for _ in pool.map(lambda job: job[0](job[1]), jobs):
                 pass

@@ -22,11 +22,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.parallel import THREADS_VARIABLE
 
 DEFAULT_SCHEDULER_TIMEOUT_S = 20.0
 # Environment of each local worker: one thread per numerical library (the workers are the parallelism).
 _SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                      "NUMEXPR_NUM_THREADS")
+                      "NUMEXPR_NUM_THREADS", THREADS_VARIABLE)
 
 TaskFunction = Callable[[Any], Any]
 OnDone = Callable[[int, Any], None]

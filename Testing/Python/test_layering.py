@@ -18,6 +18,7 @@ NAME = PACKAGE.name
 FLOORS = {
     "DCEUSResponseLib": 0,  # __init__: the version and software name
     "errors": 0,
+    "parallel": 0,  # how many threads the process may use
     "spatial": 1,  # the frame geometry: below clip, which gives each clip its geometry
     "clip": 2,
     "catalogue": 2,  # parameter names, units, codes, colour maps
