@@ -68,3 +68,48 @@ def demo_run(tmp_path_factory) -> DemoRun:
     run = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", str(out)],
                          capture_output=True, text=True, cwd=ROOT)
     return DemoRun(out, run.returncode, run.stdout, run.stderr)
+
+
+@pytest.fixture(scope="session")
+def fusion_case(tmp_path_factory) -> dict:
+    """A short demo clip analysed (maps binned 8), the demo patient's CT/PET, exact and noisy landmarks:
+    the inputs of the fuse and fused-scene tests (built once; tests write only into folders of their own)."""
+    from DCEUSResponseLib.app.demo import PANEL_SHAPE, demo_landmarks, demo_regions, write_landmark_files
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
+    from DCEUSResponseLib.export.contract import write_analysis
+    from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
+    from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
+    from DCEUSResponseLib.synthetic.patient import make_patient
+
+    folder = tmp_path_factory.mktemp("fuse")
+    clip = make_clip(demo_regions("baseline"), panel_shape=PANEL_SHAPE, n_frames=40, frame_interval_s=1.0,
+                     display="dual", colour="gold", injection_time_s=2.0, dynamic_range_db=50.0, seed=5)
+    clip_path = str(folder / "clip.dcm")
+    write_clip(clip, clip_path, timing="vector")
+    masks = write_roi_masks(clip, str(folder / "rois"))
+    options = AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0, reference="liver", maps=True,
+                              map_binning=8, motion_compensation=False)
+    analysis = analyze_files(clip_path, [masks["__segmentation__"]], options)
+    write_analysis(analysis, str(folder / "analysis"))
+    truth = make_patient(demo_regions("baseline"))
+    files = write_patient(str(folder / "patient"), truth)
+    exact = write_landmark_files(str(folder), *demo_landmarks(noise_mm=0.0), prefix="exact_")
+    noisy = write_landmark_files(str(folder), *demo_landmarks(noise_mm=1.0, seed=3), prefix="noisy_")
+    return {"folder": folder, "clip": clip, "clip_path": clip_path, "analysis": str(folder / "analysis"),
+            "truth": truth, "ct": files.ct_dir, "pet": files.pet_dir, "exact": "=".join(exact),
+            "noisy": "=".join(noisy)}
+
+
+@pytest.fixture(scope="session")
+def fused_exact(fusion_case):
+    """``fuse --scene fused.mrb`` with the exact landmarks: (output folder, fusion.json)."""
+    import json
+
+    from DCEUSResponseLib.app.cli import main
+
+    case = fusion_case
+    out = case["folder"] / "out"
+    assert main(["fuse", case["analysis"], "--ct", case["ct"], "--pet", case["pet"], "--landmarks", case["exact"],
+                 "--scene", "fused.mrb", "--out", str(out)]) == 0
+    with open(out / "fusion.json", encoding="utf-8") as stream:
+        return out, json.load(stream)

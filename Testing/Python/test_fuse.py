@@ -15,13 +15,9 @@ from scipy import ndimage
 
 from DCEUSResponseLib.app.cli import main
 from DCEUSResponseLib.app.demo import (
-    PANEL_SHAPE,
     demo_landmarks,
-    demo_regions,
     write_landmark_files,
 )
-from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
-from DCEUSResponseLib.export.contract import write_analysis
 from DCEUSResponseLib.export.fusion_files import CSV_COLUMNS
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.io.masks import read_roi_masks
@@ -33,33 +29,14 @@ from DCEUSResponseLib.spatial.registration import (
     rotation_angle_deg,
 )
 from DCEUSResponseLib.spatial.resample import footprint, slab_offsets_mm, sphere_means
-from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
-from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
-from DCEUSResponseLib.synthetic.patient import DEMO_CEUS_TO_PATIENT_LPS, make_patient
+from DCEUSResponseLib.synthetic.patient import DEMO_CEUS_TO_PATIENT_LPS
 
 SLAB_MM = 5.0
 
 
 @pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    """A short demo clip analysed (maps binned 8), the demo patient's CT/PET, exact and noisy landmarks."""
-    folder = tmp_path_factory.mktemp("fuse")
-    clip = make_clip(demo_regions("baseline"), panel_shape=PANEL_SHAPE, n_frames=40, frame_interval_s=1.0,
-                     display="dual", colour="gold", injection_time_s=2.0, dynamic_range_db=50.0, seed=5)
-    clip_path = str(folder / "clip.dcm")
-    write_clip(clip, clip_path, timing="vector")
-    masks = write_roi_masks(clip, str(folder / "rois"))
-    options = AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0, reference="liver", maps=True,
-                              map_binning=8, motion_compensation=False)
-    analysis = analyze_files(clip_path, [masks["__segmentation__"]], options)
-    write_analysis(analysis, str(folder / "analysis"))
-    truth = make_patient(demo_regions("baseline"))
-    files = write_patient(str(folder / "patient"), truth)
-    exact = write_landmark_files(str(folder), *demo_landmarks(noise_mm=0.0), prefix="exact_")
-    noisy = write_landmark_files(str(folder), *demo_landmarks(noise_mm=1.0, seed=3), prefix="noisy_")
-    return {"folder": folder, "clip": clip, "clip_path": clip_path, "analysis": str(folder / "analysis"),
-            "truth": truth, "ct": files.ct_dir, "pet": files.pet_dir, "exact": "=".join(exact),
-            "noisy": "=".join(noisy)}
+def case(fusion_case):
+    return fusion_case
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +45,9 @@ def exact(case):
 
 
 @pytest.fixture(scope="module")
-def written(case):
+def written(fused_exact):
     """The command with --scene and exact landmarks."""
-    out = case["folder"] / "out"
-    code = main(["fuse", case["analysis"], "--ct", case["ct"], "--pet", case["pet"], "--landmarks", case["exact"],
-                 "--scene", "fused.mrb", "--out", str(out)])
-    assert code == 0
-    with open(out / "fusion.json", encoding="utf-8") as stream:
-        return out, json.load(stream)
+    return fused_exact
 
 
 def _corners_error_mm(matrix: np.ndarray, truth: np.ndarray) -> float:

@@ -3,7 +3,6 @@ the CEUS plane showing exactly what ``fuse`` measured, the volume rendering with
 and the 3D view rendered offscreen with the map on the plane (CI grids of the synthetic patient)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -13,10 +12,6 @@ import pytest
 pytest.importorskip("slicer")
 nrrd = pytest.importorskip("nrrd")
 
-from DCEUSResponseLib.app.cli import main  # noqa: E402
-from DCEUSResponseLib.app.demo import PANEL_SHAPE, demo_landmarks, demo_regions, write_landmark_files  # noqa: E402
-from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files  # noqa: E402
-from DCEUSResponseLib.export.contract import write_analysis  # noqa: E402
 from DCEUSResponseLib.scene.application import create_headless_application  # noqa: E402
 from DCEUSResponseLib.scene.fusion_views import (  # noqa: E402
     CT_PRESET,
@@ -29,32 +24,14 @@ from DCEUSResponseLib.scene.fusion_views import (  # noqa: E402
 )
 from DCEUSResponseLib.scene.nodes import numpy_matrix  # noqa: E402
 from DCEUSResponseLib.spatial.registration import LPS_FROM_RAS  # noqa: E402
-from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks  # noqa: E402
-from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient  # noqa: E402
-from DCEUSResponseLib.synthetic.patient import make_patient  # noqa: E402
 
 SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "screenshots")
 
 
 @pytest.fixture(scope="module")
-def fused(tmp_path_factory):
+def fused(fused_exact):
     """``fuse --scene`` on a short demo clip (maps binned 8) and the demo patient, exact landmarks."""
-    folder = tmp_path_factory.mktemp("fusion-views")
-    clip = make_clip(demo_regions("baseline"), panel_shape=PANEL_SHAPE, n_frames=40, frame_interval_s=1.0,
-                     display="dual", colour="gold", injection_time_s=2.0, dynamic_range_db=50.0, seed=5)
-    clip_path = str(folder / "clip.dcm")
-    write_clip(clip, clip_path, timing="vector")
-    masks = write_roi_masks(clip, str(folder / "rois"))
-    options = AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0, reference="liver", maps=True,
-                              map_binning=8, motion_compensation=False)
-    write_analysis(analyze_files(clip_path, [masks["__segmentation__"]], options), str(folder / "analysis"))
-    files = write_patient(str(folder / "patient"), make_patient(demo_regions("baseline")))
-    landmarks = write_landmark_files(str(folder), *demo_landmarks(noise_mm=0.0), prefix="exact_")
-    out = folder / "out"
-    assert main(["fuse", str(folder / "analysis"), "--ct", files.ct_dir, "--pet", files.pet_dir,
-                 "--landmarks", "=".join(landmarks), "--scene", "fused.mrb", "--out", str(out)]) == 0
-    with open(out / "fusion.json", encoding="utf-8") as stream:
-        return out, json.load(stream)
+    return fused_exact
 
 
 @pytest.fixture()
