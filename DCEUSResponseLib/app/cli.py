@@ -1,7 +1,10 @@
 """Command line: ``python -m DCEUSResponseLib {analyze,fit-tic,compare,demo}`` (also ``dceus``).
 
 This module only assembles the subcommands (one module each in :mod:`DCEUSResponseLib.app.commands`;
-a new subcommand is a new module there, listed in :data:`COMMANDS`) and turns errors into exit codes.
+a new subcommand is a new module there, listed in :data:`COMMANDS` with its one-line summary) and turns
+errors into exit codes. A command line imports only the module of its own subcommand: the others pull in
+what they need (``study`` scipy.stats and the longitudinal engine, ``fuse`` the PET/CT readers, ``demo``
+the synthetic patient), about half a second of imports that ``analyze`` has no use for.
 
 Exit status: 0 success, 1 bad input (one line on stderr naming the file and the problem),
 2 usage error, 3 internal error (rerun with ``--debug`` for the traceback), 130 interrupted (SIGINT,
@@ -10,12 +13,12 @@ Ctrl-C), 143 terminated (SIGTERM); both clean up their staging folder and print 
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 from typing import Sequence
 
 from DCEUSResponseLib import __version__
-from DCEUSResponseLib.app.commands import analyze, compare, demo, fit_tic, fuse, study
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.staging import Interrupted, handle_termination_signals, restore_signals
 
@@ -23,24 +26,50 @@ EXIT_INPUT_ERROR = 1
 EXIT_INTERNAL_ERROR = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-#: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (analyze, fit_tic, compare, fuse, study, demo)
+#: The subcommands, in the order ``--help`` lists them, with the summary it shows; the module of
+#: ``fit-tic`` is :mod:`DCEUSResponseLib.app.commands.fit_tic`.
+COMMANDS = (
+    ("analyze", "quantify the ROIs of one clip"),
+    ("fit-tic", "fit a TIC given as a table (CSV)"),
+    ("compare", "treatment response between two exams"),
+    ("fuse", "place the CEUS plane in the patient's CT / PET and measure SUV per ROI"),
+    ("study", "analyse every clip of a trial and follow each lesion over the exams"),
+    ("demo", "generate the synthetic demo study and analyse it end to end"),
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str):
+    """The module of subcommand ``name`` (its ``add_subparser`` and ``run``)."""
+    return importlib.import_module(f"DCEUSResponseLib.app.commands.{name.replace('-', '_')}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or with ``command`` only that one's options (the others listed)."""
     parser = argparse.ArgumentParser(prog="dceus", description="Quantitative dynamic contrast-enhanced "
                                      "ultrasound (DCE-US): time-intensity curves, bolus-model fits and "
                                      "perfusion parameters from CEUS DICOM clips.")
     parser.add_argument("--version", action="version", version=f"DCEUSResponse {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_subparser(subparsers)
+    for name, summary in COMMANDS:
+        if command is None or name == command:
+            command_module(name).add_subparser(subparsers, summary)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand of a command line (the first word that is not an option), if it is one."""
+    names = {name for name, _ in COMMANDS}
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in names else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = _chosen_command(argv)
+    args = (build_parser(chosen) if chosen else build_parser()).parse_args(argv)
     # Commands that run other commands (study runs analyze and fuse per clip) get this main to call.
     args.cli_main = main
     try:

@@ -183,3 +183,22 @@ def test_scene_outside_the_output_folder_is_refused(study, tmp_path, capsys):
                                     "--scene", str(tmp_path / "elsewhere.mrb"), "--out", str(tmp_path / "out")])
     assert code == 1 and "outside --out" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "elsewhere.mrb").exists() and not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_command_line_imports_only_its_own_subcommand(tmp_path):
+    """``analyze`` does not pay for the other subcommands' imports (study's scipy.stats and longitudinal
+    engine, demo's synthetic patient); ``--help`` still lists every subcommand."""
+    code = ("import sys\nfrom DCEUSResponseLib.app.cli import main\n"
+            f"main(['analyze', {str(tmp_path / 'missing.dcm')!r}, '--roi', 'x.png', '--out', {str(tmp_path / 'out')!r}])\n"
+            "print(' '.join(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(result.stdout.split())
+    assert "clip not found" in result.stderr
+    assert "DCEUSResponseLib.app.commands.analyze" in loaded
+    for module in ("scipy.stats", "DCEUSResponseLib.longitudinal.study", "DCEUSResponseLib.app.commands.study",
+                   "DCEUSResponseLib.app.commands.fuse", "DCEUSResponseLib.app.demo", "DCEUSResponseLib.synthetic.patient"):
+        assert module not in loaded, module
+    listing = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "--help"], capture_output=True, text=True,
+                             check=True).stdout
+    for name in ("analyze", "fit-tic", "compare", "fuse", "study", "demo"):
+        assert f"    {name} " in listing

@@ -24,9 +24,9 @@ from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, insid
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
 
-def add_subparser(subparsers: argparse._SubParsersAction) -> None:
+def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     """The options' ``dest`` are :class:`AnalysisOptions`' field names (one spelling each)."""
-    parser = subparsers.add_parser("analyze", help="quantify the ROIs of one clip",
+    parser = subparsers.add_parser("analyze", help=summary,
                                    description="Quantify the ROIs of one CEUS clip and write results.json, "
                                    "parameters.csv and tic.csv into --out.")
     parser.add_argument("clip", metavar="CLIP", help="Ultrasound Multi-frame DICOM file, a folder of "

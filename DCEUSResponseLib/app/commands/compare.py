@@ -10,8 +10,8 @@ from DCEUSResponseLib.export.staging import check_output_dir, json_text, write_s
 from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, RULE_ALIASES, compare_folders
 
 
-def add_subparser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("compare", help="treatment response between two exams",
+def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
+    parser = subparsers.add_parser("compare", help=summary,
                                    description="Compare two analyze output folders of one patient and write "
                                    "response.json into --out.")
     parser.add_argument("baseline", metavar="BASELINE_DIR")

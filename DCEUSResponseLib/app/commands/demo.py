@@ -7,8 +7,8 @@ import argparse
 from DCEUSResponseLib.app.demo import run_demo
 
 
-def add_subparser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="generate the synthetic demo study and analyse it end to end")
+def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
+    parser = subparsers.add_parser("demo", help=summary)
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.set_defaults(run=run)
 

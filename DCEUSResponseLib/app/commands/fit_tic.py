@@ -20,8 +20,8 @@ from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES, get_family
 MIN_TABLE_ROWS = MIN_USABLE_FRAMES
 
 
-def add_subparser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("fit-tic", help="fit a TIC given as a table (CSV)",
+def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
+    parser = subparsers.add_parser("fit-tic", help=summary,
                                    description="Fit a time-intensity curve given as a table (time and intensity "
                                    "columns) and write results.json, parameters.csv and tic.csv into --out.")
     parser.add_argument("table", metavar="TABLE.csv", help="CSV (or tab/semicolon separated) table, one row per "

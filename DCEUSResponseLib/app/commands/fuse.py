@@ -20,10 +20,10 @@ from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
 
 
-def add_subparser(subparsers) -> argparse.ArgumentParser:
+def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> argparse.ArgumentParser:
     """Add ``fuse`` to the command line's subcommands."""
     fuse = subparsers.add_parser(
-        "fuse", help="place the CEUS plane in the patient's CT / PET and measure SUV per ROI",
+        "fuse", help=summary,
         description="Register the CEUS plane of an analyze output folder to the patient's CT (landmark pairs or "
         "a transform), resample CT (HU) and PET (SUVbw) on the contrast panel and measure every ROI; writes "
         "fusion.json, fusion.csv and fusion/ into --out.")

@@ -50,10 +50,10 @@ from DCEUSResponseLib.longitudinal.study import (
 CommandMain = Callable[[Sequence[str]], int]
 
 
-def add_subparser(commands) -> argparse.ArgumentParser:
+def add_subparser(commands: argparse._SubParsersAction, summary: str) -> argparse.ArgumentParser:
     """The ``study`` subcommand on the CLI's subparsers."""
 
-    study = commands.add_parser("study", help="analyse every clip of a trial and follow each lesion over the exams",
+    study = commands.add_parser("study", help=summary,
                                 description="Analyse (and fuse) every clip of MANIFEST.csv into DIR/exams/, then "
                                 "write measurements.csv, lesions.csv, response.csv, repeatability.csv, "
                                 "statistics.csv (with --outcomes), patients/<patient>/report.html and study.json. "
