@@ -262,7 +262,7 @@ def _lognormal_and_jacobian(times_s: np.ndarray, x: np.ndarray, need_jacobian: b
     z *= scaled
     with np.errstate(over="ignore", invalid="ignore"):
         np.divide(z, tau, out=z)  # d f / d t0 = A s (1 + z/sigma) / tau
-    np.nan_to_num(z, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    z[~np.isfinite(z)] = 0.0  # what nan_to_num(nan=0, posinf=0, neginf=0) does, in one pass
     z_squared -= np.float32(1.0)
     z_squared *= scaled
     z_squared *= inverse_sigma  # d f / d sigma = A s (z^2 - 1) / sigma
@@ -292,6 +292,7 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
     active = np.arange(x.shape[0])
     damping = np.full(active.size, 1e-3)
     normal, gradient, cost = _normal_equations(model, times_s, y, x, root_w)
+    y_active = y  # the curves of the active pixels, gathered again only when pixels drop out
     for _ in range(iterations):
         if active.size == 0:
             break
@@ -303,8 +304,7 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         step = np.linalg.solve(system, gradient[:, :, None])[:, :, 0]
         step = np.where(np.isfinite(step), step, 0.0)
         trial = np.clip(x[active] + step, lower, upper)
-        ya = y if active.size == x.shape[0] else y[:, active]
-        trial_normal, trial_gradient, trial_cost = _normal_equations(model, times_s, ya, trial, root_w)
+        trial_normal, trial_gradient, trial_cost = _normal_equations(model, times_s, y_active, trial, root_w)
         better = np.isfinite(trial_cost) & (trial_cost < cost)
         x[active[better]] = trial[better]
         normal[better], gradient[better] = trial_normal[better], trial_gradient[better]
@@ -312,6 +312,8 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         cost = np.where(better, trial_cost, cost)
         damping = np.where(better, np.maximum(damping / 3.0, 1e-7), np.minimum(damping * 4.0, 1e7))
         keep = ~converged & (damping < 1e6)
+        if not keep.all():
+            y_active = y_active[:, keep]
         active, damping = active[keep], damping[keep]
         normal, gradient, cost = normal[keep], gradient[keep], cost[keep]
     return x
