@@ -224,7 +224,7 @@ def point_list_landmarks(point_list: Any, ceus: bool) -> Landmarks:
     :class:`InputError`; duplicate and unpaired labels are :func:`register_landmarks`' errors.
     """
     name = point_list.GetName()
-    defined = point_list.PositionDefined if hasattr(point_list, "PositionDefined") else 2
+    defined = point_list.PositionDefined
     labels, points = [], []
     for index in range(point_list.GetNumberOfControlPoints()):
         if point_list.GetNthControlPointPositionStatus(index) != defined:
@@ -242,6 +242,39 @@ def point_list_landmarks(point_list: Any, ceus: bool) -> Landmarks:
     if not labels:
         raise InputError(f"point list {name!r} has no placed control points")
     return Landmarks(tuple(labels), np.array(points, dtype=float), "mm", name)
+
+
+def next_pair_point(ceus_list: Any, patient_list: Any, prefix: str = "P") -> tuple[Any, str, int]:
+    """Prepare the next point of "Place pair", which alternates CEUS point, then its CT partner.
+
+    When a CEUS point has no CT point of its label yet, the CT list gets that label next; otherwise the
+    CEUS list gets a new label ``P<n>``. The point is added unplaced (``UnsetNthControlPointPosition``) and
+    made the list's placement index, as the Markups module's "place" button does, so that the next click
+    in a view places it. Returns (point list, label, index)."""
+    def labels(point_list, defined_only):
+        return [point_list.GetNthControlPointLabel(i) for i in range(point_list.GetNumberOfControlPoints())
+                if not defined_only or point_list.GetNthControlPointPositionStatus(i) == point_list.PositionDefined]
+
+    ceus_labels, patient_labels = labels(ceus_list, True), labels(patient_list, True)
+    waiting = [label for label in ceus_labels if label not in patient_labels]
+    if waiting:
+        target, label = patient_list, waiting[0]
+    elif len(labels(ceus_list, False)) > len(ceus_labels):  # a placement left unfinished: finish it
+        target = ceus_list
+        label = next(label for label in labels(ceus_list, False) if label not in ceus_labels)
+    else:
+        taken = set(labels(ceus_list, False)) | set(labels(patient_list, False))
+        number = len(ceus_labels) + 1
+        while f"{prefix}{number}" in taken:
+            number += 1
+        target, label = ceus_list, f"{prefix}{number}"
+    index = next((i for i in range(target.GetNumberOfControlPoints()) if target.GetNthControlPointLabel(i) == label
+                  and target.GetNthControlPointPositionStatus(i) != target.PositionDefined), None)
+    if index is None:
+        index = target.AddControlPoint(0.0, 0.0, 0.0, label)
+        target.UnsetNthControlPointPosition(index)
+    target.SetControlPointPlacementStartIndex(index)
+    return target, label, index
 
 
 # ------------------------------------------------------------------------------------------------
@@ -344,7 +377,8 @@ def add_pairs_table(scene: Any, result: PetCtRegistration, table: Any = None, na
     _add_double_column(table, "residual_mm", [pair.residual_mm for pair in pairs], "mm", "distance of the fitted "
                        "CEUS point from its CT point")
     _add_int_column(table, "flagged", [int(pair.label == result.flagged) for pair in pairs],
-                    f"1 when the residual exceeds {FLAG_RATIO:g} x the other pairs' RMS residual and {FLAG_FLOOR_MM:g} mm")
+                    f"1 when the residual exceeds {FLAG_RATIO:g} x the other pairs' RMS residual and "
+                    f"{FLAG_FLOOR_MM:g} mm")
     for prefix, key, description in (("ceus", "ceus_mm", "CEUS frame"), ("patient", "patient_mm", "patient LPS")):
         for axis, letter in enumerate("xyz"):
             _add_double_column(table, f"{prefix}_{letter}_mm", [getattr(pair, key)[axis] for pair in pairs], "mm",

@@ -24,7 +24,14 @@ from DCEUSResponseLib.fusion.pipeline import DEFAULT_SLAB_MM, Fusion, fuse
 from DCEUSResponseLib.scene.fusion_nodes import CT_WINDOW_HU, GREY_COLOUR_NODE_ID
 from DCEUSResponseLib.scene.fusion_views import FusionViews, add_fusion_views
 from DCEUSResponseLib.scene.nodes import add_new_node
-from DCEUSResponseLib.scene.pet_ct import CeusNodes, PetSuv, pet_suv, place_ceus_nodes, point_list_landmarks, suv_volume_node
+from DCEUSResponseLib.scene.pet_ct import (
+    CeusNodes,
+    PetSuv,
+    pet_suv,
+    place_ceus_nodes,
+    point_list_landmarks,
+    suv_volume_node,
+)
 from DCEUSResponseLib.scene.tables import _add_double_column, _add_int_column, _add_string_column, _nan_for_none
 from DCEUSResponseLib.scene.transforms import registration_file_writer
 from DCEUSResponseLib.spatial.registration import Landmarks

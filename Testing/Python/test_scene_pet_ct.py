@@ -247,6 +247,25 @@ def test_a_misplaced_pair_is_flagged_and_coloured(scene_case, inputs):
     assert all(ct_list.GetNthControlPointSelected(i) for i in range(ct_list.GetNumberOfControlPoints()))
 
 
+def test_place_pair_alternates_ceus_then_its_ct_partner(scene_case, inputs):
+    scene = scene_case["scene"]
+    ceus_list = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "CEUS")
+    ct_list = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "CT")
+    placed = []
+    for step in range(6):
+        target, label, index = pet_ct.next_pair_point(ceus_list, ct_list)
+        assert target.GetControlPointPlacementStartIndex() == index
+        assert target.GetNthControlPointPositionStatus(index) == target.PositionUndefined
+        placed.append((target.GetName(), label))
+        target.SetNthControlPointPosition(index, float(step), 0.0, 0.0)  # the click in the view
+    assert placed == [("CEUS", "P1"), ("CT", "P1"), ("CEUS", "P2"), ("CT", "P2"), ("CEUS", "P3"), ("CT", "P3")]
+    # a cancelled placement is reused, not duplicated
+    first = pet_ct.next_pair_point(ceus_list, ct_list)
+    again = pet_ct.next_pair_point(ceus_list, ct_list)
+    assert first[1:] == again[1:] == ("P4", 3) and ceus_list.GetNumberOfControlPoints() == 4
+    assert pet_ct.point_list_landmarks(ceus_list, ceus=True).labels == ("P1", "P2", "P3")
+
+
 def test_exact_pairs_flag_nothing(scene_case, inputs):
     result = pet_ct.register_point_lists(*_lists(scene_case["scene"]), inputs)
     assert result.registration.fre_rms_mm < 1e-6 and result.flagged is None
