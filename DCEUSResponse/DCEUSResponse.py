@@ -44,6 +44,12 @@ from DCEUSResponseLib.ceus.linearize import DEFAULT_DYNAMIC_RANGE_DB, MAX_DYNAMI
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.errors import InputError
 
+try:
+    from DCEUSResponseWidgets.pet_ct_section import PetCtLogic, PetCtSection
+except ImportError:  # a source checkout whose module folder is not on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from DCEUSResponseWidgets.pet_ct_section import PetCtLogic, PetCtSection
+
 # The bolus family's models (DCEUSResponseLib.kinetics.registry), listed here so that importing this module does
 # not import scipy at Slicer startup; Testing/Python/test_registry.py checks they agree.
 MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
@@ -154,6 +160,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._analysis = None  # DCEUSResponseLib.ceus.pipeline.Analysis of the last Apply (for Compare and Export)
         self._study = None  # DCEUSResponseLib.scene.follow_up.StudyFolder of the last Load study
         self._followUpNodes = None  # its FollowUpNodes, refilled when another lesion is chosen
+        self._mapNodes = {}  # parameter -> map volume of the last Apply (the PET/CT section places them)
+        self._petCt = None  # the PET/CT section (DCEUSResponseWidgets/pet_ct_section.py)
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -190,6 +198,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.followUpPatientComboBox.connect("currentIndexChanged(int)", self.onFollowUpPatientChanged)
         self.ui.followUpLesionComboBox.connect("currentIndexChanged(int)", self.onFollowUpLesionChanged)
         self.ui.openExamSceneButton.connect("clicked(bool)", self.onOpenExamSceneButton)
+        self._petCt = PetCtSection(self)
 
         # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
@@ -212,6 +221,9 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
         self._analysis = None
         self._followUpNodes = None  # the scene's nodes go with it
+        self._mapNodes = {}
+        if self._petCt is not None:
+            self._petCt.reset()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
@@ -320,6 +332,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportDicomDatabaseButton.enabled = hasAnalysis
         self.ui.loadStudyButton.enabled = bool(self.ui.studyFolderPathLineEdit.currentPath)
         self.ui.openExamSceneButton.enabled = self._study is not None and self.ui.followUpExamComboBox.count > 0
+        if self._petCt is not None:
+            self._petCt.updateButtonStates()
 
     def _setStatus(self, text: str, error: bool = False) -> None:
         """Messages go to the module panel's status label."""
@@ -369,6 +383,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
 
         self._analysis = outputs.analysis
+        self._mapNodes = outputs.mapNodes
         with slicer.util.NodeModify(parameterNode):
             parameterNode.outputParameterTable = outputs.resultNodes.parameter_table
             parameterNode.outputTicTable = outputs.resultNodes.tic_table
@@ -842,6 +857,8 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
         self.test_DCEUSResponse_demoStudy()
         self.setUp()
         self.test_DCEUSResponse_dicomPlugin()
+        self.setUp()
+        self.test_DCEUSResponse_petCt()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -1019,6 +1036,85 @@ class DCEUSResponseTest(ScriptedLoadableModuleTest):
                 self.assertTrue(np.allclose(fromScene.frame_times_s, fromFile.frame_times_s, atol=1e-6))
                 self.assertEqual(fromScene.uids.get("SeriesInstanceUID"), seriesUID)
                 self.assertEqual(find_layout(fromScene).display, "dual")
+            self.delayDisplay("Test passed")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def test_DCEUSResponse_petCt(self):
+        """The demo patient through the PET/CT section's logic: a short demo clip analysed with the module,
+        the CT and PET imported into a temporary DICOM database and loaded by Slicer's DICOM browser, the
+        demo's landmark pairs as Markups point lists, Register, then Measure; the numbers against the
+        synthetic truth (the same functions as Testing/Python/test_scene_pet_ct.py, headless)."""
+        import numpy as np
+        from DICOMLib import DICOMUtils
+
+        from DCEUSResponseLib.app.demo import PANEL_SHAPE, REFERENCE, demo_landmarks, demo_regions
+        from DCEUSResponseLib.ceus.layout import find_layout
+        from DCEUSResponseLib.io.dicom_us import read_clip
+        from DCEUSResponseLib.io.masks import read_roi_masks
+        from DCEUSResponseLib.scene import clip_nodes, segmentation
+        from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
+        from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
+        from DCEUSResponseLib.synthetic.patient import DEMO_LESION_VALUES, LIVER_SUV, make_patient
+
+        ensurePythonPackages(inTest=True)
+        folder = tempfile.mkdtemp(prefix="DCEUSResponseTest-petct-", dir=slicer.app.temporaryPath)
+        try:
+            self.delayDisplay("Building the demo patient: clip, CT, PET")
+            synthetic = make_clip(demo_regions("baseline"), panel_shape=PANEL_SHAPE, n_frames=40, frame_interval_s=1.0,
+                                  display="dual", colour="gold", injection_time_s=2.0, dynamic_range_db=50.0, seed=5)
+            clipPath = os.path.join(folder, "clip.dcm")
+            write_clip(synthetic, clipPath, timing="vector")
+            masks = write_roi_masks(synthetic, os.path.join(folder, "rois"))
+            patient = write_patient(os.path.join(folder, "patient"), make_patient(demo_regions("baseline")))
+            clip = read_clip(clipPath)
+            nodes = clip_nodes.add_clip_sequences(slicer.mrmlScene, clip, find_layout(clip), name="CEUS")
+            rois = read_roi_masks([masks["__segmentation__"]], (clip.rows, clip.columns), clip.frame_spacing_mm)
+            segmentationNode = segmentation.add_roi_segmentation(slicer.mrmlScene, rois, clip, nodes.contrast_volume)
+            options = AnalysisOptions(dynamic_range_db=50.0, injection_time_s=2.0, reference=REFERENCE, maps=True,
+                                      map_binning=8, motion_compensation=False)
+            outputs = DCEUSResponseLogic().process(nodes.browser, segmentationNode, options)
+
+            self.delayDisplay("Loading the CT and the PET from a DICOM database")
+            with DICOMUtils.TemporaryDICOMDatabase(os.path.join(folder, "database")) as database:
+                DICOMUtils.importDicom(os.path.join(folder, "patient"), database)
+                loaded = DICOMUtils.loadSeriesByUID([patient.ct_series_uid, patient.pet_series_uid])
+                volumes = {node.GetAttribute("DICOM.instanceUIDs").split()[0]: node for node in
+                           (slicer.mrmlScene.GetNodeByID(nodeId) for nodeId in loaded)
+                           if node is not None and node.IsA("vtkMRMLScalarVolumeNode")}
+                byModality = {database.fileValue(database.fileForInstance(uid), "0008,0060"): node
+                              for uid, node in volumes.items()}
+                ctNode, petNode = byModality["CT"], byModality["PT"]
+
+                ceus, ct = demo_landmarks(noise_mm=0.0)
+                dy, dx = clip.frame_spacing_mm
+                ceusList = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "CEUS points")
+                ctList = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "CT points")
+                for (label, row, column), (_label, lps) in zip(ceus, ct):
+                    ceusList.SetNthControlPointLabel(ceusList.AddControlPoint(-column * dx, -row * dy, 0.0), label)
+                    ctList.SetNthControlPointLabel(ctList.AddControlPoint(-lps[0], -lps[1], lps[2]), label)
+
+                self.delayDisplay("Register and Measure")
+                logic = PetCtLogic()
+                result, pairsTable = logic.register(outputs.analysis, nodes.browser, segmentationNode,
+                                                    outputs.mapNodes, ceusList, ctList)
+                self.assertLess(result.registration.fre_rms_mm, 1e-3)
+                self.assertIsNone(result.flagged)
+                self.assertEqual(result.panel, "bmode")
+                self.assertEqual(pairsTable.GetNumberOfRows(), len(ceus))
+                measured = logic.measure(outputs.analysis, os.path.join(folder, "exam"), nodes.browser,
+                                         segmentationNode, outputs.mapNodes, ctNode, petNode, ceusList, ctList,
+                                         database=database)
+            rois = measured.fusion.rois
+            lesionSuv = DEMO_LESION_VALUES["lesion1"][1]
+            self.assertAlmostEqual(rois["lesion1"].pet.SUVmax / lesionSuv, 1.0, delta=0.02)
+            self.assertAlmostEqual(rois["liver"].pet.SUVmean / LIVER_SUV, 1.0, delta=0.02)
+            self.assertAlmostEqual(rois["lesion1"].tlr / (lesionSuv / LIVER_SUV), 1.0, delta=0.03)
+            self.assertAlmostEqual(measured.fusion.suv_factor.factor / patient.truth.suv_factor, 1.0, delta=1e-3)
+            self.assertEqual(measured.table.GetNumberOfRows(), len(rois))
+            self.assertTrue(np.isfinite(rois["lesion2"].ct_hu_mean))
+            self.assertTrue(os.path.isfile(os.path.join(folder, "exam", "pet_ct", "fusion.json")))
+            self.assertEqual(nodes.bmode_volume.GetTransformNodeID(), ceusList.GetTransformNodeID())
             self.delayDisplay("Test passed")
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -30,13 +30,17 @@ EXTENSION_ICON = ROOT / "Resources" / "Icons" / f"{MODULE_NAME}.png"
 ICON_SCRIPT = MODULE_DIR / "Resources" / "make_icon.py"
 CATALOG_ENTRY = ROOT / f"{MODULE_NAME}.json"
 MODULE_SCRIPTS = sorted(MODULE_DIR.glob("*.py"))
+# The module panel's sections that live outside the module file (a package beside it, as DataProbeLib)
+SECTIONS_PACKAGE = MODULE_DIR / f"{MODULE_NAME}Widgets"
+SECTION_SCRIPTS = sorted(SECTIONS_PACKAGE.glob("*.py"))
+PET_CT_SECTION = SECTIONS_PACKAGE / "pet_ct_section.py"
 
 # Packages a module file may import when Slicer imports it at startup: the standard library, what
 # Slicer ships and always has loaded (numpy, scipy, vtk, slicer, qt, ctk), Slicer's DICOM library
 # (Modules/Scripted/DICOMLib; every DICOM plugin of Slicer subclasses its DICOMPlugin at module level,
 # e.g. Modules/Scripted/DICOMPlugins/DICOMImageSequencePlugin.py) and the engine.
 ALLOWED_PACKAGES = set(sys.stdlib_module_names) | {"__future__", "numpy", "scipy", "vtk", "slicer", "qt", "ctk",
-                                                    "DICOMLib", "DCEUSResponseLib"}
+                                                    "DICOMLib", "DCEUSResponseLib", f"{MODULE_NAME}Widgets"}
 
 # What Slicer's parameterNodeWrapper can bind (Base/Python/slicer/parameterNodeWrapper/guiConnectors.py,
 # the canRepresent() of each connector): widget class -> parameter kinds it represents.
@@ -53,7 +57,7 @@ CONNECTABLE = {
 BOUNDED_WIDGETS = {"ctkSliderWidget", "qMRMLSliderWidget", "QSlider"}  # connectors refuse unbounded numbers
 QT_WIDGETS = {"QWidget", "QLabel", "QPushButton", "QCheckBox", "QSpinBox", "QDoubleSpinBox", "QComboBox",
               "QLineEdit", "QTextEdit", "QTableView", "QSlider", "QGroupBox", "QFrame", "QRadioButton"}
-SECTIONS = ("Inputs", "Options", "Results", "Compare", "Export", "Follow-up")
+SECTIONS = ("Inputs", "Options", "Results", "Compare", "Export", "Follow-up", "PET/CT")
 
 # Slicer/ExtensionsIndex schemas/slicer-extension-catalog-entry-schema-v1.0.2.json (identical to
 # Slicer's Schemas/ copy), reduced to what it constrains.
@@ -187,7 +191,7 @@ def test_the_module_folder_has_the_module_and_the_dicom_plugin():
     assert [p.name for p in MODULE_SCRIPTS] == [f"{MODULE_NAME}.py", f"{MODULE_NAME}DICOMPlugin.py"]
 
 
-@pytest.mark.parametrize("path", MODULE_SCRIPTS, ids=[p.name for p in MODULE_SCRIPTS])
+@pytest.mark.parametrize("path", MODULE_SCRIPTS + SECTION_SCRIPTS, ids=[p.name for p in MODULE_SCRIPTS + SECTION_SCRIPTS])
 def test_module_files_import_only_slicer_numpy_scipy_vtk_and_the_engine_at_startup(path):
     offending = [f"{path.name}:{node.lineno}: {ast.unparse(node)}" for node in _import_time_imports(_tree(path).body)
                  if any(name.split(".")[0] not in ALLOWED_PACKAGES for name in _imported_modules(node))]
@@ -410,6 +414,7 @@ def test_custom_widgets_are_declared_and_mrml_widgets_get_the_scene():
 def test_every_ui_widget_the_module_uses_exists():
     names = {w.get("name") for w in _ui_widgets()}
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
+    used |= set(re.findall(r"\bui\.(\w+)", PET_CT_SECTION.read_text(encoding="utf-8")))
     assert used and used <= names, f"not in the .ui: {sorted(used - names)}"
 
 
@@ -453,7 +458,8 @@ def test_every_file_the_module_cmakelists_lists_exists_and_every_script_is_liste
     resources = [s.replace("${MODULE_NAME}", MODULE_NAME) for s in _cmake_list(text, "MODULE_PYTHON_RESOURCES")]
     for relative in scripts + resources:
         assert (MODULE_DIR / relative).is_file(), f"listed in CMakeLists.txt but missing: {relative}"
-    assert sorted(scripts) == [p.name for p in MODULE_SCRIPTS]
+    assert sorted(scripts) == sorted([p.name for p in MODULE_SCRIPTS]
+                                     + [p.relative_to(MODULE_DIR).as_posix() for p in SECTION_SCRIPTS])
     shipped = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*")
                if p.is_file() and p != ICON_SCRIPT and "__pycache__" not in p.parts}
     assert shipped == set(resources), "every resource file (but the icon script) must be installed"
@@ -711,3 +717,159 @@ def test_the_follow_up_apis_are_declared_in_slicer_5_12():
                               text=True, check=True).stdout
         for name in names:
             assert name in text, f"{path} (5.12) does not declare {name!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# PET/CT section
+
+# The Slicer 5.12 sources that define each API the PET/CT section (DCEUSResponseWidgets/pet_ct_section.py,
+# scene/pet_ct.py, scene/pet_ct_measure.py) calls or relies on. The MRML calls also run for real in
+# test_scene_pet_ct.py (slicer-core); the Qt and DICOM-database ones are checked here only.
+PET_CT_APIS = {
+    # the files behind a volume loaded by the DICOM browser
+    "Modules/Scripted/DICOMPlugins/DICOMScalarVolumePlugin.py": ('volumeNode.SetAttribute("DICOM.instanceUIDs", '
+                                                                 'instanceUIDs)',),
+    "Docs/developer_guide/script_repository/dicom.md": ("slicer.dicomDatabase.fileForInstance(instanceUIDs[0])",),
+    "Modules/Scripted/DICOMLib/DICOMUtils.py": ("def loadSeriesByUID(seriesUIDs, messages=None",
+                                                ":return: List of loaded node ids.",
+                                                "def importDicom(dicomDataDir, dicomDatabase=None, copyFiles=False):",
+                                                "class TemporaryDICOMDatabase:"),
+    # SUV marks of a volume (PETDICOMExtension's plugin sets them; the engine's derived node too)
+    "Libs/MRML/Core/vtkMRMLScalarVolumeNode.h": ("void SetVoxelValueUnits(vtkCodedEntry*);",
+                                                 "vtkGetObjectMacro(VoxelValueUnits, vtkCodedEntry);",
+                                                 "void SetVoxelValueQuantity(vtkCodedEntry*);"),
+    "Libs/MRML/Core/vtkCodedEntry.h": ("vtkGetStringMacro(CodeValue);",
+                                       "virtual void SetValueSchemeMeaning(const std::string& value, const std::string& "
+                                       "scheme, const std::string& meaning);"),
+    # point lists: positions, labels, status, selection; placing one point at a given index
+    "Libs/MRML/Core/vtkMRMLMarkupsNode.h": ("int GetNumberOfControlPoints();",
+                                            "int AddControlPoint(double x, double y, double z, std::string label = "
+                                            "std::string());",
+                                            "void GetNthControlPointPosition(int pointIndex, double point[3]);",
+                                            "int GetNthControlPointPositionWorld(int pointIndex, double worldxyz[3]);",
+                                            "int GetNthControlPointPositionStatus(int pointIndex);",
+                                            "PositionUndefined,", "PositionDefined,",
+                                            "void UnsetNthControlPointPosition(int pointIndex);",
+                                            "void SetControlPointPlacementStartIndex(int);",
+                                            "std::string GetNthControlPointLabel(int n = 0);",
+                                            "void SetNthControlPointLabel(int n, std::string label);",
+                                            "void SetNthControlPointSelected(int n, bool flag);"),
+    "Modules/Loadable/Markups/VTKWidgets/vtkSlicerMarkupsWidget.cxx": (
+        "updatePointID = markupsNode->GetControlPointPlacementStartIndex();",),
+    "Modules/Loadable/Markups/qSlicerMarkupsModuleWidget.cxx": ("d->MarkupsNode->UnsetNthControlPointPosition(index);",),
+    # unselected points are drawn in Color, selected ones in SelectedColor: the flagged pair's colour
+    "Modules/Loadable/Markups/VTKWidgets/vtkSlicerMarkupsWidgetRepresentation.cxx": (
+        "case Unselected: this->MarkupsDisplayNode->GetColor(color); break;",
+        "case Selected: this->MarkupsDisplayNode->GetSelectedColor(color); break;"),
+    "Libs/MRML/Core/vtkMRMLDisplayNode.h": ("vtkSetVector3Macro(Color, double);",
+                                            "vtkSetVector3Macro(SelectedColor, double);"),
+    "Modules/Loadable/Markups/Logic/vtkSlicerMarkupsLogic.h": (
+        "void SetActiveList(vtkMRMLMarkupsNode* markupsNode);",
+        "bool StartPlaceMode(bool persistent, vtkMRMLInteractionNode* interactionNode = nullptr);"),
+    # the CEUS nodes under the registration
+    "Libs/MRML/Core/vtkMRMLTransformNode.h": ("virtual int SetMatrixTransformToParent(vtkMatrix4x4* matrix);",),
+    "Libs/MRML/Core/vtkMRMLTransformableNode.h": ("bool SetAndObserveTransformNodeID(const char* transformNodeID);",),
+    "Libs/MRML/Core/vtkMRMLScene.h": ("vtkMRMLNode* GetFirstNodeByName(const char* name);",),
+    "Modules/Loadable/Sequences/MRML/vtkMRMLSequenceBrowserNode.h": ("GetSynchronizedSequenceNodes(",
+                                                                     "vtkMRMLNode* GetProxyNode(vtkMRMLSequenceNode*"),
+    # the widgets
+    "Libs/MRML/Widgets/qMRMLNodeComboBox.h": ("Q_INVOKABLE vtkMRMLNode* currentNode() const;",
+                                              "void setCurrentNode(vtkMRMLNode* node);",
+                                              "void currentNodeChanged(vtkMRMLNode* node);"),
+    "Libs/MRML/Widgets/qMRMLTableView.h": ("void setMRMLTableNode(vtkMRMLTableNode* tableNode);",),
+    "Libs/MRML/Core/vtkMRMLLayoutNode.h": ("SlicerLayoutFourUpView = 3,",),
+    "Libs/MRML/Core/vtkMRMLTableNode.h": ("bool RemoveAllColumns();",),
+}
+# PETDICOMExtension (QIICR/Slicer-PETDICOMExtension): how its plugins mark a volume converted to SUVbw.
+PETDICOM_SOURCE = pathlib.Path(os.environ.get("PETDICOM_SOURCE_GIT", "/work/.mirror/QIICR+Slicer-PETDICOMExtension/repo"))
+PETDICOM_MARKS = {
+    "DICOMRWVMPlugin/DICOMRWVMPlugin.py": ('imageNode.SetAttribute("DICOM.RWV.instanceUID", derivedItemUID)',
+                                           "imageNode.SetVoxelValueUnits(loadable.units)",
+                                           "multiplier.SetConstantK(float(conversionFactor))"),
+    "SUVFactorCalculatorCLI/SUVFactorCalculator.cxx": ('DSRCodedEntryValue("{SUVbw}g/ml","UCUM","Standardized Uptake '
+                                                       'Value body weight")',),
+}
+
+
+def _git_show(repository: pathlib.Path, revision: str, path: str) -> str:
+    return subprocess.run(["git", "-C", str(repository), "show", f"{revision}:{path}"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.skipif(not (SLICER_SOURCE / "HEAD").exists() and not (SLICER_SOURCE / ".git").exists(),
+                    reason="no Slicer source checkout (set SLICER_SOURCE_GIT to a clone with the 5.12 branch)")
+def test_the_pet_ct_apis_are_declared_in_slicer_5_12():
+    for path, names in PET_CT_APIS.items():
+        text = _git_show(SLICER_SOURCE, "5.12", path)
+        for name in names:
+            assert name in text, f"{path} (5.12) does not declare {name!r}"
+
+
+@pytest.mark.skipif(not (PETDICOM_SOURCE / "HEAD").exists() and not (PETDICOM_SOURCE / ".git").exists(),
+                    reason="no PETDICOMExtension checkout (set PETDICOM_SOURCE_GIT)")
+def test_the_suv_marks_are_petdicom_extensions():
+    from DCEUSResponseLib.scene import pet_ct
+
+    for path, names in PETDICOM_MARKS.items():
+        text = _git_show(PETDICOM_SOURCE, "HEAD", path)
+        for name in names:
+            assert name in text, f"PETDICOMExtension {path} does not contain {name!r}"
+    assert pet_ct.RWV_ATTRIBUTE == "DICOM.RWV.instanceUID"
+    assert pet_ct.SUVBW_UNITS == ("{SUVbw}g/ml", "UCUM", "Standardized Uptake Value body weight")
+
+
+def _section_classes() -> dict[str, ast.ClassDef]:
+    return _classes(_tree(PET_CT_SECTION))
+
+
+def test_the_pet_ct_section_is_thin_and_has_the_modules_one_error_path():
+    classes = _section_classes()
+    section = {n.name: n for n in classes["PetCtSection"].body if isinstance(n, ast.FunctionDef)}
+    for name in ("onPlacePairButton", "onRegisterButton", "onLoadTransformButton", "onMeasureButton"):
+        source = ast.unparse(section[name])
+        assert "with self.widget._errorDisplay(" in source, name
+        assert not [h for h in ast.walk(section[name]) if isinstance(h, ast.ExceptHandler)], name
+    init = ast.unparse(section["__init__"])
+    for button, slot in (("petCtPlacePairButton", "onPlacePairButton"), ("petCtRegisterButton", "onRegisterButton"),
+                         ("petCtLoadTransformButton", "onLoadTransformButton"), ("petCtMeasureButton", "onMeasureButton")):
+        assert f"ui.{button}.connect('clicked(bool)', self.{slot})" in init, button
+    place = ast.unparse(section["onPlacePairButton"])
+    assert "next_pair_point(ceusList, ctList)" in place
+    assert "slicer.modules.markups.logic()" in place and "markupsLogic.SetActiveList(target)" in place
+    assert "markupsLogic.StartPlaceMode(False)" in place
+    logic = {n.name: ast.unparse(n) for n in classes["PetCtLogic"].body if isinstance(n, ast.FunctionDef)}
+    assert "register_point_lists(ceusList, ctList, inputs)" in logic["register"]
+    assert "place_ceus_nodes(" in logic["register"] and "flag_pair([ceusList, ctList], result.flagged)" in logic["register"]
+    assert "read_transform(path)" in logic["loadTransform"]
+    assert "measure_pet_ct(" in logic["measure"] and "volume_source(ctNode, work, 'ct', database)" in logic["measure"]
+    assert "slicer.dicomDatabase" in logic["measure"] and "shutil.rmtree(work" in logic["measure"]
+    for source in logic.values():  # the engine's scene rooms build every node and table
+        assert "AddNewNodeByClass" not in source and "AddColumn" not in source
+    module = MODULE_FILE.read_text(encoding="utf-8")
+    assert "self._petCt = PetCtSection(self)" in module and "self._petCt.reset()" in module
+    assert "self._mapNodes = outputs.mapNodes" in module
+
+
+def test_the_self_test_runs_the_pet_ct_section():
+    tests = _methods(f"{MODULE_NAME}Test")
+    assert "self.test_DCEUSResponse_petCt()" in ast.unparse(tests["runTest"])
+    source = ast.unparse(tests["test_DCEUSResponse_petCt"])
+    for call in ("DICOMUtils.TemporaryDICOMDatabase(", "DICOMUtils.loadSeriesByUID(", "logic.register(",
+                 "logic.measure(", "DEMO_LESION_VALUES", "LIVER_SUV"):
+        assert call in source, call
+
+
+def test_the_pet_ct_widgets_are_in_the_ui():
+    widgets = {w.get("name"): w for w in _ui_widgets()}
+    for name, types in (("petCtCtSelector", "vtkMRMLScalarVolumeNode"), ("petCtPetSelector", "vtkMRMLScalarVolumeNode"),
+                        ("petCtCeusPointsSelector", "vtkMRMLMarkupsFiducialNode"),
+                        ("petCtCtPointsSelector", "vtkMRMLMarkupsFiducialNode")):
+        assert widgets[name].get("class") == "qMRMLNodeComboBox"
+        assert [s.text for s in _property(widgets[name], "nodeTypes").iter("string")] == [types]
+    for name in ("petCtCeusPointsSelector", "petCtCtPointsSelector"):  # "+ create"
+        assert _property(widgets[name], "addEnabled").findtext("bool") == "true"
+    for name in ("petCtPlacePairButton", "petCtRegisterButton", "petCtLoadTransformButton", "petCtMeasureButton"):
+        assert widgets[name].get("class") == "QPushButton"
+        assert _property(widgets[name], "enabled").findtext("bool") == "false"
+    assert widgets["petCtTransformPathLineEdit"].get("class") == "ctkPathLineEdit"
+    assert widgets["petCtTableView"].get("class") == "qMRMLTableView"
