@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.longitudinal.records import FUSION_MEASURES, unit_of
 from DCEUSResponseLib.scene.nodes import ROI_COLOURS, add_new_node
-from DCEUSResponseLib.scene.tables import _add_double_column, _add_int_column, _add_string_column, _nan_for_none
+from DCEUSResponseLib.scene.tables import add_double_column, add_int_column, add_string_column, nan_for_none
 
 if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functions
     import slicer
@@ -123,7 +123,7 @@ def _number(text: str | None) -> float:
     """A CSV cell as a float: NaN when empty (a value the study could not measure)."""
     if text is None or not text.strip():
         return math.nan
-    return _nan_for_none(float(text))
+    return nan_for_none(float(text))
 
 
 @dataclass
@@ -192,20 +192,20 @@ def add_follow_up_nodes(scene: "slicer.vtkMRMLScene", study: StudyFolder, patien
 def _fill_trajectory_table(table, rows: list[dict[str, str]], charted: list[str]) -> None:
     was_modified = table.StartModify()
     table.RemoveAllColumns()
-    _add_string_column(table, "exam", [r["exam"] for r in rows])
-    _add_string_column(table, "date", [r.get("date", "") for r in rows])
-    _add_double_column(table, "days_from_baseline", [_number(r["days_from_baseline"]) for r in rows], "d",
+    add_string_column(table, "exam", [r["exam"] for r in rows])
+    add_string_column(table, "date", [r.get("date", "") for r in rows])
+    add_double_column(table, "days_from_baseline", [_number(r["days_from_baseline"]) for r in rows], "d",
                        DAYS_AXIS_TITLE)
-    _add_int_column(table, "n_clips", [int(_number(r.get("n_clips")) if r.get("n_clips") else 0) for r in rows],
+    add_int_column(table, "n_clips", [int(_number(r.get("n_clips")) if r.get("n_clips") else 0) for r in rows],
                     "clips (injections) averaged at the exam")
     for column in charted:
         values = [_number(r.get(column)) for r in rows]
         parameter = column[4:] if column.startswith("rel_") else column
         relative = column.startswith("rel_")
-        _add_double_column(table, column, values, "" if relative else _unit_of(parameter),
+        add_double_column(table, column, values, "" if relative else _unit_of(parameter),
                            f"{parameter}: exam mean" + (", relative to the reference ROI" if relative else ""))
         baseline = values[0] if float(rows[0]["days_from_baseline"]) == 0 else math.nan
-        _add_double_column(table, column + CHANGE_SUFFIX, [_change(baseline, v) for v in values], "%",
+        add_double_column(table, column + CHANGE_SUFFIX, [_change(baseline, v) for v in values], "%",
                            f"{column}: percent change of the exam mean from the baseline's")
     table.SetUseFirstColumnAsRowHeader(True)
     table.Modified()
@@ -228,9 +228,9 @@ def _fill_response_table(table, rows: list[dict[str, str]]) -> None:
     table.RemoveAllColumns()
     for key, title, cell_unit in RESPONSE_COLUMNS:
         if cell_unit is None:
-            _add_string_column(table, title, [r.get(key) or "" for r in rows])
+            add_string_column(table, title, [r.get(key) or "" for r in rows])
         else:
-            _add_double_column(table, title, [_number(r.get(key)) for r in rows], cell_unit,
+            add_double_column(table, title, [_number(r.get(key)) for r in rows], cell_unit,
                                f"response.csv {key}")
     table.Modified()
     table.EndModify(was_modified)

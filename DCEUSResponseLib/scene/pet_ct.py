@@ -32,7 +32,7 @@ from DCEUSResponseLib.pet.lesion import roi_centroid_frame_mm
 from DCEUSResponseLib.pet.suv import SuvFactor
 from DCEUSResponseLib.scene.fusion_nodes import PET_COLOUR_NODE_ID
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
-from DCEUSResponseLib.scene.tables import _add_double_column, _add_int_column, _add_string_column
+from DCEUSResponseLib.scene.tables import add_double_column, add_int_column, add_string_column
 from DCEUSResponseLib.scene.transforms import REGISTRATION_NODE_NAME
 from DCEUSResponseLib.spatial.registration import Landmarks, Registration, ras_to_lps_matrix, register_landmarks
 
@@ -373,15 +373,15 @@ def add_pairs_table(scene: Any, result: PetCtRegistration, table: Any = None, na
         table = add_new_node(scene, "vtkMRMLTableNode", name)
     table.RemoveAllColumns()
     pairs = result.registration.landmarks
-    _add_string_column(table, "label", [pair.label for pair in pairs])
-    _add_double_column(table, "residual_mm", [pair.residual_mm for pair in pairs], "mm", "distance of the fitted "
+    add_string_column(table, "label", [pair.label for pair in pairs])
+    add_double_column(table, "residual_mm", [pair.residual_mm for pair in pairs], "mm", "distance of the fitted "
                        "CEUS point from its CT point")
-    _add_int_column(table, "flagged", [int(pair.label == result.flagged) for pair in pairs],
+    add_int_column(table, "flagged", [int(pair.label == result.flagged) for pair in pairs],
                     f"1 when the residual exceeds {FLAG_RATIO:g} x the other pairs' RMS residual and "
                     f"{FLAG_FLOOR_MM:g} mm")
     for prefix, key, description in (("ceus", "ceus_mm", "CEUS frame"), ("patient", "patient_mm", "patient LPS")):
         for axis, letter in enumerate("xyz"):
-            _add_double_column(table, f"{prefix}_{letter}_mm", [getattr(pair, key)[axis] for pair in pairs], "mm",
+            add_double_column(table, f"{prefix}_{letter}_mm", [getattr(pair, key)[axis] for pair in pairs], "mm",
                                f"{description} {letter}")
     table.SetUseFirstColumnAsRowHeader(True)
     for key, value in (("DCEUS.FRE_mm", result.registration.fre_rms_mm),

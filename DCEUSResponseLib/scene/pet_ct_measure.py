@@ -32,7 +32,7 @@ from DCEUSResponseLib.scene.pet_ct import (
     point_list_landmarks,
     suv_volume_node,
 )
-from DCEUSResponseLib.scene.tables import _add_double_column, _add_int_column, _add_string_column, _nan_for_none
+from DCEUSResponseLib.scene.tables import add_double_column, add_int_column, add_string_column, nan_for_none
 from DCEUSResponseLib.scene.transforms import registration_file_writer
 from DCEUSResponseLib.spatial.registration import Landmarks
 
@@ -128,7 +128,7 @@ def _show_ct(ct_node: Any) -> None:
 
 
 def _number(value: Any) -> float:
-    number = _nan_for_none(value)
+    number = nan_for_none(value)
     return number if math.isfinite(number) else float("nan")
 
 
@@ -140,25 +140,25 @@ def add_measure_table(scene: Any, fusion: Fusion, table: Any = None, name: str =
         table = add_new_node(scene, "vtkMRMLTableNode", name)
     table.RemoveAllColumns()
     rois = list(fusion.rois.values())
-    _add_string_column(table, "roi", [roi.name for roi in rois])
+    add_string_column(table, "roi", [roi.name for roi in rois])
     for measure in parameter_names("pet"):
         if measure == "voxels":
-            _add_int_column(table, "voxels", [roi.pet.voxels if roi.pet else 0 for roi in rois],
+            add_int_column(table, "voxels", [roi.pet.voxels if roi.pet else 0 for roi in rois],
                             "PET voxels in the ROI's footprint")
         elif measure == "TLR":
-            _add_double_column(table, "TLR", [_number(roi.tlr) for roi in rois], "",
+            add_double_column(table, "TLR", [_number(roi.tlr) for roi in rois], "",
                                "SUVmax / the reference ROI's SUVmean")
         else:
-            _add_double_column(table, measure, [_number(getattr(roi.pet, measure) if roi.pet else None)
+            add_double_column(table, measure, [_number(getattr(roi.pet, measure) if roi.pet else None)
                                                 for roi in rois], unit(measure), f"{measure} (SUVbw) of the footprint")
-    _add_double_column(table, "HU_mean", [_number(roi.ct_hu_mean) for roi in rois], unit("HU_mean"),
+    add_double_column(table, "HU_mean", [_number(roi.ct_hu_mean) for roi in rois], unit("HU_mean"),
                        "mean CT number of the footprint")
     for axis, letter in enumerate("xyz"):
-        _add_double_column(table, f"centroid_{letter}_mm", [roi.centroid_patient_mm[axis] for roi in rois], "mm",
+        add_double_column(table, f"centroid_{letter}_mm", [roi.centroid_patient_mm[axis] for roi in rois], "mm",
                            f"ROI centroid, patient LPS {letter}")
-    _add_double_column(table, "expected_TRE_mm", [_number(roi.expected_tre_mm) for roi in rois], "mm",
+    add_double_column(table, "expected_TRE_mm", [_number(roi.expected_tre_mm) for roi in rois], "mm",
                        "predicted registration error at the centroid")
-    _add_string_column(table, "reason", [roi.reason or "" for roi in rois])
+    add_string_column(table, "reason", [roi.reason or "" for roi in rois])
     table.SetUseFirstColumnAsRowHeader(True)
     table.SetAttribute("DCEUS.SlabMm", repr(fusion.slab_mm))
     if fusion.suv_factor is not None:

@@ -55,35 +55,35 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     times = np.asarray(analysis.times_s, dtype=np.float64)
 
     tic_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}TIC")
-    _add_double_column(tic_table, "time_s", times, "s", "time since injection")
+    add_double_column(tic_table, "time_s", times, "s", "time since injection")
     for name in names:
         roi = analysis.rois[name]
-        _add_double_column(tic_table, f"{name}_measured", np.asarray(roi.tic, dtype=np.float64), "a.u.",
+        add_double_column(tic_table, f"{name}_measured", np.asarray(roi.tic, dtype=np.float64), "a.u.",
                            f"{name}: measured mean linear intensity")
-        _add_double_column(tic_table, f"{name}_fitted", np.asarray(roi.fit.curve(times), dtype=np.float64), "a.u.",
+        add_double_column(tic_table, f"{name}_fitted", np.asarray(roi.fit.curve(times), dtype=np.float64), "a.u.",
                            f"{name}: fitted {roi.fit.model} model")
-    _add_int_column(tic_table, "frame", np.arange(times.size), "frame index")
-    _add_double_column(tic_table, "clip_time_s", np.asarray(analysis.clip.frame_times_s, dtype=np.float64), "s",
+    add_int_column(tic_table, "frame", np.arange(times.size), "frame index")
+    add_double_column(tic_table, "clip_time_s", np.asarray(analysis.clip.frame_times_s, dtype=np.float64), "s",
                        "time on the clip clock (first frame 0)")
-    _add_int_column(tic_table, "excluded", (~np.asarray(analysis.frame_use, dtype=bool)).astype(np.int64),
+    add_int_column(tic_table, "excluded", (~np.asarray(analysis.frame_use, dtype=bool)).astype(np.int64),
                     "1 when the frame was kept out of the fit")
 
     parameter_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}Parameters")
     rois = [analysis.rois[name] for name in names]
-    _add_string_column(parameter_table, "roi", names)
-    _add_string_column(parameter_table, "status", [roi.fit.status for roi in rois])
-    _add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
+    add_string_column(parameter_table, "roi", names)
+    add_string_column(parameter_table, "status", [roi.fit.status for roi in rois])
+    add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
     for parameter in analysis.parameter_names:
-        _add_double_column(parameter_table, parameter, [_nan_for_none(r.parameters.get(parameter)) for r in rois],
+        add_double_column(parameter_table, parameter, [nan_for_none(r.parameters.get(parameter)) for r in rois],
                            unit(parameter), parameter)
     for parameter in analysis.parameter_names:
-        _add_double_column(parameter_table, f"rel_{parameter}",
-                           [_nan_for_none(r.relative.get(parameter)) for r in rois], "",
+        add_double_column(parameter_table, f"rel_{parameter}",
+                           [nan_for_none(r.relative.get(parameter)) for r in rois], "",
                            f"{parameter} relative to the reference ROI")
-    _add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
-    _add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
+    add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
+    add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
     # the parameters that depend on the fitted curve beyond the last fitted frame (as in parameters.csv)
-    _add_string_column(parameter_table, "extrapolated", [";".join(roi.extrapolated) for roi in rois])
+    add_string_column(parameter_table, "extrapolated", [";".join(roi.extrapolated) for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
     for table in (tic_table, parameter_table):
@@ -119,14 +119,19 @@ def provenance_attributes(analysis: "Analysis") -> dict[str, str]:
             "DCEUS.SoftwareVersion": __version__, "DCEUS.Reference": analysis.options.reference or ""}
 
 
-def _nan_for_none(value) -> float:
+# Column helpers of every table node the scene rooms build (analysis, response, follow-up, PET/CT).
+
+
+def nan_for_none(value) -> float:
+    """A table cell's float: NaN for None and for non-finite values (vtkDoubleArray has no "missing")."""
     if value is None:
         return math.nan
     value = float(value)
     return value if math.isfinite(value) else math.nan
 
 
-def _add_double_column(table, name: str, values, unit: str, description: str) -> None:
+def add_double_column(table, name: str, values, unit: str, description: str) -> None:
+    """A float64 column with its unit label (UCUM or plain) and description."""
     from vtkmodules.vtkCommonCore import vtkDoubleArray
 
     array = vtkDoubleArray()
@@ -140,7 +145,8 @@ def _add_double_column(table, name: str, values, unit: str, description: str) ->
     table.SetColumnDescription(name, description)
 
 
-def _add_int_column(table, name: str, values, description: str) -> None:
+def add_int_column(table, name: str, values, description: str) -> None:
+    """An integer column with its description."""
     from vtkmodules.vtkCommonCore import vtkIntArray
 
     array = vtkIntArray()
@@ -151,7 +157,8 @@ def _add_int_column(table, name: str, values, description: str) -> None:
     table.SetColumnDescription(name, description)
 
 
-def _add_string_column(table, name: str, values: Sequence[str]) -> None:
+def add_string_column(table, name: str, values: Sequence[str]) -> None:
+    """A text column."""
     from vtkmodules.vtkCommonCore import vtkStringArray
 
     array = vtkStringArray()
@@ -210,16 +217,16 @@ def add_response_table(scene: "slicer.vtkMRMLScene", response: dict, table_node=
     rois = response["rois"]
     was_modified = table_node.StartModify()
     table_node.RemoveAllColumns()
-    _add_string_column(table_node, "ROI", list(rois))
-    _add_string_column(table_node, "Classification", [roi["classification"] for roi in rois.values()])
+    add_string_column(table_node, "ROI", list(rois))
+    add_string_column(table_node, "Classification", [roi["classification"] for roi in rois.values()])
     for parameter, key in changes:
         relative = key == "relative_delta_percent"
         values = [roi["parameters"].get(parameter, {}).get(key) for roi in rois.values()]
-        _add_double_column(table_node, f"{parameter} rel. change" if relative else f"{parameter} change",
-                           [_nan_for_none(value) for value in values], "%",
+        add_double_column(table_node, f"{parameter} rel. change" if relative else f"{parameter} change",
+                           [nan_for_none(value) for value in values], "%",
                            f"change of {parameter} relative to each exam's reference ROI" if relative
                            else f"change of the absolute {parameter}")
-    _add_string_column(table_node, "Reason", [roi.get("reason") or "" for roi in rois.values()])
+    add_string_column(table_node, "Reason", [roi.get("reason") or "" for roi in rois.values()])
     table_node.SetAttribute("DCEUSResponse.rule", response.get("rule_definition") or "")
     table_node.Modified()
     table_node.EndModify(was_modified)
