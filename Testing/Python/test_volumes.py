@@ -248,7 +248,8 @@ def _one_at_a_time(folder) -> np.ndarray:
 
 def _read_with_threads(monkeypatch, folder, threads: int):
     monkeypatch.setenv(THREADS_VARIABLE, str(threads))
-    assert worker_threads() == threads  # the machine has the cores the comparison needs
+    if worker_threads() != threads:
+        pytest.skip(f"{threads} threads need {threads} cores")
     return read_volume(folder)
 
 
