@@ -14,30 +14,36 @@ Hounsfield units, PET to the series' Units (usually BQML, Bq/ml; SUV is :mod:`DC
 Every geometry fault is an :class:`InputError` naming the folder. pydicom is imported inside the
 functions (package rule).
 
-Memory: a first pass reads headers only (``stop_before_pixels``); the second decodes one slice at a
-time into a preallocated float32 array, so the peak is the volume plus one slice.
+Speed and memory: each file's header is parsed once, in a first pass that leaves native Pixel Data
+on disk (pydicom's ``defer_size``; encapsulated, compressed Pixel Data stops the pass, as
+``stop_before_pixels`` does). The second pass decodes the files on the process's thread budget
+(:func:`DCEUSResponseLib.parallel.worker_threads`; file reads and numpy's rescale run without the
+GIL) straight into a preallocated float32 array, so the peak is the volume plus one decoded file
+per thread. A file that cannot be decoded is an :class:`InputError` naming it, the first in slice
+order.
 """
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.parallel import worker_threads
 
 MODALITIES = ("CT", "PT")
 SERIES_SEPARATOR = "::"
 GAP_FACTOR = 1.5  # a slice step above 1.5 x the median step is a missing slice (contract)
 _ORIENTATION_TOLERANCE = 1e-4  # direction cosines written with ~6 digits
 _SPACING_TOLERANCE_MM = 1e-3
-_DUPLICATE_FRACTION = 1e-3
-_SHEAR_FRACTION = 0.1  # in-plane drift of the slice origins tolerated, as a fraction of a pixel  # two slices closer than 0.1 % of the median step are at one position
-_HEADER_TAGS = ("SOPClassUID", "SeriesInstanceUID", "SeriesDescription", "Modality", "FrameOfReferenceUID",
-                "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns",
-                "RescaleSlope", "RescaleIntercept", "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime",
-                "NumberOfFrames", "InstanceNumber")
+_DUPLICATE_FRACTION = 1e-3  # two slices closer than 0.1 % of the median step are at one position
+_SHEAR_FRACTION = 0.1  # in-plane drift of the slice origins tolerated, as a fraction of a pixel
+_DEFER_BYTES = 1024  # values longer than this (native Pixel Data) stay on disk until decoded
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00009, 0x7FE00008)  # Pixel Data, Float and Double Float Pixel Data
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class _Slice:
     slope: float
     intercept: float
     acquisition: str
+    dataset: Any = field(default=None, repr=False)  # the first pass's header, Pixel Data still on disk
 
 
 def split_series_path(path: str | os.PathLike) -> tuple[str, str | None]:
@@ -145,8 +152,8 @@ def read_volume(path: str | os.PathLike, modality: str | None = None) -> Volume:
 
 
 def _scan_series(folder: str) -> dict[str, list[tuple[str, Any]]]:
-    """``{SeriesInstanceUID: [(path, header), ...]}`` of every DICOM image below ``folder``."""
-    from pydicom import dcmread
+    """``{SeriesInstanceUID: [(path, header), ...]}`` of every DICOM image below ``folder``; each
+    header is the whole data set with native Pixel Data left on disk (:func:`_read_header`)."""
     from pydicom.errors import InvalidDicomError
 
     series: dict[str, list[tuple[str, Any]]] = {}
@@ -155,13 +162,25 @@ def _scan_series(folder: str) -> dict[str, list[tuple[str, Any]]]:
         for name in sorted(names):
             path = os.path.join(root, name)
             try:
-                ds = dcmread(path, stop_before_pixels=True, specific_tags=list(_HEADER_TAGS))
+                ds = _read_header(path)
             except (InvalidDicomError, OSError, ValueError, KeyError, EOFError):
                 continue  # not a DICOM file: notes, thumbnails, a truncated copy
             if "SeriesInstanceUID" not in ds or "Rows" not in ds:
                 continue  # DICOMDIR, structured reports, presentation states: no image
             series.setdefault(str(ds.SeriesInstanceUID), []).append((path, ds))
     return series
+
+
+def _read_header(path: str) -> Any:
+    """The file's data set, parsed once: values over ``_DEFER_BYTES`` (native Pixel Data) are read
+    only when used; encapsulated (compressed) Pixel Data, which cannot be deferred, ends the parse."""
+    from pydicom.filereader import read_partial
+
+    def at_encapsulated_pixels(tag, vr, length) -> bool:
+        return length == _UNDEFINED_LENGTH and tag in _PIXEL_TAGS  # called per element: cheap test first
+
+    with open(path, "rb") as stream:
+        return read_partial(stream, at_encapsulated_pixels, defer_size=_DEFER_BYTES)
 
 
 def _choose_series(series: dict, wanted_uid: str | None, folder: str) -> str:
@@ -192,7 +211,7 @@ def _slices(headers: list[tuple[str, Any]], folder: str) -> list[_Slice]:
     for path, ds in headers:
         frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
         if frames > 1:
-            slices.extend(_multiframe_slices(path, folder))
+            slices.extend(_multiframe_slices(path, ds, folder))
         else:
             slices.append(_classic_slice(path, ds, folder))
     if len(slices) < 2:
@@ -211,14 +230,11 @@ def _classic_slice(path: str, ds: Any, folder: str) -> _Slice:
                   shape=(int(ds.Rows), int(ds.Columns)),
                   slope=_number(getattr(ds, "RescaleSlope", None), 1.0),
                   intercept=_number(getattr(ds, "RescaleIntercept", None), 0.0),
-                  acquisition=_acquisition_datetime(ds))
+                  acquisition=_acquisition_datetime(ds), dataset=ds)
 
 
-def _multiframe_slices(path: str, folder: str) -> list[_Slice]:
+def _multiframe_slices(path: str, ds: Any, folder: str) -> list[_Slice]:
     """Per-frame geometry and rescale of an enhanced (functional-group) multi-frame image."""
-    from pydicom import dcmread
-
-    ds = dcmread(path, stop_before_pixels=True)
     name = os.path.basename(path)
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     per_frame = list(getattr(ds, "PerFrameFunctionalGroupsSequence", []))
@@ -249,7 +265,7 @@ def _multiframe_slices(path: str, folder: str) -> list[_Slice]:
                              shape=(int(ds.Rows), int(ds.Columns)),
                              slope=_number(group("PixelValueTransformationSequence", "RescaleSlope"), 1.0),
                              intercept=_number(group("PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
-                             acquisition=str(acquisition or "")))
+                             acquisition=str(acquisition or ""), dataset=ds))
     return slices
 
 
@@ -320,30 +336,57 @@ def _ordered_geometry(slices: list[_Slice], folder: str) -> tuple[list[_Slice], 
 
 
 def _read_values(slices: list[_Slice], folder: str) -> np.ndarray:
-    """Rescaled float32 values, decoded one slice (or one multi-frame file) at a time."""
-    from pydicom.pixels import pixel_array
-
+    """Rescaled float32 values; each file (a slice, or a multi-frame image) is decoded by one task
+    on ``worker_threads()`` threads, straight into its slices of the preallocated volume."""
     rows, columns = slices[0].shape
     values = np.empty((len(slices), rows, columns), dtype=np.float32)
-    frames_of: dict[str, np.ndarray] = {}
+    files: dict[str, list[int]] = {}
     for k, item in enumerate(slices):
-        try:
-            if item.frame is None:
-                stored = pixel_array(item.path)
-            else:
-                # a multi-frame file is decoded once; its frames are copied out in slice order
-                if item.path not in frames_of:
-                    frames_of.clear()
-                    frames_of[item.path] = pixel_array(item.path)
-                stored = frames_of[item.path][item.frame]
-        except Exception as error:  # pydicom raises many types for undecodable pixel data
-            raise InputError(f"cannot decode the pixels of {_where(item)}: {error}", folder) from error
-        if stored.shape != (rows, columns):
-            raise InputError(f"{_where(item)} holds {stored.shape} pixels, not {rows} x {columns}", folder)
-        np.multiply(stored, np.float32(item.slope), out=values[k], casting="unsafe")
+        files.setdefault(item.path, []).append(k)
+    tasks = list(files.values())
+
+    def decode(indices: list[int]) -> None:
+        _decode_file(slices, indices, values, folder)
+
+    threads = min(worker_threads(), len(tasks))
+    if threads == 1:
+        for indices in tasks:
+            decode(indices)
+        return values
+    pool = ThreadPoolExecutor(max_workers=threads)
+    try:
+        for _ in pool.map(decode, tasks):  # results in file order: the first failing file is the one reported
+            pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return values
+
+
+def _decode_file(slices: list[_Slice], indices: list[int], values: np.ndarray, folder: str) -> None:
+    """Decode one file and write its slices ``indices`` (rows of ``values``), rescaled."""
+    from pydicom.pixels import pixel_array
+
+    first = slices[indices[0]]
+    ds = first.dataset
+    try:
+        if ds is not None and "PixelData" in ds:
+            # native Pixel Data, left on disk by the first pass: read from its offset, no second parse
+            stored = pixel_array(ds)
+            del ds.PixelData  # the stored values are not kept beside the volume
+        else:
+            stored = pixel_array(first.path)
+    except Exception as error:  # pydicom raises many types for undecodable pixel data
+        raise InputError(f"cannot decode the pixels of {_where(first)}: {error}", folder) from error
+    rows, columns = values.shape[1:]
+    for k in indices:
+        item = slices[k]
+        frame = stored if item.frame is None else stored[item.frame] if stored.ndim == 3 else None
+        if frame is None or frame.shape != (rows, columns):
+            shape = stored.shape if frame is None else frame.shape
+            raise InputError(f"{_where(item)} holds {shape} pixels, not {rows} x {columns}", folder)
+        np.multiply(frame, np.float32(item.slope), out=values[k], casting="unsafe")
         if item.intercept:
             values[k] += np.float32(item.intercept)
-    return values
 
 
 def _full_header(path: str) -> Any:

@@ -18,7 +18,12 @@ from pydicom.uid import generate_uid
 from DCEUSResponseLib.app.demo import demo_regions
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.volumes import read_volume, split_series_path
-from DCEUSResponseLib.synthetic.dicom_ct_pet import write_ct_series, write_enhanced_pet, write_patient
+from DCEUSResponseLib.parallel import THREADS_VARIABLE, worker_threads
+from DCEUSResponseLib.synthetic.dicom_ct_pet import (
+    write_ct_series,
+    write_enhanced_pet,
+    write_patient,
+)
 from DCEUSResponseLib.synthetic.patient import (
     BENCHMARK_CT_GRID,
     CI_CT_GRID,
@@ -228,3 +233,66 @@ def test_a_512_x_512_x_300_ct_reads_fast_within_twice_its_size(tmp_path):
     assert volume.dims == [512, 512, 300]
     assert peak < 2.0 * volume.values.nbytes
     assert elapsed < 20.0, elapsed
+
+
+def _one_at_a_time(folder) -> np.ndarray:
+    """The series read without io/volumes: each file whole with pydicom, sorted along its slice normal,
+    stored x slope + intercept in float32 (the arithmetic the reader promises)."""
+    datasets = [pydicom.dcmread(os.path.join(folder, name)) for name in sorted(os.listdir(folder))]
+    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    datasets.sort(key=lambda ds: float(np.array(ds.ImagePositionPatient, dtype=float) @ normal))
+    return np.stack([ds.pixel_array.astype(np.float32) * np.float32(float(ds.RescaleSlope))
+                     + np.float32(float(ds.RescaleIntercept)) for ds in datasets])
+
+
+def _read_with_threads(monkeypatch, folder, threads: int):
+    monkeypatch.setenv(THREADS_VARIABLE, str(threads))
+    if worker_threads() != threads:
+        pytest.skip(f"{threads} threads need {threads} cores")
+    return read_volume(folder)
+
+
+def test_the_parallel_reader_equals_a_one_at_a_time_read(patient, tmp_path, monkeypatch):
+    # shuffled file names, an oblique normal, a slope and an intercept of its own on every slice
+    folder = tmp_path / "pet"
+    shutil.copytree(patient["oblique"].pet_dir, folder)
+    for index, name in enumerate(sorted(os.listdir(folder))):
+        _edit(str(folder / name), RescaleIntercept=f"{-3.25 * index + 1.5:.2f}")
+    slopes = {float(pydicom.dcmread(folder / n, stop_before_pixels=True).RescaleSlope) for n in os.listdir(folder)}
+    assert len(slopes) >= 3
+    reference = _one_at_a_time(folder)
+    serial = _read_with_threads(monkeypatch, folder, 1)
+    parallel = _read_with_threads(monkeypatch, folder, 2)
+    assert abs(parallel.ijk_to_lps[1, 2]) > 0.5  # oblique: the normal leaves the z axis
+    np.testing.assert_array_equal(serial.values, reference)
+    np.testing.assert_array_equal(parallel.values, reference)
+    np.testing.assert_array_equal(parallel.ijk_to_lps, serial.ijk_to_lps)
+    assert parallel.acquisition_datetimes == serial.acquisition_datetimes
+
+
+def test_compressed_pixel_data_is_read_like_the_native_files(patient, tmp_path, monkeypatch):
+    # encapsulated Pixel Data cannot be left on disk by the header pass: the files are decoded from their paths
+    from pydicom.uid import RLELossless
+
+    _sorted_copy(patient["oblique"].ct_dir, tmp_path / "native", 20, 6)
+    compressed = _sorted_copy(patient["oblique"].ct_dir, tmp_path / "rle", 20, 6)
+    for path in compressed:
+        ds = pydicom.dcmread(path)
+        ds.compress(RLELossless)
+        ds.save_as(path)
+    assert pydicom.dcmread(compressed[0]).file_meta.TransferSyntaxUID == RLELossless
+    expected = _read_with_threads(monkeypatch, tmp_path / "native", 2).values
+    np.testing.assert_array_equal(_read_with_threads(monkeypatch, tmp_path / "rle", 2).values, expected)
+    np.testing.assert_array_equal(expected, _one_at_a_time(tmp_path / "native"))
+
+
+def test_a_slice_that_cannot_be_decoded_is_a_one_line_error_naming_it(patient, tmp_path, monkeypatch):
+    paths = _sorted_copy(patient["files"].pet_dir, tmp_path / "pet", 10, 12)
+    for index in (8, 5):  # two truncated files in the middle: the first in slice order is the one named
+        with open(paths[index], "r+b") as stream:
+            stream.truncate(os.path.getsize(paths[index]) - 1000)
+    for threads in (2, 1):
+        monkeypatch.setenv(THREADS_VARIABLE, str(threads))
+        message = _one_line_error(tmp_path / "pet", "cannot decode the pixels of S005.dcm")
+        assert "S008" not in message

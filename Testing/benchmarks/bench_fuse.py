@@ -6,48 +6,46 @@ Usage::
     python Testing/benchmarks/bench_fuse.py [--runs 2] [--cache build/bench_fuse]
 
 The series take about 75 s to write, so they are cached under ``--cache`` (kept between runs). A short
-demo clip is analysed there once too. Each measurement runs in a child process of its own, so peak
-memory (``ru_maxrss``) is that of one command: (a) reading the CT and the PET once
-(``read_volume``); (b) ``fuse`` as the command runs it (``--landmarks``, 5 mm slab, all files
-written, no scene). Printed: wall times, peak memory, and their ratios b / a.
+demo clip is analysed there once too. Each measurement runs in a child process of its own
+(:mod:`measure`: time after imports, whole-process time, the child's own peak memory): (a) the
+baseline, reading the CT and the PET once (``read_volume``); (b) ``fuse`` as the command runs it
+(``--landmarks``, 5 mm slab, all files written, no scene). Printed per run: the machine's load
+average, both lines with the ratios b / a of the same run.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-_CHILD = r"""
-import json, resource, sys, time
-sys.path.insert(0, {repo!r})
-start = time.perf_counter()
-if {mode!r} == "read":
-    from DCEUSResponseLib.io.volumes import read_volume
-    read_volume({ct!r}, "CT"); read_volume({pet!r}, "PT")
-    code = 0
-else:
-    from DCEUSResponseLib.app.cli import main
-    code = main({argv!r})
-elapsed = time.perf_counter() - start
-print(json.dumps({{"seconds": elapsed, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "code": code}}))
-"""
+from measure import cli_command, ratio_line, run_child
+
+READ_SERIES = ("from DCEUSResponseLib.io.volumes import read_volume",
+               "read_volume({ct!r}, 'CT'); read_volume({pet!r}, 'PT')")
 
 
 def prepare(cache: str) -> dict:
     """The cached benchmark series, analysis and landmark files (written when missing)."""
-    from DCEUSResponseLib.app.demo import PANEL_SHAPE, demo_landmarks, demo_regions, write_landmark_files
+    from DCEUSResponseLib.app.demo import (
+        PANEL_SHAPE,
+        demo_landmarks,
+        demo_regions,
+        write_landmark_files,
+    )
     from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze_files
     from DCEUSResponseLib.export.contract import write_analysis
     from DCEUSResponseLib.synthetic.clips import make_clip, write_clip, write_roi_masks
     from DCEUSResponseLib.synthetic.dicom_ct_pet import write_patient
-    from DCEUSResponseLib.synthetic.patient import BENCHMARK_CT_GRID, BENCHMARK_PET_GRID, make_patient
+    from DCEUSResponseLib.synthetic.patient import (
+        BENCHMARK_CT_GRID,
+        BENCHMARK_PET_GRID,
+        make_patient,
+    )
 
     os.makedirs(cache, exist_ok=True)
     done = os.path.join(cache, "patient", "complete")
@@ -72,29 +70,23 @@ def prepare(cache: str) -> dict:
             "analysis": analysis, "landmarks": "=".join(landmarks)}
 
 
-def measure(mode: str, inputs: dict, out: str) -> dict:
-    argv = ["fuse", inputs["analysis"], "--ct", inputs["ct"], "--pet", inputs["pet"], "--landmarks",
-            inputs["landmarks"], "--out", out]
-    code = _CHILD.format(repo=REPO, mode=mode, ct=inputs["ct"], pet=inputs["pet"], argv=argv)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, "PYTHONPATH": REPO})
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--cache", default=os.path.join(REPO, "build", "bench_fuse"))
     args = parser.parse_args()
     inputs = prepare(args.cache)
+    argv = ["fuse", inputs["analysis"], "--ct", inputs["ct"], "--pet", inputs["pet"], "--landmarks",
+            inputs["landmarks"]]
+    imports, body = READ_SERIES
     for run in range(args.runs):
-        read = measure("read", inputs, "")
-        fused = measure("fuse", inputs, os.path.join(args.cache, f"out{run}"))
-        assert fused["code"] == 0
-        print(f"run {run + 1}: read CT + PET {read['seconds']:.1f} s, {read['peak_mib']:.0f} MiB; "
-              f"fuse {fused['seconds']:.1f} s, {fused['peak_mib']:.0f} MiB; ratios time "
-              f"{fused['seconds'] / read['seconds']:.2f}, memory {fused['peak_mib'] / read['peak_mib']:.2f} "
-              "(targets: fuse < 10 s, < 3 GB)")
+        print(f"run {run + 1}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+              f"on {len(os.sched_getaffinity(0))} cores (targets: fuse < 10 s, < 3 GB)")
+        read = run_child(imports, body.format(ct=inputs["ct"], pet=inputs["pet"]))
+        fused = run_child(*cli_command(argv + ["--out", os.path.join(args.cache, f"out{run}")]))
+        print(ratio_line("read CT + PET (baseline)", read, read))
+        print(ratio_line("fuse (--landmarks, 5 mm slab, no scene)", fused, read))
+        print(f"{'':52s} imports: read {read['import_s']:.2f} s, fuse {fused['import_s']:.2f} s")
     return 0
 
 
