@@ -22,7 +22,14 @@ from typing import Annotated
 import vtk
 
 import slicer
-from slicer import vtkMRMLPlotChartNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode, vtkMRMLTableNode
+from slicer import (
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLPlotChartNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLSequenceBrowserNode,
+    vtkMRMLTableNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, Minimum, WithinRange, parameterNodeWrapper
@@ -114,6 +121,8 @@ class DCEUSResponseParameterNode:
     responseRule - rule of Compare (lassau2014 or [absolute|relative]:PARAM:PERCENT).
     outputParameterTable, outputTicTable, outputChart - results of the last Apply.
     outputResponseTable - result of the last Compare.
+    petCtCt, petCtPet - the CT and PET of the PET/CT section (as loaded from the DICOM database).
+    petCtCeusPoints, petCtCtPoints - its landmark point lists, paired by label.
     """
 
     inputBrowser: vtkMRMLSequenceBrowserNode | None
@@ -130,6 +139,10 @@ class DCEUSResponseParameterNode:
     outputTicTable: vtkMRMLTableNode | None
     outputChart: vtkMRMLPlotChartNode | None
     outputResponseTable: vtkMRMLTableNode | None
+    petCtCt: vtkMRMLScalarVolumeNode | None
+    petCtPet: vtkMRMLScalarVolumeNode | None
+    petCtCeusPoints: vtkMRMLMarkupsFiducialNode | None
+    petCtCtPoints: vtkMRMLMarkupsFiducialNode | None
 
 
 class ProcessingCancelled(Exception):
