@@ -22,6 +22,7 @@ dynamic range. Each frame gets one reason, the first of flash, dropout, duplicat
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -142,6 +143,8 @@ def detect_bad_frames(contrast_gray: np.ndarray, times_s: np.ndarray, *, bmode_g
 
 
 def _panel_stats(panel: np.ndarray) -> _PanelStats:
+    if panel.dtype == np.uint8:
+        return _panel_stats_8bit(panel)
     n_frames = panel.shape[0]
     mean = np.empty(n_frames)
     std = np.empty(n_frames)
@@ -155,6 +158,33 @@ def _panel_stats(panel: np.ndarray) -> _PanelStats:
         saturated[k] = np.count_nonzero(frame >= FLASH_SATURATED_GRAY) / frame.size
         if previous is not None:
             difference[k] = np.abs(frame - previous).mean()
+        previous = frame
+    return _PanelStats(mean, std, difference, saturated)
+
+
+def _panel_stats_8bit(panel: np.ndarray) -> _PanelStats:
+    """:func:`_panel_stats` of 8-bit frames from each frame's histogram of gray levels (and of the gray
+    differences to the previous frame): the same numbers to float rounding (~1e-16), 3-4 x faster
+    than a float64 copy of every frame, which made this test a fifth of a long clip's analysis."""
+    n_frames = panel.shape[0]
+    size = panel[0].size
+    levels = np.arange(256, dtype=np.float64)
+    saturated_levels = levels >= FLASH_SATURATED_GRAY
+    mean = np.empty(n_frames)
+    std = np.empty(n_frames)
+    difference = np.full(n_frames, np.nan)
+    saturated = np.empty(n_frames)
+    previous = None
+    for k in range(n_frames):
+        frame = panel[k].ravel()
+        counts = np.bincount(frame, minlength=256).astype(np.float64)
+        mean[k] = counts @ levels / size
+        std[k] = math.sqrt(max(counts @ (levels - mean[k]) ** 2 / size, 0.0))
+        saturated[k] = counts[saturated_levels].sum() / size
+        if previous is not None:
+            spread = np.maximum(frame, previous)
+            spread -= np.minimum(frame, previous)  # |frame - previous| without leaving uint8
+            difference[k] = np.bincount(spread, minlength=256) @ levels / size
         previous = frame
     return _PanelStats(mean, std, difference, saturated)
 

@@ -213,3 +213,19 @@ def test_bad_input_is_an_input_error():
     with pytest.raises(InputError, match="B-mode"):
         detect_bad_frames(frames, np.arange(10.0), bmode_gray=frames[:5])
     assert detect_bad_frames(frames, np.arange(10.0)) == []  # a blank clip has nothing to judge
+
+
+def test_8bit_frame_statistics_equal_the_float_computation():
+    """The histogram path of 8-bit panels gives the statistics of the float64 path (to rounding),
+    saturated pixels and the frame-to-frame difference included, on a strided panel view."""
+    from DCEUSResponseLib.ceus import quality
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (12, 70, 90), dtype=np.uint8)
+    frames[4, :20] = 255  # a partly saturated frame
+    panel = frames[:, 5:65, 10:80]  # a panel inside the frame, as the pipeline passes it
+    fast = quality._panel_stats(panel)
+    exact = quality._panel_stats(panel.astype(np.float32))
+    for name in ("mean", "std", "difference", "saturated"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(exact, name), rtol=1e-12, atol=1e-12, err_msg=name)
+    assert np.isnan(fast.difference[0]) and fast.saturated[4] > 0.2
