@@ -254,6 +254,20 @@ def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | N
                          float(np.count_nonzero(samples < FLOOR_GRAY)) / total)
 
 
+def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
+                    frame_use: np.ndarray | None = None) -> ClippingCount:
+    """:func:`count_clipping` of stored integer ``frames`` whose gray is ``table[frames]``
+    (:func:`gray_lookup`), frame by frame: only the ``mask`` pixels are gathered."""
+    saturated, floor = table > SATURATED_GRAY, table < FLOOR_GRAY
+    counts = np.zeros(2, dtype=np.int64)
+    used = range(frames.shape[0]) if frame_use is None else np.flatnonzero(frame_use)
+    for k in used:
+        samples = frames[k][mask]
+        counts += (np.count_nonzero(saturated[samples]), np.count_nonzero(floor[samples]))
+    total = max(len(used) * int(np.count_nonzero(mask)), 1)
+    return ClippingCount(float(counts[0]) / total, float(counts[1]) / total)
+
+
 def panel_gray_uint8(clip: Clip, panel: tuple[slice, slice], mapping: ColourMapping,
                      frames_per_step: int = 64) -> np.ndarray:
     """Display gray levels of a panel as uint8 (frames, rows, columns), for motion and quality control.

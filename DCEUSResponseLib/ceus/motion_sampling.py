@@ -18,10 +18,12 @@ ROI_MIN_INSIDE_FRACTION = 0.5
 
 
 def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
-                           displacement_px: np.ndarray) -> np.ndarray:
+                           displacement_px: np.ndarray, lookup: np.ndarray | None = None) -> np.ndarray:
     """Mean linear intensity (a.u.) per frame inside ``panel_mask`` moved along with the anatomy.
 
-    ``linear_panel``: (N, rows, columns) linear echo power of the contrast panel; ``panel_mask``:
+    ``linear_panel``: (N, rows, columns) linear echo power of the contrast panel, or, with ``lookup``
+    (the linear intensity of every stored value), the panel's stored integer values: only the ROI's
+    pixels are then linearised, never the whole panel (the same numbers); ``panel_mask``:
     (rows, columns) bool ROI on the reference frame; ``displacement_px``: (N, 2) (row, column)
     displacement of the anatomy per frame (:attr:`.motion.MotionEstimate.displacement_px`). Returns (N,)
     float64; NaN for frames where less than half the moved ROI lies inside the panel.
@@ -49,7 +51,7 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
     n_pixels = roi_rows.size
     if n_pixels == 0:
         raise InputError("the ROI mask is empty")
-    flat = frames.reshape(n_frames, rows * columns)
+    values = (lambda k, r, c: frames[k][r, c]) if lookup is None else (lambda k, r, c: lookup[frames[k][r, c]])
     whole_rows = np.floor(shifts[:, 0]).astype(np.int64)
     whole_columns = np.floor(shifts[:, 1]).astype(np.int64)
     row_fraction = shifts[:, 0] - whole_rows
@@ -73,11 +75,11 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
                 r = roi_rows + (dr + step_row)
                 c = roi_columns + (dc + step_column)
                 if fully_inside:
-                    total += weight * float(flat[k, r * columns + c].sum(dtype=np.float64))
+                    total += weight * float(values(k, r, c).sum(dtype=np.float64))
                     weight_inside += weight * n_pixels
                 else:
                     inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
-                    total += weight * float(flat[k, r[inside] * columns + c[inside]].sum(dtype=np.float64))
+                    total += weight * float(values(k, r[inside], c[inside]).sum(dtype=np.float64))
                     weight_inside += weight * int(np.count_nonzero(inside))
         tic[k] = total / weight_inside if weight_inside >= ROI_MIN_INSIDE_FRACTION * n_pixels else np.nan
     return tic

@@ -25,8 +25,11 @@ from DCEUSResponseLib.ceus.linearize import (
     ColourMapping,
     check_dynamic_range,
     choose_colour_mapping,
+    gray_lookup,
     linear_and_clipping,
+    linear_from_gray,
     panel_gray_uint8,
+    stored_clipping,
 )
 from DCEUSResponseLib.ceus.maps import BIN_SECONDS, compute_parametric_maps
 from DCEUSResponseLib.ceus.motion import estimate_motion
@@ -246,8 +249,9 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
              panel_mask: np.ndarray, motion, frame_use: np.ndarray) -> tuple[np.ndarray, ClippingCount]:
     """The ROI's TIC (moving with the anatomy when motion is given) and its clipping counts.
 
-    Only the ROI's bounding box (plus the largest displacement) is linearised, so memory follows
-    the ROI's size, not the clip's.
+    When one stored value gives one gray (grey and palette clips) only the ROI's own pixels are
+    linearised, frame by frame, through a lookup table; otherwise (colour) the ROI's bounding box
+    (plus the largest displacement). Memory follows the ROI's size, not the clip's.
     """
     rows, columns = np.nonzero(panel_mask)
     margin = 0
@@ -258,6 +262,12 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
     c0, c1 = max(columns.min() - margin, 0), min(columns.max() + 1 + margin, panel.columns)
     frames = clip.frames[:, panel.y0 + r0:panel.y0 + r1, panel.x0 + c0:panel.x0 + c1]
     mask = panel_mask[r0:r1, c0:c1]
+    table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
+    if table is not None:
+        shifts = motion.displacement_px if motion is not None else np.zeros((clip.n_frames, 2))
+        lookup = linear_from_gray(table, dynamic_range_db)
+        return (motion_compensated_tic(frames, mask, shifts, lookup=lookup),
+                stored_clipping(frames, table, mask, frame_use))
     linear, clipping = linear_and_clipping(frames, clip, mapping, dynamic_range_db, mask, frame_use)
     if motion is not None:
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
