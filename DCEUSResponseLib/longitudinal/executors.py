@@ -7,13 +7,17 @@ lost) becomes ``on_failure(index, message)``'s result, a one-line message, and t
 
 Local processes use the ``forkserver`` start method where the platform has it, else ``spawn``:
 never ``fork``, which copies the caller's threads and locks (Slicer's, Dask's) into the children.
-Each worker keeps its numerical libraries to one thread, so N workers use N cores.
+Each worker keeps its numerical libraries to one thread, so N workers use N cores. The limits are in
+the environment the workers (and a forkserver) *start* with: a worker re-imports the caller's main
+module before any initializer runs, and a main module that imports numpy (a script, the benchmark)
+would otherwise start OpenBLAS with a thread per core in every worker before the limit is set.
 
 Dask is an optional extra (``pip install "DCEUSResponse[cluster]"``), imported only here, inside the
 function. The workers must import this package and read the manifest's paths at the same paths.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -47,9 +51,23 @@ def _start_method() -> str:
 
 
 def _init_worker() -> None:
-    # Runs before the task function's module is imported in the fresh worker, so before numpy.
+    # Also here for a forkserver started before run_local (its environment is its own).
     for name in _SINGLE_THREAD_ENV:
         os.environ.setdefault(name, "1")
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    """The caller's environment says one thread per numerical library while its workers start (limits
+    the user set are kept); the caller's own libraries are loaded already and keep their threads."""
+    added = [name for name in _SINGLE_THREAD_ENV if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: OnDone,
@@ -59,6 +77,11 @@ def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: On
     if not tasks:
         return results
     context = multiprocessing.get_context(_start_method())
+    with _single_threaded_children():
+        return _run_pool(function, tasks, workers, on_done, on_failure, context, results)
+
+
+def _run_pool(function, tasks, workers, on_done, on_failure, context, results) -> list:
     pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context,
                                initializer=_init_worker)
     try:

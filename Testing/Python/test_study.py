@@ -317,3 +317,41 @@ def test_fingerprint_follows_content_and_options_not_places(tmp_path):
     import hashlib
     assert hash_path(str(tmp_path / "a" / "mask.png")) == {"sha256": hashlib.sha256(b"mask").hexdigest(), "bytes": 4,
                                                            "files": 1}
+
+
+_THREAD_PROBE = '''
+import os
+import sys
+import numpy  # a main module that imports numpy at the top, as scripts and the benchmark do
+
+
+def threads(_):
+    import numpy as np
+
+    a = np.random.default_rng(0).random((400, 400))
+    a @ a  # starts OpenBLAS's threads, if it has any
+    return len(os.listdir("/proc/self/task"))
+
+
+if __name__ == "__main__":
+    from DCEUSResponseLib.longitudinal.executors import run_local
+
+    print(run_local(threads, [0, 1, 2], 2, lambda i, r: None, lambda i, m: m))
+'''
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux's /proc")
+def test_local_workers_run_their_numerical_libraries_on_one_thread(tmp_path):
+    """Each local worker is one thread even when the caller's main module imported numpy first (the
+    worker re-imports it before any initializer: OpenBLAS then started a thread per core in every
+    worker, two workers on two cores ran four threads, and the 2-worker speed-up was 1.43 x)."""
+    script = tmp_path / "probe_main.py"
+    script.write_text(_THREAD_PROBE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "DCEUS_THREADS"):
+        env.pop(name, None)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[1, 1, 1]"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # the caller's environment is restored
