@@ -33,6 +33,9 @@ from DCEUSResponseLib.longitudinal.records import ClipRow
 INPUTS_FILE = "inputs.json"
 INPUTS_FORMAT = "dceus-study-inputs/1"
 FUSION_FOLDER = "fusion"
+#: With ``--scenes``: each clip's Slicer scene bundle, in its folder (``fuse``'s, holding the analysis
+#: scene too, in ``fusion/`` when the row has a CT), where the module's Follow-up section opens it.
+ANALYSIS_SCENE, FUSED_SCENE = "scene.mrb", "fused.mrb"
 STATUS_DONE, STATUS_REUSED, STATUS_FAILED = "done", "reused", "failed"
 _CHUNK_BYTES = 1 << 20
 
@@ -44,6 +47,7 @@ class StudyOptions:
     """Study-wide options that change what each clip's commands compute (part of the fingerprint)."""
 
     maps: bool = False
+    scenes: bool = False
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -123,9 +127,13 @@ def _task(row: ClipRow, out_dir: str, options: StudyOptions) -> ClipTask:
             analyze += [flag, repr(value) if isinstance(value, float) else str(value)]
     if options.maps:
         analyze.append("--maps")
+    if options.scenes and not row.fused:
+        analyze += ["--scene", ANALYSIS_SCENE]
     analyze += ["--out", folder]
-    return ClipTask(row.key, row.line, folder, row.output_dir, tuple(analyze), _fuse_argv(row, folder, inputs),
-                    tuple(inputs.items()))
+    fuse = _fuse_argv(row, folder, inputs)
+    if fuse is not None and options.scenes:
+        fuse = fuse[:-2] + ("--scene", FUSED_SCENE) + fuse[-2:]
+    return ClipTask(row.key, row.line, folder, row.output_dir, tuple(analyze), fuse, tuple(inputs.items()))
 
 
 def _fuse_argv(row: ClipRow, folder: str, inputs: dict[str, str]) -> tuple[str, ...] | None:

@@ -355,3 +355,45 @@ def test_local_workers_run_their_numerical_libraries_on_one_thread(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[1, 1, 1]"
     assert "OPENBLAS_NUM_THREADS" not in os.environ  # the caller's environment is restored
+
+
+def test_scenes_option_adds_one_scene_per_clip_to_the_commands(tmp_path):
+    """``--scenes``: an analysed-only row's analyze writes ``scene.mrb`` into its folder; a fused row's
+    analyze writes none and its fuse writes ``fused.mrb`` (which holds the analysis scene too) into
+    ``fusion/``, so the Follow-up section opens one scene per clip; without it the commands are unchanged."""
+    import datetime
+
+    from DCEUSResponseLib.longitudinal.manifest import Manifest
+    from DCEUSResponseLib.longitudinal.records import ClipRow
+    from DCEUSResponseLib.longitudinal.study import StudyOptions, plan_tasks
+
+    common = dict(date=datetime.date(2024, 1, 8), injection=1, clip_text="c.dcm", roi_specs=("liver=l.png",),
+                  roi_names=("liver",))
+    rows = (ClipRow(line=2, patient="P1", exam="B", clip="/d/c.dcm", **common),
+            ClipRow(line=3, patient="P1", exam="C2", clip="/d/d.dcm", ct="/d/ct", pet="/d/pet",
+                    landmarks=("/d/a.csv", "/d/b.csv"), **common))
+    manifest = Manifest(path=str(tmp_path / "MANIFEST.csv"), rows=rows, exams=())
+    plain, with_scenes = (plan_tasks(manifest, str(tmp_path / "out"), StudyOptions(scenes=flag)) for flag in (0, 1))
+    assert all("--scene" not in t.analyze_argv and "--scene" not in (t.fuse_argv or ()) for t in plain)
+    analysed, fused = with_scenes
+    assert analysed.analyze_argv[-4:] == ("--scene", "scene.mrb", "--out", analysed.folder)
+    assert analysed.fuse_argv is None
+    assert "--scene" not in fused.analyze_argv
+    assert fused.fuse_argv[-4:] == ("--scene", "fused.mrb", "--out", os.path.join(fused.folder, "fusion"))
+    assert plain[1].fuse_argv == fused.fuse_argv[:-4] + fused.fuse_argv[-2:]
+
+
+@pytest.mark.slicer
+def test_study_scenes_are_what_the_follow_up_section_opens(tmp_path):
+    """A 2-clip study with ``--scenes`` writes each clip's bundle; the Follow-up room finds one per exam."""
+    from DCEUSResponseLib.scene.follow_up import read_study_folder
+
+    manifest, _ = build_cohort(str(tmp_path / "cohort"), n_patients=1, n_exams=2, repeated=(), n_frames=30)
+    out = tmp_path / "study"
+    status, stderr = _study([manifest, "--out", str(out), "--workers", "1", "--scenes"])
+    assert status == 0, stderr
+    study = read_study_folder(str(out))
+    for exam in ("B", "C2"):
+        scenes = study.exam_scenes("P1", exam)
+        assert [os.path.relpath(p, out) for p in scenes] == [os.path.join("exams", "P1", exam, "1", "scene.mrb")]
+        assert os.path.getsize(scenes[0]) > 10_000

@@ -20,6 +20,7 @@ import time
 from typing import Callable, Sequence
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.app.extras import require_extra
 from DCEUSResponseLib.app.progress import ProgressBar, format_duration
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.report import write_reports
@@ -75,6 +76,9 @@ def add_subparser(commands: argparse._SubParsersAction, summary: str) -> argpars
                        "for statistics.csv")
     study.add_argument("--maps", action="store_true", help="also write each clip's parametric maps (slower); the "
                        "reports then show the PE map per exam")
+    study.add_argument("--scenes", action="store_true", help="also write each clip's Slicer scene bundle "
+                       "(scene.mrb, or fusion/fused.mrb with a CT) for the module's Follow-up section (slower; "
+                       "needs the 'slicer' extra)")
     study.set_defaults(run=run)
     return study
 
@@ -104,7 +108,9 @@ def run_study(args, command_main: CommandMain) -> int:
     manifest = read_manifest(args.manifest)
     outcomes = read_outcomes(args.outcomes, manifest) if args.outcomes else None
     out_dir = prepare_output_dir(args.out)
-    options = StudyOptions(maps=args.maps)
+    if args.scenes:  # once, before any clip runs, not as every clip's own error
+        require_extra("slicer", "slicer", "--scenes (Slicer scene bundles)", args.manifest)
+    options = StudyOptions(maps=args.maps, scenes=args.scenes)
     tasks = plan_tasks(manifest, out_dir, options)
     clips_started = time.monotonic()
     try:
