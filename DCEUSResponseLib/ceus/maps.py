@@ -532,6 +532,8 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
             extrapolated[name] += int(np.count_nonzero(fitted)) - int(np.count_nonzero(shown))
             band_values = values[name][map_rows]
             band_values[wanted] = np.where(shown, parameters[name], np.nan).astype(np.float32)
+        # Before the next band is linearised: otherwise two bands (and their curves) are alive at once.
+        del linear, curves, fits
     spacing = panel.spacing_mm
     map_spacing = (spacing[0] * binning, spacing[1] * binning) if spacing else None
     origin = (panel.y0 + (binning - 1) / 2.0, panel.x0 + (binning - 1) / 2.0)
