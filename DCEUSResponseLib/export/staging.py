@@ -151,6 +151,8 @@ class StagedFiles:
         for variable, name in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache")):
             self._saved_environment.setdefault(variable, os.environ.get(variable))
             os.environ[variable] = self.scratch(name)
+        _copy_font_list(self._saved_environment.get("MPLCONFIGDIR"), self._saved_environment.get("XDG_CACHE_HOME"),
+                        self.scratch("matplotlib"))
 
     def write(self, writers: Iterable[tuple[str, Callable[[str], None]]]) -> None:
         """Run each ``(relative path, writer(path))`` into staging, on all cores."""
@@ -329,6 +331,30 @@ def _fsync_folder(folder: str) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def _copy_font_list(config_dir: str | None, xdg_cache: str | None, scratch: str) -> None:
+    """Copy the user's matplotlib font list (``fontlist-v*.json``) into ``scratch``, when there is one.
+
+    Only read: the user's cache is never written. Without it matplotlib scans the system's fonts
+    again in every command (about 0.5 s); a list of another matplotlib version has another name
+    and is ignored by it (it then scans, into ``scratch``).
+    """
+    if config_dir:
+        candidates = [config_dir]
+    else:
+        home = os.path.expanduser("~")
+        candidates = [os.path.join(xdg_cache or os.path.join(home, ".cache"), "matplotlib"),
+                      os.path.join(home, ".matplotlib")]
+    for folder in candidates:
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith("fontlist-v") and n.endswith(".json")]
+            for name in names:
+                shutil.copyfile(os.path.join(folder, name), os.path.join(scratch, name))
+        except OSError:  # no cache, unreadable, a file vanishing meanwhile: matplotlib scans, as before
+            continue
+        if names:
+            return
 
 
 def _test_pause(step: str) -> None:

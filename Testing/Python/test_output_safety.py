@@ -365,3 +365,35 @@ def test_missing_extras_are_named(study, tmp_path):
         assert f'pip install "DCEUSResponse[{extra}]"' in result.stderr and "internal error" not in result.stderr
         assert time.monotonic() - started < 20
     assert _entries(tmp_path) == ["clip.avi"]
+
+
+def test_the_users_matplotlib_font_list_is_read_not_written(study, tmp_path):
+    """A user's matplotlib font list (~/.cache/matplotlib/fontlist-v*.json) is copied into the staging
+    scratch, so matplotlib does not scan the system's fonts again; the user's cache is left byte for
+    byte and time for time as it was, and nothing else appears in HOME."""
+    pytest.importorskip("matplotlib")
+    from DCEUSResponseLib.export.staging import _copy_font_list
+
+    home = tmp_path / "home"
+    cache = home / ".cache" / "matplotlib"
+    cache.mkdir(parents=True)
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], check=True,
+                   env={**os.environ, "MPLCONFIGDIR": str(cache)})
+    font_lists = sorted(p.name for p in cache.glob("fontlist-v*.json"))
+    assert font_lists, "matplotlib wrote no font list"
+    before = {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in home.rglob("*") if p.is_file()}
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    _copy_font_list(None, str(home / ".cache"), str(scratch))
+    assert sorted(p.name for p in scratch.iterdir()) == font_lists
+    assert (scratch / font_lists[0]).read_bytes() == (cache / font_lists[0]).read_bytes()
+    _copy_font_list(str(tmp_path / "missing"), None, str(tmp_path))  # no cache: nothing, no error
+
+    result = _run_process(["analyze", study["clip"], "--roi", study["masks"]["__segmentation__"], "--reference",
+                           "liver", "--out", "out"], cwd=str(tmp_path), HOME=str(home), XDG_CACHE_HOME=None,
+                          XDG_CONFIG_HOME=None, MPLCONFIGDIR=None)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "tic.png").is_file()
+    after = {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in home.rglob("*") if p.is_file()}
+    assert after == before
