@@ -71,7 +71,8 @@ class PetCtLogic:
 
     def measure(self, analysis, analysisFolder, browser, segmentation, maps, ctNode, petNode=None, ceusList=None,
                 ctList=None, transformPath=None, database=None, table=None):
-        """``fuse`` on the analysis folder (exported there first when it holds no results.json) with the CT /
+        """``fuse`` on the analysis folder (the current analysis exported there first: ``fuse`` reads the clip
+        and ROIs from the folder, which may hold an older export) with the CT /
         PET files the DICOM database holds for the nodes; its files go to ``<folder>/pet_ct``. Returns
         ``PetCtMeasurement``."""
         from DCEUSResponseLib.export.contract import write_analysis
@@ -84,8 +85,7 @@ class PetCtLogic:
             raise InputError("choose the Export folder: Measure writes the analysis and fuse's files there")
         if ctNode is None:
             raise InputError("choose the CT")
-        if not os.path.isfile(os.path.join(analysisFolder, "results.json")):
-            write_analysis(analysis, analysisFolder)
+        write_analysis(analysis, analysisFolder)
         database = database if database is not None else slicer.dicomDatabase
         work = tempfile.mkdtemp(prefix="DCEUSResponse-petct-", dir=slicer.app.temporaryPath)
         try:

@@ -51,7 +51,6 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
     n_pixels = roi_rows.size
     if n_pixels == 0:
         raise InputError("the ROI mask is empty")
-    values = (lambda k, r, c: frames[k][r, c]) if lookup is None else (lambda k, r, c: lookup[frames[k][r, c]])
     whole_rows = np.floor(shifts[:, 0]).astype(np.int64)
     whole_columns = np.floor(shifts[:, 1]).astype(np.int64)
     row_fraction = shifts[:, 0] - whole_rows
@@ -63,6 +62,8 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
         dr, dc = int(whole_rows[k]), int(whole_columns[k])
         fr, fc = float(row_fraction[k]), float(column_fraction[k])
         fully_inside = top + dr >= 0 and bottom + dr + 1 < rows and left + dc >= 0 and right + dc + 1 < columns
+        frame, row_offset, column_offset = _frame_values(frames[k], lookup, top + dr, bottom + dr + 2,
+                                                         left + dc, right + dc + 2)
         total = 0.0
         weight_inside = 0.0
         for step_row, weight_row in ((0, 1.0 - fr), (1, fr)):
@@ -75,14 +76,27 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
                 r = roi_rows + (dr + step_row)
                 c = roi_columns + (dc + step_column)
                 if fully_inside:
-                    total += weight * float(values(k, r, c).sum(dtype=np.float64))
+                    total += weight * float(frame[r - row_offset, c - column_offset].sum(dtype=np.float64))
                     weight_inside += weight * n_pixels
                 else:
                     inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
-                    total += weight * float(values(k, r[inside], c[inside]).sum(dtype=np.float64))
+                    total += weight * float(frame[r[inside] - row_offset,
+                                                  c[inside] - column_offset].sum(dtype=np.float64))
                     weight_inside += weight * int(np.count_nonzero(inside))
         tic[k] = total / weight_inside if weight_inside >= ROI_MIN_INSIDE_FRACTION * n_pixels else np.nan
     return tic
+
+
+def _frame_values(frame: np.ndarray, lookup: np.ndarray | None, row_start: int, row_stop: int, column_start: int,
+                  column_stop: int) -> tuple[np.ndarray, int, int]:
+    """The frame's values where the moved ROI can land, and that block's (row, column) offset: the frame
+    itself, or, with a lookup table, only the block (clipped to the frame) linearised once."""
+    if lookup is None:
+        return frame, 0, 0
+    row_start, column_start = max(row_start, 0), max(column_start, 0)
+    row_stop, column_stop = max(min(row_stop, frame.shape[0]), row_start), max(min(column_stop, frame.shape[1]),
+                                                                               column_start)
+    return lookup[frame[row_start:row_stop, column_start:column_stop]], row_start, column_start
 
 
 def shift_mask(mask: np.ndarray, displacement_px) -> np.ndarray:

@@ -5,12 +5,14 @@ calling thread as each task finishes, in completion order. The task function is 
 its own problems into results; what it cannot (a worker process that died, a task the cluster
 lost) becomes ``on_failure(index, message)``'s result, a one-line message, and the other tasks go on.
 
-Local processes use the ``forkserver`` start method where the platform has it, else ``spawn``:
-never ``fork``, which copies the caller's threads and locks (Slicer's, Dask's) into the children.
-Each worker keeps its numerical libraries to one thread, so N workers use N cores. The limits are in
-the environment the workers (and a forkserver) *start* with: a worker re-imports the caller's main
-module before any initializer runs, and a main module that imports numpy (a script, the benchmark)
-would otherwise start OpenBLAS with a thread per core in every worker before the limit is set.
+Local processes use the ``spawn`` start method: never ``fork``, which copies the caller's threads and
+locks (Slicer's, Dask's) into the children. Each worker keeps its numerical libraries to one thread,
+so N workers use N cores. The limits are in the environment the workers *start* with: a worker
+re-imports the caller's main module before any initializer runs, and a main module that imports
+numpy (a script, the benchmark) would otherwise start OpenBLAS with a thread per core in every worker
+before the limit is set. Not ``forkserver``: its server outlives the study and would hand the limits
+to every later forkserver child of the caller. While the workers start, the caller's environment
+holds the limits (process-wide: its other threads see them then).
 
 Dask is an optional extra (``pip install "DCEUSResponse[cluster]"``), imported only here, inside the
 function. The workers must import this package and read the manifest's paths at the same paths.
@@ -47,11 +49,12 @@ def default_workers() -> int:
 
 
 def _start_method() -> str:
-    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return "spawn"
 
 
 def _init_worker() -> None:
-    # Also here for a forkserver started before run_local (its environment is its own).
+    # The environment is the limits' first place (see the module docstring); this keeps them for a
+    # worker whose libraries read them late.
     for name in _SINGLE_THREAD_ENV:
         os.environ.setdefault(name, "1")
 

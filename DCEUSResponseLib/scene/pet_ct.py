@@ -39,6 +39,7 @@ from DCEUSResponseLib.spatial.registration import Landmarks, Registration, ras_t
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # DICOMScalarVolumePlugin.load (Slicer 5.12)
 RWV_ATTRIBUTE = "DICOM.RWV.instanceUID"  # PETDICOMExtension DICOMRWVMPlugin.loadPetSeries
 SUV_FACTOR_ATTRIBUTE = "DCEUS.SuvFactor"  # on the SUV nodes made here: the factor applied
+SUV_NODE_REFERENCE = "DCEUS.SuvVolume"  # from a Bq/ml PET node to the SUVbw node made of it
 SUVBW_UNITS = ("{SUVbw}g/ml", "UCUM", "Standardized Uptake Value body weight")  # SUVFactorCalculator's RWVM code
 SUV_QUANTITY = ("126400", "DCM", "Standardized Uptake Value")
 OTHER_SUV_UNITS = ("{SUVlbm}g/ml", "{SUVibw}g/ml", "{SUVbsa}cm2/ml")
@@ -85,10 +86,12 @@ def series_source(files: Sequence[str], work_dir: str, name: str) -> str:
     for path in files:
         if not os.path.isfile(path):
             raise InputError(f"{name} file not found", path)
-    folder = os.path.commonpath([os.path.dirname(path) for path in files])
-    below = {os.path.join(root, entry) for root, _, entries in os.walk(folder) for entry in entries}
-    if below == set(files):
-        return folder
+    folders = {os.path.dirname(path) for path in files}
+    if len(folders) == 1:  # a series spread over folders is linked: never walk a common parent (maybe "/")
+        folder = folders.pop()
+        below = {os.path.join(root, entry) for root, _, entries in os.walk(folder) for entry in entries}
+        if below == set(files):
+            return folder
     target = os.path.join(os.path.abspath(work_dir), name)
     shutil.rmtree(target, ignore_errors=True)
     os.makedirs(target)
@@ -180,9 +183,10 @@ def pet_suv(pet_node: Any, volume: Any, factor: SuvFactor) -> PetSuv:
 
 
 def suv_volume_node(scene: Any, pet_node: Any, suv: PetSuv):
-    """The PET node to show in SUVbw: the node itself when it is SUVbw already, else a new scalar
-    volume ``"<name> SUVbw"`` on the node's grid (values x the engine's factor), marked so that it is
-    recognised as SUVbw (:func:`pet_suv`) and never multiplied again."""
+    """The PET node to show in SUVbw: the node itself when it is SUVbw already, else a scalar volume
+    ``"<name> SUVbw"`` on the node's grid (values x the engine's factor), marked so that it is
+    recognised as SUVbw (:func:`pet_suv`) and never multiplied again. The PET node references it
+    (``SUV_NODE_REFERENCE``): a second Measure refills that node instead of adding another."""
     from vtkmodules.util import numpy_support
     from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -192,7 +196,10 @@ def suv_volume_node(scene: Any, pet_node: Any, suv: PetSuv):
     import slicer
 
     values = np.multiply(_node_values(pet_node), suv.factor.factor, dtype=np.float32)
-    node = add_new_node(scene, "vtkMRMLScalarVolumeNode", f"{pet_node.GetName()} SUVbw")
+    node = pet_node.GetNodeReference(SUV_NODE_REFERENCE)
+    if node is None or scene.GetNodeByID(node.GetID()) is None:
+        node = add_new_node(scene, "vtkMRMLScalarVolumeNode", f"{pet_node.GetName()} SUVbw")
+        pet_node.SetNodeReferenceID(SUV_NODE_REFERENCE, node.GetID())
     matrix = vtkMatrix4x4()
     pet_node.GetIJKToRASMatrix(matrix)
     node.SetIJKToRASMatrix(matrix)
@@ -206,7 +213,8 @@ def suv_volume_node(scene: Any, pet_node: Any, suv: PetSuv):
         entry.SetValueSchemeMeaning(*code)
         getattr(node, setter)(entry)
     node.SetAttribute(SUV_FACTOR_ATTRIBUTE, repr(float(suv.factor.factor)))
-    node.CreateDefaultDisplayNodes()
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
     if scene.GetNodeByID(PET_COLOUR_NODE_ID) is not None:
         node.GetDisplayNode().SetAndObserveColorNodeID(PET_COLOUR_NODE_ID)
     return node

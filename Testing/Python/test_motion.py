@@ -342,11 +342,12 @@ def test_motion_estimate_without_spacing_has_no_mm():
 @pytest.mark.parametrize("shape", [(5, 300, 700), (4, 1100, 900), (3, 257, 513), (2, 4500, 300)])
 def test_working_images_of_8bit_frames_equal_the_float_block_means(shape):
     """The integer block sums of 8-bit panels (factors 3, 5, 3 and 18: uint32 sums) equal the float
-    block means value for value, on a strided panel view as the pipeline passes it."""
+    block means value for value, on a strided panel view as the pipeline passes it; bright frames, so
+    that 18 x 18 sums (up to 82,620) would overflow uint16."""
     from DCEUSResponseLib.ceus.motion_matching import MatchingGrid
 
     rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (shape[0], shape[1] + 4, shape[2] + 6), dtype=np.uint8)[:, 2:-2, 3:-3]
+    frames = rng.integers(200, 256, (shape[0], shape[1] + 4, shape[2] + 6), dtype=np.uint8)[:, 2:-2, 3:-3]
     grid = MatchingGrid(frames, "contrast", 16)
     np.testing.assert_array_equal(grid.working_images(frames), grid.working_images(frames.astype(np.float32)))
 

@@ -348,11 +348,16 @@ def test_segment_names_are_not_formulas_in_the_csvs(study, tmp_path, capsys):
 # -- item 25: a missing extra is one line naming it -----------------------------------------------
 
 def test_missing_extras_are_named(study, tmp_path):
-    """slicer-core (for --scene) and PyAV (for videos) made unimportable as on an install without them."""
+    """slicer-core (for --scene, study --scenes) and PyAV (for videos) made unimportable as on an install
+    without them: one line, exit 1, and no output folder created."""
     video = tmp_path / "clip.avi"
     video.write_bytes(b"\0" * 16)
+    manifest = tmp_path / "MANIFEST.csv"
+    manifest.write_text(f"patient,exam,date,clip,rois\nP1,B,2024-01-08,{study['clip']},"
+                        f"lesion={study['masks']['lesion']}\n", encoding="utf-8")
     for module, argv, extra in (
             ("slicer", _analyze_argv(study, tmp_path / "o1", "--scene", "x.mrb"), "slicer"),
+            ("slicer", ["study", str(manifest), "--scenes", "--out", str(tmp_path / "o3")], "slicer"),
             ("av", ["analyze", str(video), "--roi", f"l={study['masks']['lesion']}", "--out", str(tmp_path / "o2")],
              "video")):
         code = (f"import sys; sys.modules[{module!r}] = None; from DCEUSResponseLib.app.cli import main; "
@@ -364,7 +369,7 @@ def test_missing_extras_are_named(study, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
         assert f'pip install "DCEUSResponse[{extra}]"' in result.stderr and "internal error" not in result.stderr
         assert time.monotonic() - started < 20
-    assert _entries(tmp_path) == ["clip.avi"]
+    assert _entries(tmp_path) == ["MANIFEST.csv", "clip.avi"]
 
 
 def test_the_users_matplotlib_font_list_is_read_not_written(study, tmp_path):

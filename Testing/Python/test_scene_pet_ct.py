@@ -122,6 +122,14 @@ def test_the_files_of_a_node_come_from_the_database_and_feed_fuse(scene_case, fu
     ct_files = [str(mixed / f"ct-{os.path.basename(path)}") for path in files]
     ct = read_volume(pet_ct.series_source(ct_files, str(tmp_path), "ct2"), "CT")
     assert np.array_equal(ct.values, scene_case["ct_volume"].values)
+    # a series spread over two folders (files referenced in place) is linked; its common parent is
+    # never taken for the series (it would be walked, and hold the PET too)
+    halves = [tmp_path / "spread" / "a", tmp_path / "spread" / "b"]
+    spread = []
+    for k, path in enumerate(sorted(files)):
+        halves[k % 2].mkdir(parents=True, exist_ok=True)
+        spread.append(shutil.copyfile(path, halves[k % 2] / os.path.basename(path)))
+    assert pet_ct.series_source([str(p) for p in spread], str(tmp_path), "ct3") == str(tmp_path / "ct3")
     # the explicit folder wins (the fallback without a database)
     assert pet_ct.volume_source(scene_case["ct"], str(tmp_path), "ct", None, folder="X::1") == "X::1"
 
@@ -165,6 +173,9 @@ def test_a_bq_per_ml_node_gets_one_suv_node_and_never_a_second(scene_case, fusio
     assert again.node_is_suv and again.marked_by == "DCEUSResponse" and again.warnings == []
     assert again.node_factor == pytest.approx(factor.factor, rel=1e-6)
     assert pet_ct.suv_volume_node(scene, suv_node, again) is suv_node  # not multiplied twice
+    count = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    assert pet_ct.suv_volume_node(scene, node, raw) is suv_node  # a second Measure refills it
+    assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == count
 
 
 def _ijk_to_ras(node):

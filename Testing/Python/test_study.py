@@ -333,11 +333,21 @@ def threads(_):
     return len(os.listdir("/proc/self/task"))
 
 
+def blas_limit(_):
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
 if __name__ == "__main__":
     from DCEUSResponseLib.longitudinal.executors import run_local
 
-    print(run_local(threads, [0, 1, 2], 2, lambda i, r: None, lambda i, m: m),
-          os.environ.get("OPENBLAS_NUM_THREADS"))
+    import multiprocessing
+
+    counts = run_local(threads, [0, 1, 2], 2, lambda i, r: None, lambda i, m: m)
+    # The caller's environment is restored, and no process the study started lingers to hand its
+    # limits to the caller's later children (a forkserver would).
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        later = pool.apply(blas_limit, (0,))
+    print(counts, os.environ.get("OPENBLAS_NUM_THREADS"), later)
 '''
 
 
@@ -345,7 +355,8 @@ if __name__ == "__main__":
 def test_local_workers_run_their_numerical_libraries_on_one_thread(tmp_path):
     """Each local worker is one thread even when the caller's main module imported numpy first (the
     worker re-imports it before any initializer: OpenBLAS then started a thread per core in every
-    worker, two workers on two cores ran four threads, and the 2-worker speed-up was 1.43 x)."""
+    worker, two workers on two cores ran four threads, and the 2-worker speed-up was 1.43 x); the
+    caller's environment and its later child processes keep no limits."""
     script = tmp_path / "probe_main.py"
     script.write_text(_THREAD_PROBE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -354,7 +365,7 @@ def test_local_workers_run_their_numerical_libraries_on_one_thread(tmp_path):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "[1, 1, 1] None"  # one thread each; the caller's environment restored
+    assert result.stdout.strip() == "[1, 1, 1] None None"
 
 
 def test_scenes_option_adds_one_scene_per_clip_to_the_commands(tmp_path):

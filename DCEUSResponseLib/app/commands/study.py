@@ -104,12 +104,12 @@ def run_study(args, command_main: CommandMain) -> int:
         raise InputError("give --workers (local processes) or --scheduler (a Dask cluster), not both")
     if not args.scheduler_timeout > 0:
         raise InputError(f"--scheduler-timeout must be positive, got {args.scheduler_timeout:g}")
+    if args.scenes:  # once, before DIR is created and any clip runs, not as every clip's own error
+        require_extra("slicer", "slicer", "--scenes (Slicer scene bundles)", args.manifest)
     rules = [ResponseRule.parse(text, allow_pet=True) for text in (args.rule or DEFAULT_STUDY_RULES)]
     manifest = read_manifest(args.manifest)
     outcomes = read_outcomes(args.outcomes, manifest) if args.outcomes else None
     out_dir = prepare_output_dir(args.out)
-    if args.scenes:  # once, before any clip runs, not as every clip's own error
-        require_extra("slicer", "slicer", "--scenes (Slicer scene bundles)", args.manifest)
     options = StudyOptions(maps=args.maps, scenes=args.scenes)
     tasks = plan_tasks(manifest, out_dir, options)
     clips_started = time.monotonic()
