@@ -64,9 +64,12 @@ class DemoRun:
 def demo_run(tmp_path_factory) -> DemoRun:
     """The demo study run once for the whole session through its command line (it takes a minute or
     two); tests read its outputs and may only add files of their own beside them."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "golden"))
+    from demo_snapshot import demo_environment  # one BLAS thread: the snapshot's numbers, on any machine
+
     out = tmp_path_factory.mktemp("demo") / "demo"
     run = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", str(out)],
-                         capture_output=True, text=True, cwd=ROOT)
+                         capture_output=True, text=True, cwd=ROOT, env=demo_environment())
     return DemoRun(out, run.returncode, run.stdout, run.stderr)
 
 

@@ -27,6 +27,17 @@ import numpy as np
 
 SNAPSHOT_PATH = os.path.join(os.path.dirname(__file__), os.pardir, "Data", "demo-snapshot.json")
 EXAMS = ("baseline", "followup")
+#: The demo runs with one BLAS/OpenMP thread whenever it is compared or recorded: float32 matrix
+#: products (the motion matches' noise moments, the maps' shape dictionary) round differently with
+#: another thread count, which moves the results by about 1e-9 relative, so a snapshot recorded on a
+#: 2-core machine would not compare equal on an 8-core one (nor after a test that left
+#: OPENBLAS_NUM_THREADS=1 in the environment, as Dask's does).
+REPRODUCIBLE_THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def demo_environment() -> dict:
+    """The environment the demo runs in for a snapshot: this process's, with one BLAS thread."""
+    return {**os.environ, **REPRODUCIBLE_THREADS}
 
 
 # The demo's series and instance UIDs are generated afresh on every run (its study UIDs are fixed).
@@ -120,7 +131,8 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         out = os.path.join(folder, "demo")
-        if subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", out]).returncode:
+        if subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "demo", "--out", out],
+                          env=demo_environment()).returncode:
             return 1
         content = snapshot(out)
     with open(SNAPSHOT_PATH, "w", encoding="utf-8") as stream:
