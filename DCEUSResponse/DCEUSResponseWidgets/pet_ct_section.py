@@ -150,17 +150,36 @@ class PetCtSection:
         return (self.widget._analysis, parameterNode.inputBrowser, parameterNode.inputSegmentation,
                 self.widget._mapNodes)
 
+    def _showPlacementViews(self):
+        """Side by side: the clip's frame (left, in its plane) and the CT with the PET (right), unless the
+        layout is side by side already (the user may have zoomed in to place a point)."""
+        from DCEUSResponseLib.scene.fusion_views import placement_views
+        from DCEUSResponseLib.scene.pet_ct import ceus_nodes_of_browser
+
+        layoutManager = slicer.app.layoutManager()
+        if layoutManager.layout == slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView:
+            return
+        browser, ctNode = self.widget._parameterNode.inputBrowser, self.ui.petCtCtSelector.currentNode()
+        if browser is None or ctNode is None:
+            raise InputError("choose the CEUS clip (Inputs) and the CT first: Place pair shows them side by side")
+        nodes = ceus_nodes_of_browser(browser)
+        ceusVolume = nodes.bmode_volume if nodes.bmode_volume is not None else nodes.contrast_volume
+        layoutManager.setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView)
+        placement_views(slicer.mrmlScene, ceusVolume, ctNode, self.ui.petCtPetSelector.currentNode())
+        slicer.util.resetSliceViews()
+
     def onPlacePairButton(self):
         from DCEUSResponseLib.scene.pet_ct import next_pair_point
 
         with self.widget._errorDisplay(_("Placing a landmark failed.")):
             ceusList = self._pointList(self.ui.petCtCeusPointsSelector, CEUS_POINTS_NAME)
             ctList = self._pointList(self.ui.petCtCtPointsSelector, CT_POINTS_NAME)
+            self._showPlacementViews()
             target, label, _index = next_pair_point(ceusList, ctList)
             markupsLogic = slicer.modules.markups.logic()
             markupsLogic.SetActiveList(target)
             markupsLogic.StartPlaceMode(False)
-        where = _("on the CEUS clip") if target is ceusList else _("in the CT")
+        where = _("on the CEUS clip (left view)") if target is ceusList else _("in the CT (right view)")
         self.widget._setStatus(_("Click landmark {label} {where}.").format(label=label, where=where))
         self.updateButtonStates()
 

@@ -396,3 +396,24 @@ def _legends(nodes: dict[str, Any], map_node: Any, plane_model: Any, fused: Any,
         legend.SetSize(*LEGEND_SIZE)
         legends[role] = legend
     return legends
+
+
+#: Views of "Place pair" (Slicer's side-by-side layout): the CEUS frame on the left, the CT on the right.
+CEUS_PLACEMENT_VIEW, CT_PLACEMENT_VIEW = "Red", "Yellow"
+
+
+def placement_views(scene: Any, ceus_volume: Any, ct_volume: Any, pet_volume: Any = None) -> dict[str, str]:
+    """Show a landmark pair's two sides for clicking: ``ceus_volume`` (the clip's frame on the panel the
+    points are read on) in the left view, in its own plane wherever its transform puts it; the CT (with
+    the PET over it at :data:`PET_OPACITY`) axial in the right view. Returns {view name: what it shows}.
+    The module switches to the side-by-side layout and fits the views (Qt); this is the scene's part."""
+    ceus_slice, ceus_composite = _slice_nodes(scene, CEUS_PLACEMENT_VIEW)
+    ceus_composite.SetBackgroundVolumeID(ceus_volume.GetID())
+    ceus_composite.SetForegroundVolumeID(None)
+    ceus_slice.RotateToVolumePlane(ceus_volume)
+    ct_slice, ct_composite = _slice_nodes(scene, CT_PLACEMENT_VIEW)
+    ct_composite.SetBackgroundVolumeID(ct_volume.GetID())
+    ct_composite.SetForegroundVolumeID(pet_volume.GetID() if pet_volume is not None else None)
+    ct_composite.SetForegroundOpacity(PET_OPACITY if pet_volume is not None else 0.0)
+    ct_slice.SetOrientation("Axial")
+    return {CEUS_PLACEMENT_VIEW: "CEUS", CT_PLACEMENT_VIEW: "CT"}

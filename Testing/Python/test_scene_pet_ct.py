@@ -24,7 +24,7 @@ from DCEUSResponseLib.scene.application import create_headless_application  # no
 from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences  # noqa: E402
 from DCEUSResponseLib.scene.fusion_nodes import add_patient_volume  # noqa: E402
 from DCEUSResponseLib.scene.fusion_views import ceus_plane_normal_ras  # noqa: E402
-from DCEUSResponseLib.scene.nodes import numpy_matrix  # noqa: E402
+from DCEUSResponseLib.scene.nodes import numpy_matrix, vtk_matrix  # noqa: E402
 from DCEUSResponseLib.scene.pet_ct_measure import LANDMARK_FILES, measure_pet_ct  # noqa: E402
 from DCEUSResponseLib.scene.segmentation import add_roi_segmentation  # noqa: E402
 from DCEUSResponseLib.synthetic.patient import DEMO_LESION_VALUES, LIVER_SUV  # noqa: E402
@@ -421,3 +421,41 @@ def test_measure_needs_landmarks_or_a_transform(scene_case, fusion_case, tmp_pat
         measure_pet_ct(scene_case["scene"], fusion_case["analysis"], fusion_case["ct"], None, str(tmp_path),
                        nodes, scene_case["ct"])
     assert not any(tmp_path.iterdir())
+
+
+def test_place_pair_views_show_the_ceus_frame_in_its_plane_and_the_ct_axial(scene_case, inputs):
+    """The left view shows the clip's frame in the frame's own plane (also once the frame is placed
+    obliquely in the patient), the right view the CT axial with the PET over it."""
+    from DCEUSResponseLib.scene.fusion_views import placement_views
+
+    scene, clip = scene_case["scene"], scene_case["clip"]
+    ceus = clip.bmode_volume if clip.bmode_volume is not None else clip.contrast_volume
+    oblique = np.eye(4)
+    oblique[:3, :3] = _rotation_deg(25.0, 10.0)
+    oblique[:3, 3] = (-40.0, 120.0, -300.0)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "CEUS to patient")
+    transform.SetMatrixTransformToParent(vtk_matrix(oblique))
+    ceus.SetAndObserveTransformNodeID(transform.GetID())
+    shown = placement_views(scene, ceus, scene_case["ct"], scene_case["pet"])
+    assert shown == {"Red": "CEUS", "Yellow": "CT"}
+    views = {}
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        views[node.GetLayoutName()] = node
+    assert views["Red"].GetBackgroundVolumeID() == ceus.GetID() and views["Red"].GetForegroundVolumeID() is None
+    assert views["Yellow"].GetBackgroundVolumeID() == scene_case["ct"].GetID()
+    assert views["Yellow"].GetForegroundVolumeID() == scene_case["pet"].GetID()
+    assert views["Yellow"].GetForegroundOpacity() == pytest.approx(0.45)
+    slices = {scene.GetNthNodeByClass(i, "vtkMRMLSliceNode").GetLayoutName(): scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+              for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"))}
+    red = numpy_matrix(slices["Red"].GetSliceToRAS())
+    frame_normal = oblique[:3, :3] @ np.array([0.0, 0.0, 1.0])  # the frame lies in its z = 0 plane
+    assert abs(abs(float(red[:3, 2] @ frame_normal)) - 1.0) < 1e-6
+    assert slices["Yellow"].GetOrientation() == "Axial"
+
+
+def _rotation_deg(about_x: float, about_z: float) -> np.ndarray:
+    a, c = np.radians(about_x), np.radians(about_z)
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return rz @ rx

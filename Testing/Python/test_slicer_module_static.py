@@ -777,8 +777,15 @@ PET_CT_APIS = {
                                               "void setCurrentNode(vtkMRMLNode* node);",
                                               "void currentNodeChanged(vtkMRMLNode* node);"),
     "Libs/MRML/Widgets/qMRMLTableView.h": ("void setMRMLTableNode(vtkMRMLTableNode* tableNode);",),
-    "Libs/MRML/Core/vtkMRMLLayoutNode.h": ("SlicerLayoutFourUpView = 3,",),
+    "Libs/MRML/Core/vtkMRMLLayoutNode.h": ("SlicerLayoutFourUpView = 3,", "SlicerLayoutSideBySideView = 29,"),
     "Libs/MRML/Core/vtkMRMLTableNode.h": ("bool RemoveAllColumns();",),
+    # Place pair's views: the clip's frame in its plane beside the CT (scene/fusion_views.placement_views)
+    "Libs/MRML/Widgets/qMRMLLayoutManager.h": ("Q_PROPERTY(int layout READ layout WRITE setLayout",),
+    "Base/Python/slicer/util.py": ("def resetSliceViews():",),
+    "Libs/MRML/Core/vtkMRMLSliceNode.h": ("void RotateToVolumePlane(vtkMRMLVolumeNode* volumeNode",
+                                          "bool SetOrientation(const char* orientation);"),
+    "Libs/MRML/Core/vtkMRMLSliceCompositeNode.h": ("void SetBackgroundVolumeID(const char* id);",
+                                                   "void SetForegroundVolumeID(const char* id);"),
 }
 # PETDICOMExtension (QIICR/Slicer-PETDICOMExtension): how its plugins mark a volume converted to SUVbw.
 PETDICOM_SOURCE = pathlib.Path(os.environ.get("PETDICOM_SOURCE_GIT", "/work/.mirror/QIICR+Slicer-PETDICOMExtension/repo"))
@@ -834,7 +841,9 @@ def test_the_pet_ct_section_is_thin_and_has_the_modules_one_error_path():
                          ("petCtLoadTransformButton", "onLoadTransformButton"), ("petCtMeasureButton", "onMeasureButton")):
         assert f"ui.{button}.connect('clicked(bool)', self.{slot})" in init, button
     place = ast.unparse(section["onPlacePairButton"])
-    assert "next_pair_point(ceusList, ctList)" in place
+    assert "next_pair_point(ceusList, ctList)" in place and "self._showPlacementViews()" in place
+    views = ast.unparse(section["_showPlacementViews"])
+    assert "placement_views(slicer.mrmlScene, ceusVolume, ctNode" in views and "SlicerLayoutSideBySideView" in views
     assert "slicer.modules.markups.logic()" in place and "markupsLogic.SetActiveList(target)" in place
     assert "markupsLogic.StartPlaceMode(False)" in place
     logic = {n.name: ast.unparse(n) for n in classes["PetCtLogic"].body if isinstance(n, ast.FunctionDef)}
