@@ -76,7 +76,7 @@ class PetCtLogic:
         PET files the DICOM database holds for the nodes; its files go to ``<folder>/pet_ct``. Returns
         ``PetCtMeasurement``."""
         from DCEUSResponseLib.export.contract import write_analysis
-        from DCEUSResponseLib.scene.pet_ct import volume_source
+        from DCEUSResponseLib.scene.volume_sources import volume_source
         from DCEUSResponseLib.scene.pet_ct_measure import measure_pet_ct
 
         if analysis is None:

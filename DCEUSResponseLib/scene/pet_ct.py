@@ -1,6 +1,8 @@
 """The Slicer module's PET/CT section, Qt-free: the CT and PET a user loaded, the landmark pairs placed with
 Markups, the registration applied to the CEUS nodes, and the engine's ``fuse`` measures in the scene.
 
+The DICOM files behind the CT and PET nodes: :mod:`DCEUSResponseLib.scene.volume_sources`.
+
 Coordinates are the contract's (``docs/fusion-and-follow-up-contract.md``). CEUS nodes lie in the CEUS
 frame's RAS: full-frame pixel (r, c) at RAS (-c dx, -r dy, 0) (:mod:`DCEUSResponseLib.scene.clip_nodes`),
 so a CEUS control point's *local* position (the point list's own coordinates: Markups stores a point
@@ -18,8 +20,6 @@ Bq/ml sum, independent of slice order) is compared with the engine's.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -36,7 +36,6 @@ from DCEUSResponseLib.scene.tables import add_double_column, add_int_column, add
 from DCEUSResponseLib.scene.transforms import REGISTRATION_NODE_NAME
 from DCEUSResponseLib.spatial.registration import Landmarks, Registration, ras_to_lps_matrix, register_landmarks
 
-INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # DICOMScalarVolumePlugin.load (Slicer 5.12)
 RWV_ATTRIBUTE = "DICOM.RWV.instanceUID"  # PETDICOMExtension DICOMRWVMPlugin.loadPetSeries
 SUV_FACTOR_ATTRIBUTE = "DCEUS.SuvFactor"  # on the SUV nodes made here: the factor applied
 SUV_NODE_REFERENCE = "DCEUS.SuvVolume"  # from a Bq/ml PET node to the SUVbw node made of it
@@ -52,67 +51,6 @@ FACTOR_AGREEMENT = 1e-3  # two SUV factors of one series differing by more than 
 FLAG_RATIO, FLAG_FLOOR_MM = 2.5, 1.0
 FLAG_COLOUR = (1.0, 0.15, 0.15)
 _F = np.array([-1.0, -1.0, 1.0])
-
-
-# ------------------------------------------------------------------------------------------------
-# the DICOM files behind a volume node
-
-
-def dicom_files(volume_node: Any, database: Any) -> list[str]:
-    """The files of a volume loaded by Slicer's DICOM browser: its ``DICOM.instanceUIDs`` through
-    ``database.fileForInstance`` (``slicer.dicomDatabase`` in Slicer). One-line :class:`InputError`
-    when the node has no UIDs or the database does not know one of them."""
-    name = volume_node.GetName()
-    uids = (volume_node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
-    if not uids or "Unknown" in uids:
-        raise InputError(f"volume {name!r} was not loaded from the DICOM database (no {INSTANCE_UIDS_ATTRIBUTE}): "
-                         "choose its DICOM folder instead")
-    if database is None:
-        raise InputError(f"no DICOM database to find the files of volume {name!r}: choose its DICOM folder")
-    files = [database.fileForInstance(uid) for uid in uids]
-    missing = [uid for uid, path in zip(uids, files) if not path or not os.path.isfile(path)]
-    if missing:
-        raise InputError(f"the DICOM database has no file for {len(missing)} of the {len(uids)} instances of "
-                         f"volume {name!r} (first {missing[0]})")
-    return list(dict.fromkeys(files))
-
-
-def series_source(files: Sequence[str], work_dir: str, name: str) -> str:
-    """A folder ``fuse`` reads as exactly these files: their own folder when it holds nothing else, else
-    ``work_dir/name`` with a hard link (a copy across file systems) of each."""
-    files = [os.path.abspath(path) for path in files]
-    if not files:
-        raise InputError(f"no DICOM files for the {name}")
-    for path in files:
-        if not os.path.isfile(path):
-            raise InputError(f"{name} file not found", path)
-    folders = {os.path.dirname(path) for path in files}
-    if len(folders) == 1:  # a series spread over folders is linked: never walk a common parent (maybe "/")
-        folder = folders.pop()
-        below = {os.path.join(root, entry) for root, _, entries in os.walk(folder) for entry in entries}
-        if below == set(files):
-            return folder
-    target = os.path.join(os.path.abspath(work_dir), name)
-    shutil.rmtree(target, ignore_errors=True)
-    os.makedirs(target)
-    for index, path in enumerate(files):
-        link = os.path.join(target, f"{index:05d}.dcm")
-        try:
-            os.link(path, link)
-        except OSError:
-            shutil.copyfile(path, link)
-    return target
-
-
-def volume_source(volume_node: Any, work_dir: str, name: str, database: Any = None,
-                  files: Sequence[str] | None = None, folder: str | None = None) -> str:
-    """What ``fuse`` reads for a CT or PET node: ``folder`` (a series folder or ``FOLDER::UID``) when given,
-    else ``files``, else the node's files in ``database`` (:func:`dicom_files`)."""
-    if folder:
-        return folder
-    if not files:
-        files = dicom_files(volume_node, database)
-    return series_source(files, work_dir, name)
 
 
 # ------------------------------------------------------------------------------------------------

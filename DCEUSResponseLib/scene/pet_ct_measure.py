@@ -4,7 +4,7 @@ on the user's own nodes, and the per-ROI PET/CT table (the contract's ``fusion.c
 Measure writes into ``out_dir`` (staged, as every output): ``landmarks/ceus_landmarks.csv`` (label,x,y,z in
 CEUS frame mm) and ``landmarks/ct_landmarks.csv`` (label,x,y,z in LPS mm) from the two point lists, then
 ``fuse``'s own files (``fusion.json``, ``fusion.csv``, ``fusion/``). ``fuse`` reads the CT and the PET
-from their DICOM files (:func:`DCEUSResponseLib.scene.pet_ct.volume_source`), so every number is the
+from their DICOM files (:func:`DCEUSResponseLib.scene.volume_sources.volume_source`), so every number is the
 engine's, from the headers (SUV) and the rescaled pixels; the scene shows the user's CT, the PET in SUVbw
 (:func:`~DCEUSResponseLib.scene.pet_ct.suv_volume_node`: PETDICOMExtension's node as it is) and the CEUS
 nodes under the registration, in the views ``fuse --scene`` builds (:func:`add_fusion_views`).

@@ -19,7 +19,7 @@ from DCEUSResponseLib.fusion.inputs import read_analysis  # noqa: E402
 from DCEUSResponseLib.fusion.pipeline import fuse  # noqa: E402
 from DCEUSResponseLib.io.volumes import read_volume  # noqa: E402
 from DCEUSResponseLib.pet.suv import suv_factor_of  # noqa: E402
-from DCEUSResponseLib.scene import pet_ct  # noqa: E402
+from DCEUSResponseLib.scene import pet_ct, volume_sources  # noqa: E402
 from DCEUSResponseLib.scene.application import create_headless_application  # noqa: E402
 from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences  # noqa: E402
 from DCEUSResponseLib.scene.fusion_nodes import add_patient_volume  # noqa: E402
@@ -58,7 +58,7 @@ def _instance_uids(folder):
 def _volume_node(scene, name, folder, modality):
     volume = read_volume(folder, modality)
     node = add_patient_volume(scene, name, volume.values, volume.ijk_to_lps)
-    node.SetAttribute(pet_ct.INSTANCE_UIDS_ATTRIBUTE, _instance_uids(folder))
+    node.SetAttribute(volume_sources.INSTANCE_UIDS_ATTRIBUTE, _instance_uids(folder))
     return node, volume
 
 
@@ -106,22 +106,26 @@ def scene_case(app, inputs, fusion_case):
 
 def test_the_files_of_a_node_come_from_the_database_and_feed_fuse(scene_case, fusion_case, tmp_path):
     database = FileIndex(fusion_case["ct"], fusion_case["pet"])
-    files = pet_ct.dicom_files(scene_case["ct"], database)
+    files = volume_sources.dicom_files(scene_case["ct"], database)
     assert sorted(files) == sorted(os.path.join(fusion_case["ct"], n) for n in os.listdir(fusion_case["ct"]))
     # the series' own folder holds nothing else: fuse reads it as it is
-    assert pet_ct.series_source(files, str(tmp_path), "ct") == fusion_case["ct"]
-    both = files + pet_ct.dicom_files(scene_case["pet"], database)
+    assert volume_sources.series_source(files, str(tmp_path), "ct") == fusion_case["ct"]
+    both = files + volume_sources.dicom_files(scene_case["pet"], database)
     # a subset of a folder (a series sharing its folder): the files are linked into a folder of their own
     subset = sorted(files)[1:]
-    linked = pet_ct.series_source(subset, str(tmp_path), "ct")
+    linked = volume_sources.series_source(subset, str(tmp_path), "ct")
     assert linked == str(tmp_path / "ct") and len(os.listdir(linked)) == len(files) - 1
     mixed = tmp_path / "mixed"  # CT and PET in one folder, as an export may hold them
     mixed.mkdir()
     for path in both:
         shutil.copyfile(path, mixed / f"{os.path.basename(os.path.dirname(path))}-{os.path.basename(path)}")
     ct_files = [str(mixed / f"ct-{os.path.basename(path)}") for path in files]
-    ct = read_volume(pet_ct.series_source(ct_files, str(tmp_path), "ct2"), "CT")
+    selected = volume_sources.series_source(ct_files, str(tmp_path), "ct2")  # the folder and the CT's series UID
+    assert selected == f"{mixed}::{scene_case['ct_volume'].series_uid}" and not (tmp_path / "ct2").exists()
+    ct = read_volume(selected, "CT")
     assert np.array_equal(ct.values, scene_case["ct_volume"].values)
+    # a volume with only part of its series' files in that folder (Slicer split the series) is linked
+    assert volume_sources.series_source(ct_files[1:], str(tmp_path), "ct4") == str(tmp_path / "ct4")
     # a series spread over two folders (files referenced in place) is linked; its common parent is
     # never taken for the series (it would be walked, and hold the PET too)
     halves = [tmp_path / "spread" / "a", tmp_path / "spread" / "b"]
@@ -129,21 +133,21 @@ def test_the_files_of_a_node_come_from_the_database_and_feed_fuse(scene_case, fu
     for k, path in enumerate(sorted(files)):
         halves[k % 2].mkdir(parents=True, exist_ok=True)
         spread.append(shutil.copyfile(path, halves[k % 2] / os.path.basename(path)))
-    assert pet_ct.series_source([str(p) for p in spread], str(tmp_path), "ct3") == str(tmp_path / "ct3")
+    assert volume_sources.series_source([str(p) for p in spread], str(tmp_path), "ct3") == str(tmp_path / "ct3")
     # the explicit folder wins (the fallback without a database)
-    assert pet_ct.volume_source(scene_case["ct"], str(tmp_path), "ct", None, folder="X::1") == "X::1"
+    assert volume_sources.volume_source(scene_case["ct"], str(tmp_path), "ct", None, folder="X::1") == "X::1"
 
 
 def test_the_file_lookup_names_what_is_missing(scene_case, fusion_case):
     with pytest.raises(InputError, match="no DICOM database"):
-        pet_ct.dicom_files(scene_case["ct"], None)
+        volume_sources.dicom_files(scene_case["ct"], None)
     with pytest.raises(InputError, match="has no file for 1 of"):
         index = FileIndex(fusion_case["ct"])
         index.paths.pop(next(iter(index.paths)))
-        pet_ct.dicom_files(scene_case["ct"], index)
-    scene_case["ct"].RemoveAttribute(pet_ct.INSTANCE_UIDS_ATTRIBUTE)
+        volume_sources.dicom_files(scene_case["ct"], index)
+    scene_case["ct"].RemoveAttribute(volume_sources.INSTANCE_UIDS_ATTRIBUTE)
     with pytest.raises(InputError, match="not loaded from the DICOM database"):
-        pet_ct.dicom_files(scene_case["ct"], FileIndex(fusion_case["ct"]))
+        volume_sources.dicom_files(scene_case["ct"], FileIndex(fusion_case["ct"]))
 
 
 # -- SUV, consistent with PETDICOMExtension -----------------------------------------------------
@@ -369,8 +373,8 @@ def test_measure_gives_fuses_numbers_the_truth_and_the_views_on_the_users_nodes(
     nodes = pet_ct.ceus_nodes_of_browser(scene_case["clip"].browser, scene_case["segmentation"], landmarks=ceus_list)
     database = FileIndex(fusion_case["ct"], fusion_case["pet"])
     work = tmp_path / "work"
-    ct_source = pet_ct.volume_source(scene_case["ct"], str(work), "ct", database)
-    pet_source = pet_ct.volume_source(scene_case["pet"], str(work), "pet", database)
+    ct_source = volume_sources.volume_source(scene_case["ct"], str(work), "ct", database)
+    pet_source = volume_sources.volume_source(scene_case["pet"], str(work), "pet", database)
     out = tmp_path / "pet_ct"
     measured = measure_pet_ct(scene, fusion_case["analysis"], ct_source, pet_source, str(out), nodes,
                               scene_case["ct"], scene_case["pet"], ceus_list=ceus_list, patient_list=ct_list,
