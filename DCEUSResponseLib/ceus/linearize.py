@@ -318,21 +318,3 @@ def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dyn
     if table is not None:
         return linear_from_gray(table, dynamic_range_db)[frames]
     return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
-
-
-def linear_and_clipping(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float,
-                        mask: np.ndarray, frame_use: np.ndarray | None = None) -> tuple[np.ndarray, ClippingCount]:
-    """Linear echo power (a.u., float32) of ``frames`` and the clipping counts of its ``mask`` pixels.
-
-    The same numbers as :func:`linear_from_gray` of :func:`gray_levels` and :func:`count_clipping`
-    of the gray levels, without a float gray copy of the frames when a lookup table applies.
-    """
-    table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
-    if table is None:
-        gray = gray_levels(frames, clip, mapping)
-        return linear_from_gray(gray, dynamic_range_db), count_clipping(gray, mask, frame_use)
-    samples = frames[:, mask] if frame_use is None else frames[frame_use][:, mask]
-    total = max(samples.size, 1)
-    clipping = ClippingCount(float(np.count_nonzero((table > SATURATED_GRAY)[samples])) / total,
-                             float(np.count_nonzero((table < FLOOR_GRAY)[samples])) / total)
-    return linear_from_gray(table, dynamic_range_db)[frames], clipping

@@ -25,8 +25,9 @@ from DCEUSResponseLib.ceus.linearize import (
     ColourMapping,
     check_dynamic_range,
     choose_colour_mapping,
+    count_clipping,
+    gray_levels,
     gray_lookup,
-    linear_and_clipping,
     linear_from_gray,
     panel_gray_uint8,
     stored_clipping,
@@ -268,7 +269,8 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
         lookup = linear_from_gray(table, dynamic_range_db)
         return (motion_compensated_tic(frames, mask, shifts, lookup=lookup),
                 stored_clipping(frames, table, mask, frame_use))
-    linear, clipping = linear_and_clipping(frames, clip, mapping, dynamic_range_db, mask, frame_use)
+    gray = gray_levels(frames, clip, mapping)  # colour: the gray depends on the three channels
+    linear, clipping = linear_from_gray(gray, dynamic_range_db), count_clipping(gray, mask, frame_use)
     if motion is not None:
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:
