@@ -130,14 +130,12 @@ def _task(row: ClipRow, out_dir: str, options: StudyOptions) -> ClipTask:
     if options.scenes and not row.fused:
         analyze += ["--scene", ANALYSIS_SCENE]
     analyze += ["--out", folder]
-    fuse = _fuse_argv(row, folder, inputs)
-    if fuse is not None and options.scenes:
-        fuse = fuse[:-2] + ("--scene", FUSED_SCENE) + fuse[-2:]
+    fuse = _fuse_argv(row, folder, inputs, FUSED_SCENE if options.scenes else None)
     return ClipTask(row.key, row.line, folder, row.output_dir, tuple(analyze), fuse, tuple(inputs.items()))
 
 
-def _fuse_argv(row: ClipRow, folder: str, inputs: dict[str, str]) -> tuple[str, ...] | None:
-    """The contract's ``fuse ANALYSIS_DIR --ct ... --out ANALYSIS_DIR/fusion`` (None without a CT)."""
+def _fuse_argv(row: ClipRow, folder: str, inputs: dict[str, str], scene: str | None = None) -> tuple[str, ...] | None:
+    """The contract's ``fuse ANALYSIS_DIR --ct ... [--scene SCENE] --out ANALYSIS_DIR/fusion`` (None without a CT)."""
     if not row.fused:
         return None
     argv = ["fuse", folder]
@@ -150,6 +148,8 @@ def _fuse_argv(row: ClipRow, folder: str, inputs: dict[str, str]) -> tuple[str, 
     if row.landmarks is not None:
         inputs["landmarks:ceus"], inputs["landmarks:ct"] = row.landmarks
         argv += ["--landmarks", f"{row.landmarks[0]}={row.landmarks[1]}"]
+    if scene is not None:
+        argv += ["--scene", scene]
     return tuple(argv + ["--out", os.path.join(folder, FUSION_FOLDER)])
 
 
