@@ -14,6 +14,7 @@ from DCEUSResponseLib.io.dicom_us import read_clip
 from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe, write_ultrasound_series
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.ceus.layout import DisplayLayout, find_layout, mirror_offset
+from dicom_edits import rewrite_dicom
 
 N_FRAMES, ROWS, COLUMNS = 6, 40, 64
 # Deliberately irregular intervals (s) so a reader that assumed a constant rate would fail.
@@ -54,15 +55,6 @@ def assert_one_line_naming(error: pytest.ExceptionInfo, path) -> None:
     assert "\n" not in message
 
 
-def patch_file(path, **attributes) -> None:
-    """Rewrite ``path`` with some attributes changed (None deletes), to make bad inputs."""
-    ds = pydicom.dcmread(path)
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +174,7 @@ def test_monochrome1_is_inverted(tmp_path):
     frames = grey_frames()
     path = tmp_path / "mono1.dcm"
     write_ultrasound_multiframe(path, frames, IRREGULAR_TIMES_S)
-    patch_file(path, PhotometricInterpretation="MONOCHROME1")
+    rewrite_dicom(path, PhotometricInterpretation="MONOCHROME1")
     clip = read_clip(path)
     assert clip.photometric == "MONOCHROME2"
     np.testing.assert_array_equal(clip.frames, 255 - frames)
@@ -204,7 +196,7 @@ def test_cine_rate_gives_estimated_times_with_warning(tmp_path):
 def test_recommended_display_frame_rate_is_the_last_estimate(tmp_path):
     path = tmp_path / "display_rate.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S, timing="cine-rate")
-    patch_file(path, CineRate=None, RecommendedDisplayFrameRate="10")
+    rewrite_dicom(path, CineRate=None, RecommendedDisplayFrameRate="10")
     clip = read_clip(path)
     assert clip.timing_source == "RecommendedDisplayFrameRate (estimated)"
     assert clip.frame_times_s[-1] == pytest.approx(0.5)
@@ -228,7 +220,7 @@ def test_frame_rate_argument_replaces_an_estimate_but_not_exact_timing(tmp_path)
 def test_missing_timing_needs_frame_rate(tmp_path):
     path = tmp_path / "untimed.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S, timing="cine-rate")
-    patch_file(path, CineRate=None, RecommendedDisplayFrameRate=None)
+    rewrite_dicom(path, CineRate=None, RecommendedDisplayFrameRate=None)
     with pytest.raises(InputError, match="--frame-rate") as error:
         read_clip(path)
     assert_one_line_naming(error, path)
@@ -240,7 +232,7 @@ def test_missing_timing_needs_frame_rate(tmp_path):
 def test_frame_time_vector_first_entry_only_shifts_the_clock(tmp_path):
     path = tmp_path / "shifted.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S)
-    patch_file(path, FrameTimeVector=["33", "40", "40", "50", "40", "40"])
+    rewrite_dicom(path, FrameTimeVector=["33", "40", "40", "50", "40", "40"])
     clip = read_clip(path)
     np.testing.assert_allclose(clip.frame_times_s, [0.0, 0.04, 0.08, 0.13, 0.17, 0.21], atol=1e-9)
 
@@ -256,7 +248,7 @@ def test_frame_time_vector_first_entry_only_shifts_the_clock(tmp_path):
 def test_bad_frame_time_vector(tmp_path, attributes, expected):
     path = tmp_path / "bad_vector.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S)
-    patch_file(path, **attributes)
+    rewrite_dicom(path, **attributes)
     with pytest.raises(InputError, match=expected) as error:
         read_clip(path)
     assert_one_line_naming(error, path)
@@ -265,7 +257,7 @@ def test_bad_frame_time_vector(tmp_path, attributes, expected):
 def test_zero_frame_time_is_an_error(tmp_path):
     path = tmp_path / "zero_frame_time.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S, timing="frame-time")
-    patch_file(path, FrameTime="0")
+    rewrite_dicom(path, FrameTime="0")
     with pytest.raises(InputError, match="frame interval of 0 ms; a frame interval must lie between 1 ms and 60 s") as error:
         read_clip(path)
     assert_one_line_naming(error, path)
@@ -318,7 +310,7 @@ def test_series_with_times_going_backwards(tmp_path):
     folder = tmp_path / "series"
     write_ultrasound_series(folder, grey_frames(), UNIFORM_TIMES_S)
     third = next(n for n in os.listdir(folder) if int(pydicom.dcmread(folder / n).InstanceNumber) == 3)
-    patch_file(folder / third, AcquisitionDateTime="20260101115959.000000")
+    rewrite_dicom(folder / third, AcquisitionDateTime="20260101115959.000000")
     with pytest.raises(InputError, match="backwards") as error:
         read_clip(folder)
     assert_one_line_naming(error, folder)
@@ -455,7 +447,7 @@ def test_truncated_file(tmp_path, transfer_syntax, expected):
 def test_fewer_frames_than_number_of_frames(tmp_path, transfer_syntax, expected):
     path = tmp_path / f"short_{transfer_syntax}.dcm"
     write_ultrasound_multiframe(path, smooth_grey_frames(), UNIFORM_TIMES_S, transfer_syntax=transfer_syntax)
-    patch_file(path, NumberOfFrames=str(N_FRAMES + 2), FrameTimeVector=["0"] + ["40"] * (N_FRAMES + 1))
+    rewrite_dicom(path, NumberOfFrames=str(N_FRAMES + 2), FrameTimeVector=["0"] + ["40"] * (N_FRAMES + 1))
     with pytest.raises(InputError, match=expected) as error:
         read_clip(path)
     assert_one_line_naming(error, path)
@@ -498,7 +490,7 @@ def test_regions_partly_and_entirely_outside_the_image(tmp_path):
 def test_pixel_spacing_attribute_is_the_fallback(tmp_path):
     path = tmp_path / "spacing.dcm"
     write_ultrasound_multiframe(path, grey_frames(), UNIFORM_TIMES_S)
-    patch_file(path, PixelSpacing=["0.3", "0.15"])
+    rewrite_dicom(path, PixelSpacing=["0.3", "0.15"])
     assert read_clip(path).pixel_spacing_mm == pytest.approx((0.3, 0.15))
 
 

@@ -32,6 +32,7 @@ from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES
 from DCEUSResponseLib.longitudinal.response import ResponseRule, compare_folders, compare_results
 from DCEUSResponseLib.synthetic.dicom_us import write_ultrasound_multiframe, write_ultrasound_series
+from dicom_edits import rewrite_dicom
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N_FRAMES, ROWS, COLUMNS = 10, 32, 48
@@ -49,14 +50,6 @@ def frames(value: int = 120, n_frames: int = N_FRAMES) -> np.ndarray:
     return np.clip(value + ramp + np.zeros((n_frames, ROWS, COLUMNS)), 0, 255).astype(np.uint8)
 
 
-def patch(path, **attributes) -> None:
-    ds = pydicom.dcmread(path)
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(path)
 
 
 def one_line_naming(error: pytest.ExceptionInfo, path) -> str:
@@ -107,7 +100,7 @@ def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> str:
 def test_number_of_frames_bomb_is_refused_before_allocating(tmp_path, transfer_syntax):
     path = tmp_path / "bomb.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time", transfer_syntax=transfer_syntax)
-    patch(path, NumberOfFrames="2147483647")
+    rewrite_dicom(path, NumberOfFrames="2147483647")
     result = run_isolated(f"""
         from DCEUSResponseLib.io.dicom_us import read_clip
         read_clip({str(path)!r})
@@ -118,7 +111,7 @@ def test_number_of_frames_bomb_is_refused_before_allocating(tmp_path, transfer_s
 def test_compressed_frames_claiming_a_huge_image_are_refused_before_decoding(tmp_path):
     path = tmp_path / "huge.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, transfer_syntax="jpeg-baseline")
-    patch(path, Rows=65535, Columns=65535)  # 10 JPEG frames of 1.5 kB each would decode to 120 GiB
+    rewrite_dicom(path, Rows=65535, Columns=65535)  # 10 JPEG frames of 1.5 kB each would decode to 120 GiB
     result = run_isolated(f"""
         from DCEUSResponseLib.io.dicom_us import read_clip
         read_clip({str(path)!r})
@@ -245,7 +238,7 @@ def test_fifo_as_a_mask_or_colour_table_is_refused_without_blocking(tmp_path):
 def test_number_of_frames_smaller_than_the_pixel_data_is_refused(tmp_path):
     path = tmp_path / "short.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time")
-    patch(path, NumberOfFrames="4")  # the file holds 10 frames; reading 4 would drop 60 % silently
+    rewrite_dicom(path, NumberOfFrames="4")  # the file holds 10 frames; reading 4 would drop 60 % silently
     with pytest.raises(InputError, match="10 frames") as error:
         read_clip(path)
     one_line_naming(error, path)
@@ -293,7 +286,7 @@ def test_nrrd_mask_pointing_to_a_detached_data_file_is_refused(tmp_path, suffix)
 def test_absurd_frame_time_vector_is_refused(tmp_path, attributes, fragment):
     path = tmp_path / "vector.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S)
-    patch(path, **attributes)
+    rewrite_dicom(path, **attributes)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(InputError, match=fragment) as error:
@@ -305,7 +298,7 @@ def test_absurd_frame_time_vector_is_refused(tmp_path, attributes, fragment):
 def test_absurd_frame_time_is_refused(tmp_path, frame_time_ms):
     path = tmp_path / "frame_time.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time")
-    patch(path, FrameTime=frame_time_ms)
+    rewrite_dicom(path, FrameTime=frame_time_ms)
     with pytest.raises(InputError, match="frame interval") as error:
         read_clip(path)
     one_line_naming(error, path)
@@ -316,13 +309,13 @@ def test_timing_bounds_accept_their_limits(tmp_path):
     path = tmp_path / "limits.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time")
     for interval_ms in (MIN_FRAME_INTERVAL_S * 1000, MAX_FRAME_INTERVAL_S * 1000):
-        patch(path, FrameTime=f"{interval_ms:g}")
+        rewrite_dicom(path, FrameTime=f"{interval_ms:g}")
         clip = read_clip(path)
         assert clip.frame_times_s[-1] == pytest.approx((N_FRAMES - 1) * interval_ms / 1000)
     long_clip = tmp_path / "long.dcm"
     n_long = int(MAX_CLIP_DURATION_S / 59.0) + 2
     write_ultrasound_multiframe(long_clip, frames(n_frames=n_long), np.arange(n_long) * 0.1, timing="frame-time")
-    patch(long_clip, FrameTime="59000")
+    rewrite_dicom(long_clip, FrameTime="59000")
     with pytest.raises(InputError, match="2 h") as error:
         read_clip(long_clip)
     one_line_naming(error, long_clip)
@@ -332,7 +325,7 @@ def test_timing_bounds_accept_their_limits(tmp_path):
 def test_absurd_frame_rate_argument_is_refused(tmp_path, rate):
     path = tmp_path / "untimed.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time")
-    patch(path, FrameTime=None, FrameIncrementPointer=None)
+    rewrite_dicom(path, FrameTime=None, FrameIncrementPointer=None)
     with pytest.raises(InputError, match="--frame-rate"):
         read_clip(path, frame_rate_hz=rate)
     from DCEUSResponseLib.io.video import read_video_clip
@@ -352,7 +345,7 @@ def test_absurd_injection_time_is_refused_before_reading(injection_time_s):
 def test_bits_stored_below_the_stored_values_is_refused(tmp_path):
     path = tmp_path / "bits.dcm"
     write_ultrasound_multiframe(path, frames(200), TIMES_S)
-    patch(path, BitsStored=4, HighBit=3)  # 200 would silently become 200 & 15 = 8
+    rewrite_dicom(path, BitsStored=4, HighBit=3)  # 200 would silently become 200 & 15 = 8
     with pytest.raises(InputError, match="Bits Stored") as error:
         read_clip(path)
     one_line_naming(error, path)
@@ -539,7 +532,7 @@ def test_deeply_nested_results_json_is_an_input_error(tmp_path):
 def test_frame_rate_1e308_on_the_command_line_is_an_input_error(tmp_path, capsys):
     path = tmp_path / "untimed.dcm"
     write_ultrasound_multiframe(path, frames(), TIMES_S, timing="frame-time")
-    patch(path, FrameTime=None, FrameIncrementPointer=None)
+    rewrite_dicom(path, FrameTime=None, FrameIncrementPointer=None)
     np.save(tmp_path / "mask.npy", np.ones((ROWS, COLUMNS), bool))
     status = main(["analyze", str(path), "--roi", f"a={tmp_path / 'mask.npy'}", "--frame-rate", "1e308",
                    "--out", str(tmp_path / "out")])

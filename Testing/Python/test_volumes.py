@@ -31,6 +31,7 @@ from DCEUSResponseLib.synthetic.patient import (
     VolumeGrid,
     make_patient,
 )
+from dicom_edits import rewrite_dicom
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +60,6 @@ def _sorted_copy(source: str, target, first: int, count: int) -> list[str]:
     return paths
 
 
-def _edit(path: str, **attributes) -> None:
-    ds = pydicom.dcmread(path)
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(path)
 
 
 def _one_line_error(path, expected: str, modality=None) -> str:
@@ -165,7 +158,7 @@ def test_wrong_modality_is_an_error(patient, tmp_path):
     _one_line_error(patient["files"].ct_dir, "is CT, not PT", modality="PT")
     paths = _sorted_copy(patient["files"].ct_dir, tmp_path / "mr", 0, 3)
     for path in paths:
-        _edit(path, Modality="MR")
+        rewrite_dicom(path, Modality="MR")
     _one_line_error(tmp_path / "mr", "modality MR, not CT or PT")
 
 
@@ -188,7 +181,7 @@ def test_mixed_orientation_size_spacing_and_frame_of_reference_are_errors(patien
     }
     for name, (attributes, expected) in cases.items():
         paths = _sorted_copy(source, tmp_path / name, 30, 5)
-        _edit(paths[2], **attributes)
+        rewrite_dicom(paths[2], **attributes)
         _one_line_error(tmp_path / name, expected)
 
 
@@ -196,7 +189,7 @@ def test_sheared_slices_of_a_gantry_tilt_are_an_error(patient, tmp_path):
     paths = _sorted_copy(patient["files"].ct_dir, tmp_path / "tilt", 10, 4)
     for index, path in enumerate(paths):  # each slice 1 mm further anterior: a 18 deg tilt
         position = [float(v) for v in pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient]
-        _edit(path, ImagePositionPatient=[position[0], position[1] - index, position[2]])
+        rewrite_dicom(path, ImagePositionPatient=[position[0], position[1] - index, position[2]])
     _one_line_error(tmp_path / "tilt", "sheared by up to 3.00 mm")
 
 
@@ -204,7 +197,7 @@ def test_two_slices_at_one_position_and_a_single_slice_are_errors(patient, tmp_p
     paths = _sorted_copy(patient["files"].ct_dir, tmp_path / "duplicate", 5, 4)
     copy = paths[1].replace(".dcm", "b.dcm")
     shutil.copy(paths[1], copy)
-    _edit(copy, SOPInstanceUID=generate_uid())
+    rewrite_dicom(copy, SOPInstanceUID=generate_uid())
     _one_line_error(tmp_path / "duplicate", "two slices at one position")
     _sorted_copy(patient["files"].ct_dir, tmp_path / "single", 5, 1)
     _one_line_error(tmp_path / "single", "a single slice")
@@ -258,7 +251,7 @@ def test_the_parallel_reader_equals_a_one_at_a_time_read(patient, tmp_path, monk
     folder = tmp_path / "pet"
     shutil.copytree(patient["oblique"].pet_dir, folder)
     for index, name in enumerate(sorted(os.listdir(folder))):
-        _edit(str(folder / name), RescaleIntercept=f"{-3.25 * index + 1.5:.2f}")
+        rewrite_dicom(str(folder / name), RescaleIntercept=f"{-3.25 * index + 1.5:.2f}")
     slopes = {float(pydicom.dcmread(folder / n, stop_before_pixels=True).RescaleSlope) for n in os.listdir(folder)}
     assert len(slopes) >= 3
     reference = _one_at_a_time(folder)
