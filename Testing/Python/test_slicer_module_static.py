@@ -709,14 +709,26 @@ def test_the_follow_up_section_delegates_to_the_engine_and_calls_the_checked_api
         assert "AddNewNodeByClass" not in ast.unparse(logic[method]) and "vtkMRML" not in ast.unparse(logic[method])
 
 
-@pytest.mark.skipif(not (SLICER_SOURCE / "HEAD").exists() and not (SLICER_SOURCE / ".git").exists(),
-                    reason="no Slicer source checkout (set SLICER_SOURCE_GIT to a clone with the 5.12 branch)")
-def test_the_follow_up_apis_are_declared_in_slicer_5_12():
-    for path, names in FOLLOW_UP_APIS.items():
-        text = subprocess.run(["git", "-C", str(SLICER_SOURCE), "show", f"5.12:{path}"], capture_output=True,
-                              text=True, check=True).stdout
+needs_slicer_source = pytest.mark.skipif(
+    not (SLICER_SOURCE / "HEAD").exists() and not (SLICER_SOURCE / ".git").exists(),
+    reason="no Slicer source checkout (set SLICER_SOURCE_GIT to a clone with the 5.12 branch)")
+
+
+def _git_show(repository: pathlib.Path, revision: str, path: str) -> str:
+    return subprocess.run(["git", "-C", str(repository), "show", f"{revision}:{path}"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def _assert_declared_in_slicer_5_12(apis: dict[str, tuple[str, ...]]) -> None:
+    for path, names in apis.items():
+        text = _git_show(SLICER_SOURCE, "5.12", path)
         for name in names:
             assert name in text, f"{path} (5.12) does not declare {name!r}"
+
+
+@needs_slicer_source
+def test_the_follow_up_apis_are_declared_in_slicer_5_12():
+    _assert_declared_in_slicer_5_12(FOLLOW_UP_APIS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -798,18 +810,9 @@ PETDICOM_MARKS = {
 }
 
 
-def _git_show(repository: pathlib.Path, revision: str, path: str) -> str:
-    return subprocess.run(["git", "-C", str(repository), "show", f"{revision}:{path}"], capture_output=True,
-                          text=True, check=True).stdout
-
-
-@pytest.mark.skipif(not (SLICER_SOURCE / "HEAD").exists() and not (SLICER_SOURCE / ".git").exists(),
-                    reason="no Slicer source checkout (set SLICER_SOURCE_GIT to a clone with the 5.12 branch)")
+@needs_slicer_source
 def test_the_pet_ct_apis_are_declared_in_slicer_5_12():
-    for path, names in PET_CT_APIS.items():
-        text = _git_show(SLICER_SOURCE, "5.12", path)
-        for name in names:
-            assert name in text, f"{path} (5.12) does not declare {name!r}"
+    _assert_declared_in_slicer_5_12(PET_CT_APIS)
 
 
 @pytest.mark.skipif(not (PETDICOM_SOURCE / "HEAD").exists() and not (PETDICOM_SOURCE / ".git").exists(),
