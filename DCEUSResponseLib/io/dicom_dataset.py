@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from DCEUSResponseLib.clip import IDENTIFYING_KEYWORDS, LINKING_UID_KEYWORDS, UltrasoundRegion
+from DCEUSResponseLib.clip import IDENTIFYING_KEYWORDS, LINKING_UID_KEYWORDS, Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.dicom_frames import library_warnings, one_line
 from DCEUSResponseLib.io.timing import uniform_times
@@ -221,6 +221,26 @@ def pixel_spacing_mm(ds: Any, regions: list[UltrasoundRegion]) -> tuple[float, f
     except (TypeError, ValueError):
         pass
     return None
+
+
+def clip_from_header(ds: Any, source: str, frames: np.ndarray, frame_times_s: np.ndarray, photometric: str,
+                     palette: np.ndarray | None, timing_source: str, warnings: list[str]) -> Clip:
+    """A :class:`Clip` of decoded ``frames`` with the geometry, bit depth and linking UIDs of the header
+    ``ds`` (of the file, or of a series' first file); the regions' warnings follow ``warnings``."""
+    regions, region_warnings = ultrasound_regions(ds, frames.shape[1], frames.shape[2])
+    return Clip(
+        source=source,
+        frames=frames,
+        frame_times_s=frame_times_s,
+        photometric=photometric,
+        bits_stored=int(ds.BitsStored),
+        palette=palette,
+        pixel_spacing_mm=pixel_spacing_mm(ds, regions),
+        regions=regions,
+        timing_source=timing_source,
+        warnings=warnings + region_warnings,
+        uids=identifiers(ds),
+    )
 
 
 def identifiers(ds: Any) -> dict[str, str]:

@@ -15,9 +15,9 @@ import numpy as np
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.dicom_dataset import (
+    clip_from_header,
     fallback_times,
     float_values,
-    identifiers,
     ignored_rate_warning,
     number_of_frames,
     pixel_spacing_mm,
@@ -99,21 +99,8 @@ def clip_from_series(folder: str, images: list[tuple[str, Any]], folder_warnings
         palette = file_palette if palette is None else palette  # one series, one palette
         frame_parts.append(pixels.reshape(pixels.shape[-3:] if photometric == "RGB" else pixels.shape[-2:]))
     frames = np.stack(frame_parts)
-    regions, region_warnings = ultrasound_regions(first_ds, frames.shape[1], frames.shape[2])
-    sop_warnings = sop_class_warnings(first_ds)
-    return Clip(
-        source=folder,
-        frames=frames,
-        frame_times_s=frame_times,
-        photometric=photometric,
-        bits_stored=int(first_ds.BitsStored),
-        palette=palette,
-        pixel_spacing_mm=pixel_spacing_mm(first_ds, regions),
-        regions=regions,
-        timing_source=timing_source,
-        warnings=folder_warnings + sop_warnings + timing_warnings + region_warnings,
-        uids=identifiers(first_ds),
-    )
+    return clip_from_header(first_ds, folder, frames, frame_times, photometric, palette, timing_source,
+                            folder_warnings + sop_class_warnings(first_ds) + timing_warnings)
 
 
 def _check_one_clip(ordered: list[tuple[str, Any]], folder: str) -> None:

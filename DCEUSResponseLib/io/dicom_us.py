@@ -24,16 +24,14 @@ from DCEUSResponseLib.io.dicom_dataset import (
     ULTRASOUND_SOP_CLASSES,
     US_MULTIFRAME_SOP_CLASSES,
     US_SINGLE_FRAME_SOP_CLASSES,
+    clip_from_header,
     fallback_times,
     float_values,
-    identifiers,
     ignored_rate_warning,
     is_multi,
     number_of_frames,
-    pixel_spacing_mm,
     read_image_dataset,
     sop_class_warnings,
-    ultrasound_regions,
 )
 from DCEUSResponseLib.io.dicom_frames import check_pixel_data, decode_frames
 from DCEUSResponseLib.io.dicom_series import clip_from_series, folder_images
@@ -122,20 +120,8 @@ def _clip_from_multiframe(
     check_pixel_data(ds, path, n_frames)
     frame_times, timing_source, timing_warnings = _multiframe_times(ds, n_frames, frame_rate_hz, path)
     frames, photometric, palette, decode_warnings = decode_frames(ds, path, n_frames)
-    regions, region_warnings = ultrasound_regions(ds, frames.shape[1], frames.shape[2])
-    return Clip(
-        source=path,
-        frames=frames,
-        frame_times_s=frame_times,
-        photometric=photometric,
-        bits_stored=int(ds.BitsStored),
-        palette=palette,
-        pixel_spacing_mm=pixel_spacing_mm(ds, regions),
-        regions=regions,
-        timing_source=timing_source,
-        warnings=clip_warnings + decode_warnings + timing_warnings + region_warnings,
-        uids=identifiers(ds),
-    )
+    return clip_from_header(ds, path, frames, frame_times, photometric, palette, timing_source,
+                            clip_warnings + decode_warnings + timing_warnings)
 
 
 def _multiframe_times(
