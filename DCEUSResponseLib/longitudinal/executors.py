@@ -48,17 +48,6 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _start_method() -> str:
-    return "spawn"
-
-
-def _init_worker() -> None:
-    # The environment is the limits' first place (see the module docstring); this keeps them for a
-    # worker whose libraries read them late.
-    for name in _SINGLE_THREAD_ENV:
-        os.environ.setdefault(name, "1")
-
-
 @contextlib.contextmanager
 def _single_threaded_children():
     """The caller's environment says one thread per numerical library while its workers start (limits
@@ -79,14 +68,13 @@ def run_local(function: TaskFunction, tasks: Sequence, workers: int, on_done: On
     results: list = [None] * len(tasks)
     if not tasks:
         return results
-    context = multiprocessing.get_context(_start_method())
+    context = multiprocessing.get_context("spawn")  # module docstring: why not fork, why not forkserver
     with _single_threaded_children():
         return _run_pool(function, tasks, workers, on_done, on_failure, context, results)
 
 
 def _run_pool(function, tasks, workers, on_done, on_failure, context, results) -> list:
-    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context,
-                               initializer=_init_worker)
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(tasks))), mp_context=context)
     try:
         pending = {pool.submit(function, task): index for index, task in enumerate(tasks)}
         while pending:
