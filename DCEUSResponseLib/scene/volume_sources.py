@@ -82,11 +82,12 @@ def _series_selection(folder: str, below: set[str], files: set[str]) -> str | No
         except (InvalidDicomError, OSError, AttributeError, ValueError, KeyError, EOFError):
             return None  # not DICOM (notes, thumbnails), or no series: fuse's reader skips it too
 
-    uids = {series_uid(path) for path in files}
+    uid_of = {path: series_uid(path) for path in below}  # ``files`` lie in ``below``: each header read once
+    uids = {uid_of[path] for path in files}
     if len(uids) != 1 or None in uids:
         return None
     uid = uids.pop()
-    if {path for path in below if series_uid(path) == uid} != files:
+    if {path for path, other in uid_of.items() if other == uid} != files:
         return None
     return f"{folder}{SERIES_SEPARATOR}{uid}"
 
