@@ -10,6 +10,7 @@ worker threads.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,17 +94,27 @@ class MatchingGrid:
                                  "so that frames overlap by at least half the panel")
         self.search = search
         self.overlap = np.maximum(self.box(overlap, search), 1e-6).astype(np.float32)
-        self.row_lags = np.arange(-search, search + 1) % self.fft_shape[0]
-        self.column_lags = np.arange(-search, search + 1) % self.fft_shape[1]
-        lag = np.arange(2 * search + 1)
-        self.lag_distance2 = (lag[:, None, None, None] - lag[None, None, :, None]) ** 2 + \
-            (lag[None, :, None, None] - lag[None, None, None, :]) ** 2  # [r0, c0, r, c]
-        # rfft keeps half the spectrum: weights that sum it as the full spectrum (Parseval), times
-        # 1, omega_row^2 and omega_column^2 (rad/px) for the correlation's value and slopes.
+        # rfft keeps half the spectrum: weights that sum it as the full spectrum (Parseval, and the
+        # real inverse transform below).
         half_weights = np.full(self.fft_shape[1] // 2 + 1, 2.0)
         half_weights[0] = 1.0
         if self.fft_shape[1] % 2 == 0:
             half_weights[-1] = 1.0
+        # The correlation is only ever needed at the lags of the search box: a DFT restricted to those
+        # lags (two matrix products) costs a quarter of an inverse FFT of the whole grid. Rows:
+        # exp(+2 pi i lag u / R); columns: the half-spectrum weights, exp(+2 pi i v lag / C) and the
+        # 1 / (R C) of the inverse transform (whose real part is taken).
+        lags = np.arange(-search, search + 1)
+        frequency_rows = np.arange(self.fft_shape[0])
+        frequency_columns = np.arange(half_weights.size)
+        self.row_dft = np.exp(2j * np.pi * np.outer(lags, frequency_rows) / self.fft_shape[0]).astype(np.complex64)
+        self.column_dft = (half_weights[:, None] * np.exp(2j * np.pi * np.outer(frequency_columns, lags)
+                                                          / self.fft_shape[1])
+                           / (self.fft_shape[0] * self.fft_shape[1])).astype(np.complex64)
+        lag = np.arange(2 * search + 1)
+        self.lag_distance2 = (lag[:, None, None, None] - lag[None, None, :, None]) ** 2 + \
+            (lag[None, :, None, None] - lag[None, None, None, :]) ** 2  # [r0, c0, r, c]
+        # The correlation's value and slopes: the spectral sums times 1, omega_row^2, omega_column^2 (rad/px).
         omega_row = 2 * np.pi * scipy_fft.fftfreq(self.fft_shape[0])
         omega_column = 2 * np.pi * scipy_fft.rfftfreq(self.fft_shape[1])
         ones = np.ones((self.fft_shape[0], half_weights.size))
@@ -156,6 +167,25 @@ class MatchingGrid:
         along_rows = ndimage.gaussian_filter(images, sigma, order=(0, 1, 0), mode="nearest")
         along_columns = ndimage.gaussian_filter(images, sigma, order=(0, 0, 1), mode="nearest")
         return np.hypot(along_rows, along_columns)
+
+    def all_features(self, frames: np.ndarray) -> np.ndarray:
+        """Matching features of every frame (float32, working resolution), batches on the worker threads
+        (scipy.ndimage's filters release the GIL; each batch is independent, so the values do not
+        depend on the thread count)."""
+        features = np.empty((frames.shape[0],) + self.shape, dtype=np.float32)
+        starts = range(0, frames.shape[0], self.batch)
+
+        def compute(start: int) -> None:
+            features[start:start + self.batch] = self.features(frames[start:start + self.batch])
+
+        threads = min(FFT_WORKERS, len(starts))
+        if threads <= 1:
+            for start in starts:
+                compute(start)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(compute, starts))
+        return features
 
     def _window(self, frames: np.ndarray) -> np.ndarray:
         """Weights 0..1: where the panel ever carries signal, tapered away from a sector's edge."""
@@ -212,10 +242,12 @@ class _Matches:
 
 def _match(grid: MatchingGrid, first: _Spectra, second: _Spectra) -> _Matches:
     """Matches of ``second[i]`` against ``first[i]`` (or against a single ``first``), vectorised."""
-    correlation = scipy_fft.irfft2(np.conj(first.spectrum) * second.spectrum, s=grid.fft_shape,
-                                   workers=FFT_WORKERS)
-    surface = correlation[:, grid.row_lags[:, None], grid.column_lags[None, :]] / grid.overlap
-    n, size = surface.shape[0], surface.shape[1]
+    cross_power = np.conj(np.broadcast_to(first.spectrum, second.spectrum.shape))
+    cross_power *= second.spectrum
+    n, size = cross_power.shape[0], grid.row_dft.shape[0]
+    rows_done = np.matmul(grid.row_dft, cross_power)
+    surface = (rows_done.reshape(-1, rows_done.shape[-1]) @ grid.column_dft).real.reshape(n, size, size)
+    surface /= grid.overlap
     index = np.arange(n)
     peak = np.argmax(surface.reshape(n, -1), axis=1)
     peak_row, peak_column = np.divmod(peak, size)
@@ -296,10 +328,7 @@ def collect_links(frames: np.ndarray, grid: MatchingGrid, reference_frame: int) 
     """
     n_frames = frames.shape[0]
     links = _LinkList()
-    # Features once per frame (float32, working resolution): the second pass needs them again.
-    features = np.empty((n_frames,) + grid.shape, dtype=np.float32)
-    for start in range(0, n_frames, grid.batch):
-        features[start:start + grid.batch] = grid.features(frames[start:start + grid.batch])
+    features = grid.all_features(frames)
     reference = _prepare(grid, features[reference_frame:reference_frame + 1])
     previous = None
     for start in range(0, n_frames, grid.batch):
