@@ -23,7 +23,8 @@ Method (the same engine for both panels, with panel-specific features)
    the gray levels themselves would. Large panels are block-averaged first so the longer side is at
    most :data:`MAX_WORKING_SIZE_PX` (displacements are scaled back). Features are float32.
 2. Matching. Zero-mean normalised cross-correlation (ZNCC) of two frames' features over all shifts
-   up to ``max_shift_px``, computed with FFTs (batches of frames, all cores) on a zero-padded grid,
+   up to ``max_shift_px``, from the frames' spectra on a zero-padded grid (FFTs in batches of frames,
+   all cores), evaluated at those shifts only (a DFT restricted to the search box),
    inside a weight window that excludes what never carries signal (black borders outside an
    ultrasound sector, found from the clip's brightest frames) and tapers smoothly away from a
    sector's edge, whose strong static gradient would hold the match at zero shift. Each correlation

@@ -320,74 +320,94 @@ class _LinkList:
         return Links(*(np.concatenate(c) for c in columns[:5]))
 
 
+class _SpectrumRing:
+    """The spectra of the most recent ``capacity`` frames, addressed by frame index."""
+
+    def __init__(self, grid: MatchingGrid, capacity: int):
+        half = grid.fft_shape[1] // 2 + 1
+        self.capacity = capacity
+        self.spectrum = np.empty((capacity, grid.fft_shape[0], half), dtype=np.complex64)
+        self.power = np.empty((capacity, grid.fft_shape[0], half), dtype=np.float32)
+        self.flat = np.zeros(capacity, dtype=bool)
+
+    def put(self, frames: np.ndarray, spectra: _Spectra) -> None:
+        slots = frames % self.capacity
+        self.spectrum[slots], self.power[slots], self.flat[slots] = spectra.spectrum, spectra.power, spectra.flat
+
+    def take(self, frames: np.ndarray) -> _Spectra:
+        slots = np.asarray(frames) % self.capacity
+        if slots.size and slots[-1] - slots[0] == slots.size - 1 and np.all(np.diff(slots) == 1):
+            slots = slice(int(slots[0]), int(slots[-1]) + 1)  # consecutive frames: views, not copies
+        return _Spectra(self.spectrum[slots], self.power[slots], self.flat[slots])
+
+
 def collect_links(frames: np.ndarray, grid: MatchingGrid, reference_frame: int) -> tuple[Links, np.ndarray]:
     """Significant matches between frames (working px), and every frame's features (for the scores).
 
-    First pass: every frame against the reference and the previous frame. Second pass, only between
-    frames that matched something in the first (frames with structure): the longer LINK_OFFSETS.
+    Every frame is matched against the reference and the previous frame (first links); frames with
+    structure, i.e. within the longest offset of a frame with a first link (the reference frame
+    aside: whether it has one is known only once the whole clip has been matched), also against the
+    frames LINK_OFFSETS[1:] before them, when those have structure too (long links). One pass
+    over the clip: each frame's spectrum is computed once and kept while a later frame may need it,
+    and a frame's long links are matched as soon as the first links of the frames around it are known.
     """
     n_frames = frames.shape[0]
     links = _LinkList()
     features = grid.all_features(frames)
     reference = _prepare(grid, features[reference_frame:reference_frame + 1])
-    previous = None
+    longest = max(LINK_OFFSETS)
+    ring = _SpectrumRing(grid, grid.batch + 2 * longest + 1)
+    matched = np.zeros(n_frames, dtype=bool)  # frames with a first link
+    long_links_done = 0  # long links are matched for the frames before this one
     for start in range(0, n_frames, grid.batch):
         stop = min(start + grid.batch, n_frames)
-        block = _prepare(grid, features[start:stop])
         later = np.arange(start, stop)
+        block = _prepare(grid, features[start:stop])
+        ring.put(later, block)
         matches = _match(grid, reference, block)
-        links.add(reference_frame, later, matches, matches.ok & (later != reference_frame))
-        earlier = block.take(slice(0, -1)) if previous is None else _Spectra(
-            *(np.concatenate([a, b[:-1]]) for a, b in zip((previous.spectrum, previous.power, previous.flat),
-                                                          (block.spectrum, block.power, block.flat))))
-        if previous is None:
-            later = later[1:]
-        if later.size:
-            matches = _match(grid, earlier, block.take(slice(block.flat.size - later.size, None)))
+        keep = matches.ok & (later != reference_frame)
+        links.add(reference_frame, later, matches, keep)
+        matched[later[keep]] = True
+        pairs = later[later > 0]
+        if pairs.size:
+            matches = _match(grid, ring.take(pairs - 1), ring.take(pairs))
             # A pair with the reference frame is already linked above.
-            links.add(later - 1, later, matches, matches.ok & (later != reference_frame)
-                      & (later - 1 != reference_frame))
-        previous = block.take(slice(-1, None))
-    first_pass = links.links()
-    structured = np.zeros(n_frames, dtype=bool)
-    structured[first_pass.earlier] = True
-    structured[first_pass.later] = True
-    # Frames near one with structure keep all their long links (their own first-pass matches can
-    # fail: after a dropout, in a wash-in that looks unlike the reference); only a run of frames
-    # without any structure within the longest offset (no bolus yet, no contact, a still
-    # structureless panel) is skipped.
-    if structured.any():
-        structured = ndimage.binary_dilation(structured, iterations=max(LINK_OFFSETS))
-    _long_links(features, grid, structured, reference_frame, links)
+            keep = matches.ok & (pairs != reference_frame) & (pairs - 1 != reference_frame)
+            links.add(pairs - 1, pairs, matches, keep)
+            matched[pairs[keep]] = matched[pairs[keep] - 1] = True
+        # Frame k has structure when a frame within `longest` of it has a first link: known once the
+        # first links up to frame k + longest + 1 are (the last frame of a batch links to the next).
+        settled = n_frames if stop == n_frames else max(stop - longest - 1, long_links_done)
+        _long_links(grid, ring, matched, np.arange(long_links_done, settled), reference_frame, links)
+        long_links_done = settled
     return links.links(), features
 
 
-def _long_links(features: np.ndarray, grid: MatchingGrid, structured: np.ndarray, reference_frame: int,
-                links: _LinkList) -> None:
-    """Matches at the offsets LINK_OFFSETS[1:] between frames with structure (second pass)."""
-    offsets = [o for o in LINK_OFFSETS if o > 1]
-    if not offsets or np.count_nonzero(structured) < 2:
+def _structured(matched: np.ndarray, frames: np.ndarray, reach: int) -> np.ndarray:
+    """Whether each of ``frames`` lies within ``reach`` frames of a frame in ``matched``."""
+    # Frames near one with structure keep all their long links (their own first links can fail:
+    # after a dropout, in a wash-in that looks unlike the reference); only a run of frames without
+    # any structure within the longest offset (no bolus yet, no contact, a structureless panel) is
+    # skipped.
+    counts = np.concatenate([[0], np.cumsum(matched)])
+    low = np.clip(frames - reach, 0, matched.size)
+    high = np.clip(frames + reach + 1, 0, matched.size)
+    return counts[high] > counts[low]
+
+
+def _long_links(grid: MatchingGrid, ring: _SpectrumRing, matched: np.ndarray, frames: np.ndarray,
+                reference_frame: int, links: _LinkList) -> None:
+    """The long links (offsets LINK_OFFSETS[1:]) of ``frames``, between frames with structure."""
+    if frames.size == 0 or not matched.any():
         return
-    longest = max(offsets)
-    cache: dict[int, _Spectra] = {}
-    candidates = np.flatnonzero(structured)
-    for start in range(0, candidates.size, grid.batch):
-        indices = candidates[start:start + grid.batch]
-        block = _prepare(grid, features[indices])
-        for j, k in enumerate(indices):
-            cache[int(k)] = block.take(slice(j, j + 1))
-        for offset in offsets:
-            pairs = [(int(k) - offset, int(k)) for k in indices
-                     if int(k) - offset in cache and reference_frame not in (int(k), int(k) - offset)]
-            if not pairs:
-                continue
-            first = [cache[a] for a, _ in pairs]
-            second = [cache[b] for _, b in pairs]
-            stacked = [_Spectra(*(np.concatenate([getattr(s, name) for s in side])
-                                  for name in ("spectrum", "power", "flat"))) for side in (first, second)]
-            matches = _match(grid, stacked[0], stacked[1])
-            earlier, later = np.array(pairs).T
-            links.add(earlier, later, matches, matches.ok)
-        newest = int(indices[-1])
-        for k in [k for k in cache if k < newest - longest]:
-            del cache[k]
+    longest = max(LINK_OFFSETS)
+    later_ok = _structured(matched, frames, longest) & (frames != reference_frame)
+    for offset in LINK_OFFSETS[1:]:
+        earlier = frames - offset
+        keep = later_ok & (earlier >= 0)
+        keep[keep] &= _structured(matched, earlier[keep], longest) & (earlier[keep] != reference_frame)
+        if not keep.any():
+            continue
+        later, earlier = frames[keep], earlier[keep]
+        matches = _match(grid, ring.take(earlier), ring.take(later))
+        links.add(earlier, later, matches, matches.ok)
