@@ -382,7 +382,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
         binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
         # Quality over every frame (QOF) and enhancement significance on the bins (F), where a
         # single-frame speckle spike, exponentially distributed, cannot pass for a bolus.
-        qof[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, bins_fit, binned, binned_curve, fit_counts)
+        qof[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, binned, binned_curve, fit_counts)
         f_ratio[chunk] = _enhancement_f(binned, binned_curve, fit_counts)
 
     # numpy releases the GIL inside array operations, so chunks run in parallel on threads.
@@ -395,24 +395,24 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
     return PixelFits(params, qof, f_ratio, _status(model, params, qof, f_ratio, times_s))
 
 
-def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, index: np.ndarray, binned: np.ndarray,
-                    binned_curve: np.ndarray, counts: np.ndarray) -> np.ndarray:
+def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, binned: np.ndarray, binned_curve: np.ndarray,
+                    counts: np.ndarray) -> np.ndarray:
     """QOF (%) over every frame, the fitted curve taken at each bin's mean time.
 
     SS_res = sum over bins of the frames' scatter about their bin mean plus count x (bin mean -
     curve)^2: exact for the data, and for the curve to second order in the bin length (the curve
     moves little within 0.5 s), at the cost of one pass over the frames instead of an evaluation
-    of the model at every frame.
+    of the model at every frame. The frames' scatter summed over the bins is their sum of squares
+    less count x (bin mean)^2 per bin, so the one pass is a sum of squares (in float64).
     """
-    starts = np.flatnonzero(np.diff(index, prepend=-1))
-    squares = np.add.reduceat(np.square(curves), starts, axis=0)
-    squares /= scale * scale  # the curves' scaled units, as binned and binned_curve
+    squares = np.einsum("np,np->p", curves, curves, dtype=np.float64)
+    squares /= np.square(scale, dtype=np.float64)  # the curves' scaled units, as binned and binned_curve
     weights = counts.astype(np.float32)[:, None]
-    scatter = (squares - weights * binned * binned).sum(axis=0, dtype=np.float64)
+    scatter = squares - np.einsum("np,np->p", binned * weights, binned, dtype=np.float64)
     misfit = binned - binned_curve
     residual_ss = scatter + np.einsum("np,np->p", misfit * weights, misfit, dtype=np.float64)
     mean = (binned * weights).sum(axis=0, dtype=np.float64) / counts.sum()
-    total_ss = squares.sum(axis=0, dtype=np.float64) - counts.sum() * mean * mean
+    total_ss = squares - counts.sum() * mean * mean
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total_ss > 0, 100.0 * (1.0 - residual_ss / total_ss), np.nan)
 
