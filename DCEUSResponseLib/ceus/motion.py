@@ -394,29 +394,54 @@ def _alignment_scores(features: np.ndarray, grid: MatchingGrid, reference_frame:
     rows, columns = grid.shape
     core = grid.window > 0.5
     reference = features[reference_frame]
+    # Frames that did not move (all of a still clip) cover the whole core: each one's centred
+    # values there are computed once and serve its score with the reference and with both neighbours.
+    centred_reference = _Centred(reference[core])
     scores = np.ones(n_frames)
     with_previous = np.full(n_frames + 1, np.nan)  # [k]: frame k with frame k - 1
     previous = None
     for k in range(n_frames):
         shift = displacement[k] / grid.factor
         if k == reference_frame:
-            aligned, seen = reference, core
+            aligned, seen, centred = reference, core, centred_reference
         elif not np.any(shift):
-            aligned, seen = features[k], core
-            scores[k] = _zncc(reference[seen], aligned[seen])
+            aligned, seen, centred = features[k], core, _Centred(features[k][core])
+            scores[k] = centred_reference.zncc(centred)
         else:
             # Frame k sampled at p + d is the reference's content at p.
             aligned = sample_shifted(features[k], 0, 0, rows, columns, shift)
             seen = core & _shifted(core, -np.round(shift).astype(int))
+            centred = None
             scores[k] = _zncc(reference[seen], aligned[seen])
         if previous is not None:
-            both = seen & previous[1]
-            with_previous[k] = _zncc(previous[0][both], aligned[both])
-        previous = (aligned, seen)
+            if centred is not None and previous[2] is not None:
+                with_previous[k] = previous[2].zncc(centred)
+            else:
+                both = seen & previous[1]
+                with_previous[k] = _zncc(previous[0][both], aligned[both])
+        previous = (aligned, seen, centred)
     neighbour = np.fmax(with_previous[:n_frames], with_previous[1:])
     if n_frames == 1:
         neighbour[:] = 1.0  # no neighbour to disagree with
     return scores, neighbour
+
+
+class _Centred:
+    """Values less their mean, and their sum of squares (float64), for ZNCCs over the same pixels."""
+
+    def __init__(self, values: np.ndarray):
+        self.size = values.size
+        self.values = values - values.mean(dtype=np.float64)
+        self.squares = float(np.sum(self.values * self.values, dtype=np.float64))
+
+    def zncc(self, other: "_Centred") -> float:
+        """The same number as :func:`_zncc` of the two original value arrays."""
+        if self.size < 16:
+            return 0.0
+        denominator = math.sqrt(self.squares * other.squares)
+        if denominator <= 0:
+            return 0.0
+        return float(np.clip(np.sum(self.values * other.values, dtype=np.float64) / denominator, -1.0, 1.0))
 
 
 def _shifted(mask: np.ndarray, shift) -> np.ndarray:
