@@ -11,8 +11,8 @@ Method (per chunk of pixels, all arrays shaped frames x pixels):
 2. **Batched Levenberg-Marquardt.** Each pixel's 5 x 5 normal equations come from the model's
    analytic Jacobian (:mod:`models` log-shape derivatives) and are solved for all pixels together;
    steps are projected onto the same bounds as the ROI fit and accepted per pixel when they lower
-   the cost. The iterations run on frame-bin means (bins of at most :data:`BIN_SECONDS`), then the
-   last iterations on every frame, so the result is the least-squares fit to all frames.
+   the cost. The iterations run on frame-bin means (bins of at most :data:`BIN_SECONDS`, weighted
+   by their frame counts); QOF is then computed over every frame.
 3. **Decisions per pixel.** ``no_enhancement`` when the bolus does not explain the curve better
    than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`; ``poor_fit`` when QOF is below
    :data:`MIN_MAP_QOF_PERCENT`; ``fit_failed`` when the peak lies outside the clip or values are not
@@ -67,7 +67,6 @@ BIN_SECONDS = 0.5
 #: and at most this many bins for the dictionary.
 MAX_DICTIONARY_BINS = 160
 BINNED_ITERATIONS = 12
-FULL_ITERATIONS = 0
 #: Pixels per chunk: large enough that Python-level steps and BLAS calls amortise (measured best
 #: at 8192 on 2 cores), small enough for a few hundred MB per thread.
 CHUNK_PIXELS = 8192
@@ -375,9 +374,6 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
         binned /= chunk_scale
         x = np.clip(dictionary.best(_bin(binned, bins_dictionary, fit_counts)[0]), lower, upper)
         x = _levenberg_marquardt(model, fit_times, binned, x, lower, upper, BINNED_ITERATIONS, weights=fit_counts)
-        if FULL_ITERATIONS:
-            x = _levenberg_marquardt(model, times_s, curves[:, chunk] / chunk_scale, x, lower, upper,
-                                     FULL_ITERATIONS)
         params[chunk] = x
         binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
         # Quality over every frame (QOF) and enhancement significance on the bins (F), where a
