@@ -221,8 +221,8 @@ def _prepare(grid: MatchingGrid, features: np.ndarray) -> _Spectra:
     """Spectra of a batch of frames' features (n, working rows, working columns) for matching."""
     weighted_mean = np.tensordot(features, grid.window, axes=([1, 2], [0, 1])) / grid.window_sum
     values = grid.window * (features - weighted_mean.astype(np.float32)[:, None, None])
-    norm = np.sqrt(np.sum(values.astype(np.float64) ** 2, axis=(1, 2)))
-    scale = np.maximum(1.0, np.abs(features).max(axis=(1, 2)))
+    norm = np.sqrt(np.einsum("nij,nij->n", values, values, dtype=np.float64))
+    scale = np.maximum(1.0, np.maximum(features.max(axis=(1, 2)), -features.min(axis=(1, 2))))
     # A frame without structure (uniform gray) leaves only float32 rounding after the mean is removed.
     flat = ~(norm > 1e-5 * scale * math.sqrt(grid.window_sum))
     norm[flat] = 1.0
