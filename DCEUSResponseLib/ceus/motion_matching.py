@@ -329,13 +329,17 @@ class _SpectrumRing:
         self.spectrum = np.empty((capacity, grid.fft_shape[0], half), dtype=np.complex64)
         self.power = np.empty((capacity, grid.fft_shape[0], half), dtype=np.float32)
         self.flat = np.zeros(capacity, dtype=bool)
+        self.frame = np.full(capacity, -1)  # the frame each slot holds
 
     def put(self, frames: np.ndarray, spectra: _Spectra) -> None:
         slots = frames % self.capacity
         self.spectrum[slots], self.power[slots], self.flat[slots] = spectra.spectrum, spectra.power, spectra.flat
+        self.frame[slots] = frames
 
     def take(self, frames: np.ndarray) -> _Spectra:
         slots = np.asarray(frames) % self.capacity
+        if not np.array_equal(self.frame[slots], frames):
+            raise RuntimeError("motion matching asked for a frame's spectrum after it left the ring")
         if slots.size and slots[-1] - slots[0] == slots.size - 1 and np.all(np.diff(slots) == 1):
             slots = slice(int(slots[0]), int(slots[-1]) + 1)  # consecutive frames: views, not copies
         return _Spectra(self.spectrum[slots], self.power[slots], self.flat[slots])

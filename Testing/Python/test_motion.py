@@ -352,6 +352,34 @@ def test_working_images_of_8bit_frames_equal_the_float_block_means(shape):
     np.testing.assert_array_equal(grid.working_images(frames), grid.working_images(frames.astype(np.float32)))
 
 
+def test_every_link_of_a_textured_clip_is_matched_once_in_the_single_pass():
+    """The single pass over the clip (a ring of recent spectra, long links matched as soon as the
+    frames around them are settled) matches exactly the pairs the method names: every frame with
+    the reference frame, and with the frames LINK_OFFSETS before it, each pair once, across many
+    batches and ring wrap-arounds (300 frames, batches of 64, a ring of 129) and a reference frame
+    in the middle of the clip; a pair it forgot, matched twice or took from an overwritten ring slot
+    (which raises) fails."""
+    from DCEUSResponseLib.ceus.motion_matching import LINK_OFFSETS, MatchingGrid, collect_links
+
+    rng = np.random.default_rng(3)
+    texture = ndimage.gaussian_filter(rng.random((96, 96)) * 255.0, 1.0)
+    n_frames, reference = 300, 100
+    frames = np.stack([np.roll(texture, (k % 5, (k // 5) % 3), axis=(0, 1)) for k in range(n_frames)])
+    frames = np.clip(np.round(frames), 0, 255).astype(np.uint8)
+    grid = MatchingGrid(frames, "bmode", 8.0)
+    assert grid.batch == 64
+    links, _ = collect_links(frames, grid, reference)
+    pairs = list(zip(links.earlier.tolist(), links.later.tolist()))
+    expected = {(reference, k) for k in range(n_frames) if k != reference}
+    expected |= {(k - offset, k) for offset in LINK_OFFSETS for k in range(offset, n_frames)
+                 if reference not in (k, k - offset)}
+    assert len(pairs) == len(set(pairs))
+    assert set(pairs) == expected
+    # Each link measures the displacement difference of its two frames (the rolls, in px).
+    truth = np.array([[k % 5, (k // 5) % 3] for k in range(n_frames)], dtype=float)
+    np.testing.assert_allclose(links.shift, truth[links.later] - truth[links.earlier], atol=0.05)
+
+
 def test_tic_through_a_lookup_table_equals_the_tic_of_the_linearised_panel():
     """Stored 8-bit values with the linear lookup table give the TIC of the linearised panel value
     for value (sub-pixel shifts, frames whose moved ROI leaves the panel, a strided view); the
