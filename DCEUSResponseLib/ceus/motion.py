@@ -39,9 +39,10 @@ Method (the same engine for both panels, with panel-specific features)
    weighted by the squared frequency, times 1 - rho^2 for the part of the images that is common)
    divided by the peak's curvature.
 3. Links and drift control. Every frame is matched to the reference frame and to the frame before
-   it; frames within 32 frames of one that gave a significant match there are also matched to the
-   frames :data:`LINK_OFFSETS` (2, 4, ... 32) before them, so a clip (or a stretch of one) without
-   structure costs two matches per frame. Each match measures a difference of two displacements; all displacements
+   it; frames within 32 frames of one (the reference frame aside) that gave a significant match
+   there are also matched to the frames :data:`LINK_OFFSETS` (2, 4, ... 32) before them, so a clip
+   (or a stretch of one) without structure costs two matches per frame. Each match measures a
+   difference of two displacements; all displacements
    follow from a weighted least-squares solution of this graph with the reference frame fixed at
    zero (weights rho^2 / (1 - rho^2) from the match's correlation rho, then iteratively reweighted
    with a Cauchy loss of scale :data:`ROBUST_SCALE_PX` so that a false peak cannot pull the
