@@ -1,11 +1,12 @@
-"""The matching engine of :mod:`.motion`: features, FFT correlation of frame pairs, and the link graph.
+"""The matching engine of :mod:`.motion`: features, spectral correlation of frame pairs, and the link graph.
 
-Frames are turned into matching features at a working resolution (:class:`MatchingGrid`), their
-window-weighted, zero-mean, unit-norm spectra are computed in batches (:func:`_prepare`), and pairs
-are correlated in batches (:func:`_match`), each match with its sub-pixel shift, correlation,
-significance and predicted precision. :func:`collect_links` gathers the matches of a clip. The
-method is described in :mod:`.motion`'s docstring; everything here runs in float32 with scipy.fft's
-worker threads.
+Frames are turned into matching features at a working resolution (:class:`MatchingGrid`, batches
+on worker threads), their window-weighted, zero-mean, unit-norm spectra are computed in batches
+(:func:`_prepare`, scipy.fft's workers), and pairs are correlated in batches (:func:`_match`: the
+correlation at the search box's lags by a restricted DFT, BLAS matrix products), each match with
+its sub-pixel shift, correlation, significance and predicted precision. :func:`collect_links`
+gathers the matches of a clip in one pass. The method is described in :mod:`.motion`'s
+docstring; everything here runs in float32.
 """
 from __future__ import annotations
 
@@ -58,11 +59,12 @@ EDGE_TAPER_PX = 6.0
 #: 3-point peak fit is not the ideal estimator, and the peak's curvature is itself noisy); on
 #: B-mode speckle 0.7 times (left at 1: over-predicting the noise only makes small motions count less).
 NOISE_CALIBRATION = {"bmode": 1.0, "contrast": 3.0}
-#: Frames whose features, spectra and correlations are computed together (FFTs of a batch run on
-#: all cores through scipy.fft's workers); the batch is also bounded by BATCH_BYTES.
+#: Frames whose features, spectra and correlations are computed together; a batch's spectra and
+#: cross-power spectra (16 bytes per frequency and frame) are also bounded by BATCH_BYTES. The
+#: spectrum ring of :func:`collect_links` holds a batch and 2 x 32 + 1 frames more.
 BATCH_FRAMES = 64
 BATCH_BYTES = 48 * 2**20
-#: Worker threads of scipy.fft (-1: all cores).
+#: Threads for the features (a thread pool) and for scipy.fft's workers.
 FFT_WORKERS = worker_threads()
 
 
@@ -245,8 +247,10 @@ def _match(grid: MatchingGrid, first: _Spectra, second: _Spectra) -> _Matches:
     cross_power = np.conj(np.broadcast_to(first.spectrum, second.spectrum.shape))
     cross_power *= second.spectrum
     n, size = cross_power.shape[0], grid.row_dft.shape[0]
+    # Both products per pair (matmul's stacked form), not one product over the batch's rows: a
+    # pair's rounding, hence its sub-pixel shift, must not depend on the pairs matched with it.
     rows_done = np.matmul(grid.row_dft, cross_power)
-    surface = (rows_done.reshape(-1, rows_done.shape[-1]) @ grid.column_dft).real.reshape(n, size, size)
+    surface = np.matmul(rows_done, grid.column_dft).real
     surface /= grid.overlap
     index = np.arange(n)
     peak = np.argmax(surface.reshape(n, -1), axis=1)
@@ -255,7 +259,8 @@ def _match(grid: MatchingGrid, first: _Spectra, second: _Spectra) -> _Matches:
     # Correlation of unrelated images with these spectra (Parseval): the variance of its value and
     # of its two slopes, (1/n) sum_m R1(m) R2(m) over the autocorrelations R of the unit-norm images.
     product = (first.power * second.power).reshape(n, -1)
-    moments = (product @ grid.moment_weights).astype(np.float64) / (grid.n_fft * grid.window_pixels)
+    moments = np.matmul(product[:, None, :], grid.moment_weights)[:, 0].astype(np.float64) \
+        / (grid.n_fft * grid.window_pixels)  # per pair, as the surface
     inside = (peak_row > 0) & (peak_row < size - 1) & (peak_column > 0) & (peak_column < size - 1)
     significant = rho > LINK_MIN_SIGNIFICANCE * np.sqrt(np.maximum(moments[:, 0], 1e-30))
     near = grid.lag_distance2[peak_row, peak_column] <= PEAK_EXCLUSION_PX ** 2
@@ -360,7 +365,7 @@ def collect_links(frames: np.ndarray, grid: MatchingGrid, reference_frame: int) 
     features = grid.all_features(frames)
     reference = _prepare(grid, features[reference_frame:reference_frame + 1])
     longest = max(LINK_OFFSETS)
-    ring = _SpectrumRing(grid, grid.batch + 2 * longest + 1)
+    ring = _SpectrumRing(grid, min(grid.batch + 2 * longest + 1, n_frames))
     matched = np.zeros(n_frames, dtype=bool)  # frames with a first link
     long_links_done = 0  # long links are matched for the frames before this one
     for start in range(0, n_frames, grid.batch):

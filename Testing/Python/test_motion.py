@@ -352,20 +352,25 @@ def test_working_images_of_8bit_frames_equal_the_float_block_means(shape):
     np.testing.assert_array_equal(grid.working_images(frames), grid.working_images(frames.astype(np.float32)))
 
 
-def test_every_link_of_a_textured_clip_is_matched_once_in_the_single_pass():
-    """The single pass over the clip (a ring of recent spectra, long links matched as soon as the
-    frames around them are settled) matches exactly the pairs the method names: every frame with
-    the reference frame, and with the frames LINK_OFFSETS before it, each pair once, across many
-    batches and ring wrap-arounds (300 frames, batches of 64, a ring of 129) and a reference frame
-    in the middle of the clip; a pair it forgot, matched twice or took from an overwritten ring slot
-    (which raises) fails."""
-    from DCEUSResponseLib.ceus.motion_matching import LINK_OFFSETS, MatchingGrid, collect_links
-
+def _rolled_texture_clip(n_frames: int, flat: tuple = ()) -> np.ndarray:
+    """A B-mode texture rolled by (k mod 5, (k // 5) mod 3) px in frame k; frames in ``flat`` uniform gray."""
     rng = np.random.default_rng(3)
     texture = ndimage.gaussian_filter(rng.random((96, 96)) * 255.0, 1.0)
-    n_frames, reference = 300, 100
     frames = np.stack([np.roll(texture, (k % 5, (k // 5) % 3), axis=(0, 1)) for k in range(n_frames)])
     frames = np.clip(np.round(frames), 0, 255).astype(np.uint8)
+    for k in flat:
+        frames[k] = 128
+    return frames
+
+
+def test_every_link_of_a_textured_clip_is_matched_once_in_the_single_pass():
+    """On a clip with structure in every frame, the single pass matches every pair the method names,
+    once, with its shift: every frame with the reference frame, and with the frames LINK_OFFSETS
+    before it, across batches and ring wrap-arounds (300 frames, batches of 64, a ring of 129)."""
+    from DCEUSResponseLib.ceus.motion_matching import LINK_OFFSETS, MatchingGrid, collect_links
+
+    n_frames, reference = 300, 100
+    frames = _rolled_texture_clip(n_frames)
     grid = MatchingGrid(frames, "bmode", 8.0)
     assert grid.batch == 64
     links, _ = collect_links(frames, grid, reference)
@@ -378,6 +383,60 @@ def test_every_link_of_a_textured_clip_is_matched_once_in_the_single_pass():
     # Each link measures the displacement difference of its two frames (the rolls, in px).
     truth = np.array([[k % 5, (k // 5) % 3] for k in range(n_frames)], dtype=float)
     np.testing.assert_allclose(links.shift, truth[links.later] - truth[links.earlier], atol=0.05)
+
+
+@pytest.mark.parametrize("n_frames, batch, reference, flat", [
+    (150, 64, 0, range(20, 120)),  # frames 52..87 are more than 32 frames from structure: 51 and 88 are not
+    (150, 7, 149, range(20, 120)),
+    (200, 64, 80, range(40, 127)),  # frame 127 ends a batch and is matched only by its link to frame 128
+    (150, 64, 70, [k for k in range(20, 120) if k != 70]),  # a textured reference alone in a flat stretch
+    (100, 1, 40, range(10, 90)),
+    (150, 33, 100, range(30, 64)),
+    (20, 64, 5, ()), (1, 64, 0, ()), (2, 1, 1, ())])
+def test_long_links_are_tried_exactly_between_frames_with_structure(monkeypatch, n_frames, batch, reference, flat):
+    """The long links the single pass tries are exactly those the method names, computed here from
+    the first links' outcome by brute force: pairs (k - offset, k) of LINK_OFFSETS[1:] whose two
+    frames both lie within 32 frames of a frame (the reference frame aside) with a significant first
+    link, neither being the reference frame; each tried once. Uniform stretches (no structure, no
+    significant match) put frames exactly 32 and 33 frames from structure, at batch edges, for
+    several batch sizes and reference frames (at the start, the end, in a flat stretch, alone in
+    one). A window one frame short, a frame settled one batch-edge frame too early, the earlier
+    frame of a first link left unmarked and the reference frame counted as structure each fail."""
+    from DCEUSResponseLib.ceus import motion_matching
+
+    flat = list(flat)
+    frames = _rolled_texture_clip(n_frames, flat)
+    grid = motion_matching.MatchingGrid(frames, "bmode", 8.0)
+    grid.batch = batch
+    tried = []
+    add = motion_matching._LinkList.add
+
+    def recording_add(self, earlier, later, matches, keep):
+        tried.extend(zip(np.broadcast_to(np.asarray(earlier), keep.shape).tolist(),
+                         np.broadcast_to(np.asarray(later), keep.shape).tolist(), keep.tolist()))
+        add(self, earlier, later, matches, keep)
+
+    monkeypatch.setattr(motion_matching._LinkList, "add", recording_add)
+    motion_matching.collect_links(frames, grid, reference)
+
+    first = [(e, l_, ok) for e, l_, ok in tried if reference in (e, l_) or l_ - e == 1]
+    long = [(e, l_) for e, l_, _ in tried if reference not in (e, l_) and l_ - e != 1]
+    # Every frame is tried with the reference frame (itself too, never kept) and with the previous frame.
+    assert sorted((e, l_) for e, l_, _ in first) == sorted(
+        [(reference, k) for k in range(n_frames)] + [(k - 1, k) for k in range(1, n_frames)])
+    matched = np.zeros(n_frames, dtype=bool)
+    for e, l_, ok in first:
+        if ok:
+            matched[l_] = True
+            if e != reference:
+                matched[e] = True
+    assert not matched[flat].any() and (n_frames < 30 or matched.any())
+    reach = max(motion_matching.LINK_OFFSETS)
+    structured = [bool(matched[max(k - reach, 0):k + reach + 1].any()) for k in range(n_frames)]
+    expected = [(k - offset, k) for offset in motion_matching.LINK_OFFSETS[1:] for k in range(offset, n_frames)
+                if structured[k] and structured[k - offset] and reference not in (k, k - offset)]
+    assert len(long) == len(set(long))
+    assert sorted(long) == sorted(expected)
 
 
 def test_tic_through_a_lookup_table_equals_the_tic_of_the_linearised_panel():
