@@ -14,7 +14,8 @@ Method (per chunk of pixels, all arrays shaped frames x pixels):
    the cost. The iterations run on frame-bin means (bins of at most :data:`BIN_SECONDS`, weighted
    by their frame counts); QOF is then computed over every frame.
 3. **Decisions per pixel.** ``no_enhancement`` when the bolus does not explain the curve better
-   than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`; ``poor_fit`` when QOF is below
+   than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`, or the curve is constant (no QOF);
+   ``poor_fit`` when QOF is below
    :data:`MIN_MAP_QOF_PERCENT`; ``fit_failed`` when the peak lies outside the clip or values are not
    finite. Pixels whose display value never changes over the clip (outside the scan sector) are
    ``outside_image`` and not fitted. Every map is NaN wherever the status is not ``fitted``.
@@ -62,6 +63,10 @@ MIN_ENHANCEMENT_F = 10.0
 #: fully developed speckle (standard deviation = mean), so pixel QOF is far below ROI QOF: a well
 #: enhancing pixel reaches 30-60 %.
 MIN_MAP_QOF_PERCENT = 5.0
+#: A curve whose variance over the frames is at most this fraction of its mean square is constant
+#: (to the float32 rounding of its bin means): nothing to fit, no_enhancement with no QOF. One
+#: display level in one frame of a few hundred is already 1e-5 to 1e-3 (a level is 0.1-0.5 dB).
+CONSTANT_CURVE_RELATIVE_VARIANCE = 1e-6
 #: Frame bins for the initial dictionary and the first iterations: at most this long.
 BIN_SECONDS = 0.5
 #: and at most this many bins for the dictionary.
@@ -360,6 +365,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
 
     params = np.empty((n_pixels, 5))
     qof = np.empty(n_pixels)
+    constant = np.empty(n_pixels, dtype=bool)
     f_ratio = np.empty(n_pixels)
     scale = np.empty(n_pixels)
 
@@ -378,7 +384,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
         binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
         # Quality over every frame (QOF) and enhancement significance on the bins (F), where a
         # single-frame speckle spike, exponentially distributed, cannot pass for a bolus.
-        qof[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, binned, binned_curve, fit_counts)
+        qof[chunk], constant[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, binned, binned_curve, fit_counts)
         f_ratio[chunk] = _enhancement_f(binned, binned_curve, fit_counts)
 
     # numpy releases the GIL inside array operations, so chunks run in parallel on threads.
@@ -388,12 +394,15 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
             pass
     params[:, 0] *= scale
     params[:, 1] *= scale
-    return PixelFits(params, qof, f_ratio, _status(model, params, qof, f_ratio, times_s))
+    status = _status(model, params, qof, f_ratio, times_s)
+    status[constant] = STATUS_NO_ENHANCEMENT
+    return PixelFits(params, qof, f_ratio, status)
 
 
 def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, binned: np.ndarray, binned_curve: np.ndarray,
-                    counts: np.ndarray) -> np.ndarray:
-    """QOF (%) over every frame, the fitted curve taken at each bin's mean time.
+                    counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """QOF (%) over every frame, the fitted curve taken at each bin's mean time, and which curves are
+    constant (:data:`CONSTANT_CURVE_RELATIVE_VARIANCE`; their QOF is NaN).
 
     SS_res = sum over bins of the frames' scatter about their bin mean plus count x (bin mean -
     curve)^2: exact for the data, and for the curve to second order in the bin length (the curve
@@ -409,8 +418,9 @@ def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, binned: np.ndarray, b
     residual_ss = scatter + np.einsum("np,np->p", misfit * weights, misfit, dtype=np.float64)
     mean = (binned * weights).sum(axis=0, dtype=np.float64) / counts.sum()
     total_ss = squares - counts.sum() * mean * mean
+    constant = ~(total_ss > CONSTANT_CURVE_RELATIVE_VARIANCE * squares)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total_ss > 0, 100.0 * (1.0 - residual_ss / total_ss), np.nan)
+        return np.where(constant, np.nan, 100.0 * (1.0 - residual_ss / total_ss)), constant
 
 
 def _enhancement_f(binned: np.ndarray, binned_curve: np.ndarray, counts: np.ndarray) -> np.ndarray:

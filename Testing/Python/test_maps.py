@@ -179,3 +179,20 @@ def test_maps_follow_the_breathing_anatomy():
     # without compensation the core's edge is smeared by the rim moving across it
     smeared = results[False].maps.values["PE"][core]
     assert np.mean(np.isnan(smeared)) < np.mean(np.isnan(maps.values["PE"][core]))
+
+
+def test_constant_curves_are_no_enhancement_with_no_qof():
+    """A curve that never changes (any level, zero included) has nothing to fit: no_enhancement with
+    no QOF (NaN). Before it was fit_failed, as if the fit had broken down, and its QOF the float
+    rounding of a zero variance whenever that came out positive. A bolus beside them is still fitted."""
+    rng = np.random.default_rng(5)
+    times = np.arange(240) * 0.5
+    model = get_model("lognormal")
+    bolus = model.curve(times, [1e-3, 0.5, 5.0, np.log(12.0), 0.5]) * rng.exponential(1.0, times.size)
+    levels = np.concatenate([[0.0, 1e-3, 0.0371, 1.0, 7.3], rng.uniform(1e-4, 10.0, 200)])
+    curves = np.column_stack([np.full(times.size, level) for level in levels] + [bolus]).astype(np.float32)
+    fits = fit_curves(times, curves)
+    constant = slice(0, levels.size)
+    assert np.all(fits.status[constant] == STATUS_NO_ENHANCEMENT), np.unique(fits.status[constant])
+    assert np.all(np.isnan(fits.qof[constant]))
+    assert fits.status[-1] == STATUS_FITTED and 0 < fits.qof[-1] < 100
