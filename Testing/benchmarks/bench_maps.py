@@ -4,6 +4,7 @@ Usage::
 
     python Testing/benchmarks/bench_maps.py            # 320 x 240 pixels, 720 frames
     python Testing/benchmarks/bench_maps.py --large    # 800 x 600 pixels, 1,500 frames
+    python Testing/benchmarks/bench_maps.py --runs 3   # each command 3 times; the targets use medians
 
 Generates a synthetic single-display clip (lognormal perfusion per region, speckle, log
 compression) as DICOM with its ROIs, then, in this process:
@@ -103,6 +104,12 @@ def curve_fit_sample(clip, sample_pixels: np.ndarray, times_s: np.ndarray):
     return results, (time.perf_counter() - start) / curves.shape[1]
 
 
+def _median_figures(runs: list[dict]) -> dict:
+    """The median of each time over runs of one command, and the largest peak memory."""
+    return {key: (max(run[key] for run in runs) if key == "peak_mib" else float(np.median([run[key] for run in runs])))
+            for key in runs[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="800 x 600 pixels, 1,500 frames")
@@ -110,6 +117,9 @@ def main() -> None:
     parser.add_argument("--keep", metavar="DIR", help="keep the clip and outputs in DIR")
     parser.add_argument("--size", metavar="COLUMNSxROWSxFRAMES", help="another clip size, e.g. 1000x800x3000")
     parser.add_argument("--no-curve-fit", action="store_true", help="skip the curve_fit baseline and the accuracy")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="measure the commands this many times, interleaved (a shared machine's timings vary "
+                             "by tens of per cent); each run is printed and the targets use the medians")
     args = parser.parse_args()
     rows, columns, n_frames = (600, 800, 1500) if args.large else (240, 320, 720)
     if args.size:
@@ -130,12 +140,21 @@ def main() -> None:
         "analyze --maps, motion and frame QC off": common + ["--maps", "--no-motion-compensation", "--no-frame-qc",
                                                             "--out", os.path.join(folder, "maps-only")],
     }
-    figures = {name: read_baseline(clip_path) if argv is None else run_child(*cli_command(argv))
-               for name, argv in commands.items()}
+    runs = []
+    for run in range(max(1, args.runs)):
+        print(f"\nrun {run + 1}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} "
+              f"on {len(os.sched_getaffinity(0))} cores")
+        figures = {name: read_baseline(clip_path) if argv is None else run_child(*cli_command(argv))
+                   for name, argv in commands.items()}
+        for name, measured in figures.items():
+            print(ratio_line(name, measured, figures["read + decode (baseline)"]))
+        runs.append(figures)
+    if len(runs) > 1:
+        figures = {name: _median_figures([run[name] for run in runs]) for name in commands}
+        print(f"\nmedians of {len(runs)} runs (peak memory: the largest)")
+        for name, measured in figures.items():
+            print(ratio_line(name, measured, figures["read + decode (baseline)"]))
     baseline = figures["read + decode (baseline)"]
-    print()
-    for name, measured in figures.items():
-        print(ratio_line(name, measured, baseline))
     memory_target = 4096.0
     peak = max(measured["peak_mib"] for measured in figures.values())
     print(f"largest peak memory {peak:.0f} MiB (target < {memory_target:.0f} MiB: "
