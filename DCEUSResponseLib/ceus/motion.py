@@ -432,12 +432,16 @@ class _Centred:
 
     def __init__(self, values: np.ndarray):
         self.size = values.size
+        if self.size < 16:  # too few to correlate (and no mean of nothing)
+            self.values, self.squares = values, 0.0
+            return
         self.values = values - values.mean(dtype=np.float64)
+        # Plain sums rather than BLAS dot products: BLAS thread start-up dominates at this size.
         self.squares = float(np.sum(self.values * self.values, dtype=np.float64))
 
     def zncc(self, other: "_Centred") -> float:
-        """The same number as :func:`_zncc` of the two original value arrays."""
-        if self.size < 16:
+        """ZNCC of the two original value arrays (0 over fewer than 16 pixels or without spread)."""
+        if self.size < 16 or other.size < 16:
             return 0.0
         denominator = math.sqrt(self.squares * other.squares)
         if denominator <= 0:
@@ -457,12 +461,5 @@ def _shifted(mask: np.ndarray, shift) -> np.ndarray:
 
 
 def _zncc(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 16:
-        return 0.0
-    a = a - a.mean(dtype=np.float64)
-    b = b - b.mean(dtype=np.float64)
-    # Plain sums rather than BLAS dot products: BLAS thread start-up dominates at this size.
-    denominator = math.sqrt(float(np.sum(a * a, dtype=np.float64)) * float(np.sum(b * b, dtype=np.float64)))
-    if denominator <= 0:
-        return 0.0
-    return float(np.clip(np.sum(a * b, dtype=np.float64) / denominator, -1.0, 1.0))
+    """Zero-mean normalised cross-correlation of two arrays of the same pixels (0 for fewer than 16)."""
+    return _Centred(a).zncc(_Centred(b))
