@@ -22,7 +22,7 @@ against the truth when the clip moves) and, with ``--before``, the old estimator
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -91,18 +91,52 @@ def resampling(gray: np.ndarray, displacement: np.ndarray, method: str) -> float
     return elapsed
 
 
-def load_estimator(revision: str):
-    """``estimate_motion`` of ``DCEUSResponseLib/ceus/motion.py`` at a git revision (self-contained then)."""
-    source = subprocess.run(["git", "show", f"{revision}:DCEUSResponseLib/ceus/motion.py"], cwd=REPO, check=True,
-                            capture_output=True, text=True).stdout
-    path = os.path.join(tempfile.mkdtemp(prefix="dceus-bench-motion-"), "motion_before.py")
-    with open(path, "w", encoding="utf-8") as stream:
-        stream.write(source)
-    spec = importlib.util.spec_from_file_location("motion_before", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module.estimate_motion
+_BEFORE_CHILD = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {package!r})
+from DCEUSResponseLib.ceus.motion import estimate_motion
+gray = np.load({gray!r})
+started, cpu = time.perf_counter(), time.process_time()
+estimate = estimate_motion(gray, 0, kind="contrast")
+seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+np.savez({out!r}, displacement=estimate.displacement_px, reliable=estimate.reliable)
+print(json.dumps({{"seconds": seconds, "cpu": cpu, "significant": getattr(estimate, "significant", None)}}))
+"""
+
+
+class _EstimateBefore:
+    """What :func:`describe` reads of an estimate made by another revision's engine."""
+
+    def __init__(self, displacement_px: np.ndarray, reliable: np.ndarray, significant):
+        self.displacement_px, self.reliable, self.significant = displacement_px, reliable, significant
+        self.rms_displacement_px = float(np.sqrt(np.mean(np.sum(displacement_px ** 2, axis=1))))
+
+
+def load_estimator(revision: str, folder: str):
+    """``estimate_motion`` of the whole engine at a git revision (``git archive`` into ``folder``), run in a
+    child process: the revision's motion code is several modules, which cannot share this process's package."""
+    import io
+    import tarfile
+
+    archive = subprocess.run(["git", "archive", revision, "DCEUSResponseLib"], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    package = os.path.join(folder, "package")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(package, filter="data")
+
+    def estimator(gray: np.ndarray, reference_frame: int, kind: str):
+        gray_path, out = os.path.join(folder, "gray.npy"), os.path.join(folder, "estimate.npz")
+        np.save(gray_path, gray)
+        code = _BEFORE_CHILD.format(package=package, gray=gray_path, out=out)
+        result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                env={**os.environ, "PYTHONPATH": package})
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        with np.load(out) as arrays:
+            estimate = _EstimateBefore(arrays["displacement"], arrays["reliable"], figures["significant"])
+        return estimate, figures["seconds"], figures["cpu"]
+
+    return estimator
 
 
 def timed_estimate(estimator, gray: np.ndarray):
@@ -137,7 +171,7 @@ def run_case(label: str, rows: int, columns: int, n_frames: int, breathing_px: f
     print(f"  motion estimation (now):    {seconds:7.2f} s = {seconds / baseline:5.1f} x baseline "
           f"(CPU {cpu:.2f} s); {describe(estimate, truth)}")
     if before is not None:
-        old, old_seconds, old_cpu = timed_estimate(before, gray)
+        old, old_seconds, old_cpu = before(gray, 0, kind="contrast")
         print(f"  motion estimation (before): {old_seconds:7.2f} s = {old_seconds / baseline:5.1f} x baseline "
               f"(CPU {old_cpu:.2f} s); {describe(old, truth)}")
     # A sub-pixel breathing displacement for the resampling, whatever the estimate found.
@@ -152,13 +186,14 @@ def run_case(label: str, rows: int, columns: int, n_frames: int, breathing_px: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also 800 x 600 pixels, 1,500 frames")
-    parser.add_argument("--before", metavar="REV", help="also time ceus/motion.py of this git revision")
+    parser.add_argument("--before", metavar="REV", help="also time the motion estimator of this git revision")
     args = parser.parse_args()
-    before = load_estimator(args.before) if args.before else None
-    run_case("small, still", 240, 320, 720, 0.0, before)
-    run_case("small, breathing", 240, 320, 720, 6.0, before)
-    if args.large:
-        run_case("large, still", 600, 800, 1500, 0.0, before)
+    with tempfile.TemporaryDirectory(prefix="dceus-bench-motion-") as folder:
+        before = load_estimator(args.before, folder) if args.before else None
+        run_case("small, still", 240, 320, 720, 0.0, before)
+        run_case("small, breathing", 240, 320, 720, 6.0, before)
+        if args.large:
+            run_case("large, still", 600, 800, 1500, 0.0, before)
 
 
 if __name__ == "__main__":
