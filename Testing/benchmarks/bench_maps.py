@@ -121,11 +121,18 @@ def main() -> None:
                         help="measure the commands this many times, interleaved (a shared machine's timings vary "
                              "by tens of per cent); each run is printed and the targets use the medians")
     args = parser.parse_args()
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        measure_and_report(args, args.keep)
+    else:  # the clip and every output are removed afterwards
+        with tempfile.TemporaryDirectory(prefix="dceus-bench-") as folder:
+            measure_and_report(args, folder)
+
+
+def measure_and_report(args: argparse.Namespace, folder: str) -> None:
     rows, columns, n_frames = (600, 800, 1500) if args.large else (240, 320, 720)
     if args.size:
         columns, rows, n_frames = (int(v) for v in args.size.lower().split("x"))
-    folder = args.keep or tempfile.mkdtemp(prefix="dceus-bench-")
-    os.makedirs(folder, exist_ok=True)
     print(f"clip: {columns} x {rows} pixels, {n_frames} frames ({n_frames * rows * columns / 2**20:.0f} MiB as 8-bit)")
     started = time.perf_counter()
     clip_path, masks, clip = generate(rows, columns, n_frames, folder)
