@@ -410,11 +410,14 @@ def _long_links(grid: MatchingGrid, ring: _SpectrumRing, matched: np.ndarray, fr
     if frames.size == 0 or not matched.any():
         return
     longest = max(LINK_OFFSETS)
-    later_ok = _structured(matched, frames, longest) & (frames != reference_frame)
+    # Which frames may have long links, from the longest offset before the first of ``frames`` on.
+    first = max(int(frames[0]) - longest, 0)
+    window = np.arange(first, int(frames[-1]) + 1)
+    usable = _structured(matched, window, longest) & (window != reference_frame)
     for offset in LINK_OFFSETS[1:]:
         earlier = frames - offset
-        keep = later_ok & (earlier >= 0)
-        keep[keep] &= _structured(matched, earlier[keep], longest) & (earlier[keep] != reference_frame)
+        keep = earlier >= 0
+        keep[keep] = usable[frames[keep] - first] & usable[earlier[keep] - first]
         if not keep.any():
             continue
         later, earlier = frames[keep], earlier[keep]
