@@ -17,8 +17,6 @@ from DCEUSResponseLib.io.volumes import SERIES_SEPARATOR
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # DICOMScalarVolumePlugin.load (Slicer 5.12)
 
 
-
-
 def dicom_files(volume_node: Any, database: Any) -> list[str]:
     """The files of a volume loaded by Slicer's DICOM browser: its ``DICOM.instanceUIDs`` through
     ``database.fileForInstance`` (``slicer.dicomDatabase`` in Slicer). One-line :class:`InputError`

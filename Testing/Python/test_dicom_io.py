@@ -55,8 +55,6 @@ def assert_one_line_naming(error: pytest.ExceptionInfo, path) -> None:
     assert "\n" not in message
 
 
-
-
 # --------------------------------------------------------------------------------------------
 # round trips
 

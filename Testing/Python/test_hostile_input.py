@@ -50,8 +50,6 @@ def frames(value: int = 120, n_frames: int = N_FRAMES) -> np.ndarray:
     return np.clip(value + ramp + np.zeros((n_frames, ROWS, COLUMNS)), 0, 255).astype(np.uint8)
 
 
-
-
 def one_line_naming(error: pytest.ExceptionInfo, path) -> str:
     message = str(error.value)
     assert os.fspath(path) in message, message
