@@ -394,9 +394,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
             pass
     params[:, 0] *= scale
     params[:, 1] *= scale
-    status = _status(model, params, qof, f_ratio, times_s)
-    status[constant] = STATUS_NO_ENHANCEMENT
-    return PixelFits(params, qof, f_ratio, status)
+    return PixelFits(params, qof, f_ratio, _status(model, params, qof, f_ratio, constant, times_s))
 
 
 def _qof_all_frames(curves: np.ndarray, scale: np.ndarray, binned: np.ndarray, binned_curve: np.ndarray,
@@ -436,7 +434,7 @@ def _enhancement_f(binned: np.ndarray, binned_curve: np.ndarray, counts: np.ndar
         return np.where(residual_ss > 0, ((total - residual_ss) / 4.0) / (residual_ss / degrees), np.inf)
 
 
-def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.ndarray,
+def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.ndarray, constant: np.ndarray,
             times_s: np.ndarray) -> np.ndarray:
     status = np.full(params.shape[0], STATUS_FITTED, dtype=np.uint8)
     peak_time = params[:, 2] + _peak_delay(model, params[:, 3], params[:, 4])
@@ -449,6 +447,7 @@ def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.
     spike = ~(rise_time >= max(BIN_SECONDS, 2.0 * float(np.median(np.diff(times_s)))))
     no_enhancement = ~(f_ratio >= MIN_ENHANCEMENT_F) | ~(params[:, 1] > 0) | spike
     status[no_enhancement & ~failed] = STATUS_NO_ENHANCEMENT
+    status[constant] = STATUS_NO_ENHANCEMENT  # nothing to fit: its QOF (NaN) is no failure
     return status
 
 
