@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ MODEL_CHOICES = ("lognormal", "gamma", "ldrw", "fpt")
 DEFAULT_MODEL = "lognormal"
 DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.DEFAULT_RULE
 # The Python packages the module needs beyond those Slicer 5.12 bundles (pynrrd writes the map NRRDs
-# of Export; slicerio the demo study's segmentation), one per line as pip requirements.
+# of Export; slicerio the demo study's segmentation; threadpoolctl keeps BLAS to one thread inside the
+# engine's own threads), one per line as pip requirements.
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "requirements.txt")
 
 
@@ -366,6 +368,7 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Run the analysis with a cancellable progress dialog; results go to the scene and the panel."""
+        ensurePythonPackages(required=False)  # on first use, as the template; the analysis runs either way
         parameterNode = self._parameterNode
         self._processing = True
         self._updateButtonStates()
@@ -829,18 +832,25 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         return {name: str(dataset.SOPInstanceUID) for name, dataset in outputs.datasets.items()}
 
 
-def ensurePythonPackages(requester="DCEUSResponse", inTest=False):
+def ensurePythonPackages(requester="DCEUSResponse", inTest=False, required=True):
     """Install the module's missing Python packages (``Resources/requirements.txt``) on first use.
 
     Slicer 5.12's scripted-module template: ``slicer.packaging.pip_ensure`` of the requirements read by
-    ``slicer.packaging.load_requirements``; it asks the user before installing (in a test it installs
-    without asking) and does nothing when everything is there.
+    ``slicer.packaging.load_requirements`` in ``onApplyButton``; it asks the user before installing (in a
+    test it installs without asking) and does nothing when everything is there. The analysis runs
+    without them (threadpoolctl only keeps BLAS to one thread inside the engine's threads), so it passes
+    ``required=False``: a user who declines is asked again at Export, which needs pynrrd.
     """
     import slicer.packaging
 
     requirements = slicer.packaging.load_requirements(REQUIREMENTS_FILE)
-    slicer.packaging.pip_ensure(requirements, requester=requester, prompt_install=not inTest,
-                                prompt_restart=not inTest, skip_in_testing=not inTest, show_progress=not inTest)
+    try:
+        slicer.packaging.pip_ensure(requirements, requester=requester, prompt_install=not inTest,
+                                    prompt_restart=not inTest, skip_in_testing=not inTest, show_progress=not inTest)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as error:  # declined (RuntimeError), or pip failed
+        if required:
+            raise
+        logging.warning(f"{requester}: Python packages not installed ({error}); the analysis runs without them")
 
 
 #

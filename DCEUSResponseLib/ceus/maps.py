@@ -44,7 +44,7 @@ from DCEUSResponseLib.kinetics.parameters import (
     bolus_extrapolated_arrays,
     bolus_parameter_arrays,
 )
-from DCEUSResponseLib.parallel import worker_threads
+from DCEUSResponseLib.parallel import single_threaded_blas, worker_threads
 
 # Codes of the status image: positions in the status vocabulary's MAP_STATUSES.
 (STATUS_FITTED, STATUS_NO_ENHANCEMENT, STATUS_POOR_FIT, STATUS_NOT_MAPPED, STATUS_FIT_FAILED,
@@ -389,8 +389,8 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
 
     # numpy releases the GIL inside array operations, so chunks run in parallel on threads.
     starts = range(0, n_pixels, CHUNK_PIXELS)
-    with ThreadPoolExecutor(max_workers=min(WORKER_THREADS, len(starts))) as pool:
-        for _ in pool.map(fit_chunk, starts):
+    with single_threaded_blas(), ThreadPoolExecutor(max_workers=min(WORKER_THREADS, len(starts))) as pool:
+        for _ in pool.map(fit_chunk, starts):  # the chunks are the parallelism, each one BLAS thread
             pass
     params[:, 0] *= scale
     params[:, 1] *= scale

@@ -92,6 +92,7 @@ from DCEUSResponseLib.ceus.motion_matching import (BMODE_SMOOTHING_PX, CONTRAST_
                                                    MatchingGrid, Links, collect_links)
 from DCEUSResponseLib.ceus.motion_sampling import sample_shifted
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.parallel import single_threaded_blas
 
 MOTION_KINDS = ("bmode", "contrast")
 #: Default largest displacement searched (px, full resolution), between any two frames: twice the
@@ -232,7 +233,8 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
 
     grid = MatchingGrid(frames, kind, float(max_shift_px))
     warnings = list(grid.warnings)
-    links, features = collect_links(frames, grid, reference_frame)
+    with single_threaded_blas():  # the matches' products run beside the feature threads
+        links, features = collect_links(frames, grid, reference_frame)
     displacement, reliable, gauge_note = _solve_links(links, n_frames, reference_frame, grid.factor)
     noise_px, motion_to_noise = _motion_to_noise(displacement, reliable, links, grid.factor)
     significant = motion_to_noise is not None and motion_to_noise >= MIN_MOTION_TO_NOISE

@@ -616,6 +616,11 @@ def test_the_module_ensures_its_requirements_before_export_as_the_template_does(
     assert "slicer.packaging.pip_ensure(requirements, requester=requester" in ensure
     export = ast.unparse(functions["onExportButton"])
     assert export.index("ensurePythonPackages()") < export.index("self.logic.exportResults")
+    # First use, where the template puts it (onApplyButton), before the progress dialog; the analysis
+    # runs without the packages, so declining or a failed pip (no network) must not stop it.
+    apply = ast.unparse(functions["onApplyButton"])
+    assert apply.index("ensurePythonPackages(required=False)") < apply.index("createProgressDialog")
+    assert "except (RuntimeError, subprocess.SubprocessError, OSError)" in ensure and "if required:" in ensure
     constants = {n.targets[0].id: ast.unparse(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
     assert "'Resources', 'requirements.txt'" in constants["REQUIREMENTS_FILE"]

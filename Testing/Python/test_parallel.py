@@ -1,0 +1,82 @@
+"""The engine's own threads and the BLAS library's: one BLAS thread inside the engine's parallel work.
+
+The motion matches and the map fit run numpy products beside (or on) the engine's worker threads;
+:func:`DCEUSResponseLib.parallel.single_threaded_blas` keeps BLAS to one thread there, which removes
+the oversubscription (NOTES "BLAS threads inside the engine's threads") and makes the numbers the
+same whatever the machine's BLAS thread count.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from DCEUSResponseLib.ceus import maps, motion
+from DCEUSResponseLib.parallel import single_threaded_blas
+from DCEUSResponseLib.synthetic.clips import breathing_motion, default_regions, make_clip, make_frame_times
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _blas_threads() -> set[int]:
+    return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+
+
+def test_single_threaded_blas_limits_the_block_and_restores_the_count_after():
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        assert _blas_threads() == {2}
+        with single_threaded_blas():
+            assert _blas_threads() == {1}
+        assert _blas_threads() == {2}
+
+
+def test_without_threadpoolctl_the_block_runs_unchanged(monkeypatch):
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails as if not installed
+    ran = []
+    with single_threaded_blas():
+        ran.append(True)
+    assert ran == [True]
+
+
+@pytest.fixture(scope="module")
+def moving_clip():
+    """The contrast panel (150 x 200 px, 200 frames at 4 Hz) of a clip breathing by 4 px, and its frame times."""
+    n_frames, interval = 200, 0.25
+    times = make_frame_times(n_frames, interval)
+    clip = make_clip(default_regions((150, 200)), panel_shape=(150, 200), n_frames=n_frames,
+                     frame_interval_s=interval, dynamic_range_db=50.0, injection_time_s=0.0, seed=3,
+                     motion_px=breathing_motion(times, 4.0, 4.3, (1.0, 0.4)))
+    return clip.frames[(slice(None),) + clip.regions[0].slices], times
+
+
+def test_the_map_fit_gives_the_same_numbers_whatever_the_blas_thread_count(moving_clip):
+    """Bit for bit with 1 and 2 BLAS threads; without the limit a pixel's parameters differ by about 1
+    (the dictionary's product rounds differently with two threads and its fit ends in another minimum)."""
+    frames, times = moving_clip
+    curves = np.exp(frames.reshape(len(frames), -1)[:, ::5].astype(np.float32) / np.float32(40.0))
+    fits = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            fits.append(maps.fit_curves(times, curves))
+    np.testing.assert_array_equal(fits[0].params, fits[1].params)
+    np.testing.assert_array_equal(fits[0].qof, fits[1].qof)
+
+
+def test_motion_matching_runs_its_products_on_one_blas_thread(moving_clip, monkeypatch):
+    """The matches' matrix products run beside the feature threads: one BLAS thread while they run,
+    the caller's count again afterwards."""
+    seen = []
+    original = motion.collect_links
+
+    def recording(*args, **kwargs):
+        seen.append(_blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(motion, "collect_links", recording)
+    frames, _ = moving_clip
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        estimate = motion.estimate_motion(frames, 100, kind="contrast")  # a frame with contrast
+        assert _blas_threads() == {2}
+    assert seen == [{1}]
+    assert estimate.significant  # the clip moves by 4 px: the matches did their work
