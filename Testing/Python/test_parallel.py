@@ -80,3 +80,32 @@ def test_motion_matching_runs_its_products_on_one_blas_thread(moving_clip, monke
         assert _blas_threads() == {2}
     assert seen == [{1}]
     assert estimate.significant  # the clip moves by 4 px: the matches did their work
+
+
+def test_analyze_gives_the_same_numbers_whatever_the_blas_thread_count():
+    """The whole analysis (motion, QC, ROI fits, maps), bit for bit with the caller's BLAS at 1 and at 2
+    threads, as ``study``'s single-threaded workers compute it (the ROI fits' products are too small
+    for OpenBLAS to thread; the motion matches and the map fit limit it themselves)."""
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
+    from DCEUSResponseLib.clip import Clip, RoiMask
+    n_frames, interval = 240, 0.5
+    times = make_frame_times(n_frames, interval)
+    clip = make_clip(default_regions((120, 160)), panel_shape=(120, 160), n_frames=n_frames, frame_interval_s=interval,
+                     dynamic_range_db=50.0, injection_time_s=0.0, seed=5,
+                     motion_px=breathing_motion(times, 3.0, 4.3, (1.0, 0.4)))
+    in_memory = Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions)
+    rois = [RoiMask(name, mask, "synthetic") for name, mask in clip.roi_masks.items()]
+    options = AnalysisOptions(dynamic_range_db=50.0, maps=True, reference="liver")
+    runs = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            runs.append(analyze(in_memory, rois, options))
+    one, two = runs
+    np.testing.assert_array_equal(one.motion.displacement_px, two.motion.displacement_px)
+    assert one.motion.significant  # the matches, the solve and the resampling all ran
+    for name, roi in one.rois.items():
+        assert roi.parameters == two.rois[name].parameters, name
+        assert roi.relative == two.rois[name].relative, name
+    for name in one.maps.values:
+        np.testing.assert_array_equal(one.maps.values[name], two.maps.values[name])
+    np.testing.assert_array_equal(one.maps.status, two.maps.status)
