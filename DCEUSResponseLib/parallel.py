@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Iterator
 
 THREADS_VARIABLE = "DCEUS_THREADS"
@@ -28,6 +29,38 @@ def worker_threads() -> int:
     return max(1, min(cores, limit))
 
 
+class _SingleThreadedBlas:
+    """The process's one BLAS limit, shared by every thread inside a :func:`single_threaded_blas` block.
+
+    threadpoolctl's limit is process-wide, so two threads each setting and restoring their own would
+    undo each other (a Dask worker runs several clips on threads at once): the first to enter sets the
+    limit, the last to leave restores the count from before. threadpoolctl (3.5 and newer) lets only
+    one thread at a time change a pthreads OpenBLAS, the first that did while it lives: when the
+    last to leave is another thread, the count stays at one (the engine's work wants nothing else).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._limiter = None
+
+    def enter(self, threadpool_limits) -> None:
+        with self._lock:
+            if self._holders == 0:
+                self._limiter = threadpool_limits(limits=1, user_api="blas")
+            self._holders += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """BLAS (OpenBLAS, MKL, ...) on one thread while the block runs, through ``threadpoolctl``.
@@ -36,13 +69,17 @@ def single_threaded_blas() -> Iterator[None]:
     or more threads on each core, and OpenBLAS's threads spin while they wait: motion estimation of a
     320 x 240 x 720 clip took 7-13 s instead of 2.4-3.2 s on a machine with two other busy processes.
     It also makes the numbers independent of the machine's BLAS thread count (a threaded product
-    rounds differently, about 1e-9 relative). Without ``threadpoolctl`` (a dependency of the engine
-    and of the Slicer module) the block runs unchanged.
+    rounds differently, about 1e-9 relative). Blocks may nest and run on several threads at once; the
+    count from before is restored when the last one ends. Without ``threadpoolctl`` (a dependency of
+    the engine and of the Slicer module) the block runs unchanged.
     """
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    _SINGLE_THREADED_BLAS.enter(threadpool_limits)
+    try:
         yield
+    finally:
+        _SINGLE_THREADED_BLAS.leave()

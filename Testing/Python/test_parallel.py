@@ -109,3 +109,38 @@ def test_analyze_gives_the_same_numbers_whatever_the_blas_thread_count():
     for name in one.maps.values:
         np.testing.assert_array_equal(one.maps.values[name], two.maps.values[name])
     np.testing.assert_array_equal(one.maps.status, two.maps.status)
+
+
+def test_blocks_on_several_threads_keep_one_blas_thread_until_the_last_one_ends():
+    """A Dask worker analyses several clips on threads at once: the first block to end must not give
+    the others their BLAS threads back (threadpoolctl's limit is process-wide)."""
+    import threading
+
+    main_inside, other_inside, main_left = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def other():
+        main_inside.wait(10)
+        with single_threaded_blas():
+            other_inside.set()
+            main_left.wait(10)
+            seen["after the main thread's block ended"] = _blas_threads()
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        thread = threading.Thread(target=other)
+        thread.start()
+        with single_threaded_blas():
+            main_inside.set()
+            other_inside.wait(10)
+        main_left.set()
+        thread.join(20)
+    assert seen == {"after the main thread's block ended": {1}}
+
+
+def test_nested_blocks_restore_the_count_only_at_the_outer_end():
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        with single_threaded_blas():
+            with single_threaded_blas():
+                pass
+            assert _blas_threads() == {1}
+        assert _blas_threads() == {2}
