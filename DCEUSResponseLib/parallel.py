@@ -34,9 +34,10 @@ class _SingleThreadedBlas:
 
     threadpoolctl's limit is process-wide, so two threads each setting and restoring their own would
     undo each other (a Dask worker runs several clips on threads at once): the first to enter sets the
-    limit, the last to leave restores the count from before. threadpoolctl (3.5 and newer) lets only
-    one thread at a time change a pthreads OpenBLAS, the first that did while it lives: when the
-    last to leave is another thread, the count stays at one (the engine's work wants nothing else).
+    limit, the last to leave restores the count from before. threadpoolctl 3.8 lets one thread at a
+    time change a pthreads OpenBLAS, the first that did, while it lives: the last to leave hands that
+    control back (``OpenBLASController.clear_controlling_thread``) so that the next first-in thread
+    can set the limit; when the last to leave is not the controlling thread, the count stays at one.
     """
 
     def __init__(self) -> None:
@@ -44,18 +45,21 @@ class _SingleThreadedBlas:
         self._holders = 0
         self._limiter = None
 
-    def enter(self, threadpool_limits) -> None:
+    def enter(self, threadpoolctl) -> None:
         with self._lock:
             if self._holders == 0:
-                self._limiter = threadpool_limits(limits=1, user_api="blas")
+                self._limiter = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
             self._holders += 1
 
-    def leave(self) -> None:
+    def leave(self, threadpoolctl) -> None:
         with self._lock:
             self._holders -= 1
             if self._holders == 0:
                 self._limiter.restore_original_limits()
                 self._limiter = None
+                release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+                if release is not None:  # threadpoolctl 3.8 and newer; only the controlling thread's call acts
+                    release()
 
 
 _SINGLE_THREADED_BLAS = _SingleThreadedBlas()
@@ -74,12 +78,12 @@ def single_threaded_blas() -> Iterator[None]:
     the engine and of the Slicer module) the block runs unchanged.
     """
     try:
-        from threadpoolctl import threadpool_limits
+        import threadpoolctl
     except ImportError:
         yield
         return
-    _SINGLE_THREADED_BLAS.enter(threadpool_limits)
+    _SINGLE_THREADED_BLAS.enter(threadpoolctl)
     try:
         yield
     finally:
-        _SINGLE_THREADED_BLAS.leave()
+        _SINGLE_THREADED_BLAS.leave(threadpoolctl)

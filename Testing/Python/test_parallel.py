@@ -144,3 +144,36 @@ def test_nested_blocks_restore_the_count_only_at_the_outer_end():
                 pass
             assert _blas_threads() == {1}
         assert _blas_threads() == {2}
+
+
+def test_a_later_block_on_another_long_lived_thread_still_limits_blas():
+    """Dask's worker threads live on: after a block on one of them ended, a block on another must still
+    get one BLAS thread (threadpoolctl 3.8 lets only the last thread that changed OpenBLAS change it)."""
+    import threading
+
+    if max(_blas_threads()) < 2:
+        pytest.skip("BLAS runs on one thread here already")
+    if hasattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread"):
+        threadpoolctl.OpenBLASController.clear_controlling_thread(force=True)  # no earlier test's thread
+    before = _blas_threads()
+    seen, first_done, finish = {}, threading.Event(), threading.Event()
+
+    def block(name: str) -> None:
+        with single_threaded_blas():
+            seen[name] = _blas_threads()
+
+    def first() -> None:
+        block("first")
+        first_done.set()
+        finish.wait(10)  # stays alive, as a worker thread does
+
+    first_thread = threading.Thread(target=first)
+    first_thread.start()
+    first_done.wait(10)
+    second_thread = threading.Thread(target=block, args=("second",))
+    second_thread.start()
+    second_thread.join(10)
+    finish.set()
+    first_thread.join(10)
+    assert seen == {"first": {1}, "second": {1}}
+    assert _blas_threads() == before
