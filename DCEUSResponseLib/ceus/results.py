@@ -36,6 +36,9 @@ class RoiResult:
     #: Parameters that depend on the fitted curve outside the fitted frames (``kinetics.parameters``
     #: defines when), in reporting order; their values are kept but are not measurements.
     extrapolated: tuple[str, ...] = ()
+    #: Parameters whose relative value rests on an extrapolated value: the ROI's own or the
+    #: reference ROI's (a relative value is only as measured as both its parts).
+    relative_extrapolated: tuple[str, ...] = ()
 
 
 @dataclass

@@ -97,6 +97,7 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
         "relative": {name: _finite_or_none(roi.relative.get(name)) for name in parameter_names},
         "frames_fitted": int(fit.n_frames_used),
         "extrapolated": list(roi.extrapolated),
+        "relative_extrapolated": list(roi.relative_extrapolated),
     }
     if isinstance(fit, SegmentedFit):
         out["segments"] = [{"flash_frames": [int(k) for k in segment.flash_frames],
@@ -113,7 +114,7 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
 
 def parameters_csv(analysis: Analysis) -> str:
     """One row per ROI: status, the model's parameters, then ``rel_`` parameters, the reason, and the
-    extrapolated parameters (names separated by ``;``, the last column)."""
+    extrapolated values (:func:`extrapolated_cell`, the last column)."""
     return _parameters_csv(analysis.rois.values(), analysis.parameter_names)
 
 
@@ -121,9 +122,15 @@ def _parameters_csv(rois: Iterable[RoiResult], names: Sequence[str]) -> str:
     header = ["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason", "extrapolated"]
     rows = ([roi.name, roi.fit.status, roi.fit.model, *(_number(roi.parameters.get(p)) for p in names),
              *(_number(roi.relative.get(p)) for p in names), roi.pixels, roi.fit.reason or "",
-             ";".join(roi.extrapolated)]
+             extrapolated_cell(roi)]
             for roi in rois)
     return csv_text(header, rows)
+
+
+def extrapolated_cell(roi: RoiResult) -> str:
+    """The ``extrapolated`` cell of an ROI's row: its extrapolated parameters, then ``rel_PARAM`` for
+    each relative value that rests on an extrapolated value (the ROI's or the reference's), by ``;``."""
+    return ";".join([*roi.extrapolated, *(f"rel_{name}" for name in roi.relative_extrapolated)])
 
 
 def tic_csv(analysis: Analysis) -> str:

@@ -32,7 +32,10 @@ Strategy
    :data:`PEAK_NOISE_FACTOR` (5) x noise; QOF below :data:`MIN_QOF_PERCENT` (30 %); and the bolus
    not explaining the curve clearly better than a slow drift, i.e. a quadratic polynomial in time:
    ``F = ((SS_quadratic - SS_bolus) / 2) / (SS_bolus / (n - 5))`` below :data:`MIN_DRIFT_F` (20).
-   The last test is what rejects a drifting baseline whose rise passes the screen of step 2.
+   The drift test is what rejects a drifting baseline whose rise passes the screen of step 2. Last, a
+   bolus lasting (TO - TI) less than :data:`MIN_BOLUS_FRAME_INTERVALS` (3) median frame intervals or
+   :data:`MIN_BOLUS_DURATION_S` (1 s) is a spike between frames (one bright frame fits a bolus that
+   rises and falls between two samples, with a huge PE and a high QOF), not a bolus.
 5. Validity checks, giving ``fit_failed``: fitted peak time outside the used frames' time span, or
    a shape parameter at a bound that means a degenerate curve (lognormal sigma at its maximum, the
    LDRW/FPT lambda at its minimum, a time scale at its maximum, ...).
@@ -80,10 +83,12 @@ from DCEUSResponseLib.kinetics.base import (
     validated_tic,
 )
 from DCEUSResponseLib.kinetics.models import DEFAULT_MODEL, BolusModel, get_model
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 
 __all__ = [
     "BolusFit", "fit_bolus", "shape_bounds", "GRID_SKEW", "robust_noise", "MIN_INPUT_FRAMES", "MIN_USABLE_FRAMES",
     "RISE_NOISE_FACTOR", "PEAK_NOISE_FACTOR", "MIN_QOF_PERCENT", "MIN_DRIFT_F", "SMOOTHING_FRACTION",
+    "MIN_BOLUS_FRAME_INTERVALS", "MIN_BOLUS_DURATION_S",
     "SMOOTHING_MAX_S", "SMOOTHING_MIN_FRAMES", "GRID_MAX_SAMPLES", "N_STARTS", "MAX_FUNCTION_EVALUATIONS",
 ]
 
@@ -91,6 +96,13 @@ __all__ = [
 MIN_INPUT_FRAMES = 5
 #: Fewer usable (selected and finite) frames than this gives ``fit_failed``.
 MIN_USABLE_FRAMES = 8
+#: A fitted bolus that rises and falls (TI to TO, the tangents' crossings) within fewer than this many
+#: median frame intervals, or than :data:`MIN_BOLUS_DURATION_S`, is a spike between frames (one bright
+#: frame, a speckle flare): ``no_enhancement``. A microbubble bolus lasts tens of seconds, an
+#: arterial lesion's too (its rise alone takes seconds), so the rise time alone, which a steep bolus
+#: at 1 Hz brings within two frames, would not tell them apart.
+MIN_BOLUS_FRAME_INTERVALS = 3.0
+MIN_BOLUS_DURATION_S = 1.0
 #: The initial-value grid works on at most this many (bin-averaged) samples.
 GRID_MAX_SAMPLES = 240
 
@@ -268,6 +280,13 @@ def _bolus_check(model: BolusModel, t: np.ndarray, screen: Screen, fitted, bound
         return STATUS_NO_ENHANCEMENT, (
             f"a slow quadratic drift explains the TIC almost as well as a bolus (F = {f_drift:.3g} < "
             f"{MIN_DRIFT_F:g}; rise {format_number(screen.rise * scale)} a.u., noise {format_number(noise * scale)} a.u.)")
+    shortest = max(MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS * screen.frame_interval)
+    landmarks = bolus_parameters(model, x, None)
+    if landmarks["TI"] is not None and landmarks["TO"] is not None and landmarks["TO"] - landmarks["TI"] < shortest:
+        return STATUS_NO_ENHANCEMENT, (
+            f"the fitted bolus rises and falls within {landmarks['TO'] - landmarks['TI']:.3g} s (TI to TO; RT "
+            f"{landmarks['RT']:.3g} s), less than {shortest:.3g} s ({MIN_BOLUS_FRAME_INTERVALS:g} frame intervals, "
+            f"at least {MIN_BOLUS_DURATION_S:g} s): a spike between frames, not a bolus")
     if not fitted.converged:
         return STATUS_FIT_FAILED, "the optimiser did not converge" + (
             f": {fitted.messages[-1]}" if fitted.messages else "")

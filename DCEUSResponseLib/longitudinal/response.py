@@ -114,6 +114,10 @@ def check_results(results, path: str) -> None:
         for key in ("status", "reason", "model"):
             if not isinstance(roi.get(key), (str, type(None))):
                 refuse(f"has ROI {name!r} {key} {roi[key]!r}, not a string")
+        for key in ("extrapolated", "relative_extrapolated"):
+            names = roi.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(item, str) for item in names):
+                refuse(f"has ROI {name!r} {key} {str(names)[:40]!r}, not a list of parameter names")
         for key in ("parameters", "relative"):
             values = roi.get(key, {})
             if not isinstance(values, dict):
@@ -157,7 +161,8 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
             parameters[parameter] = {"baseline": b, "followup": f, "delta_percent": percent_change(b, f),
                                      "relative_delta_percent": percent_change(rel_b, rel_f),
                                      "baseline_relative": rel_b, "followup_relative": rel_f}
-        classification, reason = classify(name, before, after, parameters, rule,
+        classification, reason = classify(name, _with_relative_extrapolated(before, baseline),
+                                           _with_relative_extrapolated(after, followup), parameters, rule,
                                            baseline.get("reference"), reference)
         out_rois[name] = {"classification": classification, "reason": reason,
                           "status": {"baseline": before.get("status"), "followup": after.get("status")},
@@ -173,6 +178,16 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
         "unmatched_rois": missing,
         "warnings": identity_warnings(baseline, followup),
     }
+
+
+def _with_relative_extrapolated(roi: dict, results: dict) -> dict:
+    """``roi`` with ``relative_extrapolated``: as ``analyze`` records it, or, in a results.json from before
+    it did, the ROI's own extrapolated parameters and those of the reference ROI."""
+    if "relative_extrapolated" in roi:
+        return roi
+    reference = results["rois"].get(results.get("reference") or "", {})
+    leaning = set(roi.get("extrapolated") or ()) | set(reference.get("extrapolated") or ())
+    return {**roi, "relative_extrapolated": sorted(leaning)}
 
 
 def identity_warnings(baseline: dict, followup: dict) -> list[str]:
@@ -199,8 +214,10 @@ def identity_warnings(baseline: dict, followup: dict) -> list[str]:
 
 def classify(name: str, before: dict, after: dict, parameters: dict, rule: ResponseRule,
              baseline_reference: str | None, followup_reference: str | None) -> tuple[str, str]:
-    """``(classification, reason)`` of one ROI: ``before``/``after`` hold its ``status`` and ``reason``,
-    ``parameters[PARAM]`` its ``delta_percent`` and ``relative_delta_percent`` (a CEUS rule)."""
+    """``(classification, reason)`` of one ROI: ``before``/``after`` hold its ``status`` and ``reason``
+    (and, from ``compare``, its ``extrapolated`` and ``relative_extrapolated`` parameters: a rule on a
+    value extrapolated beyond the fitted frames is not evaluable), ``parameters[PARAM]`` its
+    ``delta_percent`` and ``relative_delta_percent`` (a CEUS rule)."""
     if name in (baseline_reference, followup_reference):
         return "not-evaluable", "reference ROI"
     if rule.scale == "relative" and (baseline_reference is None or followup_reference is None):
@@ -213,6 +230,12 @@ def classify(name: str, before: dict, after: dict, parameters: dict, rule: Respo
     if status_after != STATUS_OK:
         return "not-evaluable", f"follow-up ROI is {status_after}: {after.get('reason')}"
     key = "relative_delta_percent" if rule.scale == "relative" else "delta_percent"
+    leaning = "relative_extrapolated" if rule.scale == "relative" else "extrapolated"
+    for when, roi in (("baseline", before), ("follow-up", after)):
+        if rule.parameter in (roi.get(leaning) or ()):
+            what = "relative value rests on values" if rule.scale == "relative" else "value is"
+            return "not-evaluable", (f"{rule.parameter} {what} extrapolated beyond the fitted frames at {when} "
+                                     "(the model's tail, not the data; see 'extrapolated' in its results.json)")
     if rule.parameter not in parameters:
         return "not-evaluable", f"{rule.parameter} is not a parameter of this analysis ({before.get('model')})"
     change = parameters[rule.parameter][key]

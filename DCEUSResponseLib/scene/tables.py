@@ -11,7 +11,7 @@ import numpy as np
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
 from DCEUSResponseLib.catalogue import unit
 from DCEUSResponseLib.ceus.results import Analysis
-from DCEUSResponseLib.export.contract import results_json
+from DCEUSResponseLib.export.contract import extrapolated_cell, results_json
 from DCEUSResponseLib.export.staging import json_text
 from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, ResponseRule
 from DCEUSResponseLib.scene.nodes import (
@@ -82,8 +82,8 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
                            f"{parameter} relative to the reference ROI")
     add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
     add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
-    # the parameters that depend on the fitted curve beyond the last fitted frame (as in parameters.csv)
-    add_string_column(parameter_table, "extrapolated", [";".join(roi.extrapolated) for roi in rois])
+    # the values that depend on the fitted curve beyond the fitted frames (as in parameters.csv)
+    add_string_column(parameter_table, "extrapolated", [extrapolated_cell(roi) for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
     for table in (tic_table, parameter_table):

@@ -128,3 +128,56 @@ def test_maps_leave_extrapolated_pixels_out_and_count_them(cut_and_full):
     full_mask = next(r.mask for r in full.roi_masks if r.name == "lesion")[full.layout.contrast.slices]
     full_fitted = (full.maps.status == 0) & full_mask
     assert np.mean(np.isfinite(full.maps.values["mTTl"][full_fitted])) > 0.95
+
+
+@pytest.fixture(scope="module")
+def cut_and_full_with_reference():
+    def referenced(n_frames):
+        analysis = _clip(n_frames)
+        return analysis, analyze(analysis.clip, analysis.roi_masks,
+                                 AnalysisOptions(dynamic_range_db=analysis.options.dynamic_range_db,
+                                                 motion_compensation=False, reference="liver"))
+    # 40 s: the lesion's bolus is over (TO 27 s), the liver's peak seen (29 s) but not its fall (TO 61 s).
+    return referenced(160)[1], referenced(480)[1]
+
+
+def test_relative_values_resting_on_an_extrapolated_reference_are_flagged(cut_and_full_with_reference):
+    """A relative value is only as measured as both its parts: the lesion's relative WiWoAUC divides by
+    the liver's, extrapolated on the short clip, so it is listed in ``relative_extrapolated`` (and as
+    ``rel_WiWoAUC`` in parameters.csv) although the lesion's own WiWoAUC is not the problem."""
+    cut, full = cut_and_full_with_reference
+    liver_roi, lesion = cut.rois["liver"], cut.rois["lesion"]
+    assert liver_roi.fit.ok and {"WiWoAUC", "AUC"} <= set(liver_roi.extrapolated)
+    expected = [name for name in lesion.parameters
+                if name in set(lesion.extrapolated) | set(liver_roi.extrapolated) and lesion.relative.get(name) is not None]
+    assert list(lesion.relative_extrapolated) == expected and "WiWoAUC" in expected
+    assert "WiWoAUC" not in lesion.extrapolated  # the lesion's own is measured
+    assert any(w.startswith("reference ROI 'liver'") and "relative_extrapolated" in w for w in cut.warnings)
+    assert results_json(cut)["rois"]["lesion"]["relative_extrapolated"] == expected
+    row = next(r for r in csv.reader(io.StringIO(parameters_csv(cut))) if r[0] == "lesion")
+    assert row[-1].split(";") == [*lesion.extrapolated, *(f"rel_{name}" for name in expected)]
+    assert full.rois["lesion"].relative_extrapolated == () and full.rois["liver"].extrapolated == ()
+
+
+def test_compare_does_not_classify_on_an_extrapolated_value(cut_and_full_with_reference):
+    """The default rule on the short baseline's relative WiWoAUC would classify on the liver's model
+    tail: not-evaluable, saying why; a rule on a measured value (PE) is classified. A results.json
+    written before ``relative_extrapolated`` existed gets the same answer from the reference's list."""
+    from DCEUSResponseLib.longitudinal.response import ResponseRule, compare_results
+
+    cut, full = (json.loads(json.dumps(results_json(analysis))) for analysis in cut_and_full_with_reference)
+    default = compare_results(cut, full, ResponseRule.parse("relative:WiWoAUC:-40"))["rois"]["lesion"]
+    assert default["classification"] == "not-evaluable"
+    assert "extrapolated beyond the fitted frames at baseline" in default["reason"]
+    measured = compare_results(cut, full, ResponseRule.parse("absolute:PE:-40"))["rois"]["lesion"]
+    assert measured["classification"] in ("responder", "non-responder")
+    for roi in cut["rois"].values():
+        del roi["relative_extrapolated"]
+    older = compare_results(cut, full, ResponseRule.parse("relative:WiWoAUC:-40"))["rois"]["lesion"]
+    assert older["classification"] == "not-evaluable" and older["reason"] == default["reason"]
+    assert compare_results(full, cut, ResponseRule.parse("absolute:AUC:-40"))["rois"]["lesion"]["classification"] \
+        in ("responder", "non-responder")  # the lesion's own AUC was seen to 99 % on the short clip
+    cut["rois"]["lesion"]["extrapolated"] = ["AUC"]  # as a shorter follow-up would have it
+    lesion_area = compare_results(full, cut, ResponseRule.parse("absolute:AUC:-40"))["rois"]["lesion"]
+    assert lesion_area["classification"] == "not-evaluable" and "AUC value is extrapolated" in lesion_area["reason"]
+    assert "at follow-up" in lesion_area["reason"]

@@ -142,6 +142,35 @@ def test_no_enhancement_reason_for_noise_gives_rise_and_noise():
     assert float(match.group(1)) < 5 * float(match.group(2))
 
 
+@pytest.mark.parametrize("name", sorted(BOLUS_MODELS))
+@pytest.mark.parametrize("interval, width", [(0.5, 1), (0.5, 2), (0.1, 1), (0.1, 3)])
+def test_a_spike_of_one_or_a_few_frames_on_a_flat_curve_is_no_bolus(name, interval, width):
+    """One bright frame (or two, three) on a flat curve fits a "bolus" rising and falling between two
+    samples, with a PE many times the spike and a QOF of 97 % (it was ``ok``): no_enhancement."""
+    rng = np.random.default_rng(7)
+    times = np.arange(0.0, 60.0, interval)
+    tic = 1.0 + 0.02 * rng.standard_normal(times.size)
+    middle = times.size // 2
+    tic[middle:middle + width] += 1.0
+    fit = fit_bolus(times, tic, model=name)
+    assert fit.status == "no_enhancement", (fit.status, fit.reason, fit.params)
+    if interval == 0.5:  # at 10 Hz the smoothing screen already sees no rise above the noise
+        assert "spike between frames" in fit.reason and "TI to TO" in fit.reason
+
+
+@pytest.mark.parametrize("interval", [0.067, 0.25, 1.0])
+def test_a_fast_real_bolus_is_no_spike(interval):
+    """A steep first-pass bolus (RT about 3 s, an arterial lesion) stays ``ok`` at 15, 4 and 1 Hz."""
+    rng = np.random.default_rng(3)
+    model = BOLUS_MODELS["lognormal"]
+    times = np.arange(0.0, 90.0, interval)
+    clean = model.curve(times, (1e-2, 2.0, 8.0, 1.3, 0.45))
+    fit = fit_bolus(times, _noisy(rng, clean, 1e-2))
+    assert fit.status == "ok", fit.reason
+    rise_time = bolus_parameters("lognormal", fit.params, fit.qof)["RT"]
+    assert 1.5 < rise_time < 6.0
+
+
 def test_weak_enhancement_is_fitted():
     for seed in range(5):
         rng = np.random.default_rng(100 + seed)

@@ -507,7 +507,10 @@ def test_non_finite_or_out_of_range_colour_table_is_an_input_error(tmp_path, con
     lambda r: r["rois"]["lesion"].__setitem__("status", 7),
     lambda r: r.__setitem__("reference", {"name": "liver"}),
     lambda r: r["rois"]["lesion"]["parameters"].__setitem__("WiWoAUC", float("nan")),
-], ids=["roi list", "parameters str", "value str", "value list", "status int", "reference dict", "NaN"])
+    lambda r: r["rois"]["lesion"].__setitem__("extrapolated", "WiWoAUC"),
+    lambda r: r["rois"]["lesion"].__setitem__("relative_extrapolated", [{"WiWoAUC": True}]),
+], ids=["roi list", "parameters str", "value str", "value list", "status int", "reference dict", "NaN",
+        "extrapolated str", "relative_extrapolated objects"])
 def test_compare_of_a_results_json_with_wrong_types_is_an_input_error(tmp_path, capsys, breakage):
     baseline, followup = _results(20.0), _results(8.0)
     breakage(followup)
