@@ -176,7 +176,7 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
         "reference": {"baseline": baseline.get("reference"), "followup": reference},
         "rois": out_rois,
         "unmatched_rois": missing,
-        "warnings": identity_warnings(baseline, followup),
+        "warnings": identity_warnings(baseline, followup) + settings_warnings(baseline, followup),
     }
 
 
@@ -210,6 +210,33 @@ def identity_warnings(baseline: dict, followup: dict) -> list[str]:
         notes.append(f"the follow-up (StudyDate {after['StudyDate']}) is dated before the baseline "
                      f"({before['StudyDate']}): are they given in the right order?")
     return notes
+
+
+def settings_warnings(baseline: dict, followup: dict) -> list[str]:
+    """Warnings when the two analyses were not made alike: an assumed dynamic range (every value,
+    relative ones too, rests on it), different dynamic ranges (right only if the scanner's display
+    setting changed between the exams), different models (their parameters differ systematically)."""
+    exams = {"baseline": baseline, "follow-up": followup}
+    clips = {when: results.get("clip") if isinstance(results.get("clip"), dict) else {}
+             for when, results in exams.items()}
+    notes = [f"the {when} was analysed without --dynamic-range ({clip.get('dynamic_range_db'):g} dB assumed): "
+             "its values, relative ones too, rest on that assumption; rerun analyze with the scanner's setting"
+             for when, clip in clips.items()
+             if clip.get("dynamic_range_source") == "default" and _is_number(clip.get("dynamic_range_db"))]
+    ranges = [clip.get("dynamic_range_db") for clip in clips.values()]
+    if all(_is_number(value) for value in ranges) and ranges[0] != ranges[1]:
+        notes.append(f"the exams were linearised with different dynamic ranges ({ranges[0]:g} dB at baseline, "
+                     f"{ranges[1]:g} dB at follow-up): right only if the scanner's display setting changed "
+                     "between them")
+    models = [results.get("model") for results in exams.values()]
+    if all(isinstance(model, str) for model in models) and models[0] != models[1]:
+        notes.append(f"the exams were fitted with different models ({models[0]} at baseline, {models[1]} at "
+                     "follow-up): their parameters differ by the model as well; analyse both with one --model")
+    return notes
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def classify(name: str, before: dict, after: dict, parameters: dict, rule: ResponseRule,

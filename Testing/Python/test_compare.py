@@ -79,3 +79,33 @@ def test_compare_folders_errors_name_the_folder(tmp_path):
     (tmp_path / "d" / "results.json").write_text(json.dumps(_results({"y": _roi(1.0, 1.0)})))
     with pytest.raises(InputError, match="no ROI name is shared"):
         compare_folders(str(tmp_path / "c"), str(tmp_path / "d"))
+
+
+def _analysed(dynamic_range_db, source="option", model="lognormal"):
+    results = _results({"liver": _roi(10.0, 10.0), "A": _roi(20.0, 10.0)})
+    results["clip"] = {"dynamic_range_db": dynamic_range_db, "dynamic_range_source": source, "uids": {}}
+    results["model"] = model
+    return results
+
+
+def test_exams_analysed_alike_give_no_settings_warning():
+    response = compare_results(_analysed(50.0), _analysed(50.0), ResponseRule.parse("lassau2014"))
+    assert response["warnings"] == []
+
+
+@pytest.mark.parametrize("baseline, followup, fragments", [
+    ((50.0,), (60.0, "default"), ["follow-up was analysed without --dynamic-range (60 dB assumed)",
+                                  "different dynamic ranges (50 dB at baseline, 60 dB at follow-up)"]),
+    ((60.0, "default"), (60.0, "default"), ["baseline was analysed without --dynamic-range",
+                                            "follow-up was analysed without --dynamic-range"]),
+    ((50.0,), (70.0,), ["different dynamic ranges (50 dB at baseline, 70 dB at follow-up): right only if"]),
+    ((50.0, "option", "lognormal"), (50.0, "option", "gamma"), ["different models (lognormal at baseline, gamma"]),
+], ids=["one assumed", "both assumed", "two settings", "two models"])
+def test_exams_analysed_differently_are_compared_with_a_warning(baseline, followup, fragments):
+    """Every value rests on the dynamic range and the model: a 60 dB default at follow-up against 50 dB
+    at baseline turned a +13 % change into a -47 % responder without a word."""
+    response = compare_results(_analysed(*baseline), _analysed(*followup), ResponseRule.parse("lassau2014"))
+    assert len(response["warnings"]) == len(fragments)
+    for fragment, warning in zip(fragments, response["warnings"]):
+        assert fragment in warning
+    assert response["rois"]["A"]["classification"] in ("responder", "non-responder")  # warned, not refused
