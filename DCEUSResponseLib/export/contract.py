@@ -249,12 +249,18 @@ def table_tic_csv(result: TableFit) -> str:
     return csv_text(["time_s", f"{name}_measured", f"{name}_fitted", "row", "table_time_s", "excluded"], rows)
 
 
-def write_table_fit(result: TableFit, out_dir: str) -> list[str]:
-    """Write ``fit-tic``'s ``results.json``, ``parameters.csv``, ``tic.csv`` (and ``tic.png``) atomically."""
+def table_fit_writers(result: TableFit) -> list[tuple[str, Callable[[str], None]]]:
+    """``(relative path, writer(path))`` of ``fit-tic``'s ``parameters.csv``, ``tic.csv``, ``tic.png`` (when
+    matplotlib is there) and ``results.json`` (written last)."""
     writers = [("parameters.csv", _text_writer(_parameters_csv([result.roi], result.parameter_names))),
                ("tic.csv", _text_writer(table_tic_csv(result)))]
     if matplotlib_available():
         panel = TicPanel(os.path.basename(result.table.source), result.times_s, [result.roi], result.frame_use)
         writers.append(("tic.png", tic_plot_writer([panel])))
     writers.append(("results.json", _text_writer(json_text(table_results_json(result)))))
-    return write_staged(out_dir, writers, last="results.json")
+    return writers
+
+
+def write_table_fit(result: TableFit, out_dir: str) -> list[str]:
+    """Write ``fit-tic``'s files (:func:`table_fit_writers`) atomically."""
+    return write_staged(out_dir, table_fit_writers(result), last="results.json")

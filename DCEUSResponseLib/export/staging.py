@@ -21,6 +21,7 @@ removed again if the run fails and ``DIR`` was created by it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -116,6 +117,7 @@ class StagedFiles:
         self._created = _missing_folders(self.out_dir)
         self.relative_paths: list[str] = []
         self._saved_environment: dict[str, str | None] = {}
+        self._saved_log_level: int | None = None
         try:
             os.makedirs(self.out_dir, exist_ok=True)
             recover_output_dir(self.out_dir)
@@ -148,6 +150,11 @@ class StagedFiles:
         """
         if "matplotlib" in sys.modules:
             return
+        # With no font list to copy, matplotlib builds one and says so on stderr ("Matplotlib is
+        # building the font cache"): a library's note in the middle of the command's own lines.
+        font_manager = logging.getLogger("matplotlib.font_manager")
+        self._saved_log_level = font_manager.level
+        font_manager.setLevel(logging.ERROR)
         for variable, name in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", "cache")):
             self._saved_environment.setdefault(variable, os.environ.get(variable))
             os.environ[variable] = self.scratch(name)
@@ -202,6 +209,9 @@ class StagedFiles:
             else:
                 os.environ[variable] = value
         self._saved_environment = {}
+        if self._saved_log_level is not None:
+            logging.getLogger("matplotlib.font_manager").setLevel(self._saved_log_level)
+            self._saved_log_level = None
 
     def _remove_created(self) -> None:
         for folder in self._created:  # deepest first

@@ -129,7 +129,10 @@ def read_tic_table(path: str, time_column: str | None = None, intensity_column: 
                              "--intensity-column N (1-based)", path)
     else:
         header, first = rows[0], 1
-    time_index = _choose(header, time_column, TIME_NAMES, "time", "--time-column", path)
+    if first == 0 and len(header) == 2 and time_column is None:
+        time_index = 0  # no header, two columns: time then intensity, as the contract orders them
+    else:
+        time_index = _choose(header, time_column, TIME_NAMES, "time", "--time-column", path)
     intensity_index = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column", path,
                               exclude=time_index)
     if intensity_index == time_index:

@@ -92,6 +92,20 @@ def test_the_same_curve_as_an_roi_of_analyze_gives_the_same_parameters(tmp_path)
         assert from_table[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 
+@pytest.mark.parametrize("separator", [",", "\t", ";", " "], ids=["comma", "tab", "semicolon", "space"])
+def test_a_two_column_table_without_a_header_is_time_then_intensity(tmp_path, separator):
+    """The contract: "a header row names the columns (optional when there are exactly two: time,
+    intensity)"; such a table was refused ("cannot tell which column is the time")."""
+    values = BOLUS_MODELS["lognormal"].curve(TIMES_S, TRUTH)
+    table = tmp_path / "tic.txt"
+    table.write_text("".join(f"{t:.3f}{separator}{v:.9g}\n" for t, v in zip(TIMES_S, values)))
+    code, results = _fit(tmp_path, str(table))
+    assert code == 0
+    assert results["table"]["time_column"] == "column 1"
+    roi = next(iter(results["rois"].values()))
+    assert roi["parameters"]["TTP"] == pytest.approx(bolus_parameters("lognormal", TRUTH, None)["TTP"], rel=1e-3)
+
+
 BAD_TABLES = [
     ("text", ["time_s", "intensity"], [(0, 1), (1, "abc")] + [(k, 1) for k in range(2, 12)], "row 3",
      "'abc' in column 'intensity' is not a number"),

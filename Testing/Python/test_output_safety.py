@@ -7,6 +7,7 @@ stop at a named step of the commit and say so on stderr, and the test then sends
 import csv
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -402,3 +403,22 @@ def test_the_users_matplotlib_font_list_is_read_not_written(study, tmp_path):
     assert (tmp_path / "out" / "tic.png").is_file()
     after = {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in home.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_fit_tic_writes_nothing_outside_dir_and_no_library_notes(tmp_path):
+    """``fit-tic`` with matplotlib and an empty HOME: no ~/.config/matplotlib, no font cache in HOME (it
+    created both), and matplotlib's "building the font cache" note is not on stderr."""
+    pytest.importorskip("matplotlib")
+    home = tmp_path / "home"
+    home.mkdir()
+    times = [0.5 * k for k in range(120)]
+    values = [1e-3 + 0.5 * math.exp(-0.5 * ((math.log(max(t - 8.0, 1e-9)) - math.log(10.0)) / 0.5) ** 2)
+              / (max(t - 8.0, 1e-9) * 0.5 * math.sqrt(2 * math.pi)) if t > 8.0 else 1e-3 for t in times]
+    table = tmp_path / "tic.csv"
+    table.write_text("time_s,intensity\n" + "".join(f"{t},{v}\n" for t, v in zip(times, values)))
+    result = _run_process(["fit-tic", str(table), "--out", "out"], cwd=str(tmp_path), HOME=str(home),
+                          XDG_CACHE_HOME=None, XDG_CONFIG_HOME=None, MPLCONFIGDIR=None)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "tic.png").is_file()
+    assert sorted(home.rglob("*")) == []
+    assert "font cache" not in result.stderr and "Matplotlib" not in result.stderr, result.stderr

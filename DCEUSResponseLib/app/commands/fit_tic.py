@@ -10,8 +10,8 @@ import sys
 
 from DCEUSResponseLib.ceus.linearize import MAX_DYNAMIC_RANGE_DB, MIN_DYNAMIC_RANGE_DB, check_dynamic_range
 from DCEUSResponseLib.ceus.table_fit import TableFitOptions, fit_tic_table
-from DCEUSResponseLib.export.contract import write_table_fit
-from DCEUSResponseLib.export.staging import prepare_output_dir
+from DCEUSResponseLib.export.contract import table_fit_writers
+from DCEUSResponseLib.export.staging import StagedFiles, prepare_output_dir
 from DCEUSResponseLib.io.tic_table import read_tic_table
 from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES, get_family
@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
                               flash_frames=args.flash_frames, name=args.name)
     result = fit_tic_table(table, options)
     out_dir = prepare_output_dir(args.out)
-    write_table_fit(result, out_dir)
+    with StagedFiles(out_dir) as staged:
+        staged.isolate_process_caches()  # matplotlib's config and font cache stay inside DIR
+        staged.write(table_fit_writers(result))
+        staged.commit("results.json")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     roi = result.roi
