@@ -240,18 +240,26 @@ def _gray_from_table(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClippingCount:
-    """Fractions of ROI samples (pixels x frames) at the top and bottom of the display scale."""
+    """Fractions of ROI samples (pixels x frames) at the top and bottom of the display scale, and the
+    largest fraction of the ROI's pixels saturated in one frame (``peak_saturated_fraction``).
+
+    The peak fraction is what biases the peak: speckle is exponentially distributed, so with a
+    fraction p of the pixels clipped at the top the mean is underestimated by about p, however few
+    frames are that bright (over a 2-minute clip a saturated peak is a small share of all samples).
+    """
 
     saturated_fraction: float
     floor_fraction: float
+    peak_saturated_fraction: float = 0.0
 
 
 def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | None = None) -> ClippingCount:
     """Saturated (gray > 254.5) and floor (gray < 0.5) fractions of the ``mask`` pixels over frames."""
     samples = gray[:, mask] if frame_use is None else gray[frame_use][:, mask]
     total = max(samples.size, 1)
-    return ClippingCount(float(np.count_nonzero(samples > SATURATED_GRAY)) / total,
-                         float(np.count_nonzero(samples < FLOOR_GRAY)) / total)
+    saturated = np.count_nonzero(samples > SATURATED_GRAY, axis=1)
+    peak = float(saturated.max()) / samples.shape[1] if saturated.size and samples.shape[1] else 0.0
+    return ClippingCount(float(saturated.sum()) / total, float(np.count_nonzero(samples < FLOOR_GRAY)) / total, peak)
 
 
 def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
@@ -260,12 +268,16 @@ def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
     (:func:`gray_lookup`), frame by frame: only the ``mask`` pixels are gathered."""
     saturated, floor = table > SATURATED_GRAY, table < FLOOR_GRAY
     counts = np.zeros(2, dtype=np.int64)
+    most_saturated = 0
     used = range(frames.shape[0]) if frame_use is None else np.flatnonzero(frame_use)
     for k in used:
         samples = frames[k][mask]
-        counts += (np.count_nonzero(saturated[samples]), np.count_nonzero(floor[samples]))
-    total = max(len(used) * int(np.count_nonzero(mask)), 1)
-    return ClippingCount(float(counts[0]) / total, float(counts[1]) / total)
+        frame_counts = (np.count_nonzero(saturated[samples]), np.count_nonzero(floor[samples]))
+        counts += frame_counts
+        most_saturated = max(most_saturated, frame_counts[0])
+    pixels = int(np.count_nonzero(mask))
+    total = max(len(used) * pixels, 1)
+    return ClippingCount(float(counts[0]) / total, float(counts[1]) / total, float(most_saturated) / max(pixels, 1))
 
 
 def panel_gray_uint8(clip: Clip, panel: tuple[slice, slice], mapping: ColourMapping,

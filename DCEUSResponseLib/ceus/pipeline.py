@@ -55,6 +55,7 @@ from DCEUSResponseLib.kinetics.parameters import relative_parameters
 from DCEUSResponseLib.kinetics.registry import get_family, model_choices
 
 # Warn when more than these fractions of an ROI's samples sit at the ends of the display scale.
+#: Warn when more than this fraction of an ROI's pixels is saturated in one frame (PE about as much low).
 SATURATION_WARNING_FRACTION = 0.02
 FLOOR_WARNING_FRACTION = 0.05
 
@@ -308,9 +309,10 @@ def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion,
 
 def _clipping_warnings(name: str, clipping: ClippingCount) -> list[str]:
     out = []
-    if clipping.saturated_fraction > SATURATION_WARNING_FRACTION:
-        out.append(f"ROI {name!r}: {100 * clipping.saturated_fraction:.1f} % of samples are saturated "
-                   "(gray 255): peak intensities are underestimated; lower the gain or raise the dynamic range")
+    if clipping.peak_saturated_fraction > SATURATION_WARNING_FRACTION:
+        out.append(f"ROI {name!r}: up to {100 * clipping.peak_saturated_fraction:.1f} % of its pixels are saturated "
+                   f"(gray 255) in a frame ({100 * clipping.saturated_fraction:.1f} % of all samples): PE and the "
+                   "values built on it are underestimated by about as much; lower the gain or raise the dynamic range")
     if clipping.floor_fraction > FLOOR_WARNING_FRACTION:
         out.append(f"ROI {name!r}: {100 * clipping.floor_fraction:.1f} % of samples are at the display floor "
                    "(gray 0): low intensities are overestimated; raise the gain")

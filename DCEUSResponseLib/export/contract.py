@@ -108,7 +108,8 @@ def _roi_json(roi: RoiResult, parameter_names: Sequence[str]) -> dict:
                            for segment, fit_k in zip(fit.segment_frames, fit.segments)]
     if roi.clipping is not None:
         out["clipping"] = {"saturated_fraction": roi.clipping.saturated_fraction,
-                           "floor_fraction": roi.clipping.floor_fraction}
+                           "floor_fraction": roi.clipping.floor_fraction,
+                           "peak_saturated_fraction": roi.clipping.peak_saturated_fraction}
     return out
 
 
