@@ -42,6 +42,24 @@ def roi_png_path(name: str) -> str:
     return f"{ROI_FOLDER}/{'_' + safe if safe in ('.', '..') else safe}.png"
 
 
+def check_roi_names(rois: Sequence[RoiMask]) -> None:
+    """One-line :class:`InputError` for two ROIs of one name, or whose ``rois/<NAME>.png`` would be one
+    file (names differing only in case, for macOS and Windows, or in characters a file name cannot hold):
+    the second mask would replace the first, which ``fuse`` and the DICOM writers read back."""
+    seen: dict[str, str] = {}
+    files: dict[str, str] = {}  # ROI file name, case folded -> ROI name
+    for roi in rois:
+        if roi.name in seen:
+            raise InputError(f"duplicate ROI name {roi.name!r} (also from {seen[roi.name]})", roi.source)
+        seen[roi.name] = roi.source
+        file_key = roi_png_path(roi.name).casefold()
+        if file_key in files:
+            raise InputError(f"ROI names {files[file_key]!r} and {roi.name!r} would share the file "
+                             f"{roi_png_path(roi.name)} (they differ only in case or in characters a file name "
+                             "cannot hold): rename one", roi.source)
+        files[file_key] = roi.name
+
+
 def parse_roi_spec(spec: str) -> tuple[str | None, str]:
     """``NAME=PATH`` or ``PATH`` (the latter for segmentations, whose segments name themselves)."""
     name, sep, path = spec.partition("=")
@@ -65,11 +83,8 @@ def read_roi_masks(specs: Sequence[str], frame_shape: tuple[int, int],
         if name is None:
             raise InputError("give the ROI a name: --roi NAME=MASK", path)
         rois.append(RoiMask(name, _read_mask_image(path, tuple(frame_shape)), path))
-    seen: dict[str, str] = {}
+    check_roi_names(rois)
     for roi in rois:
-        if roi.name in seen:
-            raise InputError(f"duplicate ROI name {roi.name!r} (also from {seen[roi.name]})", roi.source)
-        seen[roi.name] = roi.source
         if roi.pixels == 0:
             raise InputError(f"ROI {roi.name!r} is empty (no non-zero pixel)", roi.source)
     return rois

@@ -7,6 +7,7 @@ import numpy as np
 
 from DCEUSResponseLib.clip import Clip, RoiMask
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.io.masks import check_roi_names
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
     add_new_node,
@@ -168,9 +169,7 @@ def rois_from_segmentation(segmentation_node: "slicer.vtkMRMLSegmentationNode", 
             node = scene.GetNodeByID(node_id)
             if node is not None:
                 scene.RemoveNode(node)
-    names = [roi.name for roi in rois]
-    if len(set(names)) != len(names):
-        raise InputError(f"segment names must be unique to name ROIs: {names}", source)
+    check_roi_names(rois)
     return rois
 
 
