@@ -57,12 +57,15 @@ def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser.add_argument("--flash-frames", metavar="RANGES",
                         help="flash (destruction) frames of a replenishment study (default: the flashes found)")
     parser.add_argument("--frame-rate", dest="frame_rate_hz", type=float, metavar="HZ",
-                        help="frame rate for clips that carry no frame timing (videos, some exports)")
+                        help="frame rate for clips that carry no frame timing (videos, some exports) or only a "
+                        "display rate (it then replaces that estimate); ignored, with a warning, when the DICOM "
+                        "file has Frame Time Vector or Frame Time")
     parser.add_argument("--pixel-spacing", dest="pixel_spacing_mm", type=float, metavar="MM",
                         help="pixel size in mm for clips without calibration (videos)")
     parser.add_argument("--colormap", metavar="TABLE",
-                        help="display colour map of a colour clip that is not a tinted grey map: "
-                        ".csv/.npy with 256 rows of R,G,B")
+                        help="display colour map of a colour clip, overriding the map recovered from the clip: "
+                        ".csv/.txt/.npy with N rows of R,G,B (0..255 or 0..1), the first row gray 0; colour_map.csv of "
+                        "an earlier run is such a table")
     parser.add_argument("--contrast-region", dest="contrast_region", type=_pixel_box, metavar="x0,y0,x1,y1",
                         help="the contrast panel in pixels (inclusive bounds) when the ultrasound regions do not "
                         "show it (overlapping or unequal regions)")

@@ -14,12 +14,13 @@ def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser("compare", help=summary,
                                    description="Compare two analyze output folders of one patient and write "
                                    "response.json into --out.")
-    parser.add_argument("baseline", metavar="BASELINE_DIR")
-    parser.add_argument("followup", metavar="FOLLOWUP_DIR")
+    parser.add_argument("baseline", metavar="BASELINE_DIR", help="analyze output folder of the baseline exam")
+    parser.add_argument("followup", metavar="FOLLOWUP_DIR", help="analyze output folder of the follow-up exam")
     parser.add_argument("--rule", default=DEFAULT_RULE, metavar="RULE",
                         help=f"response rule: {', '.join(f'{k} ({v})' for k, v in RULE_ALIASES.items())} "
                         "or [absolute|relative]:PARAM:PERCENT (default %(default)s)")
-    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder for response.json (created if "
+                        "missing)")
     parser.set_defaults(run=run)
 
 

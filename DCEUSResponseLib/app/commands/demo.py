@@ -8,8 +8,11 @@ from DCEUSResponseLib.app.demo import run_demo
 
 
 def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
-    parser = subparsers.add_parser("demo", help=summary)
-    parser.add_argument("--out", required=True, metavar="DIR")
+    parser = subparsers.add_parser("demo", help=summary,
+                                   description="Generate the synthetic demo patient (baseline and follow-up CEUS "
+                                   "clips as DICOM, CT and 68Ga-PET), analyse, fuse and compare them, run the "
+                                   "patient's whole course through study, and print a summary.")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     parser.set_defaults(run=run)
 
 

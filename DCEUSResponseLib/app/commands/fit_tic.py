@@ -24,7 +24,7 @@ def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> None:
     parser = subparsers.add_parser("fit-tic", help=summary,
                                    description="Fit a time-intensity curve given as a table (time and intensity "
                                    "columns) and write results.json, parameters.csv and tic.csv into --out.")
-    parser.add_argument("table", metavar="TABLE.csv", help="CSV (or tab/semicolon separated) table, one row per "
+    parser.add_argument("table", metavar="TABLE.csv", help="CSV (or tab, semicolon or space separated) table, one row per "
                         "frame; a header names the columns (optional for exactly two columns)")
     parser.add_argument("--time-column", metavar="NAME|N", help="time column (s; ms when its name says so), by "
                         "header name or 1-based number (default: recognised from the header)")
