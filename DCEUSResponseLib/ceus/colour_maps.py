@@ -59,6 +59,8 @@ class RecoveredMap:
     table: np.ndarray
     source: str
     description: str
+    #: Why the table may be off, for the analysis's warnings (None when nothing is known to be).
+    caveat: str | None = None
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -81,11 +83,15 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
             where = (f"rows {rows[0]}-{rows[1] - 1}, columns {first}-{last - 1}" if not transposed
                      else f"columns {rows[0]}-{rows[1] - 1}, rows {first}-{last - 1}")
             profile = picture[rows[0]:rows[1], first:last].mean(axis=1)
-            table = _table_from_profile(profile)
+            table, faded = _table_from_profile(profile)
             # A grey bar (the B-mode scale) is not the map of a colour panel.
             if table is not None and np.ptp(table, axis=1).max() > 2 * BAR_NOISE + 4:
-                found.append((rows[1] - rows[0], RecoveredMap(
-                    table, "colour_bar", f"{'horizontal' if transposed else 'vertical'} colour bar at {where}")))
+                description = f"{'horizontal' if transposed else 'vertical'} colour bar at {where}"
+                caveat = None if faded is None else (
+                    f"the {description} fades into the {faded} colour around it: where the map ends there is "
+                    f"not visible, so its {faded}est gray levels are uncertain; check colour_map.csv against the "
+                    "scanner's colour bar, or give --colormap")
+                found.append((rows[1] - rows[0], RecoveredMap(table, "colour_bar", description, caveat)))
     found.sort(key=lambda item: -item[0])
     return [recovered for _, recovered in found]
 
@@ -101,7 +107,7 @@ def _vertical_bars(image: np.ndarray, static: np.ndarray) -> list[tuple[int, int
         rising = both_static & (sign * step >= -BAR_NOISE) & (sign * step <= MAX_BAR_STEP) \
             & (colour_step <= 2 * MAX_BAR_STEP)
         for column in range(image.shape[1]):
-            best = _best_run(rising[:, column], y[:, column])
+            best = _best_run(rising[:, column], y[:, column], sign)
             if best is not None:
                 candidates.setdefault(column, []).append(best)
     bars = []
@@ -123,8 +129,13 @@ def _vertical_bars(image: np.ndarray, static: np.ndarray) -> list[tuple[int, int
     return bars
 
 
-def _best_run(ok_steps: np.ndarray, y: np.ndarray) -> tuple[int, int] | None:
-    """The [first, stop) pixel run joined by ``ok_steps`` with the largest luma range, if bar-like."""
+def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float) -> tuple[int, int] | None:
+    """The [first, stop) pixel run joined by ``ok_steps`` with the largest luma range in the direction
+    ``sign`` (+1: luma rising along the run), if bar-like.
+
+    The direction matters: the steps allowed in a rising run include falls within JPEG noise, so a bar
+    falling slowly (the dark half of a gamma > 1 map, the bright half of a gamma < 1 map) would make a
+    long "rising" run whose luma falls, cut where the fall steepens, and win over the true bar."""
     padded = np.concatenate([[False], ok_steps, [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
     best, best_range = None, 0.0
@@ -132,14 +143,25 @@ def _best_run(ok_steps: np.ndarray, y: np.ndarray) -> tuple[int, int] | None:
         pixels = (start, stop + 1)  # steps start..stop-1 join pixels start..stop
         if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX:
             continue
-        span = abs(float(y[pixels[1] - 1] - y[pixels[0]]))
+        span = sign * float(y[pixels[1] - 1] - y[pixels[0]])
         if span >= MIN_BAR_LUMA_RANGE and span > best_range:
             best, best_range = pixels, span
     return best
 
 
-def _table_from_profile(profile: np.ndarray) -> np.ndarray | None:
-    """256-entry table from a bar's colour profile: dark end first, flat ends trimmed, resampled."""
+#: A bar end is faded when more than this fraction of the bar's pixels lie within
+#: :data:`FADING_LUMA_LEVELS` of its end colour: the map approaches that colour so slowly that where
+#: the map ends and a background of that colour begins is not visible (a gamma 2 map: 12 %; the
+#: maps that are steep at their ends, hot, gold-map, curved-tint: 0.5-2 %).
+FADING_END_FRACTION = 0.05
+FADING_LUMA_LEVELS = 3.0
+
+
+def _table_from_profile(profile: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """256-entry table from a bar's colour profile (dark end first, flat ends trimmed, resampled), and
+    ``"dark"`` / ``"bright"`` when that end was trimmed but fades (:data:`FADING_END_FRACTION`),
+    so that the trimmed pixels may have been the map's own (a gamma 2 map is within one level of black
+    over its first 16 gray levels)."""
     if luma(profile[-1]) < luma(profile[0]):
         profile = profile[::-1]
     # The bar's ends may run into a background of the same colour (black below, white above): those
@@ -151,12 +173,18 @@ def _table_from_profile(profile: np.ndarray) -> np.ndarray | None:
     # A single pixel near the end colour is the map itself; a run of them is background.
     first = first if first >= 2 else 0
     last = last if len(profile) - last >= 2 else len(profile)
+    trimmed = {"dark": first > 0, "bright": last < len(profile)}
     profile = profile[first:last]
     if len(profile) < MIN_BAR_LENGTH_PX:
-        return None
+        return None, None
     position = np.linspace(0.0, 1.0, len(profile))
     wanted = np.linspace(0.0, 1.0, 256)
-    return np.stack([np.interp(wanted, position, profile[:, k]) for k in range(3)], axis=1)
+    table = np.stack([np.interp(wanted, position, profile[:, k]) for k in range(3)], axis=1)
+    y = luma(profile)
+    near = {"dark": np.mean(np.abs(y - y[0]) <= FADING_LUMA_LEVELS),
+            "bright": np.mean(np.abs(y - y[-1]) <= FADING_LUMA_LEVELS)}
+    faded = [end for end in ("dark", "bright") if trimmed[end] and near[end] > FADING_END_FRACTION]
+    return table, (faded[0] if faded else None)
 
 
 def panel_blocks(frames: np.ndarray, panel: tuple[slice, slice], max_blocks: int = 200_000) -> np.ndarray:

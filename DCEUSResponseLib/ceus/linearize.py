@@ -170,6 +170,8 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
         return ColourMapping("gray")
     for bar in find_colour_bar(clip.frames):
         if explained_fraction(bar.table, blocks) >= 1.0 - CURVE_OUTLIER_FRACTION:
+            if bar.caveat and warnings is not None:
+                warnings.append(bar.caveat)
             return _recovered(bar)
     tint = _tint_of(bright)
     if tint is not None:

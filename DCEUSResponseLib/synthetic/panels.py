@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # annotations only
 
 GOLD_TINT = (1.0, 0.78, 0.42)
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
-DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint")
+DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint", "sqrt-tint", "square-tint")
 
 
 def display_colour_map(name: str) -> np.ndarray:
@@ -21,7 +21,9 @@ def display_colour_map(name: str) -> np.ndarray:
 
     ``"hot"``: black-red-yellow-white, each channel ramping over a third (constant speed in RGB);
     ``"gold-map"``: a gold map whose channels rise with different powers (uneven speed);
-    ``"curved-tint"``: a tint that turns from red-brown to pale yellow as it brightens.
+    ``"curved-tint"``: a tint that turns from red-brown to pale yellow as it brightens;
+    ``"sqrt-tint"`` / ``"square-tint"``: one gold tint whose brightness is the square root / the square
+    of the gray level (a display gamma of 0.5 / 2: every colour a multiple of the tint, but not linear).
     """
     x = np.arange(256.0) / 255.0
     if name == "hot":
@@ -30,8 +32,11 @@ def display_colour_map(name: str) -> np.ndarray:
         channels = (x ** 0.6, 0.9 * x ** 1.2, 0.7 * x ** 2.5)
     elif name == "curved-tint":
         channels = (x, x * (0.5 + 0.4 * x), x * (0.15 + 0.6 * x * x))
+    elif name in ("sqrt-tint", "square-tint"):
+        brightness = x ** (0.5 if name == "sqrt-tint" else 2.0)
+        channels = (brightness, 0.78 * brightness, 0.42 * brightness)
     else:
-        raise ValueError(f"unknown display colour map {name!r}: hot, gold-map, curved-tint")
+        raise ValueError(f"unknown display colour map {name!r}: hot, gold-map, curved-tint, sqrt-tint, square-tint")
     return 255.0 * np.stack(channels, axis=1)
 # Gray levels of a frame recorded without probe contact: electronic noise just above black.
 DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD = 4.0, 3.0

@@ -50,6 +50,29 @@ def test_colour_bar_gives_the_gray_level_for_any_map(tmp_path, colour, jpeg_medi
     assert abs(np.mean(error)) <= (jpeg_mean if jpeg else 0.2)
 
 
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_bar_of_a_gamma_half_tint_is_read_whole(tmp_path, transfer_syntax):
+    """A bar whose luma falls slowly over a long stretch (the bright half of a gamma 0.5 map) made a
+    long "rising" run that fell, which won over the true bar: no bar was used and the clip was read as
+    a linear tint, 59 gray levels off (PE 37 % low with the helper's clip). The bar is read whole."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "sqrt-tint", True, transfer_syntax)
+    assert mapping.source == "colour_bar" and warnings == []
+    assert np.median(np.abs(error)) < (2.0 if transfer_syntax == "explicit" else 3.0)
+    assert abs(np.mean(error)) < 2.0  # the steep dark end between the bar's first pixels: about 1.5 levels
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_bar_fading_into_its_background_is_said_to_be_uncertain(tmp_path, transfer_syntax):
+    """A gamma 2 map is within one level of black over its first 16 gray levels, as is the border
+    around its bar: where the map ends is not visible, the table starts late (gray 12 levels off).
+    The bar is used and the warning says which end is uncertain and what to check."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "square-tint", True, transfer_syntax)
+    assert mapping.source == "colour_bar"
+    assert len(warnings) == 1 and "fades into the dark colour around it" in warnings[0]
+    assert "darkest gray levels are uncertain" in warnings[0] and "colour_map.csv" in warnings[0]
+    assert 5.0 < np.median(np.abs(error)) < 20.0
+
+
 def test_bar_table_is_the_rendered_map():
     clip = make_clip(colour="curved-tint", colour_bar=True, **SMALL)
     bars = find_colour_bar(clip.frames)
