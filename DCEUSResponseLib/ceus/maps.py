@@ -14,7 +14,8 @@ Method (per chunk of pixels, all arrays shaped frames x pixels):
    the cost. The iterations run on frame-bin means (bins of at most :data:`BIN_SECONDS`, weighted
    by their frame counts); QOF is then computed over every frame.
 3. **Decisions per pixel.** ``no_enhancement`` when the bolus does not explain the curve better
-   than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`, or the curve is constant (no QOF);
+   than a constant by an F ratio of :data:`MIN_ENHANCEMENT_F`, rises and falls within a few frames
+   (a spike, the ROI fits' rule), or the curve is constant (no QOF);
    ``poor_fit`` when QOF is below
    :data:`MIN_MAP_QOF_PERCENT`; ``fit_failed`` when the peak lies outside the clip or values are not
    finite. Pixels whose display value never changes over the clip (outside the scan sector) are
@@ -37,7 +38,8 @@ from DCEUSResponseLib.ceus.linearize import linear_intensity
 from DCEUSResponseLib.ceus.motion_sampling import sample_shifted
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
-from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds
+from DCEUSResponseLib.kinetics.bolus import (GRID_SKEW, MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS,
+                                             MIN_USABLE_FRAMES, shape_bounds)
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
 from DCEUSResponseLib.kinetics.parameters import (
     PARAMETER_NAMES,
@@ -442,9 +444,13 @@ def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.
         | (peak_time >= times_s[-1])
     status[failed] = STATUS_FIT_FAILED
     status[(qof < MIN_MAP_QOF_PERCENT) & ~failed] = STATUS_POOR_FIT
-    # A "bolus" rising within one frame bin is a speckle spike between frames, not perfusion.
-    rise_time = bolus_parameter_arrays(model, dict(zip(model.parameter_names, params.T)))["RT"]
-    spike = ~(rise_time >= max(BIN_SECONDS, 2.0 * float(np.median(np.diff(times_s)))))
+    # A "bolus" rising and falling within a few frames is a speckle spike between frames, not
+    # perfusion: the ROI fits' rule (kinetics.bolus), on the frame bins.
+    landmarks = bolus_parameter_arrays(model, dict(zip(model.parameter_names, params.T)))
+    interval = max(BIN_SECONDS, float(np.median(np.diff(times_s))))
+    shortest = max(MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS * interval)
+    with np.errstate(invalid="ignore"):
+        spike = ~(landmarks["TO"] - landmarks["TI"] >= shortest)
     no_enhancement = ~(f_ratio >= MIN_ENHANCEMENT_F) | ~(params[:, 1] > 0) | spike
     status[no_enhancement & ~failed] = STATUS_NO_ENHANCEMENT
     status[constant] = STATUS_NO_ENHANCEMENT  # nothing to fit: its QOF (NaN) is no failure
