@@ -362,16 +362,19 @@ def _describe(value: float | None) -> str:
 _RANGE_ITEM = re.compile(r"([0-9]{1,9})(?:\s*-\s*([0-9]{1,9}))?")
 
 
-def parse_frame_ranges(text: str, n_frames: int, option: str = "--exclude-frames") -> list[int]:
+def parse_frame_ranges(text: str, n_frames: int, option: str = "--exclude-frames", source: str | None = None,
+                       unit: str = "frame") -> list[int]:
     """Frame indices from ``"3-5,10,20-22"``: inclusive ranges and single frames, 0-based.
 
     Returns the sorted unique indices (an empty or blank ``text`` gives none). Raises InputError
-    (one line naming ``option`` and the valid range 0..N-1) for junk (non-ASCII digits and numbers
-    of more than 9 digits included), reversed ranges or frames outside the clip.
+    (one line naming ``option``, the valid range 0..N-1 and ``source``) for junk (non-ASCII digits and
+    numbers of more than 9 digits included), reversed ranges or frames outside the clip. ``unit``
+    names what is counted (``"data row"`` for a table, whose rows are also counted from 0).
     """
     if n_frames < 1:
-        raise InputError(f"{option}: the clip has no frames")
-    valid = f"frames are 0..{n_frames - 1}"
+        raise InputError(f"{option}: there are no {unit}s", source)
+    valid = f"{unit}s are 0..{n_frames - 1}"
+    within = "the clip" if unit == "frame" else "the table"
     shown = " ".join(str(text).split())
     if not shown:
         return []
@@ -380,14 +383,14 @@ def parse_frame_ranges(text: str, n_frames: int, option: str = "--exclude-frames
         item = item.strip()
         match = _RANGE_ITEM.fullmatch(item)
         if match is None:
-            raise InputError(f"{option} {shown[:80]!r}: {item[:40]!r} is not a frame index or a range like 3-5 "
-                             f"({valid})")
+            raise InputError(f"{option} {shown[:80]!r}: {item[:40]!r} is not a {unit} index or a range like 3-5 "
+                             f"({valid})", source)
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
-            raise InputError(f"{option} {shown!r}: range {item!r} is reversed; write {last}-{first} ({valid})")
+            raise InputError(f"{option} {shown!r}: range {item!r} is reversed; write {last}-{first} ({valid})", source)
         if last >= n_frames:
-            raise InputError(f"{option} {shown!r}: {item!r} is outside the clip ({valid})")
+            raise InputError(f"{option} {shown!r}: {item!r} is outside {within} ({valid})", source)
         frames.update(range(first, last + 1))
     return sorted(frames)
 

@@ -6,6 +6,8 @@ are display gray levels 0..255, linearised by the contract's ``I = 10**((g/255*D
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +51,11 @@ class TableFit:
     warnings: list[str] = field(default_factory=list)
 
 
+def _names_gray_levels(column: str) -> bool:
+    """Whether a column's name says display gray levels ("gray", "Grey level", "mean_gray", ...)."""
+    return re.search(r"gr[ae]y", column, re.IGNORECASE) is not None
+
+
 def linear_table_values(table: TicTable, dynamic_range_db: float | None) -> np.ndarray:
     """The table's intensities as linear a.u. (InputError naming the row of an impossible value)."""
     values = table.values
@@ -76,11 +83,14 @@ def fit_tic_table(table: TicTable, options: TableFitOptions) -> TableFit:
     n = len(linear)
     times_s = table.times_s - options.injection_time_s
     use = np.ones(n, dtype=bool)
-    use[parse_frame_ranges(options.exclude_frames, n, "--exclude-frames")] = False
+    use[parse_frame_ranges(options.exclude_frames, n, "--exclude-frames", table.source, "data row")] = False
     flashes = ()
     warnings = []
+    if options.dynamic_range_db is None and _names_gray_levels(table.intensity_column):
+        warnings.append(f"column {table.intensity_column!r} is fitted as linear intensity (no --dynamic-range); if it "
+                        "holds display gray levels (log-compressed), give the scanner's --dynamic-range")
     if options.flash_frames is not None:
-        flashes = tuple(parse_frame_ranges(options.flash_frames, n, "--flash-frames"))
+        flashes = tuple(parse_frame_ranges(options.flash_frames, n, "--flash-frames", table.source, "data row"))
         use[list(flashes)] = False
         if flashes and family.flash_ends_curve:
             use[flashes[0] + 1:] = False

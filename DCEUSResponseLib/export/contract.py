@@ -230,6 +230,7 @@ def table_results_json(result: TableFit) -> dict:
             "injection_time_s": float(options.injection_time_s),
             "times_s": [round(float(t), 6) for t in result.times_s],
             "excluded_rows": [int(table.rows[k]) for k in np.flatnonzero(~result.frame_use)],
+            "excluded_data_rows": [int(k) for k in np.flatnonzero(~result.frame_use)],  # as the options count
             "warnings": list(result.warnings),
         },
         "rois": {result.roi.name: _roi_json(result.roi, result.parameter_names)},

@@ -146,3 +146,27 @@ def test_gray_levels_outside_the_display_scale_and_wrong_options_are_refused(tmp
     assert "--time-column 'when' is not a column" in capsys.readouterr().err
     assert _fit(tmp_path, table, "--injection-time", "50")[0] == 1
     assert "not before the table's last time" in capsys.readouterr().err
+
+
+def test_row_options_count_data_rows_from_zero_everywhere(tmp_path, capsys):
+    """--exclude-frames counts data rows from 0; results.json gives the rows so counted as well as the
+    file rows (header = row 1), and a row outside the table is an error naming the file and the rows."""
+    values = BOLUS_MODELS["lognormal"].curve(TIMES_S, TRUTH)
+    table = _table(tmp_path / "tic.csv", ["time_s", "intensity"], zip(TIMES_S, values))
+    code, results = _fit(tmp_path, table, "--exclude-frames", "3-4,60")
+    assert code == 0
+    assert results["table"]["excluded_data_rows"] == [3, 4, 60]
+    assert results["table"]["excluded_rows"] == [5, 6, 62]
+    assert _fit(tmp_path, table, "--exclude-frames", "500", out="bad")[0] == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and table in err[0] and "outside the table (data rows are 0..179)" in err[0], err
+
+
+def test_a_gray_column_fitted_as_linear_is_warned(tmp_path, capsys):
+    """Display gray levels without --dynamic-range would be fitted as linear echo power (PE 112 'a.u.')."""
+    gray = np.round(np.clip(200 + 10 * np.log10(BOLUS_MODELS["lognormal"].curve(TIMES_S, TRUTH)), 0, 255))
+    table = _table(tmp_path / "g.csv", ["time_s", "Mean gray"], zip(TIMES_S, gray))
+    assert _fit(tmp_path, table)[0] == 0
+    assert "column 'Mean gray' is fitted as linear intensity" in capsys.readouterr().err
+    assert _fit(tmp_path, table, "--dynamic-range", "50", out="with")[0] == 0
+    assert "fitted as linear" not in capsys.readouterr().err
