@@ -41,6 +41,7 @@ from DCEUSResponseLib.longitudinal.response import (
     classify,
     percent_change,
     read_results,
+    with_relative_extrapolated,
 )
 from DCEUSResponseLib.longitudinal.statistics import (
     DEFAULT_BOOTSTRAP_RESAMPLES,
@@ -71,6 +72,8 @@ class _ClipRoi:
     values: dict[str, float | None]      # CEUS parameters
     relative: dict[str, float | None]    # CEUS parameters / the reference ROI's
     fusion: dict[str, float | None]      # fusion measures by column stem (pet_SUVmax, ...)
+    extrapolated: frozenset[str] = frozenset()           # CEUS parameters extrapolated beyond the fitted frames
+    relative_extrapolated: frozenset[str] = frozenset()  # relative values resting on an extrapolated value
 
 
 @dataclass(frozen=True)
@@ -210,10 +213,12 @@ def _clip_rois(manifest: Manifest, results_by_clip, fusion_by_clip) -> list[_Cli
         reference = results.get("reference")
         fusion = fusion_by_clip.get(row.key)
         for name, roi in results["rois"].items():
+            leaning = with_relative_extrapolated(roi, results)
             out.append(_ClipRoi(row, name, name == reference, reference, roi.get("status") or "unknown",
                                 roi.get("reason"), roi.get("model") or results.get("model"),
                                 dict(roi.get("parameters") or {}), dict(roi.get("relative") or {}),
-                                _fusion_values(fusion, name)))
+                                _fusion_values(fusion, name), frozenset(roi.get("extrapolated") or ()),
+                                frozenset(leaning["relative_extrapolated"])))
     return out
 
 
@@ -270,6 +275,10 @@ def _lesion_exam(exam: Exam, lesion: str, items: list[_ClipRoi], parameters: lis
             relative = [c.relative[column] for c in ok if c.relative.get(column) is not None]
             le.relative[column] = _mean_and_cv(relative)[0]
             le.relative_counts[column] = len(relative)
+            if any(column in c.extrapolated and c.values.get(column) is not None for c in ok):
+                le.extrapolated.add(column)
+            if any(column in c.relative_extrapolated and c.relative.get(column) is not None for c in ok):
+                le.relative_extrapolated.add(column)
     return le
 
 
@@ -345,8 +354,11 @@ def _response_row(exam: Exam, name: str, before: LesionExam | None, now: LesionE
             parameters[column] = {"delta_percent": percent_change(b, v),
                                   "relative_delta_percent": percent_change(rb, rv)}
         classification, reason = classify(
-            name, {"status": before.status, "reason": before.reason, "model": before.model},
-            {"status": now.status, "reason": now.reason}, parameters, rule, before.reference, now.reference)
+            name, {"status": before.status, "reason": before.reason, "model": before.model,
+                   "extrapolated": sorted(before.extrapolated), "relative_extrapolated": sorted(before.relative_extrapolated)},
+            {"status": now.status, "reason": now.reason, "extrapolated": sorted(now.extrapolated),
+             "relative_extrapolated": sorted(now.relative_extrapolated)},
+            parameters, rule, before.reference, now.reference)
     beyond, limit = _beyond(rule, column, before, now, rep)
     return ResponseRow(exam.patient, name, exam.exam, exam.date, exam.days_from_baseline, rule.name, rule.parameter,
                        b, v, percent_change(b, v), rb, rv, percent_change(rb, rv), percent_change(value(previous), v),

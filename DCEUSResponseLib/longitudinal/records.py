@@ -181,6 +181,10 @@ class LesionExam:
     relative_counts: dict[str, int] = field(default_factory=dict)
     reference: str | None = None
     model: str | None = None
+    #: CEUS parameters whose mean (absolute / relative) includes a value extrapolated beyond a clip's
+    #: fitted frames (``results.json`` ``extrapolated`` / ``relative_extrapolated`` of any clip averaged).
+    extrapolated: set[str] = field(default_factory=set)
+    relative_extrapolated: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)

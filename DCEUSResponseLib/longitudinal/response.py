@@ -161,8 +161,8 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
             parameters[parameter] = {"baseline": b, "followup": f, "delta_percent": percent_change(b, f),
                                      "relative_delta_percent": percent_change(rel_b, rel_f),
                                      "baseline_relative": rel_b, "followup_relative": rel_f}
-        classification, reason = classify(name, _with_relative_extrapolated(before, baseline),
-                                           _with_relative_extrapolated(after, followup), parameters, rule,
+        classification, reason = classify(name, with_relative_extrapolated(before, baseline),
+                                           with_relative_extrapolated(after, followup), parameters, rule,
                                            baseline.get("reference"), reference)
         out_rois[name] = {"classification": classification, "reason": reason,
                           "status": {"baseline": before.get("status"), "followup": after.get("status")},
@@ -180,7 +180,7 @@ def compare_results(baseline: dict, followup: dict, rule: ResponseRule,
     }
 
 
-def _with_relative_extrapolated(roi: dict, results: dict) -> dict:
+def with_relative_extrapolated(roi: dict, results: dict) -> dict:
     """``roi`` with ``relative_extrapolated``: as ``analyze`` records it, or, in a results.json from before
     it did, the ROI's own extrapolated parameters and those of the reference ROI."""
     if "relative_extrapolated" in roi:

@@ -114,6 +114,25 @@ def test_percent_changes_and_classifications_are_exact(study):
     assert len(tables.response) == (3 * 2 + 2 * 2) * 3
 
 
+def test_a_rule_on_a_value_extrapolated_in_any_averaged_clip_is_not_evaluable(study):
+    """As in compare: one of P1's two C2 injections has the liver's WiWoAUC extrapolated (a short clip),
+    so the C2 mean of lesion1's relative WiWoAUC rests partly on the model's tail: not-evaluable, while
+    AUC (measured) is still classified; a results.json without relative_extrapolated gets the same
+    answer from the reference ROI's list."""
+    manifest, results, fusion, _ = study
+    key = next(row.key for row in manifest.rows if row.clip_text == "p1c2b.dcm")
+    results[key]["rois"]["liver"]["extrapolated"] = ["WiWoAUC"]
+    tables = aggregate(manifest, results, fusion, rules=["relative:WiWoAUC:-40", "lassau2014-auc"])
+    relative = _response(tables, "P1", "lesion1", "C2", "relative:WiWoAUC:-40")
+    assert relative.classification == "not-evaluable"
+    assert "extrapolated beyond the fitted frames at follow-up" in relative.reason
+    assert _response(tables, "P1", "lesion1", "C2", "lassau2014-auc").classification == "responder"
+    assert _response(tables, "P1", "lesion1", "C4", "relative:WiWoAUC:-40").classification == "responder"
+    results[key]["rois"]["lesion1"]["extrapolated"] = ["AUC"]
+    tables = aggregate(manifest, results, fusion, rules=["lassau2014-auc"])
+    assert _response(tables, "P1", "lesion1", "C2", "lassau2014-auc").classification == "not-evaluable"
+
+
 def test_repeated_injections_means_cv_and_repeatability(study):
     manifest, results, fusion, _ = study
     tables = aggregate(manifest, results, fusion)
