@@ -276,7 +276,7 @@ def _match(grid: MatchingGrid, first: _Spectra, second: _Spectra) -> _Matches:
     column_fraction, column_curvature = _peak_offset(neighbours(0, -1), rho, neighbours(0, 1))
     shift = np.stack([peak_row - grid.search + row_fraction, peak_column - grid.search + column_fraction], axis=1)
     common = np.clip(1.0 - np.minimum(rho, 1.0) ** 2, 0.0, 1.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 on flat frames: inf below
         variance = np.stack([common * moments[:, 1] / row_curvature ** 2,
                              common * moments[:, 2] / column_curvature ** 2], axis=1)
     variance *= NOISE_CALIBRATION[grid.kind]

@@ -461,3 +461,32 @@ def test_tic_through_a_lookup_table_equals_the_tic_of_the_linearised_panel():
     use = np.ones(40, dtype=bool)
     use[::3] = False
     assert stored_clipping(stored, table, mask, use) == count_clipping(table[stored], mask, use)
+
+
+@pytest.mark.parametrize("display", ["single", "dual"])
+def test_an_estimate_resting_on_few_matched_frames_says_it_may_be_wrong(display):
+    """12 px breathing at 4 Hz on a single display: 123 of 200 frames find no significant match and
+    their interpolated displacements are 9 px RMS off (7 px overall, of 8.5): the warning says the
+    estimate may be wrong and what to check. The dual display's B-mode matches every frame (0.01 px)."""
+    from DCEUSResponseLib.ceus.layout import find_layout
+    from DCEUSResponseLib.ceus.motion import MOSTLY_INTERPOLATED_FRACTION
+    from DCEUSResponseLib.clip import Clip
+
+    lesion = {"O": 3e-4, "A": 0.33, "t0": 8.0, "mu": np.log(10.0), "sigma": 0.5}
+    regions = [PerfusionRegion("liver", (115, 55), 28, liver(), is_background=True),
+               PerfusionRegion("lesion", (70, 120), 8, lesion, echogenicity=0.5, roi_margin_px=2)]
+    times = np.arange(200) * 0.25
+    clip = make_clip(regions, panel_shape=(160, 200), n_frames=200, frame_interval_s=0.25, injection_time_s=1.5,
+                     seed=0, motion_px=breathing_motion(times, 12.0, 4.0, direction=(1.0, 0.4)), display=display,
+                     reference_frame=80)
+    layout = find_layout(Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions))
+    panel = layout.bmode if display == "dual" else layout.contrast
+    estimate = estimate_motion(clip.frames[(slice(None),) + panel.slices], 80,
+                               kind="bmode" if display == "dual" else "contrast")
+    error = np.sqrt(np.mean(np.sum((estimate.displacement_px - clip.motion_px) ** 2, axis=1)))
+    doubtful = [w for w in estimate.warnings if "may be wrong by several pixels" in w]
+    if display == "single":
+        assert np.mean(~estimate.reliable) > MOSTLY_INTERPOLATED_FRACTION and error > 3.0
+        assert len(doubtful) == 1 and "--no-motion-compensation" in doubtful[0]
+    else:
+        assert estimate.reliable.all() and error < 0.1 and doubtful == []
