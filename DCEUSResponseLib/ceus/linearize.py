@@ -319,7 +319,11 @@ def gray_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype) -> np.ndarr
     # Values above the table (not stored by a valid file) are refused by the reader; the table
     # still spans the dtype's range up to 16 bits so that a gather can never index past it.
     values = np.arange(max(entries, min(np.iinfo(dtype).max + 1, 65536)), dtype=np.int64).astype(dtype)
-    return gray_levels(values.reshape(-1, 1, 1), clip, mapping).reshape(-1)
+    table = gray_levels(values.reshape(-1, 1, 1), clip, mapping).reshape(-1)
+    # The entries no valid file stores repeat the last valid one: scaled past 255 (a 12-bit clip's
+    # values above 4095), they overflowed the exponential of linear_from_gray with a numpy warning.
+    table[entries:] = table[entries - 1]
+    return table
 
 
 def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float) -> np.ndarray:
