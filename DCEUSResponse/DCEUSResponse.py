@@ -67,6 +67,8 @@ DEFAULT_RESPONSE_RULE = "lassau2014"  # DCEUSResponseLib.longitudinal.response.D
 # of Export; slicerio the demo study's segmentation; threadpoolctl keeps BLAS to one thread inside the
 # engine's own threads), one per line as pip requirements.
 REQUIREMENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "requirements.txt")
+# Set when the user declined (or pip failed) at Apply: the analysis does not ask again this session.
+_optionalPackagesDeclined = False
 
 
 #
@@ -368,7 +370,8 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         """Run the analysis with a cancellable progress dialog; results go to the scene and the panel."""
-        ensurePythonPackages(required=False)  # on first use, as the template; the analysis runs either way
+        with self._errorDisplay(_("The module's Python packages could not be checked.")):
+            ensurePythonPackages(required=False)  # on first use, as the template; the analysis runs either way
         parameterNode = self._parameterNode
         self._processing = True
         self._updateButtonStates()
@@ -736,6 +739,9 @@ class DCEUSResponseLogic(ScriptedLoadableModuleLogic):
         text = "; ".join(lines) + ". " + (response.get("rule_definition") or "")
         if response.get("unmatched_rois"):
             text += " " + _("Only in one exam: {names}.").format(names=", ".join(response["unmatched_rois"]))
+        for warning in response.get("warnings") or ():  # identities, settings (an assumed dynamic range, ...)
+            logging.warning(f"DCEUSResponse compare: {warning}")
+            text += " " + _("Warning: {warning}.").format(warning=warning)
         return text
 
     # -- follow-up ------------------------------------------------------------------------------
@@ -841,6 +847,8 @@ def ensurePythonPackages(requester="DCEUSResponse", inTest=False, required=True)
     without them (threadpoolctl only keeps BLAS to one thread inside the engine's threads), so it passes
     ``required=False``: a user who declines is asked again at Export, which needs pynrrd.
     """
+    if not required and _optionalPackagesDeclined:
+        return
     import slicer.packaging
 
     requirements = slicer.packaging.load_requirements(REQUIREMENTS_FILE)
@@ -850,6 +858,8 @@ def ensurePythonPackages(requester="DCEUSResponse", inTest=False, required=True)
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:  # declined (RuntimeError), or pip failed
         if required:
             raise
+        global _optionalPackagesDeclined
+        _optionalPackagesDeclined = True  # not asked again at Apply in this session; Export still asks
         logging.warning(f"{requester}: Python packages not installed ({error}); the analysis runs without them")
 
 

@@ -33,11 +33,13 @@ class _SingleThreadedBlas:
     """The process's one BLAS limit, shared by every thread inside a :func:`single_threaded_blas` block.
 
     threadpoolctl's limit is process-wide, so two threads each setting and restoring their own would
-    undo each other (a Dask worker runs several clips on threads at once): the first to enter sets the
-    limit, the last to leave restores the count from before. threadpoolctl 3.8 lets one thread at a
-    time change a pthreads OpenBLAS, the first that did, while it lives: the last to leave hands that
-    control back (``OpenBLASController.clear_controlling_thread``) so that the next first-in thread
-    can set the limit; when the last to leave is not the controlling thread, the count stays at one.
+    undo each other (a Dask worker runs clips on threads at once): the first to enter sets the limit,
+    the last to leave restores the count from before. threadpoolctl 3.8 lets one thread at a time
+    change a pthreads OpenBLAS (the first that did, while it lives), so the last to leave, whichever
+    thread it is, takes that control (``OpenBLASController.clear_controlling_thread(force=True)``: no
+    other block is running, the lock says so) to restore the count, and hands it back after.
+    With an OpenMP-built BLAS the limit is per thread, so it holds on the entering thread only (the
+    pip wheels and Slicer ship pthreads OpenBLAS).
     """
 
     def __init__(self) -> None:
@@ -55,11 +57,13 @@ class _SingleThreadedBlas:
         with self._lock:
             self._holders -= 1
             if self._holders == 0:
+                release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
+                if release is not None:  # threadpoolctl 3.8 and newer
+                    release(force=True)
                 self._limiter.restore_original_limits()
                 self._limiter = None
-                release = getattr(getattr(threadpoolctl, "OpenBLASController", None), "clear_controlling_thread", None)
-                if release is not None:  # threadpoolctl 3.8 and newer; only the controlling thread's call acts
-                    release()
+                if release is not None:
+                    release(force=True)
 
 
 _SINGLE_THREADED_BLAS = _SingleThreadedBlas()

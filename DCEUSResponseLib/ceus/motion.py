@@ -100,8 +100,9 @@ MOTION_KINDS = ("bmode", "contrast")
 #: up to ~5 mm (20 px) peak to peak. It is reduced when the panel is too small (see MIN_OVERLAP_FRACTION).
 DEFAULT_MAX_SHIFT_PX = 24.0
 #: When more than this fraction of the frames found no significant match, the warning says the
-#: estimate itself is doubtful: with 12 px breathing on a single display 58 % of the frames were
-#: interpolated and the estimate was 7 px RMS off (of 8.5 px); with 6 px, none are.
+#: estimate itself is doubtful: interpolation in time cannot follow a breathing cycle. On a single
+#: display with a small lesion (test_motion.py), 62 % of the frames were interpolated with 12 px
+#: breathing (7.3 px RMS off, of 8.5) and 60 % with 6 px (3.6 px off); its dual display, none.
 MOSTLY_INTERPOLATED_FRACTION = 0.25
 #: Cauchy loss scale (px, working resolution) of the robust least squares: disagreements of a
 #: pixel or more between links are down-weighted, gross ones (false peaks) effectively ignored.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from typing import Sequence
 
 import numpy as np
@@ -47,12 +48,14 @@ def check_roi_names(rois: Sequence[RoiMask]) -> None:
     file (names differing only in case, for macOS and Windows, or in characters a file name cannot hold):
     the second mask would replace the first, which ``fuse`` and the DICOM writers read back."""
     seen: dict[str, str] = {}
-    files: dict[str, str] = {}  # ROI file name, case folded -> ROI name
+    files: dict[str, str] = {}  # ROI file name, normalised and lower case -> ROI name
     for roi in rois:
         if roi.name in seen:
             raise InputError(f"duplicate ROI name {roi.name!r} (also from {seen[roi.name]})", roi.source)
         seen[roi.name] = roi.source
-        file_key = roi_png_path(roi.name).casefold()
+        # macOS compares names case-insensitively after Unicode normalisation, Windows by upper case:
+        # NFC and lower() catch both without calling Maß and MASS one file.
+        file_key = unicodedata.normalize("NFC", roi_png_path(roi.name)).lower()
         if file_key in files:
             raise InputError(f"ROI names {files[file_key]!r} and {roi.name!r} would share the file "
                              f"{roi_png_path(roi.name)} (they differ only in case or in characters a file name "

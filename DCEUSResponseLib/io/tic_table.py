@@ -130,7 +130,11 @@ def read_tic_table(path: str, time_column: str | None = None, intensity_column: 
     else:
         header, first = rows[0], 1
     if first == 0 and len(header) == 2 and time_column is None:
-        time_index = 0  # no header, two columns: time then intensity, as the contract orders them
+        # No header, two columns: time then intensity, as the contract orders them, unless
+        # --intensity-column names the first.
+        given = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column", path) \
+            if intensity_column is not None else 1
+        time_index = 1 - given
     else:
         time_index = _choose(header, time_column, TIME_NAMES, "time", "--time-column", path)
     intensity_index = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column", path,

@@ -33,8 +33,8 @@ Strategy
    not explaining the curve clearly better than a slow drift, i.e. a quadratic polynomial in time:
    ``F = ((SS_quadratic - SS_bolus) / 2) / (SS_bolus / (n - 5))`` below :data:`MIN_DRIFT_F` (20).
    The drift test is what rejects a drifting baseline whose rise passes the screen of step 2. Last, a
-   bolus lasting (TO - TI) less than :data:`MIN_BOLUS_FRAME_INTERVALS` (3) median frame intervals or
-   :data:`MIN_BOLUS_DURATION_S` (1 s) is a spike between frames (one bright frame fits a bolus that
+   bolus lasting (TO - TI) less than :data:`MIN_BOLUS_FRAME_INTERVALS` (2) median frame intervals or
+   :data:`MIN_BOLUS_DURATION_S` (3 s) is a spike between frames (one bright frame fits a bolus that
    rises and falls between two samples, with a huge PE and a high QOF), not a bolus.
 5. Validity checks, giving ``fit_failed``: fitted peak time outside the used frames' time span, or
    a shape parameter at a bound that means a degenerate curve (lognormal sigma at its maximum, the
@@ -97,12 +97,12 @@ MIN_INPUT_FRAMES = 5
 #: Fewer usable (selected and finite) frames than this gives ``fit_failed``.
 MIN_USABLE_FRAMES = 8
 #: A fitted bolus that rises and falls (TI to TO, the tangents' crossings) within fewer than this many
-#: median frame intervals, or than :data:`MIN_BOLUS_DURATION_S`, is a spike between frames (one bright
-#: frame, a speckle flare): ``no_enhancement``. A microbubble bolus lasts tens of seconds, an
-#: arterial lesion's too (its rise alone takes seconds), so the rise time alone, which a steep bolus
-#: at 1 Hz brings within two frames, would not tell them apart.
-MIN_BOLUS_FRAME_INTERVALS = 3.0
-MIN_BOLUS_DURATION_S = 1.0
+#: median frame intervals, or within :data:`MIN_BOLUS_DURATION_S`, is a spike between frames (one to
+#: three bright frames, a speckle flare): ``no_enhancement``. A microbubble bolus lasts tens of seconds
+#: and even a steep arterial one more than 5 s from TI to TO; spikes of 1-3 frames fit 0.1-2 s. The rise
+#: time alone would not do: a steep bolus at 1 Hz rises within two frames.
+MIN_BOLUS_FRAME_INTERVALS = 2.0
+MIN_BOLUS_DURATION_S = 3.0
 #: The initial-value grid works on at most this many (bin-averaged) samples.
 GRID_MAX_SAMPLES = 240
 

@@ -104,6 +104,11 @@ def test_a_two_column_table_without_a_header_is_time_then_intensity(tmp_path, se
     assert results["table"]["time_column"] == "column 1"
     roi = next(iter(results["rois"].values()))
     assert roi["parameters"]["TTP"] == pytest.approx(bolus_parameters("lognormal", TRUTH, None)["TTP"], rel=1e-3)
+    if separator == ",":  # --intensity-column 1 alone makes the other column the time
+        swapped = tmp_path / "swapped.txt"
+        swapped.write_text("".join(f"{v:.9g},{t:.3f}\n" for t, v in zip(TIMES_S, values)))
+        code, results = _fit(tmp_path, str(swapped), "--intensity-column", "1", out="swapped")
+        assert code == 0 and results["table"]["time_column"] == "column 2"
 
 
 BAD_TABLES = [

@@ -143,7 +143,7 @@ def test_no_enhancement_reason_for_noise_gives_rise_and_noise():
 
 
 @pytest.mark.parametrize("name", sorted(BOLUS_MODELS))
-@pytest.mark.parametrize("interval, width", [(0.5, 1), (0.5, 2), (0.1, 1), (0.1, 3)])
+@pytest.mark.parametrize("interval, width", [(0.5, 1), (0.5, 2), (0.5, 3), (0.1, 1), (0.1, 3)])
 def test_a_spike_of_one_or_a_few_frames_on_a_flat_curve_is_no_bolus(name, interval, width):
     """One bright frame (or two, three) on a flat curve fits a "bolus" rising and falling between two
     samples, with a PE many times the spike and a QOF of 97 % (it was ``ok``): no_enhancement."""
@@ -158,9 +158,10 @@ def test_a_spike_of_one_or_a_few_frames_on_a_flat_curve_is_no_bolus(name, interv
         assert "spike between frames" in fit.reason and "TI to TO" in fit.reason
 
 
-@pytest.mark.parametrize("interval", [0.067, 0.25, 1.0])
+@pytest.mark.parametrize("interval", [0.067, 0.25, 1.0, 2.0])
 def test_a_fast_real_bolus_is_no_spike(interval):
-    """A steep first-pass bolus (RT about 3 s, an arterial lesion) stays ``ok`` at 15, 4 and 1 Hz."""
+    """A steep first-pass bolus (RT 1.9 s, TI to TO 5.6 s, an arterial lesion) stays ``ok`` at 15, 4, 1
+    and 0.5 Hz."""
     rng = np.random.default_rng(3)
     model = BOLUS_MODELS["lognormal"]
     times = np.arange(0.0, 90.0, interval)
@@ -168,7 +169,7 @@ def test_a_fast_real_bolus_is_no_spike(interval):
     fit = fit_bolus(times, _noisy(rng, clean, 1e-2))
     assert fit.status == "ok", fit.reason
     rise_time = bolus_parameters("lognormal", fit.params, fit.qof)["RT"]
-    assert 1.5 < rise_time < 6.0
+    assert 1.0 < rise_time < 4.0
 
 
 def test_weak_enhancement_is_fitted():

@@ -201,8 +201,9 @@ def test_constant_curves_are_no_enhancement_with_no_qof():
 def test_maps_of_a_slow_frame_rate_keep_the_enhancing_tissue():
     """At 0.5 Hz the spike rule (a rise shorter than two frame intervals, 4 s) called 74 % of the
     lesion's pixels (true RT 5.3 s) and 66 % of the liver's no_enhancement, drawn like necrosis. The
-    rule is now the ROI fits' (the bolus rising and falling within 3 frame intervals): most enhancing
-    pixels are mapped and the necrosis stays unmapped."""
+    rule is now the ROI fits' (the bolus rising and falling within 2 frame intervals or 3 s): two
+    thirds of the enhancing pixels are mapped (the rest fail the F test on 60 frames) and the necrosis
+    stays unmapped."""
     from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
     from DCEUSResponseLib.clip import Clip, RoiMask
 
@@ -214,5 +215,5 @@ def test_maps_of_a_slow_frame_rate_keep_the_enhancing_tissue():
     status = analysis.maps.status
     panel = analysis.layout.contrast.slices
     fitted = {name: float(np.mean(status[mask[panel]] == STATUS_FITTED)) for name, mask in clip.roi_masks.items()}
-    assert fitted["lesion"] > 0.45 and fitted["liver"] > 0.45, fitted
+    assert fitted["lesion"] > 0.55 and fitted["liver"] > 0.55, fitted
     assert fitted["necrosis"] < 0.02, fitted

@@ -134,6 +134,7 @@ def test_blocks_on_several_threads_keep_one_blas_thread_until_the_last_one_ends(
             other_inside.wait(10)
         main_left.set()
         thread.join(20)
+        assert _blas_threads() == {2}  # the other thread, last out, restored the count (it was stuck at 1)
     assert seen == {"after the main thread's block ended": {1}}
 
 

@@ -76,10 +76,11 @@ def test_bad_masks_are_one_line_errors_naming_the_file(tmp_path):
     with pytest.raises(InputError, match="duplicate ROI name 'x'"):
         read_roi_masks([f"x={tmp_path / 'ok.npy'}", f"x={tmp_path / 'ok.npy'}"], SHAPE)
     # rois/a_b.png would hold the second mask only (fuse and the DICOM writers read it for both)
-    for first, second in (("a/b", "a_b"), ("Lesion", "lesion"), ("x:1", "x?1")):
+    for first, second in (("a/b", "a_b"), ("Lesion", "lesion"), ("x:1", "x?1"), ("le\u0301sion", "l\u00e9sion")):
         with pytest.raises(InputError, match=re.escape(f"ROI names '{first}' and '{second}' would share the file rois/")):
             read_roi_masks([f"{first}={tmp_path / 'ok.npy'}", f"{second}={tmp_path / 'ok.npy'}"], SHAPE)
     assert len(read_roi_masks([f"a={tmp_path / 'ok.npy'}", f"b={tmp_path / 'ok.npy'}"], SHAPE)) == 2
+    assert len(read_roi_masks([f"Maß={tmp_path / 'ok.npy'}", f"MASS={tmp_path / 'ok.npy'}"], SHAPE)) == 2
 
 
 def _dual_layout():

@@ -620,7 +620,12 @@ def test_the_module_ensures_its_requirements_before_export_as_the_template_does(
     # runs without the packages, so declining or a failed pip (no network) must not stop it.
     apply = ast.unparse(functions["onApplyButton"])
     assert apply.index("ensurePythonPackages(required=False)") < apply.index("createProgressDialog")
+    assert apply.index("self._errorDisplay(") < apply.index("ensurePythonPackages(required=False)")
     assert "except (RuntimeError, subprocess.SubprocessError, OSError)" in ensure and "if required:" in ensure
+    # declined once at Apply: not asked again at Apply this session (Export, which needs pynrrd, asks)
+    assert "if not required and _optionalPackagesDeclined:" in ensure and "_optionalPackagesDeclined = True" in ensure
+    summary = ast.unparse(functions["responseSummary"])
+    assert "response.get('warnings')" in summary  # compare's identity and settings warnings reach the user
     constants = {n.targets[0].id: ast.unparse(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
     assert "'Resources', 'requirements.txt'" in constants["REQUIREMENTS_FILE"]
