@@ -32,7 +32,8 @@ from DCEUSResponseLib.ceus.linearize import (
     panel_gray_uint8,
     stored_clipping,
 )
-from DCEUSResponseLib.ceus.maps import BIN_SECONDS, compute_parametric_maps
+from DCEUSResponseLib.ceus.maps import compute_parametric_maps
+from DCEUSResponseLib.ceus.pixel_fits import BIN_SECONDS
 from DCEUSResponseLib.ceus.motion import estimate_motion
 from DCEUSResponseLib.ceus.motion_sampling import motion_compensated_tic
 from DCEUSResponseLib.ceus.options import AnalysisOptions

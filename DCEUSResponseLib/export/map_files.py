@@ -12,7 +12,8 @@ import numpy as np
 
 from DCEUSResponseLib.catalogue import colour_map, unit
 from DCEUSResponseLib.ceus.linearize import gray_levels
-from DCEUSResponseLib.ceus.maps import STATUS_NAMES, STATUS_OUTSIDE_IMAGE, ParametricMaps
+from DCEUSResponseLib.ceus.maps import ParametricMaps
+from DCEUSResponseLib.ceus.pixel_fits import STATUS_NAMES, STATUS_OUTSIDE_IMAGE
 from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.ceus.tic import place_on_contrast_panel
 from DCEUSResponseLib.spatial.frame import FrameGeometry

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit
-from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps
+from DCEUSResponseLib.ceus.maps import ParametricMaps
+from DCEUSResponseLib.ceus.pixel_fits import STATUS_NAMES
 from DCEUSResponseLib.export.map_files import STATUS_COLOURS, sample_colour_map
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 from DCEUSResponseLib.spatial.frame import FrameGeometry
@@ -51,7 +52,7 @@ def add_parameter_maps(scene: "slicer.vtkMRMLScene", maps: "ParametricMaps", nam
     scene; reversed maps invert the display range), windowed on the 2nd to 98th percentile of the
     finite values, nearest-neighbour (one map pixel, one fit), and thresholded on the finite range
     so that NaN voxels are transparent as a foreground layer. ``"status"`` is a label map volume
-    of the status codes (uint8) with a colour table naming them (:data:`maps.STATUS_NAMES`).
+    of the status codes (uint8) with a colour table naming them (:data:`pixel_fits.STATUS_NAMES`).
     """
     names = [*maps.values, MAP_STATUS] if parameters is None else list(parameters)
     unknown = [name for name in names if name != MAP_STATUS and name not in maps.values]

@@ -189,7 +189,8 @@ def test_map_files_carry_the_catalogue_s_units_and_colours(tmp_path):
     pytest.importorskip("matplotlib")
     image_module = pytest.importorskip("PIL.Image")
 
-    from DCEUSResponseLib.ceus.maps import STATUS_NOT_MAPPED, ParametricMaps
+    from DCEUSResponseLib.ceus.maps import ParametricMaps
+    from DCEUSResponseLib.ceus.pixel_fits import STATUS_NOT_MAPPED
     from DCEUSResponseLib.export.map_files import map_writers, sample_colour_map
 
     values = {name: np.linspace(0.0, 1.0, 12, dtype=np.float32).reshape(3, 4) for name in PARAMETER_NAMES}

@@ -85,7 +85,8 @@ def test_region_of_a_resized_export_is_rescaled_to_the_live_image():
 
 def test_sector_background_is_outside_image_not_fit_failed():
     from DCEUSResponseLib.ceus.linearize import choose_colour_mapping
-    from DCEUSResponseLib.ceus.maps import STATUS_NAMES, STATUS_OUTSIDE_IMAGE, compute_parametric_maps
+    from DCEUSResponseLib.ceus.maps import compute_parametric_maps
+    from DCEUSResponseLib.ceus.pixel_fits import STATUS_NAMES, STATUS_OUTSIDE_IMAGE
 
     clip = make_clip(panel_shape=(60, 80), n_frames=60, frame_interval_s=0.75, seed=43, sector=True,
                      dynamic_range_db=50.0)

@@ -4,7 +4,8 @@ import pytest
 
 from DCEUSResponseLib.ceus.layout import find_layout
 from DCEUSResponseLib.ceus.linearize import choose_colour_mapping, linear_from_gray
-from DCEUSResponseLib.ceus.maps import (STATUS_FITTED, STATUS_NAMES, STATUS_NO_ENHANCEMENT, STATUS_NOT_MAPPED, compute_parametric_maps, fit_curves)
+from DCEUSResponseLib.ceus.maps import compute_parametric_maps
+from DCEUSResponseLib.ceus.pixel_fits import STATUS_FITTED, STATUS_NAMES, STATUS_NO_ENHANCEMENT, STATUS_NOT_MAPPED, fit_curves
 from DCEUSResponseLib.export.map_files import map_writers
 from DCEUSResponseLib.kinetics.models import get_model
 from DCEUSResponseLib.export.staging import write_staged

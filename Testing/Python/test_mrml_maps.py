@@ -17,7 +17,8 @@ from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze# noqa: E402
 from DCEUSResponseLib.clip import Clip# noqa: E402
 from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit  # noqa: E402
 from DCEUSResponseLib.export.map_files import sample_colour_map  # noqa: E402
-from DCEUSResponseLib.ceus.maps import STATUS_NAMES, ParametricMaps# noqa: E402
+from DCEUSResponseLib.ceus.maps import ParametricMaps  # noqa: E402
+from DCEUSResponseLib.ceus.pixel_fits import STATUS_NAMES  # noqa: E402
 from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES# noqa: E402
 from DCEUSResponseLib.clip import RoiMask# noqa: E402
 from DCEUSResponseLib.synthetic.clips import make_clip# noqa: E402

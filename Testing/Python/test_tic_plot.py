@@ -12,7 +12,8 @@ from PIL import Image  # noqa: E402
 
 from DCEUSResponseLib.app import demo  # noqa: E402
 from DCEUSResponseLib.app.cli import main  # noqa: E402
-from DCEUSResponseLib.ceus.maps import STATUS_FITTED, STATUS_NO_ENHANCEMENT, ParametricMaps  # noqa: E402
+from DCEUSResponseLib.ceus.maps import ParametricMaps  # noqa: E402
+from DCEUSResponseLib.ceus.pixel_fits import STATUS_FITTED, STATUS_NO_ENHANCEMENT  # noqa: E402
 from DCEUSResponseLib.export.map_files import MapUnderlay, map_writers  # noqa: E402
 from DCEUSResponseLib.export.staging import write_staged  # noqa: E402
 from DCEUSResponseLib.export.tic_plot import TicPanel, tic_figure  # noqa: E402
