@@ -29,8 +29,7 @@ import numpy as np
 
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
-from DCEUSResponseLib.kinetics.bolus import (GRID_SKEW, MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS,
-                                             MIN_USABLE_FRAMES, shape_bounds)
+from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds, shortest_bolus_s
 from DCEUSResponseLib.kinetics.models import BolusModel, get_model
 from DCEUSResponseLib.kinetics.parameters import bolus_parameter_arrays
 from DCEUSResponseLib.parallel import single_threaded_blas, worker_threads
@@ -392,8 +391,7 @@ def _status(model: BolusModel, params: np.ndarray, qof: np.ndarray, f_ratio: np.
     # A "bolus" rising and falling within a few frames is a speckle spike between frames, not
     # perfusion: the ROI fits' rule (kinetics.bolus), on the frame bins.
     landmarks = bolus_parameter_arrays(model, dict(zip(model.parameter_names, params.T)))
-    interval = max(BIN_SECONDS, float(np.median(np.diff(times_s))))
-    shortest = max(MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS * interval)
+    shortest = shortest_bolus_s(max(BIN_SECONDS, float(np.median(np.diff(times_s)))))
     with np.errstate(invalid="ignore"):
         spike = ~(landmarks["TO"] - landmarks["TI"] >= shortest)
     no_enhancement = ~(f_ratio >= MIN_ENHANCEMENT_F) | ~(params[:, 1] > 0) | spike

@@ -88,7 +88,7 @@ from DCEUSResponseLib.kinetics.parameters import bolus_parameters
 __all__ = [
     "BolusFit", "fit_bolus", "shape_bounds", "GRID_SKEW", "robust_noise", "MIN_INPUT_FRAMES", "MIN_USABLE_FRAMES",
     "RISE_NOISE_FACTOR", "PEAK_NOISE_FACTOR", "MIN_QOF_PERCENT", "MIN_DRIFT_F", "SMOOTHING_FRACTION",
-    "MIN_BOLUS_FRAME_INTERVALS", "MIN_BOLUS_DURATION_S",
+    "MIN_BOLUS_FRAME_INTERVALS", "MIN_BOLUS_DURATION_S", "shortest_bolus_s",
     "SMOOTHING_MAX_S", "SMOOTHING_MIN_FRAMES", "GRID_MAX_SAMPLES", "N_STARTS", "MAX_FUNCTION_EVALUATIONS",
 ]
 
@@ -103,6 +103,12 @@ MIN_USABLE_FRAMES = 8
 #: time alone would not do: a steep bolus at 1 Hz rises within two frames.
 MIN_BOLUS_FRAME_INTERVALS = 2.0
 MIN_BOLUS_DURATION_S = 3.0
+
+
+def shortest_bolus_s(frame_interval_s: float) -> float:
+    """The shortest TI-to-TO duration (s) of a bolus sampled every ``frame_interval_s`` seconds: a
+    shorter one is a spike between frames (:data:`MIN_BOLUS_FRAME_INTERVALS`, :data:`MIN_BOLUS_DURATION_S`)."""
+    return max(MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS * frame_interval_s)
 #: The initial-value grid works on at most this many (bin-averaged) samples.
 GRID_MAX_SAMPLES = 240
 
@@ -280,7 +286,7 @@ def _bolus_check(model: BolusModel, t: np.ndarray, screen: Screen, fitted, bound
         return STATUS_NO_ENHANCEMENT, (
             f"a slow quadratic drift explains the TIC almost as well as a bolus (F = {f_drift:.3g} < "
             f"{MIN_DRIFT_F:g}; rise {format_number(screen.rise * scale)} a.u., noise {format_number(noise * scale)} a.u.)")
-    shortest = max(MIN_BOLUS_DURATION_S, MIN_BOLUS_FRAME_INTERVALS * screen.frame_interval)
+    shortest = shortest_bolus_s(screen.frame_interval)
     landmarks = bolus_parameters(model, x, None)
     if landmarks["TI"] is not None and landmarks["TO"] is not None and landmarks["TO"] - landmarks["TI"] < shortest:
         return STATUS_NO_ENHANCEMENT, (
