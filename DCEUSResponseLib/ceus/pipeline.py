@@ -55,14 +55,14 @@ from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
 from DCEUSResponseLib.kinetics.parameters import relative_parameters
 from DCEUSResponseLib.kinetics.registry import get_family, model_choices
 
-# Warn when more than these fractions of an ROI's samples sit at the ends of the display scale.
 #: An ROI of fewer pixels is warned about. Spread of PE over speckle realisations of one synthetic
 #: lesion (standard deviation / mean): 9 pixels 11 % (the clip's speckle redrawn in the ROI only) to
 #: 30 % (the whole clip redrawn), 25 pixels 20 % (WiR 41 %); the threshold keeps the warning for ROIs
 #: whose values no reading should rest on alone.
 FEW_ROI_PIXELS = 50
-#: Warn when more than this fraction of an ROI's pixels is saturated in one frame (PE about as much low).
+#: Warn when more than this fraction of an ROI's pixels is saturated in one frame (PE about as much low),
 SATURATION_WARNING_FRACTION = 0.02
+#: and when more than this fraction of its samples sits at the display floor.
 FLOOR_WARNING_FRACTION = 0.05
 
 

@@ -7,7 +7,6 @@ are display gray levels 0..255, linearised by the contract's ``I = 10**((g/255*D
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field
 
 import numpy as np
