@@ -262,7 +262,3 @@ def table_fit_writers(result: TableFit) -> list[tuple[str, Callable[[str], None]
     writers.append(("results.json", _text_writer(json_text(table_results_json(result)))))
     return writers
 
-
-def write_table_fit(result: TableFit, out_dir: str) -> list[str]:
-    """Write ``fit-tic``'s files (:func:`table_fit_writers`) atomically."""
-    return write_staged(out_dir, table_fit_writers(result), last="results.json")

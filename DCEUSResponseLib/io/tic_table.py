@@ -132,13 +132,13 @@ def read_tic_table(path: str, time_column: str | None = None, intensity_column: 
     if first == 0 and len(header) == 2 and time_column is None:
         # No header, two columns: time then intensity, as the contract orders them, unless
         # --intensity-column names the first.
-        given = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column", path) \
-            if intensity_column is not None else 1
-        time_index = 1 - given
+        intensity_index = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column",
+                                  path) if intensity_column is not None else 1
+        time_index = 1 - intensity_index
     else:
         time_index = _choose(header, time_column, TIME_NAMES, "time", "--time-column", path)
-    intensity_index = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column", path,
-                              exclude=time_index)
+        intensity_index = _choose(header, intensity_column, INTENSITY_NAMES, "intensity", "--intensity-column",
+                                  path, exclude=time_index)
     if intensity_index == time_index:
         raise InputError(f"--time-column and --intensity-column are the same column ({header[time_index]})", path)
     time_key = _key(header[time_index])
