@@ -123,8 +123,7 @@ def check_results(results, path: str) -> None:
             if not isinstance(values, dict):
                 refuse(f"has ROI {name!r} {key} as a {type(values).__name__}, not an object")
             for parameter, value in values.items():
-                number = isinstance(value, (int, float)) and not isinstance(value, bool)
-                if not (value is None or (number and math.isfinite(value))):
+                if not (value is None or _is_number(value)):
                     refuse(f"has ROI {name!r} {key} {parameter} = {str(value)[:40]!r}, not a finite number or null")
     uids = (results.get("clip") or {}).get("uids", {}) if isinstance(results.get("clip"), (dict, type(None))) else None
     if not isinstance(uids, dict) or not all(isinstance(v, str) for v in uids.values()):
@@ -236,14 +235,15 @@ def settings_warnings(baseline: dict, followup: dict) -> list[str]:
 
 
 def _is_number(value) -> bool:
+    """A finite JSON number (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def classify(name: str, before: dict, after: dict, parameters: dict, rule: ResponseRule,
              baseline_reference: str | None, followup_reference: str | None) -> tuple[str, str]:
     """``(classification, reason)`` of one ROI: ``before``/``after`` hold its ``status`` and ``reason``
-    (and, from ``compare``, its ``extrapolated`` and ``relative_extrapolated`` parameters: a rule on a
-    value extrapolated beyond the fitted frames is not evaluable), ``parameters[PARAM]`` its
+    (and, from ``compare`` and ``study``, its ``extrapolated`` and ``relative_extrapolated`` parameters: a
+    rule on a value extrapolated beyond the fitted frames is not evaluable), ``parameters[PARAM]`` its
     ``delta_percent`` and ``relative_delta_percent`` (a CEUS rule)."""
     if name in (baseline_reference, followup_reference):
         return "not-evaluable", "reference ROI"
