@@ -22,6 +22,7 @@ from DCEUSResponseLib.kinetics.replenishment import SegmentedFit
 from DCEUSResponseLib.ceus.results import Analysis, RoiResult
 from DCEUSResponseLib.ceus.table_fit import TableFit
 from DCEUSResponseLib.export.csv_cells import csv_text
+from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
 from DCEUSResponseLib.export.map_files import map_underlay, map_writers
 from DCEUSResponseLib.export.tic_plot import TicPanel, analysis_panel, matplotlib_available, tic_plot_writer
 from DCEUSResponseLib.export.staging import json_text, write_staged
@@ -203,7 +204,8 @@ def analysis_writers(analysis: Analysis, extra_writers: Iterable[tuple[str, Call
 
 def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
     """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
-    return write_staged(out_dir, analysis_writers(analysis, extra_writers), last="results.json")
+    return write_staged(out_dir, analysis_writers(analysis, extra_writers), last="results.json",
+                        replaces=dicom_output_patterns())
 
 
 def _text_writer(text: str) -> Callable[[str], None]:

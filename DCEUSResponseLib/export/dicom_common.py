@@ -37,9 +37,32 @@ from DCEUSResponseLib.catalogue import (
 if TYPE_CHECKING:  # for annotations only: pydicom / highdicom are imported inside functions
     from pydicom import Dataset
 
+#: The files of one run's DICOM objects in its DICOM folder (``DIR/dicom`` of ``analyze --dicom``).
+SR_FILE = "SR_measurements.dcm"
+SEG_FILE = "SEG_ROIs.dcm"
+REG_FILE = "REG_ceus_to_ct.dcm"
+DICOM_FOLDER = "dicom"
+
+
+def parametric_map_file(name: str) -> str:
+    return f"PM_{name}.dcm"
+
+
+def dicom_output_patterns(folder: str = DICOM_FOLDER) -> tuple[str, ...]:
+    """Globs (relative to the output folder) of the DICOM objects a run writes into ``folder``: a run
+    that writes results.json, or DICOM objects, replaces an earlier run's set with its own
+    (:meth:`staging.StagedFiles.commit` ``replaces``), so no stale map or report is left beside it."""
+    names = (parametric_map_file("*"), SEG_FILE, REG_FILE, SR_FILE)
+    return tuple(os.path.join(folder, name) if folder else name for name in names)
+
+
 MANUFACTURER = "DCEUSResponse"
 MODEL_NAME = "DCEUSResponse quantification engine"
 DEVICE_SERIAL_NUMBER = "none"
+#: Every output is UTF-8, whatever the clip's character set: ROI names are any Unicode text, and
+#: highdicom would otherwise copy the clip's set (refusing ISO 2022's empty first value; unable to
+#: hold, say, a CJK ROI name in ISO_IR 100). The clip's text is re-encoded, not copied as bytes.
+OUTPUT_CHARACTER_SET = "ISO_IR 192"
 IMAGE_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 PLANE_THICKNESS_MM = 1.0
 # uuid5 namespace of the project's derived UIDs (2.25 root: UUID-derived, PS3.5 B.2).
@@ -285,6 +308,8 @@ def add_private_coding_scheme(dataset: "Dataset") -> None:
 
 
 def equipment() -> dict[str, Any]:
-    """Keyword arguments naming this software as the device, for highdicom's constructors."""
+    """Keyword arguments for highdicom's constructors: this software as the device, and the outputs'
+    character set (:data:`OUTPUT_CHARACTER_SET`)."""
     return {"manufacturer": MANUFACTURER, "manufacturer_model_name": MODEL_NAME,
-            "software_versions": software_version(), "device_serial_number": DEVICE_SERIAL_NUMBER}
+            "software_versions": software_version(), "device_serial_number": DEVICE_SERIAL_NUMBER,
+            "specific_character_set": OUTPUT_CHARACTER_SET}

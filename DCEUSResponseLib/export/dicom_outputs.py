@@ -36,7 +36,18 @@ from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import results_json
-from DCEUSResponseLib.export.dicom_common import SourceClip, frame_geometry, lesion_tracking_uid, read_source_clip
+from DCEUSResponseLib.export.dicom_common import (  # noqa: F401 (the file names: also imported from here)
+    DICOM_FOLDER,
+    REG_FILE,
+    SEG_FILE,
+    SR_FILE,
+    SourceClip,
+    dicom_output_patterns,
+    frame_geometry,
+    lesion_tracking_uid,
+    parametric_map_file,
+    read_source_clip,
+)
 from DCEUSResponseLib.export.dicom_pm import MapImage, build_parametric_map, map_images, read_map_nrrd
 from DCEUSResponseLib.export.dicom_registration import build_spatial_registration
 from DCEUSResponseLib.export.dicom_seg import build_roi_segmentation, roi_role
@@ -46,10 +57,6 @@ from DCEUSResponseLib.fusion.pipeline import Fusion
 from DCEUSResponseLib.export.staging import write_staged
 from DCEUSResponseLib.io.masks import read_roi_masks
 
-SR_FILE = "SR_measurements.dcm"
-SEG_FILE = "SEG_ROIs.dcm"
-REG_FILE = "REG_ceus_to_ct.dcm"
-DICOM_FOLDER = "dicom"  # inside an analysis's output folder (analyze --dicom)
 HIGHDICOM_MISSING = ("the DICOM outputs need highdicom, which is not installed: "
                      "pip install 'DCEUSResponse[dicom]' (or pip install highdicom)")
 
@@ -117,7 +124,7 @@ def dicom_datasets(results: Mapping[str, Any], source: SourceClip, masks: Mappin
     map_series = hd.UID()
     by_name = {image.name: image for image in maps}
     for number, name in enumerate([name for name in CATALOGUE if name in by_name], start=1):
-        outputs.datasets[f"PM_{name}.dcm"] = build_parametric_map(
+        outputs.datasets[parametric_map_file(name)] = build_parametric_map(
             by_name[name], reference, frame, frame_shape, source_frame=reference_number,
             series_instance_uid=map_series, sop_instance_uid=hd.UID(), instance_number=number)
     registration = (fusion or {}).get("registration") or {}
@@ -163,7 +170,7 @@ def build_dicom_outputs(analysis_dir: str, source_clip_path: str, *,
     clip = results.get("clip") or {}
     frame_shape = (int(clip["rows"]), int(clip["columns"]))
     masks = _folder_masks(analysis_dir, results, frame_shape, rois)
-    maps = [read_map_nrrd(path) for path in _map_files(analysis_dir)]
+    maps = [read_map_nrrd(path) for path in _map_files(analysis_dir, results)]
     fusion_path = fusion_path or os.path.join(analysis_dir, "fusion.json")
     fusion = read_json(fusion_path, "fusion.json") if os.path.exists(fusion_path) else None
     return dicom_datasets(results, source, masks, maps, fusion=fusion, roles=roles, time_point_order=time_point_order,
@@ -176,7 +183,7 @@ def fusion_dicom_outputs(fusion: Fusion, warnings: Sequence[str] = ()) -> DicomO
     require_highdicom()
     inputs = fusion.analysis
     source = read_source_clip(inputs.clip.source)
-    maps = [read_map_nrrd(path) for path in _map_files(inputs.folder)]
+    maps = [read_map_nrrd(path) for path in _map_files(inputs.folder, inputs.results)]
     return dicom_datasets(inputs.results, source, {roi.name: roi.mask for roi in inputs.rois}, maps,
                           fusion=fusion_json(fusion, list(warnings)),
                           time_point=os.path.basename(os.path.normpath(inputs.folder)))
@@ -206,12 +213,17 @@ def write_dicom_outputs(analysis_dir: str, source_clip_path: str, out_dicom_dir:
 
 def write_datasets(outputs: DicomOutputs, out_dicom_dir: str) -> list[str]:
     """Write ``outputs`` into ``out_dicom_dir`` (staged, the SR last); returns the written paths."""
-    return write_staged(out_dicom_dir, dicom_writers(outputs, folder=""), last=SR_FILE)
+    return write_staged(out_dicom_dir, dicom_writers(outputs, folder=""), last=SR_FILE,
+                        replaces=dicom_output_patterns(""))
 
 
-def _map_files(analysis_dir: str) -> list[str]:
-    """``maps/<PARAM>.nrrd`` of the catalogue's quantities (not the status map)."""
-    paths = glob.glob(os.path.join(analysis_dir, "maps", "*.nrrd"))
+def _map_files(analysis_dir: str, results: Mapping[str, Any]) -> list[str]:
+    """``maps/<PARAM>.nrrd`` of the catalogue's quantities (not the status map), when results.json says
+    its run computed maps: ``maps/`` of an earlier ``--maps`` run stays beside a later run's results
+    (``maps: null``), and must not become that run's Parametric Maps."""
+    if not isinstance(results.get("maps"), Mapping):
+        return []
+    paths = glob.glob(os.path.join(glob.escape(analysis_dir), "maps", "*.nrrd"))
     return sorted(p for p in paths if os.path.basename(p)[:-len(".nrrd")] in CATALOGUE)
 
 

@@ -18,6 +18,7 @@ from DCEUSResponseLib.export.dicom_common import (
     MANUFACTURER,
     MODEL_NAME,
     DEVICE_SERIAL_NUMBER,
+    OUTPUT_CHARACTER_SET,
     software_version,
 )
 
@@ -91,7 +92,7 @@ def build_spatial_registration(matrix, ct_frame_of_reference_uid: str, ceus_fram
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, sop_instance_uid
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.SpecificCharacterSet = source.get("SpecificCharacterSet", "ISO_IR 192")
+    ds.SpecificCharacterSet = OUTPUT_CHARACTER_SET  # the copied text re-encoded on writing
     return ds
 
 

@@ -37,6 +37,7 @@ from DCEUSResponseLib.export.dicom_common import (
     add_private_coding_scheme,
     coded,
     derived_uid,
+    equipment,
     software_version,
     ucum,
 )
@@ -134,7 +135,7 @@ def build_measurement_report(results: Mapping[str, Any], source: "Dataset", segm
     sr = hd.sr.ComprehensiveSR(
         evidence=[*(source_instances or [source]), segmentation, *evidence], content=report[0], series_instance_uid=series_instance_uid,
         series_number=series_number, sop_instance_uid=sop_instance_uid, instance_number=instance_number,
-        manufacturer=MANUFACTURER, is_complete=True)
+        is_complete=True, **equipment())
     sr.SeriesDescription = "CEUS perfusion measurements"
     add_private_coding_scheme(sr)
     return sr

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 import os
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -134,8 +134,10 @@ def _text_writer(text: str) -> Callable[[str], None]:
 
 
 def write_fusion(fusion: Fusion, out_dir: str, extra_writers=(), extra_warnings=(),
-                 registration_writer: Callable[[str], None] | None = None) -> tuple[list[str], list[str]]:
+                 registration_writer: Callable[[str], None] | None = None,
+                 replaces: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """Write every ``fuse`` output into ``out_dir`` (``fusion.json`` last); returns (paths, warnings).
+    ``replaces``: an earlier run's files this one supersedes (``fuse --dicom``: the DICOM objects).
 
     ``registration_writer(path)`` writes ``fusion/registration.h5`` through Slicer's transform storage
     (the application passes :func:`DCEUSResponseLib.scene.transforms.registration_file_writer`'s; export
@@ -155,4 +157,4 @@ def write_fusion(fusion: Fusion, out_dir: str, extra_writers=(), extra_warnings=
     warnings += preview_notes
     writers += list(extra_writers)
     writers.append(("fusion.json", _text_writer(json_text(fusion_json(fusion, warnings)))))
-    return write_staged(out_dir, writers, last="fusion.json"), warnings
+    return write_staged(out_dir, writers, last="fusion.json", replaces=replaces), warnings

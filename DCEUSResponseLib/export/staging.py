@@ -20,6 +20,7 @@ removed again if the run fails and ``DIR`` was created by it.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -173,8 +174,13 @@ class StagedFiles:
             # On an error or a signal: start nothing more, wait for the running writers.
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def commit(self, last: str) -> list[str]:
-        """Move every staged file into the output folder, ``last`` after all others; the paths."""
+    def commit(self, last: str, replaces: Iterable[str] = ()) -> list[str]:
+        """Move every staged file into the output folder, ``last`` after all others; the paths.
+
+        ``replaces``: glob patterns (relative to the output folder) of files that belong to the set
+        ``last`` names; those this run did not write (an earlier run's) are removed in the same
+        commit, before ``last`` moves in.
+        """
         last = os.path.normpath(last)
         order = [p for p in dict.fromkeys(self.relative_paths) if p != last] + [last]
         for relative_path in order:
@@ -184,13 +190,14 @@ class StagedFiles:
                                  "symbolic link)", target)
             if os.path.isdir(target) and not os.path.islink(target):
                 raise InputError("a folder is in the way of an output file", target)
+        obsolete = _obsolete_files(self.out_dir, replaces, set(order))
         _test_pause("staged")
         global _deferred_signals
         _deferred_signals = []
         try:
-            _write_journal(self.staging, order)
+            _write_journal(self.staging, order, obsolete)
             _test_pause("committed")
-            _finish_commit(self.out_dir, self.staging, order)
+            _finish_commit(self.out_dir, self.staging, order, obsolete)
         finally:
             pending, _deferred_signals = _deferred_signals, None
         self._created = []
@@ -228,11 +235,13 @@ class StagedFiles:
         self.discard()
 
 
-def write_staged(out_dir: str, writers: Iterable[tuple[str, Callable[[str], None]]], last: str) -> list[str]:
-    """Run each ``(relative path, writer(path))`` into staging, then move all into ``out_dir``."""
+def write_staged(out_dir: str, writers: Iterable[tuple[str, Callable[[str], None]]], last: str,
+                 replaces: Iterable[str] = ()) -> list[str]:
+    """Run each ``(relative path, writer(path))`` into staging, then move all into ``out_dir``
+    (``replaces``: as for :meth:`StagedFiles.commit`)."""
     with StagedFiles(out_dir) as staged:
         staged.write(writers)
-        return staged.commit(last)
+        return staged.commit(last, replaces)
 
 
 def recover_output_dir(out_dir: str) -> None:
@@ -258,8 +267,9 @@ def recover_output_dir(out_dir: str) -> None:
                     order = json.load(stream)
             except (OSError, ValueError):
                 order = None
-            if isinstance(order, list) and order and all(isinstance(p, str) for p in order):
-                _finish_commit(out_dir, staging, order)
+            order, obsolete = _journal_entries(order)
+            if order:
+                _finish_commit(out_dir, staging, order, obsolete)
         if os.path.isdir(staging) and not os.path.islink(staging):
             shutil.rmtree(staging, ignore_errors=True)
         else:
@@ -288,18 +298,42 @@ def _is_stale(name: str, path: str) -> bool:
         return False
 
 
-def _write_journal(staging: str, order: list[str]) -> None:
+def _obsolete_files(out_dir: str, patterns: Iterable[str], written: set[str]) -> list[str]:
+    """Files under ``out_dir`` matching ``patterns`` (relative globs) that are not in ``written``."""
+    found = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(os.path.join(glob.escape(out_dir), pattern))):
+            relative = os.path.relpath(path, out_dir)
+            if relative not in written and os.path.isfile(path) and inside(os.path.dirname(path), out_dir):
+                found.append(relative)
+    return list(dict.fromkeys(found))
+
+
+def _write_journal(staging: str, order: list[str], obsolete: list[str]) -> None:
     path = os.path.join(staging, JOURNAL)
     with open(path + ".tmp", "w", encoding="utf-8") as stream:
-        json.dump(order, stream)
+        json.dump({"order": order, "remove": obsolete}, stream)
         stream.flush()
         os.fsync(stream.fileno())
     os.replace(path + ".tmp", path)
     _fsync_folder(staging)
 
 
-def _finish_commit(out_dir: str, staging: str, order: list[str]) -> None:
-    """The moves after the commit point; repeatable (files already moved are skipped)."""
+def _journal_entries(content) -> tuple[list[str], list[str]]:
+    """(files to move, files to remove) of a journal; a bare list is the moves of an older journal."""
+    if isinstance(content, dict):
+        order, obsolete = content.get("order"), content.get("remove") or []
+    else:
+        order, obsolete = content, []
+    def paths(value) -> bool:
+        return isinstance(value, list) and all(isinstance(p, str) for p in value)
+    if not (paths(order) and order and paths(obsolete)):
+        return [], []
+    return order, obsolete
+
+
+def _finish_commit(out_dir: str, staging: str, order: list[str], obsolete: Iterable[str] = ()) -> None:
+    """The moves (and removals) after the commit point; repeatable (what is done already is skipped)."""
     last = order[-1]
     if os.path.lexists(os.path.join(staging, last)):
         try:
@@ -308,6 +342,16 @@ def _finish_commit(out_dir: str, staging: str, order: list[str]) -> None:
             pass
         _fsync_folder(os.path.dirname(os.path.join(out_dir, last)))
     _test_pause("removed-last")
+    for relative_path in obsolete:
+        try:
+            os.unlink(os.path.join(out_dir, relative_path))
+        except FileNotFoundError:
+            pass
+    for folder in sorted({os.path.dirname(p) for p in obsolete if os.path.dirname(p)}, reverse=True):
+        try:
+            os.rmdir(os.path.join(out_dir, folder))  # emptied (dicom/ of a run without --dicom)
+        except OSError:
+            pass
     for relative_path in order:
         source = os.path.join(staging, relative_path)
         if not os.path.lexists(source):

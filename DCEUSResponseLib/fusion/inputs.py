@@ -94,7 +94,14 @@ def read_analysis(folder: str | os.PathLike) -> AnalysisInputs:
     spacing = clip_info.get("pixel_spacing_mm")
     times = np.asarray(clip_info.get("frame_times_s") or [0.0, 1.0], dtype=float)
     rate = 1.0 / float(np.median(np.diff(times))) if times.size > 1 and np.all(np.diff(times) > 0) else None
-    clip = read_any_clip(source, frame_rate_hz=rate, pixel_spacing_mm=tuple(spacing) if spacing else None)
+    clip = read_any_clip(source, frame_rate_hz=rate if clip_info.get("timing_source") == "--frame-rate" else None,
+                         pixel_spacing_mm=tuple(spacing) if spacing else None)
+    # What the analysis recorded, not what reading again says: its identifiers (only the linking
+    # UIDs unless analyze kept the others: the fused scene must not add them) and its warnings (the
+    # spacing passed back is the analysis' own, not an option the user gave now).
+    recorded_uids = clip_info.get("uids") if isinstance(clip_info.get("uids"), dict) else {}
+    clip.uids = {keyword: value for keyword, value in clip.uids.items() if keyword in recorded_uids}
+    clip.warnings = [str(w) for w in clip_info.get("warnings") or []]
     if (clip.rows, clip.columns) != (clip_info.get("rows"), clip_info.get("columns")):
         raise InputError(f"the clip is now {clip.rows} x {clip.columns} pixels, the analysis had "
                          f"{clip_info.get('rows')} x {clip_info.get('columns')}: not the analysed clip", source)

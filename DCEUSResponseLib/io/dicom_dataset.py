@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings as _warnings
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -121,10 +121,15 @@ def raise_if_truncated(ds: Any, path: str) -> None:
 def _sop_class_name(ds: Any) -> str:
     from pydicom.uid import UID
 
+    from pydicom import config
+
     uid = str(ds.get("SOPClassUID", "") or "")
     if not uid:
         return "no SOP Class UID"
-    name = UID(uid).name
+    checked = UID(uid, validation_mode=config.IGNORE)  # pydicom would warn on stderr about a bad one
+    if not checked.is_valid:
+        return f"invalid SOP Class UID {uid[:64]!r}: damaged or truncated?"
+    name = checked.name
     return name if name != uid else f"SOP class {uid}"
 
 
@@ -179,10 +184,13 @@ def ultrasound_regions(ds: Any, rows: int, columns: int) -> tuple[list[Ultrasoun
                 f"{label} extends outside the {columns}x{rows} image; clipped to "
                 f"x {clipped[0]}..{clipped[2]}, y {clipped[1]}..{clipped[3]}"
             )
+        spacing_mm, calibration_note = _region_spacing_mm(item, label)
+        if calibration_note:
+            notes.append(calibration_note)
         kept.append(
             UltrasoundRegion(
                 *clipped,
-                spacing_mm=_region_spacing_mm(item),
+                spacing_mm=spacing_mm,
                 data_type=data_type,
                 spatial_format=spatial_format,
                 declared_bounds=(x0, y0, x1, y1) if clipped != (x0, y0, x1, y1) else None,
@@ -195,32 +203,64 @@ def ultrasound_regions(ds: Any, rows: int, columns: int) -> tuple[list[Ultrasoun
     return kept, notes
 
 
-def _region_spacing_mm(item: Any) -> tuple[float, float] | None:
-    """(row, column) spacing in mm when both directions are calibrated in cm."""
+#: Plausible pixel sizes of an ultrasound image (mm): a calibration outside is a damaged or wrong
+#: header (a Physical Delta of 1e300 cm, a Pixel Spacing in metres), ignored with a warning.
+PLAUSIBLE_PIXEL_MM = (1e-3, 10.0)
+
+
+def _region_spacing_mm(item: Any, label: str) -> tuple[tuple[float, float] | None, str | None]:
+    """(row, column) spacing in mm when both directions are calibrated in cm, else None; and a note
+    when the region states a calibration that cannot be used."""
     try:
-        if int(item.get("PhysicalUnitsXDirection", 0)) != PHYSICAL_UNITS_CM:
-            return None
-        if int(item.get("PhysicalUnitsYDirection", 0)) != PHYSICAL_UNITS_CM:
-            return None
+        units = (int(item.get("PhysicalUnitsXDirection", 0)), int(item.get("PhysicalUnitsYDirection", 0)))
+    except (TypeError, ValueError):
+        return None, f"{label} has unreadable Physical Units; no pixel spacing from it (--pixel-spacing gives one)"
+    if units == (0, 0):
+        return None, None  # no calibration stated
+    if units != (PHYSICAL_UNITS_CM, PHYSICAL_UNITS_CM):
+        return None, (f"{label} is calibrated in Physical Units {units[0]} x {units[1]}, not cm (3); "
+                      "no pixel spacing from it (--pixel-spacing gives one)")
+    try:
         delta_x_cm, delta_y_cm = abs(float(item.PhysicalDeltaX)), abs(float(item.PhysicalDeltaY))
     except (AttributeError, TypeError, ValueError):
+        return None, f"{label} is calibrated in cm but has no valid Physical Delta X / Y; no pixel spacing from it (--pixel-spacing gives one)"
+    spacing = (delta_y_cm * MM_PER_CM, delta_x_cm * MM_PER_CM)
+    problem = _implausible_spacing(spacing)
+    if problem:
+        return None, f"{label}: Physical Delta Y x X {problem}; no pixel spacing from it (--pixel-spacing gives one)"
+    return spacing, None
+
+
+def _implausible_spacing(spacing_mm: Sequence[float]) -> str | None:
+    low, high = PLAUSIBLE_PIXEL_MM
+    if all(math.isfinite(v) and low <= v <= high for v in spacing_mm):
         return None
-    if not (delta_x_cm > 0 and delta_y_cm > 0 and math.isfinite(delta_x_cm) and math.isfinite(delta_y_cm)):
-        return None
-    return (delta_y_cm * MM_PER_CM, delta_x_cm * MM_PER_CM)
+    shown = " x ".join(f"{v:.4g}" for v in spacing_mm)
+    return f"{shown} mm per pixel is not a plausible ultrasound pixel size ({low:g} to {high:g} mm)"
 
 
 def pixel_spacing_mm(ds: Any, regions: list[UltrasoundRegion]) -> tuple[float, float] | None:
+    """The first calibrated tissue region's spacing, else a usable Pixel Spacing, else None."""
+    return _pixel_spacing(ds, regions)[0]
+
+
+def _pixel_spacing(ds: Any, regions: list[UltrasoundRegion]) -> tuple[tuple[float, float] | None, list[str]]:
     for region in regions:
         if region.spacing_mm is not None:
-            return region.spacing_mm
+            return region.spacing_mm, []
     spacing = ds.get("PixelSpacing")
+    if spacing is None:
+        return None, []
     try:
-        if spacing is not None and len(spacing) == 2 and float(spacing[0]) > 0 and float(spacing[1]) > 0:
-            return (float(spacing[0]), float(spacing[1]))
+        values = tuple(float(v) for v in (spacing if not isinstance(spacing, (str, bytes)) else [spacing]))
     except (TypeError, ValueError):
-        pass
-    return None
+        values = ()
+    if len(values) != 2:
+        return None, [f"Pixel Spacing {str(spacing)[:40]!r} is not two numbers (row, column); ignored (--pixel-spacing gives one)"]
+    problem = _implausible_spacing(values)
+    if problem:
+        return None, [f"Pixel Spacing {problem}; ignored (--pixel-spacing gives one)"]
+    return values, []
 
 
 def clip_from_header(ds: Any, source: str, frames: np.ndarray, frame_times_s: np.ndarray, photometric: str,
@@ -228,6 +268,7 @@ def clip_from_header(ds: Any, source: str, frames: np.ndarray, frame_times_s: np
     """A :class:`Clip` of decoded ``frames`` with the geometry, bit depth and linking UIDs of the header
     ``ds`` (of the file, or of a series' first file); the regions' warnings follow ``warnings``."""
     regions, region_warnings = ultrasound_regions(ds, frames.shape[1], frames.shape[2])
+    spacing_mm, spacing_warnings = _pixel_spacing(ds, regions)
     return Clip(
         source=source,
         frames=frames,
@@ -235,10 +276,10 @@ def clip_from_header(ds: Any, source: str, frames: np.ndarray, frame_times_s: np
         photometric=photometric,
         bits_stored=int(ds.BitsStored),
         palette=palette,
-        pixel_spacing_mm=pixel_spacing_mm(ds, regions),
+        pixel_spacing_mm=spacing_mm,
         regions=regions,
         timing_source=timing_source,
-        warnings=warnings + region_warnings,
+        warnings=warnings + region_warnings + spacing_warnings,
         uids=identifiers(ds),
     )
 

@@ -64,11 +64,10 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     Call :func:`check_pixel_data` first. pydicom's own warnings become the returned warnings.
     """
     from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
 
     if int(ds.get("PixelRepresentation", 0) or 0) != 0:
         raise InputError("signed pixel data (Pixel Representation 1) is not an ultrasound image", path)
-    transfer_syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")))
+    transfer_syntax = transfer_syntax_uid(ds)
     try:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError:
@@ -76,6 +75,8 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     if not decoder.is_available:
         missing = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
         raise InputError(f"decoding {transfer_syntax.name} needs {missing}", path)
+    if not decoder.is_native:
+        _check_stream_signature(ds, transfer_syntax, path)
     notes = _high_bit_notes(ds, path, n_frames) if decoder.is_native else []
     try:
         with _warnings.catch_warnings(record=True) as caught:
@@ -141,8 +142,51 @@ def library_warnings(caught: list, limit: int = 5) -> list[str]:
     return shown
 
 
+_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian
+_JPEG_START = b"\xff\xd8"  # SOI: JPEG and JPEG-LS streams
+_JPEG_2000_STARTS = (b"\xff\x4f\xff\x51", b"\x00\x00\x00\x0cjP  ")  # SOC + SIZ codestream; JP2 box
+
+
+def _check_stream_signature(ds: Any, transfer_syntax: Any, path: str) -> None:
+    """Refuse a JPEG stream labelled JPEG 2000 and the reverse: the decoders recognise the stream and
+    decode it anyway, but the colour handling follows the label (a JPEG labelled JPEG 2000 came out
+    with its colours converted twice, up to 135 gray levels off)."""
+    from pydicom.uid import JPEG2000TransferSyntaxes, JPEGLSTransferSyntaxes, JPEGTransferSyntaxes
+
+    if transfer_syntax in (*JPEGTransferSyntaxes, *JPEGLSTransferSyntaxes):
+        expected, starts = "JPEG", (_JPEG_START,)
+    elif transfer_syntax in JPEG2000TransferSyntaxes:
+        expected, starts = "JPEG 2000", _JPEG_2000_STARTS
+    else:
+        return
+    data = bytes(ds.PixelData[:65536])
+    if data[:4] != _ITEM_TAG or len(data) < 8:
+        return  # not encapsulated as it should be: the decoder says so
+    first = 8 + int.from_bytes(data[4:8], "little")  # after the Basic Offset Table item
+    if data[first:first + 4] != _ITEM_TAG:
+        return
+    fragment = data[first + 8:first + 20]
+    if not fragment.startswith(starts):
+        found = ("a JPEG stream" if fragment.startswith(_JPEG_START) else
+                 "a JPEG 2000 stream" if fragment.startswith(_JPEG_2000_STARTS) else "no recognisable stream")
+        raise InputError(f"the transfer syntax says {transfer_syntax.name} but the pixel data holds {found} "
+                         f"(expected {expected}): the file is mislabelled", path)
+
+
+def transfer_syntax_uid(ds: Any):
+    """The dataset's Transfer Syntax UID (Implicit VR Little Endian when absent), without pydicom's
+    warning on stderr about a malformed one (which then matches no decoder and is refused as such)."""
+    from pydicom import config
+    from pydicom.uid import UID
+
+    return UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")), validation_mode=config.IGNORE)
+
+
 def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
+    """The error's message on one line, at most 200 characters; pydicom's message about a damaged
+    element embeds the traceback of its own cause, which is cut off."""
+    text = str(error).split("Traceback (most recent call last)")[0]
+    text = " ".join(text.split()) or type(error).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
@@ -174,9 +218,7 @@ def _image_attributes(ds: Any, path: str) -> tuple[int, int, int, int, int]:
 
 
 def _is_encapsulated(ds: Any) -> bool:
-    from pydicom.uid import UID
-
-    return UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))).is_encapsulated
+    return transfer_syntax_uid(ds).is_encapsulated
 
 
 def _count_fragments(ds: Any, path: str) -> int:
@@ -207,9 +249,7 @@ def _high_bit_notes(ds: Any, path: str, n_frames: int) -> list[str]:
     bits_allocated, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
     if bits_allocated not in (8, 16) or bits_stored >= bits_allocated:
         return []
-    from pydicom.uid import UID
-
-    big_endian = UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))) == "1.2.840.10008.1.2.2"
+    big_endian = transfer_syntax_uid(ds) == "1.2.840.10008.1.2.2"
     dtype = np.dtype(np.uint8) if bits_allocated == 8 else np.dtype(">u2" if big_endian else "<u2")
     values = np.frombuffer(ds.PixelData, dtype=dtype, count=len(ds.PixelData) // dtype.itemsize)
     top = int(values.max(initial=0))

@@ -50,10 +50,11 @@ def decoding_problem(transfer_syntax_uid: str) -> str | None:
     installed plugins (Slicer 5.12 bundles pillow and pyjpegls: JPEG Baseline, JPEG 2000, RLE and
     JPEG-LS decode; JPEG Lossless needs pylibjpeg or gdcm).
     """
+    from pydicom import config
     from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
-    uid = UID(str(transfer_syntax_uid or "1.2.840.10008.1.2"))
+    uid = UID(str(transfer_syntax_uid or "1.2.840.10008.1.2"), validation_mode=config.IGNORE)
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:

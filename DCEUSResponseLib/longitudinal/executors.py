@@ -23,7 +23,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
@@ -124,6 +124,22 @@ def run_dask(function: TaskFunction, tasks: Sequence, address: str, on_done: OnD
     return results
 
 
+def check_scheduler(address: str, timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> None:
+    """One-line :class:`InputError` unless a Dask scheduler answers at ``address`` within ``timeout_s``
+    (for a command to call before it creates its output folder)."""
+    try:
+        import distributed  # noqa: F401 (only whether it is installed)
+    except ImportError:
+        raise InputError("--scheduler needs Dask distributed: pip install \"DCEUSResponse[cluster]\"") from None
+    try:
+        _probe_scheduler(address, timeout_s)
+    except InputError:
+        raise
+    except Exception as error:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s "
+                         f"({_one_line(error)})") from None
+
+
 def _connect(client_class, address: str, timeout_s: float):
     # Dask logs each failed connection attempt; the user gets one line instead.
     quiet = [logging.getLogger(name) for name in ("distributed", "distributed.client", "distributed.comm")]
@@ -131,13 +147,51 @@ def _connect(client_class, address: str, timeout_s: float):
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
+        _probe_scheduler(address, timeout_s)
         return client_class(address, timeout=timeout_s, set_as_default=False)
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s "
                          f"({_one_line(error)})") from None
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+def _probe_scheduler(address: str, timeout_s: float) -> None:
+    """Ask ``address`` who it is, within ``timeout_s``: Dask's Client waits forever (its timeout not
+    applied) on an address that accepts the connection but never answers the handshake (another
+    server, a firewall's tarpit). Run on a thread of its own, so a caller's event loop is untouched."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    silent = object()
+
+    async def identity():
+        # connect() gives up by itself after timeout_s, with OSError when nothing accepts the
+        # connection and TimeoutError when its handshake gets no answer; the margin lets it say which
+        try:
+            comm = await asyncio.wait_for(connect(address, timeout=timeout_s), timeout_s + 5.0)
+        except (asyncio.TimeoutError, TimeoutError):
+            return silent
+        try:
+            await asyncio.wait_for(comm.write({"op": "identity"}), timeout_s)
+            return await asyncio.wait_for(comm.read(), timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            return silent
+        finally:
+            comm.abort()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        reply = pool.submit(asyncio.run, identity()).result()
+    if reply is silent:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s (it accepts "
+                         "connections but does not answer as a Dask scheduler)")
+    if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
+        kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
+        raise InputError(f"{address!r} is not a Dask scheduler (it answers as {kind!r}): give the scheduler's address")
 
 
 def _one_line(error: BaseException) -> str:

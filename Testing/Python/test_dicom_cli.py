@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -149,3 +150,63 @@ def _walk(dataset):
     for item in dataset.get("ContentSequence", []):
         yield item
         yield from _walk(item)
+
+
+def test_outputs_are_utf8_whatever_the_clip_character_set(clips, tmp_path):
+    """An ISO 2022 clip (an empty first value, as Japanese exports write it) crashed highdicom (exit 3),
+    and ROI names beyond Latin-1 were written as '?' in objects without a character set (dciodvfy
+    errors). Every object is ISO_IR 192: the names and the patient's name survive, the SR names the
+    software version like the other objects."""
+    source = pydicom.dcmread(clips["multiframe"])
+    source.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    source.PatientName = "Yamada^Tarou=山田^太郎"
+    clip_path = str(tmp_path / "jis.dcm")
+    source.save_as(clip_path)
+    liver, lesion = clips["masks"]["liver"], clips["masks"]["lesion"]
+    out = tmp_path / "exam"
+    argv = ["analyze", clip_path, "--roi", f"Leber-ü={liver}", "--roi", f"Läsion 1 (肝)={lesion}",
+            "--reference", "Leber-ü", "--no-motion-compensation", "--dicom", "--out", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no library warning (pydicom's encoding, matplotlib's glyphs)
+        assert main(argv) == 0
+    seg = pydicom.dcmread(out / "dicom" / SEG_FILE)
+    sr = pydicom.dcmread(out / "dicom" / SR_FILE)
+    for dataset in (seg, sr):
+        assert dataset.SpecificCharacterSet == "ISO_IR 192"
+        assert str(dataset.PatientName) == "Yamada^Tarou=山田^太郎"
+        assert dataset.SoftwareVersions == seg.SoftwareVersions and str(dataset.Manufacturer) == "DCEUSResponse"
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Leber-ü", "Läsion 1 (肝)"]
+    texts = {item.TextValue for item in _walk(sr) if "TextValue" in item}
+    assert "Läsion 1 (肝)" in texts
+    if DCIODVFY is not None:
+        for name in (SEG_FILE, SR_FILE):
+            assert _dciodvfy_errors(out / "dicom" / name) == [], name
+
+
+def test_a_rerun_replaces_the_earlier_runs_dicom_objects(clips, tmp_path):
+    """A --maps --dicom run, then --dicom without maps into the same folder, left the first run's 15
+    Parametric Maps beside the new SEG and SR (a PACS push of dicom/ sent maps of another analysis),
+    and a run without --dicom left the old SR beside the new results.json. The commit removes an
+    earlier run's DICOM objects it does not write; other files in dicom/ are the user's and stay."""
+    out = tmp_path / "exam"
+    _analyze(clips["multiframe"], clips["masks"], out, "--maps", "--map-binning", "8", "--dicom")
+    (out / "dicom" / "notes.txt").write_text("mine", encoding="utf-8")
+    assert len([n for n in os.listdir(out / "dicom") if n.startswith("PM_")]) == len(
+        [n for n in CATALOGUE if n in json.loads((out / "results.json").read_text())["maps"]["median_of_fitted"]])
+    _analyze(clips["multiframe"], clips["masks"], out, "--dicom")
+    assert sorted(os.listdir(out / "dicom")) == sorted([SEG_FILE, SR_FILE, "notes.txt"])
+    assert (out / "maps" / "PE.nrrd").exists()  # maps/ stays (results.json says maps: null)
+    _analyze(clips["multiframe"], clips["masks"], out)
+    assert sorted(os.listdir(out / "dicom")) == ["notes.txt"]
+
+
+def test_dicom_of_a_folder_takes_no_maps_that_results_json_does_not_name(clips, tmp_path):
+    """write_dicom_outputs (and fuse --dicom) read maps/*.nrrd whatever results.json said, so the
+    maps of an earlier --maps run became Parametric Maps of a later run without maps."""
+    from DCEUSResponseLib.export.dicom_outputs import write_dicom_outputs
+
+    out = tmp_path / "exam"
+    _analyze(clips["multiframe"], clips["masks"], out, "--maps", "--map-binning", "8")
+    _analyze(clips["multiframe"], clips["masks"], out)
+    written = write_dicom_outputs(str(out), clips["multiframe"], str(tmp_path / "dicom"))
+    assert sorted(os.path.basename(p) for p in written) == sorted([SEG_FILE, SR_FILE])

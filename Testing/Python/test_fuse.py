@@ -407,3 +407,20 @@ def test_fuse_dicom_writes_the_registration_and_the_report_with_the_pet_measures
         for name in files:
             checked = subprocess.run(["dciodvfy", str(out / "dicom" / name)], capture_output=True, text=True)
             assert not [line for line in checked.stderr.splitlines() if line.startswith("Error")], name
+
+
+def test_fuse_reads_the_clip_with_the_identifiers_and_warnings_its_analysis_recorded(case):
+    """fuse re-read the clip and its scene carried every identifier of the header (PatientID,
+    PatientName, StudyDate on the clip nodes) although analyze had left them out, plus warnings
+    about options nobody gave ("--frame-rate ... ignored"): what the analysis recorded is used."""
+    from DCEUSResponseLib.fusion.inputs import read_analysis
+
+    inputs = read_analysis(case["analysis"])
+    recorded = inputs.results["clip"]
+    header = pydicom.dcmread(recorded["source_path"], stop_before_pixels=True)
+    assert header.PatientID and header.PatientName  # the header has them: the test can fail
+    assert "PatientID" not in recorded["uids"]
+    assert inputs.clip.uids == {k: v for k, v in recorded["uids"].items() if k in inputs.clip.uids}
+    assert {"PatientID", "PatientName", "PatientBirthDate", "StudyDate"}.isdisjoint(inputs.clip.uids)
+    assert inputs.clip.uids.get("SOPInstanceUID") == recorded["uids"]["SOPInstanceUID"]
+    assert inputs.clip.warnings == recorded["warnings"]

@@ -482,7 +482,8 @@ def test_unknown_vr_after_a_bit_flip_is_an_input_error(tmp_path, capsys):
     path.write_bytes(bytes(data))
     with pytest.raises(InputError, match="damaged") as error:
         read_clip(path)
-    one_line_naming(error, path)
+    message = one_line_naming(error, path)
+    assert "Traceback" not in message and "Unknown Value Representation" in message  # pydicom's own traceback cut
     np.save(tmp_path / "mask.npy", np.ones((ROWS, COLUMNS), bool))
     status = main(["analyze", str(path), "--roi", f"a={tmp_path / 'mask.npy'}", "--out", str(tmp_path / "out")])
     assert status == 1
@@ -585,3 +586,96 @@ def test_control_characters_in_a_file_name_stay_on_one_line(tmp_path, name):
     assert "\n" not in message and "\r" not in message and "\x1b" not in message
     assert repr(name)[1:-1] in message
     assert error.value.path == str(path)  # the exact path stays available to callers
+
+
+def test_a_header_cut_inside_the_sop_class_uid_says_so_without_pydicom_on_stderr(tmp_path):
+    """A file cut 400 bytes in (inside the SOP Class UID) printed pydicom's two-line UserWarning
+    about the UID on stderr and was "contains no pixel data (SOP class 1.2.)"."""
+    path = tmp_path / "cut.dcm"
+    write_ultrasound_multiframe(path, frames(), TIMES_S)
+    data = path.read_bytes()
+    sop_class = data.find(b"1.2.840.10008.5.1.4.1.1.3.1", 200)  # the data set's, after the file meta's
+    path.write_bytes(data[:sop_class + 4])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(InputError, match="invalid SOP Class UID '1.2.': damaged or truncated") as error:
+            read_clip(path)
+    one_line_naming(error, path)
+    assert [str(w.message) for w in caught] == []
+
+
+def _mislabelled(tmp_path, photometric: str, transfer_syntax: str):
+    path = tmp_path / "mislabelled.dcm"
+    rgb = np.stack([frames()] * 3, axis=-1) if photometric == "RGB" else frames()
+    write_ultrasound_multiframe(path, rgb, TIMES_S, photometric=photometric, transfer_syntax="jpeg-baseline")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME2", "RGB"])
+def test_a_jpeg_stream_labelled_jpeg_2000_is_refused(tmp_path, photometric):
+    """The decoders recognise the stream and decode it whatever the label, but the colour handling
+    followed the label: a JPEG colour clip labelled JPEG 2000 had its colours converted twice (lesion
+    PE 0.506 instead of 0.028, exit 0)."""
+    path = _mislabelled(tmp_path, photometric, "1.2.840.10008.1.2.4.90")
+    with pytest.raises(InputError, match="holds a JPEG stream .expected JPEG 2000.: the file is mislabelled") as error:
+        read_clip(path)
+    one_line_naming(error, path)
+
+
+def _calibrated_clip(tmp_path, change) -> str:
+    path = tmp_path / "calibrated.dcm"
+    region = UltrasoundRegion(0, 0, COLUMNS - 1, ROWS - 1, SPACING_MM)
+    write_ultrasound_multiframe(path, frames(), TIMES_S, regions=[region])
+    ds = pydicom.dcmread(path)
+    change(ds, ds.SequenceOfUltrasoundRegions[0])
+    ds.save_as(path)
+    return str(path)
+
+
+def _set(keyword, value):
+    def change(ds, item):
+        if value is None:
+            delattr(item, keyword)
+        else:
+            setattr(item, keyword, value)
+    return change
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (_set("PhysicalDeltaX", 0.0), "not a plausible ultrasound pixel size"),
+    (_set("PhysicalDeltaX", float("nan")), "not a plausible ultrasound pixel size"),
+    (_set("PhysicalDeltaY", float("inf")), "not a plausible ultrasound pixel size"),
+    (_set("PhysicalDeltaX", 1e300), "not a plausible ultrasound pixel size"),
+    (_set("PhysicalDeltaX", None), "no valid Physical Delta"),
+    (_set("PhysicalUnitsYDirection", 4), "Physical Units 3 x 4, not cm"),
+])
+def test_a_region_calibration_that_cannot_be_used_is_dropped_with_a_warning(tmp_path, change, fragment):
+    """A region's Physical Delta of 0, NaN, inf or none, or in seconds, was dropped without a word (the
+    DICOM outputs then state 1 mm pixels), and 1e300 cm became a spacing of 1e301 mm in results.json
+    and the SEG."""
+    clip = read_clip(_calibrated_clip(tmp_path, change))
+    assert clip.pixel_spacing_mm is None
+    assert any(fragment in warning and "--pixel-spacing" in warning for warning in clip.warnings), clip.warnings
+
+
+@pytest.mark.parametrize("spacing, fragment", [([0.0, 0.0], "not a plausible"), ([-0.3, 0.3], "not a plausible"),
+                                               ([float("nan"), 0.3], "not a plausible"), ([300.0, 300.0], "not a plausible"),
+                                               (0.3, "not two numbers")])
+def test_a_pixel_spacing_that_cannot_be_used_is_dropped_with_a_warning(tmp_path, spacing, fragment):
+    path = tmp_path / "spaced.dcm"
+    write_ultrasound_multiframe(path, frames(), TIMES_S)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = spacing
+    ds.save_as(path)
+    clip = read_clip(path)
+    assert clip.pixel_spacing_mm is None
+    assert any("Pixel Spacing" in w and fragment in w for w in clip.warnings), clip.warnings
+
+
+def test_good_calibrations_are_used_without_a_warning(tmp_path):
+    clip = read_clip(_calibrated_clip(tmp_path, _set("PhysicalDeltaX", -0.03)))  # signed: a flipped axis
+    assert clip.pixel_spacing_mm == pytest.approx((0.3, 0.3))
+    assert not any("pixel" in w.lower() for w in clip.warnings), clip.warnings

@@ -143,6 +143,28 @@ def test_sigkill_at_each_commit_step_never_mixes_two_runs(study, two_runs, tmp_p
     assert _entries(out) == sorted(CONTRACT_FILES)
 
 
+@pytest.mark.parametrize("step", ["committed", "removed-last", "moved:results.json"])
+def test_sigkill_during_a_commit_that_replaces_dicom_objects_is_finished_by_the_next_run(study, tmp_path, step):
+    """A run without --dicom after one with it removes the earlier SR and SEG in its commit (they
+    describe the analysis it replaces); killed after the commit point, the journal holds the removals
+    too and the next run in DIR finishes them: the old SR is never left beside the new results.json."""
+    pytest.importorskip("highdicom")
+    from DCEUSResponseLib.export.staging import recover_output_dir
+
+    out = tmp_path / "out"
+    first = _run_process(_analyze_argv(study, out, "--dynamic-range", "50", "--dicom"))
+    assert first.returncode == 0, first.stderr
+    assert sorted(os.listdir(out / "dicom")) == ["SEG_ROIs.dcm", "SR_measurements.dcm"]
+    process = _start_paused(_analyze_argv(study, out, "--dynamic-range", "60"), step)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if (out / "results.json").exists() and (out / "dicom" / "SR_measurements.dcm").exists():
+        assert json.loads((out / "results.json").read_text())["clip"]["dynamic_range_db"] == 50.0
+    recover_output_dir(str(out))
+    assert json.loads((out / "results.json").read_text())["clip"]["dynamic_range_db"] == 60.0
+    assert not (out / "dicom").exists()
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_before_the_commit_leave_dir_as_it_was(study, two_runs, tmp_path, signum, code):
     out = tmp_path / "out"

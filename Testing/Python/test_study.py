@@ -189,6 +189,44 @@ def test_unreachable_scheduler_is_one_line_within_the_timeout(cohort, tmp_path):
     assert len(lines) == 1 and "cannot reach the Dask scheduler" in lines[0] and str(port) in lines[0]
 
 
+@pytest.mark.parametrize("server", ["silent", "http"])
+def test_an_address_that_answers_but_is_no_scheduler_is_one_line_within_the_timeout(cohort, tmp_path, server):
+    """Something accepting connections that is not a Dask scheduler (a silent listener, a web server)
+    made Dask's Client wait for ever, its timeout not applied (more than 2.5 min against an HTTP
+    server), then print a traceback at exit; and the output folder had been created already. The
+    run is a child process with its own time limit, so a regression fails instead of hanging."""
+    pytest.importorskip("distributed")
+    import http.server
+    import threading
+
+    if server == "silent":
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port, stop = listener.getsockname()[1], listener.close
+    else:
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        port = httpd.server_address[1]
+        def stop():
+            httpd.shutdown()
+            httpd.server_close()
+    out = tmp_path / "out"
+    try:
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "DCEUSResponseLib", "study", cohort[0], "--out", str(out),
+                              "--scheduler", f"tcp://127.0.0.1:{port}", "--scheduler-timeout", "2"],
+                             capture_output=True, text=True, timeout=60, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": REPO})
+        elapsed = time.monotonic() - started
+    finally:
+        stop()
+    assert run.returncode == 1 and elapsed < 30, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not answer as a Dask scheduler" in lines[0] and str(port) in lines[0], run.stderr
+    assert not out.exists()
+
+
 def test_manifest_error_exits_1_with_the_manifests_line(tmp_path):
     manifest = tmp_path / "MANIFEST.csv"
     (tmp_path / "clip.dcm").write_bytes(b"")

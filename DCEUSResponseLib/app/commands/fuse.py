@@ -11,6 +11,7 @@ import os
 import sys
 
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
 from DCEUSResponseLib.export.dicom_outputs import dicom_writers, fusion_dicom_outputs, require_highdicom
 from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.scene.application import have_slicer_core
@@ -82,7 +83,8 @@ def run(args) -> int:
     if args.dicom:  # built before anything is written; staged with the rest, fusion.json last
         extra += dicom_writers(fusion_dicom_outputs(fusion, fusion.warnings))
     _, warnings = write_fusion(fusion, out_dir, extra_writers=extra,
-                               registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps))
+                               registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps),
+                               replaces=dicom_output_patterns() if args.dicom else ())
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_fusion(fusion))

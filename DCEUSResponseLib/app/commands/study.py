@@ -29,6 +29,7 @@ from DCEUSResponseLib.longitudinal.aggregate import aggregate, read_clip_outputs
 from DCEUSResponseLib.longitudinal.executors import (
     DEFAULT_SCHEDULER_TIMEOUT_S,
     default_workers,
+    check_scheduler,
     run_dask,
     run_local,
 )
@@ -109,6 +110,8 @@ def run_study(args, command_main: CommandMain) -> int:
     rules = [ResponseRule.parse(text, allow_pet=True) for text in (args.rule or DEFAULT_STUDY_RULES)]
     manifest = read_manifest(args.manifest)
     outcomes = read_outcomes(args.outcomes, manifest) if args.outcomes else None
+    if args.scheduler:  # an unreachable cluster stops before DIR is created
+        check_scheduler(args.scheduler, args.scheduler_timeout)
     out_dir = prepare_output_dir(args.out)
     options = StudyOptions(maps=args.maps, scenes=args.scenes)
     tasks = plan_tasks(manifest, out_dir, options)
