@@ -109,6 +109,7 @@ def read_video_clip(path: str | os.PathLike, frame_rate_hz: float | None = None,
         # A colour frame after grey ones: decode again keeping every frame in RGB, exactly as stored.
         decoded = _decode(av, path_str, keep_colour=True)
     n_frames = decoded.n_frames
+    _check_complete(decoded, path_str)
     if n_frames < 2:
         raise InputError(f"has {n_frames} decodable video frame{'s' if n_frames != 1 else ''}; a clip needs at least 2",
                          path_str)
@@ -232,6 +233,8 @@ class _Decoded:
         self.bitstream_rate: Fraction | None = None
         self.colour_from_frame: int | None = None  # set when a grey-mode pass meets a colour frame
         self.warnings: list[str] = []
+        self.declared_frames = 0  # the container's frame count (0: not stated)
+        self.declared_seconds: float | None = None  # the video's duration as the container states it
 
     def append(self, image: np.ndarray, expected_frames: int = 0, path: str = "") -> None:
         # The container's frame count is a claim, not a size: never allocate beyond the clip limit.
@@ -296,6 +299,11 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
         result.bitstream_rate = _positive_fraction(getattr(stream.codec_context, "framerate", None))
         # Containers that index their frames know the count in advance (else the buffer grows).
         expected_frames = int(stream.frames or 0) + 1
+        result.declared_frames = int(stream.frames or 0)
+        if stream.duration and result.time_base:
+            result.declared_seconds = float(stream.duration * result.time_base)
+        elif container.duration and len(container.streams) == 1:  # no audio that could be longer
+            result.declared_seconds = container.duration / 1e6  # AV_TIME_BASE
         colour = keep_colour
         shape: tuple[int, int] | None = None
         try:
@@ -324,6 +332,25 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
             raise InputError(f"the video stream cannot be decoded after {result.n_frames} frames "
                              f"({_one_line(error)})", path) from None
     return result
+
+
+def _check_complete(decoded: _Decoded, path: str) -> None:
+    """Refuse a video that ends well before its container says it does (a file cut short: Matroska
+    and AVI decode up to the cut without an error, so half a clip would be analysed as the whole)."""
+    if decoded.colour_from_frame is not None:
+        return  # a grey pass stopped early on purpose; the colour pass is checked
+    if decoded.declared_frames > 1 and decoded.n_frames < decoded.declared_frames - 1:
+        raise InputError(f"the video ends after {decoded.n_frames} of the {decoded.declared_frames} frames its "
+                         "container declares: the file is truncated", path)
+    pts = [p for p in decoded.pts if p is not None]
+    if decoded.declared_seconds is None or decoded.time_base is None or len(pts) < 2:
+        return
+    interval = float(np.median(np.diff(pts)) * decoded.time_base)
+    decoded_seconds = float((pts[-1] - pts[0]) * decoded.time_base) + interval
+    shortfall = decoded.declared_seconds - decoded_seconds
+    if shortfall > max(1.0, 2.0 * interval) and decoded_seconds < 0.95 * decoded.declared_seconds:
+        raise InputError(f"the video ends after {decoded_seconds:.1f} s ({decoded.n_frames} frames) but its "
+                         f"container declares {decoded.declared_seconds:.1f} s: the file is truncated", path)
 
 
 def _frame_pixels(frame: Any) -> np.ndarray:

@@ -97,6 +97,8 @@ class StudyTables:
     response: list[ResponseRow]
     repeatability: dict[str, tuple[Repeatability, int]] = field(default_factory=dict)
     statistics: list[StatisticsRow] | None = None
+    #: about the inputs (an outcome for a lesion no clip has), for stderr and study.json
+    warnings: list[str] = field(default_factory=list)
 
     def measurements_csv(self) -> str:
         return csv_text(Measurement.COLUMNS, (m.row() for m in self.measurements))
@@ -196,12 +198,31 @@ def aggregate(manifest: Manifest, results_by_clip: Mapping[ClipKey, dict],
     response = [row for patient in manifest.patients
                 for row in _patient_response(manifest.exams_of(patient), _lesion_names(clip_rois, patient),
                                              lesions, parsed, rep)]
-    statistics = None
+    statistics, warnings = None, []
     if outcomes is not None:
         statistics = _statistics(manifest, lesions, clip_rois, outcomes, parameters, fusion_columns,
                                  n_resamples, seed)
+        references = {(c.row.patient, c.name) for c in clip_rois if c.is_reference}
+        warnings = unused_outcome_warnings(outcomes, {p: [n for n in _lesion_names(clip_rois, p) if (p, n) not in references]
+                                                      for p in manifest.patients})
     return StudyTables(measurements=_measurements(manifest, clip_rois), lesions=ordered, parameters=parameters,
-                       fusion_columns=fusion_columns, response=response, repeatability=rep, statistics=statistics)
+                       fusion_columns=fusion_columns, response=response, repeatability=rep, statistics=statistics,
+                       warnings=warnings)
+
+
+def unused_outcome_warnings(outcomes: Outcomes, lesions_by_patient: Mapping[str, Sequence[str]]) -> list[str]:
+    """A warning per lesion outcome that names no lesion of its patient's analysed clips (a typo, a
+    lesion renamed, a clip that failed): its outcome would be left out of the ROC analysis silently."""
+    warnings = []
+    for (patient, lesion), line in sorted(outcomes.lesion_lines.items(), key=lambda item: item[1]):
+        known = list(lesions_by_patient.get(patient) or [])
+        if lesion in known:
+            continue
+        close = [name for name in known if name.casefold() == lesion.casefold()]
+        hint = f" (did you mean {close[0]!r}?)" if close else (f" (its lesions: {', '.join(known)})" if known else "")
+        warnings.append(f"{outcomes.path}: line {line}: patient {patient!r} has no lesion {lesion!r} in the "
+                        f"analysed clips{hint}; that outcome is not used")
+    return warnings
 
 
 def _clip_rois(manifest: Manifest, results_by_clip, fusion_by_clip) -> list[_ClipRoi]:

@@ -11,7 +11,7 @@ import csv
 import datetime
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
@@ -294,6 +294,8 @@ class Outcomes:
     path: str
     by_patient: dict[str, str]
     by_lesion: dict[tuple[str, str], str]
+    #: the file's line of each (patient, lesion) outcome, for messages about it
+    lesion_lines: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def outcome(self, patient: str, lesion: str) -> str | None:
         """The lesion's own outcome, else its patient's, else None."""
@@ -325,4 +327,4 @@ def read_outcomes(path: str, manifest: Manifest | None = None) -> Outcomes:
             by_lesion[(patient, lesion)] = outcome
     if not lines:
         raise InputError("no outcome rows after the header", path)
-    return Outcomes(path, by_patient, by_lesion)
+    return Outcomes(path, by_patient, by_lesion, {key: line for key, line in lines.items() if key[1] is not None})

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
+from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.longitudinal.manifest import Manifest
+from DCEUSResponseLib.longitudinal.response import read_results
 from DCEUSResponseLib.longitudinal.records import ClipRow
 
 INPUTS_FILE = "inputs.json"
@@ -216,10 +218,20 @@ def read_inputs_record(folder: str) -> dict | None:
 
 
 def outputs_complete(task: ClipTask) -> bool:
-    """``results.json`` is there (``analyze`` moves it last), and ``fusion/fusion.json`` when fused."""
-    if not os.path.isfile(os.path.join(task.folder, "results.json")):
+    """``results.json`` is there (``analyze`` moves it last) and reads as one, and ``fusion/fusion.json``
+    when fused: outputs edited or damaged since their run (the fingerprint covers the inputs only)
+    are analysed again instead of stopping the study when it aggregates them."""
+    try:
+        read_results(task.folder)
+    except InputError:
         return False
-    return task.fuse_argv is None or os.path.isfile(os.path.join(task.folder, FUSION_FOLDER, "fusion.json"))
+    if task.fuse_argv is None:
+        return True
+    try:
+        with open(os.path.join(task.folder, FUSION_FOLDER, "fusion.json"), encoding="utf-8") as stream:
+            return isinstance(json.load(stream), dict)
+    except (OSError, ValueError, RecursionError):
+        return False
 
 
 def _write_inputs_record(task: ClipTask, digest: str, content: dict, hashes: dict, seconds: float) -> None:

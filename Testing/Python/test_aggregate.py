@@ -262,3 +262,21 @@ def test_clip_outputs_are_read_from_the_study_folder_and_a_failed_clip_is_left_o
     assert _response(tables, "P1", "lesion1", "C2", "relative:WiWoAUC:-40").relative_delta_percent == \
         pytest.approx(-50.0)
     assert os.path.isdir(out / "exams" / "P2" / "C4" / "1")
+
+
+def test_an_outcome_for_a_lesion_no_clip_has_is_warned_about(study):
+    """'Lesion1' for lesion1 (a typo) was dropped silently: n_responders 1 instead of 2 and an AUC
+    over fewer lesions, exit 0. Each such row is warned about with its line, and a near name is offered."""
+    manifest, results, fusion, folder = study
+    outcomes_path = folder / "OUTCOMES-typo.csv"
+    outcomes_path.write_text("patient,lesion,outcome\nP1,Lesion1,responder\nP1,lesion2,responder\n"
+                             "P1,lesion9,non-responder\n", encoding="utf-8")
+    tables = aggregate(manifest, results, fusion, outcomes=read_outcomes(str(outcomes_path), manifest),
+                       n_resamples=50)
+    assert len(tables.warnings) == 2, tables.warnings
+    typo, unknown = tables.warnings
+    assert "line 2" in typo and "'Lesion1'" in typo and "did you mean 'lesion1'?" in typo and str(outcomes_path) in typo
+    assert "line 4" in unknown and "'lesion9'" in unknown and "its lesions: lesion1, lesion2" in unknown
+    good = folder / "OUTCOMES-good.csv"
+    good.write_text("patient,lesion,outcome\nP1,lesion1,responder\n", encoding="utf-8")
+    assert aggregate(manifest, results, fusion, outcomes=read_outcomes(str(good), manifest), n_resamples=50).warnings == []

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -128,6 +129,24 @@ def test_second_run_reuses_every_clip(first_run, cohort):
     assert "7 reused" in stderr
     with open(os.path.join(out, "response.csv"), "rb") as stream:
         assert stream.read() == response
+
+
+def test_a_damaged_reused_output_is_analysed_again_not_the_end_of_the_study(first_run, cohort, tmp_path):
+    """A clip's results.json edited after its run (a NaN) was "reused" (the fingerprint covers the
+    inputs) and then stopped the whole study when aggregated, without tables. It runs again."""
+    _, first, _, _ = first_run
+    out = tmp_path / "study"
+    shutil.copytree(first, out)
+    damaged = sorted(_results_files(out))[0]
+    text = open(damaged, encoding="utf-8").read()
+    with open(damaged, "w", encoding="utf-8") as stream:
+        stream.write(text.replace('"WiWoAUC": ', '"WiWoAUC": NaN, "was": ', 1))
+    status, stderr = _study([cohort[0], "--out", str(out), "--workers", "2"])
+    assert status == 0, stderr
+    statuses = [c["status"] for c in _study_json(out)["clips"]]
+    assert statuses.count("done") == 1 and statuses.count("reused") == 6, statuses
+    with open(out / "response.csv", "rb") as rerun, open(first / "response.csv", "rb") as original:
+        assert rerun.read() == original.read()
 
 
 def test_killed_study_resumes_to_the_same_response(first_run, cohort, tmp_path):

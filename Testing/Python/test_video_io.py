@@ -272,3 +272,21 @@ def test_missing_pyav_names_the_package(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"pip install \"DCEUSResponse\[video\]\""):
         read_video_clip(str(path))
     assert os.path.exists(path)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi"])
+def test_a_video_cut_short_is_refused(tmp_path, suffix):
+    """Matroska and AVI decode up to a cut without an error: half a clip was analysed as the whole
+    (the lesion's relative WiWoAUC 2.17 instead of 0.81). The container's duration or frame count says
+    how long the clip is; a video ending well before it is refused, naming the file (an AVI cut
+    mid-frame was already refused by its decoder)."""
+    frames = small_frames(60, seed=1)
+    whole = tmp_path / f"whole{suffix}"
+    write_video_clip(whole, frames, 1.0)
+    assert read_video_clip(whole).frames.shape[0] == 60  # the whole file reads as the whole clip
+    data = whole.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated|cannot be decoded after") as error:
+        read_video_clip(cut)
+    assert str(cut) in str(error.value) and "\n" not in str(error.value)

@@ -181,6 +181,7 @@ def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutc
                               **options.to_json()},
                   "executor": executor,
                   "clips": [o.to_json() for o in results],
+                  "warnings": list(tables.warnings),
                   "summary": {"clips": len(results), "analysed": sum(o.status == "done" for o in results),
                               "reused": sum(o.status == STATUS_REUSED for o in results),
                               "failed": len(failures), "seconds": round(time.monotonic() - started, 3)},
@@ -188,6 +189,8 @@ def _write_study(manifest, out_dir: str, rules, outcomes, results: list[ClipOutc
         with open(staged.path("study.json"), "w", encoding="utf-8") as stream:
             stream.write(json_text(record))
         staged.commit(last="study.json")
+    for warning in tables.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return written + ["study.json"]
 
 
