@@ -143,8 +143,9 @@ def fuse(analysis_dir: str, ct: str, pet: str | None = None, *, landmarks: str |
     """
     if (landmarks is None) == (transform is None):
         raise InputError("give exactly one of --landmarks CEUS_POINTS=CT_POINTS and --transform FILE")
-    if not (np.isfinite(slab_mm) and 0.0 <= slab_mm <= MAX_SLAB_MM):
-        raise InputError(f"--slab-mm must be between 0 and {MAX_SLAB_MM:g} mm, got {slab_mm}")
+    # A slab of 0 holds no voxel centre: every ROI's PET and CT measures would be empty.
+    if not (np.isfinite(slab_mm) and 0.0 < slab_mm <= MAX_SLAB_MM):
+        raise InputError(f"--slab-mm must be more than 0 and at most {MAX_SLAB_MM:g} mm, got {slab_mm:g}")
     if transform_panel not in (None, PANEL_BMODE, PANEL_CONTRAST):
         raise InputError(f"--transform-panel must be {PANEL_BMODE} or {PANEL_CONTRAST}, got {transform_panel!r}")
     analysis = read_analysis(analysis_dir)

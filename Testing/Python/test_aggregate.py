@@ -7,6 +7,7 @@ import csv
 import io
 import math
 
+import numpy as np
 import pytest
 
 from DCEUSResponseLib.export.staging import StagedFiles
@@ -280,3 +281,13 @@ def test_an_outcome_for_a_lesion_no_clip_has_is_warned_about(study):
     good = folder / "OUTCOMES-good.csv"
     good.write_text("patient,lesion,outcome\nP1,lesion1,responder\n", encoding="utf-8")
     assert aggregate(manifest, results, fusion, outcomes=read_outcomes(str(good), manifest), n_resamples=50).warnings == []
+
+
+def test_no_cv_of_a_negative_mean():
+    """lesions.csv gave WoR (negative) a negative CV (-15 %); a CV needs a positive mean, as
+    repeatability.csv's wCV already required."""
+    from DCEUSResponseLib.longitudinal.aggregate import _mean_and_cv
+
+    assert _mean_and_cv([-0.5, -0.6]) == (pytest.approx(-0.55), None)
+    assert _mean_and_cv([0.5, 0.6])[1] == pytest.approx(100 * np.std([0.5, 0.6], ddof=1) / 0.55)
+    assert _mean_and_cv([0.5]) == (0.5, None)

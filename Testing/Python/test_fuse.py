@@ -424,3 +424,10 @@ def test_fuse_reads_the_clip_with_the_identifiers_and_warnings_its_analysis_reco
     assert {"PatientID", "PatientName", "PatientBirthDate", "StudyDate"}.isdisjoint(inputs.clip.uids)
     assert inputs.clip.uids.get("SOPInstanceUID") == recorded["uids"]["SOPInstanceUID"]
     assert inputs.clip.warnings == recorded["warnings"]
+
+
+@pytest.mark.parametrize("slab", ["0", "-1", "nan", "51"])
+def test_a_slab_of_no_thickness_or_absurd_is_refused(case, tmp_path, capsys, slab):
+    """--slab-mm 0 was accepted and gave every ROI empty PET and CT measures (no voxel centre lies
+    within 0 mm of the plane), exit 0."""
+    _fails(case, tmp_path, capsys, "--slab-mm must be more than 0 and at most 50 mm", **{"--slab-mm": slab})
