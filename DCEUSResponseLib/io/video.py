@@ -339,7 +339,8 @@ def _check_complete(decoded: _Decoded, path: str) -> None:
     and AVI decode up to the cut without an error, so half a clip would be analysed as the whole)."""
     if decoded.colour_from_frame is not None:
         return  # a grey pass stopped early on purpose; the colour pass is checked
-    if decoded.declared_frames > 1 and decoded.n_frames < decoded.declared_frames - 1:
+    # A few frames fewer than declared are an edit list's or a codec's delay, not a cut.
+    if decoded.declared_frames > 1 and decoded.n_frames < decoded.declared_frames - max(2, 0.05 * decoded.declared_frames):
         raise InputError(f"the video ends after {decoded.n_frames} of the {decoded.declared_frames} frames its "
                          "container declares: the file is truncated", path)
     pts = [p for p in decoded.pts if p is not None]
