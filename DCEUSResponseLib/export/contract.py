@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -200,6 +200,12 @@ def analysis_writers(analysis: Analysis, extra_writers: Iterable[tuple[str, Call
         writers += map_writers(analysis.maps, map_underlay(analysis))
     writers.append(("results.json", _text_writer(results)))
     return writers
+
+
+def results_have_maps(results: Mapping) -> bool:
+    """Whether the run of ``results`` (a results.json) computed maps: its ``maps`` summary is there
+    (an earlier run's ``maps/`` may stay beside a later run's results, which it does not describe)."""
+    return isinstance(results.get("maps"), Mapping) and bool(results["maps"])
 
 
 def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:

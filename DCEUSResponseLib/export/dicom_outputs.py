@@ -35,7 +35,7 @@ from DCEUSResponseLib.catalogue import CATALOGUE
 from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.clip import RoiMask
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.contract import results_json
+from DCEUSResponseLib.export.contract import results_have_maps, results_json
 from DCEUSResponseLib.export.dicom_common import (  # noqa: F401 (the file names: also imported from here)
     DICOM_FOLDER,
     REG_FILE,
@@ -221,7 +221,7 @@ def _map_files(analysis_dir: str, results: Mapping[str, Any]) -> list[str]:
     """``maps/<PARAM>.nrrd`` of the catalogue's quantities (not the status map), when results.json says
     its run computed maps: ``maps/`` of an earlier ``--maps`` run stays beside a later run's results
     (``maps: null``), and must not become that run's Parametric Maps."""
-    if not isinstance(results.get("maps"), Mapping):
+    if not results_have_maps(results):
         return []
     paths = glob.glob(os.path.join(glob.escape(analysis_dir), "maps", "*.nrrd"))
     return sorted(p for p in paths if os.path.basename(p)[:-len(".nrrd")] in CATALOGUE)

@@ -362,11 +362,14 @@ def _lesion_section(lesion: str, exams: list["LesionExam"], tables, trajectory: 
 def _run_computed_maps(folder: str) -> bool:
     """Whether the analysis in ``folder`` computed maps (its results.json ``maps``): an earlier
     ``--maps`` run's ``maps/`` stays beside a later run's results, which it does not describe."""
+    from DCEUSResponseLib.export.contract import results_have_maps
+
     try:
         with open(os.path.join(folder, "results.json"), encoding="utf-8") as stream:
-            return bool(json.load(stream).get("maps"))
-    except (OSError, ValueError, AttributeError):
+            results = json.load(stream)
+    except (OSError, ValueError):
         return False
+    return isinstance(results, dict) and results_have_maps(results)
 
 
 def _exam_views(manifest: "Manifest", out_dir: str, patient: str, keep) -> str:

@@ -119,6 +119,7 @@ class StagedFiles:
         self.relative_paths: list[str] = []
         self._saved_environment: dict[str, str | None] = {}
         self._saved_log_level: int | None = None
+        self._journaled = False  # past the commit point, moves not finished: staging must stay
         try:
             os.makedirs(self.out_dir, exist_ok=True)
             recover_output_dir(self.out_dir)
@@ -191,13 +192,20 @@ class StagedFiles:
             if os.path.isdir(target) and not os.path.islink(target):
                 raise InputError("a folder is in the way of an output file", target)
         obsolete = _obsolete_files(self.out_dir, replaces, set(order))
+        for relative_path in obsolete:  # before the commit point: a refusal leaves DIR as it was
+            folder = os.path.dirname(os.path.join(self.out_dir, relative_path))
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise InputError(f"the earlier run's {relative_path} cannot be removed (its folder is not "
+                                 "writable), so it would stay beside this run's results", folder)
         _test_pause("staged")
         global _deferred_signals
         _deferred_signals = []
         try:
             _write_journal(self.staging, order, obsolete)
+            self._journaled = True
             _test_pause("committed")
             _finish_commit(self.out_dir, self.staging, order, obsolete)
+            self._journaled = False
         finally:
             pending, _deferred_signals = _deferred_signals, None
         self._created = []
@@ -207,8 +215,11 @@ class StagedFiles:
         return [os.path.join(self.out_dir, p) for p in order]
 
     def discard(self) -> None:
-        """Remove the staging folder (and ``out_dir`` if this run created it and it is empty)."""
-        shutil.rmtree(self.staging, ignore_errors=True)
+        """Remove the staging folder (and ``out_dir`` if this run created it and it is empty); a
+        commit that failed after its commit point keeps it, journal and all, for the next run to
+        finish (:func:`recover_output_dir`)."""
+        if not self._journaled:
+            shutil.rmtree(self.staging, ignore_errors=True)
         self._remove_created()
         for variable, value in self._saved_environment.items():
             if value is None:
@@ -325,8 +336,10 @@ def _journal_entries(content) -> tuple[list[str], list[str]]:
         order, obsolete = content.get("order"), content.get("remove") or []
     else:
         order, obsolete = content, []
-    def paths(value) -> bool:
-        return isinstance(value, list) and all(isinstance(p, str) for p in value)
+    def paths(value) -> bool:  # relative paths inside DIR only: a journal must not reach outside it
+        return isinstance(value, list) and all(
+            isinstance(p, str) and p and not os.path.isabs(p) and os.path.normpath(p) == p
+            and p.split(os.sep)[0] != os.pardir for p in value)
     if not (paths(order) and order and paths(obsolete)):
         return [], []
     return order, obsolete
@@ -345,7 +358,7 @@ def _finish_commit(out_dir: str, staging: str, order: list[str], obsolete: Itera
     for relative_path in obsolete:
         try:
             os.unlink(os.path.join(out_dir, relative_path))
-        except FileNotFoundError:
+        except OSError:  # gone already, or held open (checked removable before the commit point)
             pass
     for folder in sorted({os.path.dirname(p) for p in obsolete if os.path.dirname(p)}, reverse=True):
         try:

@@ -101,7 +101,8 @@ def read_analysis(folder: str | os.PathLike) -> AnalysisInputs:
     # spacing passed back is the analysis' own, not an option the user gave now).
     recorded_uids = clip_info.get("uids") if isinstance(clip_info.get("uids"), dict) else {}
     clip.uids = {keyword: value for keyword, value in clip.uids.items() if keyword in recorded_uids}
-    clip.warnings = [str(w) for w in clip_info.get("warnings") or []]
+    recorded_warnings = {str(w) for w in clip_info.get("warnings") or []}  # all of the analysis'
+    clip.warnings = [w for w in clip.warnings if w in recorded_warnings]  # the reader's among them
     if (clip.rows, clip.columns) != (clip_info.get("rows"), clip_info.get("columns")):
         raise InputError(f"the clip is now {clip.rows} x {clip.columns} pixels, the analysis had "
                          f"{clip_info.get('rows')} x {clip_info.get('columns')}: not the analysed clip", source)

@@ -300,10 +300,7 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
         # Containers that index their frames know the count in advance (else the buffer grows).
         expected_frames = int(stream.frames or 0) + 1
         result.declared_frames = int(stream.frames or 0)
-        if stream.duration and result.time_base:
-            result.declared_seconds = float(stream.duration * result.time_base)
-        elif container.duration and len(container.streams) == 1:  # no audio that could be longer
-            result.declared_seconds = container.duration / 1e6  # AV_TIME_BASE
+        result.declared_seconds = _declared_seconds(container, stream, result.time_base)
         colour = keep_colour
         shape: tuple[int, int] | None = None
         try:
@@ -334,17 +331,38 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
     return result
 
 
+def _declared_seconds(container: Any, stream: Any, time_base: Fraction | None) -> float | None:
+    """The video stream's duration as the file states it: the stream's own, Matroska's per-track
+    ``DURATION`` tag, or the container's when the video is its only stream (audio may be longer)."""
+    if stream.duration and time_base:
+        return float(stream.duration * time_base)
+    tag = str((getattr(stream, "metadata", None) or {}).get("DURATION", ""))
+    parts = tag.split(":")
+    if len(parts) == 3:
+        try:
+            return int(parts[0]) * 3600.0 + int(parts[1]) * 60.0 + float(parts[2])
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1e6  # AV_TIME_BASE
+    return None
+
+
 def _check_complete(decoded: _Decoded, path: str) -> None:
-    """Refuse a video that ends well before its container says it does (a file cut short: Matroska
-    and AVI decode up to the cut without an error, so half a clip would be analysed as the whole)."""
+    """Refuse a video that ends well before its file says it does (a file cut short: Matroska and AVI
+    decode up to the cut without an error, so half a clip would be analysed as the whole).
+
+    Judged by the time the decoded frames cover against the declared duration: frames fewer than
+    declared alone are no cut (an MP4 edit list, a frame grabber's dropped frames keep their time).
+    The frame count is used only when the file states no duration.
+    """
     if decoded.colour_from_frame is not None:
         return  # a grey pass stopped early on purpose; the colour pass is checked
-    # A few frames fewer than declared are an edit list's or a codec's delay, not a cut.
-    if decoded.declared_frames > 1 and decoded.n_frames < decoded.declared_frames - max(2, 0.05 * decoded.declared_frames):
-        raise InputError(f"the video ends after {decoded.n_frames} of the {decoded.declared_frames} frames its "
-                         "container declares: the file is truncated", path)
     pts = [p for p in decoded.pts if p is not None]
     if decoded.declared_seconds is None or decoded.time_base is None or len(pts) < 2:
+        if decoded.declared_frames > 1 and decoded.n_frames < decoded.declared_frames - max(2, 0.05 * decoded.declared_frames):
+            raise InputError(f"the video ends after {decoded.n_frames} of the {decoded.declared_frames} frames its "
+                             "container declares: the file is truncated", path)
         return
     interval = float(np.median(np.diff(pts)) * decoded.time_base)
     decoded_seconds = float((pts[-1] - pts[0]) * decoded.time_base) + interval

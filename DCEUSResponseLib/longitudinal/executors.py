@@ -166,14 +166,17 @@ def _probe_scheduler(address: str, timeout_s: float) -> None:
     import asyncio
 
     from distributed.comm import connect
+    from distributed.security import Security
 
     silent = object()
+    # The connection arguments Client would use: TLS certificates from Dask's configuration.
+    connection_args = Security().get_connection_args("client")
 
     async def identity():
         # connect() gives up by itself after timeout_s, with OSError when nothing accepts the
         # connection and TimeoutError when its handshake gets no answer; the margin lets it say which
         try:
-            comm = await asyncio.wait_for(connect(address, timeout=timeout_s), timeout_s + 5.0)
+            comm = await asyncio.wait_for(connect(address, timeout=timeout_s, **connection_args), timeout_s + 5.0)
         except (asyncio.TimeoutError, TimeoutError):
             return silent
         try:

@@ -444,3 +444,57 @@ def test_fit_tic_writes_nothing_outside_dir_and_no_library_notes(tmp_path):
     assert (tmp_path / "out" / "tic.png").is_file()
     assert sorted(home.rglob("*")) == []
     assert "font cache" not in result.stderr and "Matplotlib" not in result.stderr, result.stderr
+
+
+def test_a_commit_failing_after_its_commit_point_keeps_its_journal_for_the_next_run(tmp_path, monkeypatch):
+    """A failure after the commit point (a move refused) discarded the staging folder, journal and
+    all: DIR was left with neither run's results.json. The journal stays and the next staged write
+    finishes the commit; a removal that fails (a file held open) is skipped, not fatal."""
+    from DCEUSResponseLib.export import staging
+
+    out = tmp_path / "out"
+    staging.write_staged(str(out), [("dicom/SR_measurements.dcm", lambda p: open(p, "w").write("old SR")),
+                                    ("results.json", lambda p: open(p, "w").write("old"))], last="results.json")
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def refuse_results(source, target):
+        if os.path.basename(target) == "results.json":
+            raise OSError(5, "Input/output error")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(staging.os, "replace", refuse_results)
+    with pytest.raises(OSError):
+        staging.write_staged(str(out), [("results.json", lambda p: open(p, "w").write("new"))], last="results.json",
+                             replaces=("dicom/*.dcm",))
+    monkeypatch.setattr(staging.os, "replace", real_replace)
+    kept = [name for name in os.listdir(out) if name.startswith(staging.STAGING_PREFIX)]
+    assert len(kept) == 1 and os.path.isfile(out / kept[0] / staging.JOURNAL)
+
+    def held_open(path, *args, **kwargs):
+        if str(path).endswith("SR_measurements.dcm"):
+            raise PermissionError(13, "held open")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(staging.os, "unlink", held_open)
+    monkeypatch.setattr(staging, "_is_stale", lambda name, path: True)  # as for a process that has ended
+    staging.recover_output_dir(str(out))
+    assert (out / "results.json").read_text() == "new"
+    assert not [name for name in os.listdir(out) if name.startswith(staging.STAGING_PREFIX)]
+
+
+def test_a_journal_cannot_move_or_remove_files_outside_dir(tmp_path):
+    """The journal's paths are relative to DIR: an absolute or '..' path (a damaged or planted
+    journal) is not followed, so recovery never removes or replaces a file outside DIR."""
+    from DCEUSResponseLib.export import staging
+
+    out = tmp_path / "out"
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep", encoding="utf-8")
+    planted = out / f"{staging.STAGING_PREFIX}999999999-x"
+    planted.mkdir(parents=True)
+    (planted / "results.json").write_text("x", encoding="utf-8")
+    (planted / staging.JOURNAL).write_text(json.dumps(
+        {"order": ["results.json"], "remove": [str(outside), "../precious.txt"]}), encoding="utf-8")
+    staging.recover_output_dir(str(out))
+    assert outside.read_text(encoding="utf-8") == "keep"
+    assert not (out / "results.json").exists() and not planted.exists()

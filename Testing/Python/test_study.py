@@ -246,6 +246,26 @@ def test_an_address_that_answers_but_is_no_scheduler_is_one_line_within_the_time
     assert not out.exists()
 
 
+def test_the_scheduler_probe_uses_dasks_tls_configuration():
+    """The probe connected without the TLS arguments Client takes from Dask's configuration, so every
+    tls:// scheduler was "unreachable" (TypeError: TLS expects a ssl_context argument)."""
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("cryptography")  # Security.temporary's self-signed certificates
+    import dask
+    from distributed.security import Security
+
+    from DCEUSResponseLib.longitudinal.executors import check_scheduler
+
+    security = Security.temporary()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls://",
+                                  host="127.0.0.1", security=security, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+        with dask.config.set({"distributed.comm.tls.ca-file": security.tls_ca_file,
+                              "distributed.comm.tls.client.cert": security.tls_client_cert,
+                              "distributed.comm.tls.client.key": security.tls_client_key}):
+            check_scheduler(cluster.scheduler_address, 10)  # no InputError
+
+
 def test_manifest_error_exits_1_with_the_manifests_line(tmp_path):
     manifest = tmp_path / "MANIFEST.csv"
     (tmp_path / "clip.dcm").write_bytes(b"")

@@ -274,19 +274,67 @@ def test_missing_pyav_names_the_package(tmp_path, monkeypatch):
     assert os.path.exists(path)
 
 
-@pytest.mark.parametrize("suffix", [".mkv", ".avi"])
-def test_a_video_cut_short_is_refused(tmp_path, suffix):
-    """Matroska and AVI decode up to a cut without an error: half a clip was analysed as the whole
-    (the lesion's relative WiWoAUC 2.17 instead of 0.81). The container's duration or frame count says
-    how long the clip is; a video ending well before it is refused, naming the file (an AVI cut
-    mid-frame was already refused by its decoder)."""
+def _mkv_with_audio(path, frames, rate_hz):
+    """A Matroska file with the grey frames (FFV1) and a silent audio track of the same length."""
+    import fractions
+
+    av = pytest.importorskip("av")
+    container = av.open(str(path), "w")
+    video = container.add_stream("ffv1", rate=int(rate_hz))
+    video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "gray"
+    audio = container.add_stream("pcm_s16le", rate=8000)
+    for image in frames:
+        for packet in video.encode(av.VideoFrame.from_ndarray(image, format="gray")):
+            container.mux(packet)
+    for packet in video.encode():
+        container.mux(packet)
+    samples = int(8000 / rate_hz)
+    for k in range(len(frames)):
+        chunk = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.int16), format="s16", layout="mono")
+        chunk.sample_rate, chunk.pts, chunk.time_base = 8000, k * samples, fractions.Fraction(1, 8000)
+        for packet in audio.encode(chunk):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
+    container.close()
+
+
+@pytest.mark.parametrize("audio", [False, True])
+def test_a_matroska_video_cut_short_is_refused(tmp_path, audio):
+    """Matroska decodes up to a cut without an error: half a clip was analysed as the whole (the
+    lesion's relative WiWoAUC 2.17 instead of 0.81). The declared duration (the container's, or with
+    an audio track the video track's own DURATION tag) says how long the clip is."""
     frames = small_frames(60, seed=1)
-    whole = tmp_path / f"whole{suffix}"
-    write_video_clip(whole, frames, 1.0)
+    whole = tmp_path / "whole.mkv"
+    if audio:
+        _mkv_with_audio(whole, frames, 10.0)
+    else:
+        write_video_clip(whole, frames, 1.0)
     assert read_video_clip(whole).frames.shape[0] == 60  # the whole file reads as the whole clip
     data = whole.read_bytes()
-    cut = tmp_path / f"cut{suffix}"
+    cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="truncated|cannot be decoded after") as error:
+    with pytest.raises(InputError, match="the file is truncated") as error:
         read_video_clip(cut)
     assert str(cut) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_fewer_frames_than_declared_over_the_whole_duration_is_no_cut():
+    """An MP4 edit list or a frame grabber's dropped frames decode fewer frames than the container
+    counts, over the whole declared time: not refused (a first version went by the count)."""
+    from fractions import Fraction
+
+    from DCEUSResponseLib.io.video import _check_complete, _Decoded
+
+    decoded = _Decoded()
+    decoded.declared_frames, decoded.declared_seconds, decoded.time_base = 60, 4.0, Fraction(1, 1000)
+    decoded.pts = list(range(0, 4000, 100))  # 40 frames at 10 Hz: 4.0 s
+    decoded.n_frames = len(decoded.pts)
+    _check_complete(decoded, "clip.mp4")
+    decoded.pts = decoded.pts[:20]  # 2.0 s of 4.0 s: a cut
+    decoded.n_frames = 20
+    with pytest.raises(InputError, match="ends after 2.0 s .20 frames. but its container declares 4.0 s"):
+        _check_complete(decoded, "clip.mp4")
+    decoded.declared_seconds, decoded.pts = None, [None] * 20  # no timing: the count decides
+    with pytest.raises(InputError, match="20 of the 60 frames"):
+        _check_complete(decoded, "clip.mp4")

@@ -84,12 +84,21 @@ def run(args) -> int:
         extra += dicom_writers(fusion_dicom_outputs(fusion, fusion.warnings))
     _, warnings = write_fusion(fusion, out_dir, extra_writers=extra,
                                registration_writer=registration_file_writer(fusion.registration.ceus_to_patient_lps),
-                               replaces=dicom_output_patterns() if args.dicom else ())
+                               replaces=_replaced_dicom(out_dir, args.dicom))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_fusion(fusion))
     print(f"fusion written to {out_dir}")
     return 0
+
+
+def _replaced_dicom(out_dir: str, dicom: bool) -> tuple[str, ...]:
+    """An earlier ``fuse --dicom`` run's objects in ``DIR/dicom`` describe another registration: this
+    run replaces them, with ``--dicom`` or without, unless ``DIR`` is an analysis folder (its
+    ``results.json`` names those objects as ``analyze``'s)."""
+    if dicom or not os.path.exists(os.path.join(out_dir, "results.json")):
+        return dicom_output_patterns()
+    return ()
 
 
 def format_fusion(fusion, parameters: dict | None = None) -> str:
