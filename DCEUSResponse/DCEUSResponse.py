@@ -847,6 +847,7 @@ def ensurePythonPackages(requester="DCEUSResponse", inTest=False, required=True)
     without them (threadpoolctl only keeps BLAS to one thread inside the engine's threads), so it passes
     ``required=False``: a user who declines is asked again at Export, which needs pynrrd.
     """
+    global _optionalPackagesDeclined
     if not required and _optionalPackagesDeclined:
         return
     import slicer.packaging
@@ -858,7 +859,6 @@ def ensurePythonPackages(requester="DCEUSResponse", inTest=False, required=True)
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:  # declined (RuntimeError), or pip failed
         if required:
             raise
-        global _optionalPackagesDeclined
         _optionalPackagesDeclined = True  # not asked again at Apply in this session; Export still asks
         logging.warning(f"{requester}: Python packages not installed ({error}); the analysis runs without them")
 

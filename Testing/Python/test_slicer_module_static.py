@@ -192,6 +192,15 @@ def test_the_module_folder_has_the_module_and_the_dicom_plugin():
 
 
 @pytest.mark.parametrize("path", MODULE_SCRIPTS + SECTION_SCRIPTS, ids=[p.name for p in MODULE_SCRIPTS + SECTION_SCRIPTS])
+def test_module_files_compile_as_slicer_loads_them(path):
+    """Slicer loads the module file with ``exec_module`` (qSlicerScriptedUtils::loadSourceAsModule):
+    it must compile, not only parse. ``ast.parse`` accepted a ``global`` declared after the name's
+    first use in ``ensurePythonPackages``, a SyntaxError when compiled, so Slicer 5.12 would not have
+    loaded the module at all; these files never run here (no Qt)."""
+    compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+@pytest.mark.parametrize("path", MODULE_SCRIPTS + SECTION_SCRIPTS, ids=[p.name for p in MODULE_SCRIPTS + SECTION_SCRIPTS])
 def test_module_files_import_only_slicer_numpy_scipy_vtk_and_the_engine_at_startup(path):
     offending = [f"{path.name}:{node.lineno}: {ast.unparse(node)}" for node in _import_time_imports(_tree(path).body)
                  if any(name.split(".")[0] not in ALLOWED_PACKAGES for name in _imported_modules(node))]
