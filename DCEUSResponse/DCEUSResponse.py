@@ -427,22 +427,19 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if volumeNode is None:
             self._setStatus(_("the clip's sequence browser shows no volume."), error=True)
             return
-        segmentationNode = parameterNode.inputSegmentation
-        if segmentationNode is None:
-            try:
+        with self._errorDisplay(_("Opening the Segment Editor failed.")):
+            segmentationNode = parameterNode.inputSegmentation
+            if segmentationNode is None:
                 segmentationNode = self.logic.createRoiSegmentation(browserNode)
-            except InputError as error:
-                self._setStatus(str(error), error=True)
-                return
-            parameterNode.inputSegmentation = segmentationNode
-        frame = max(0, browserNode.GetSelectedItemNumber())
-        parameterNode.referenceFrame = frame
+                parameterNode.inputSegmentation = segmentationNode
+            frame = max(0, browserNode.GetSelectedItemNumber())
+            parameterNode.referenceFrame = frame
+            slicer.util.selectModule("SegmentEditor")
+            editor = slicer.modules.SegmentEditorWidget.editor
+            editor.setSegmentationNode(segmentationNode)
+            editor.setSourceVolumeNode(volumeNode)
         self._setStatus(_("Draw one segment per ROI on frame {frame} (the reference frame), then come back and "
                           "click Apply.").format(frame=frame))
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.modules.SegmentEditorWidget.editor
-        editor.setSegmentationNode(segmentationNode)
-        editor.setSourceVolumeNode(volumeNode)
 
     def onUseCurrentFrameButton(self) -> None:
         browserNode = self._parameterNode.inputBrowser
@@ -463,10 +460,15 @@ class DCEUSResponseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameterNode.outputResponseTable = comparison.tableNode
         self._setStatus(self.logic.responseSummary(comparison.response))
 
+    def ensurePackages(self) -> None:
+        """The module's Python requirements, asked for where an action needs them (the PET/CT section's
+        Measure: its files are NRRD); a decline at Apply does not stop that question."""
+        ensurePythonPackages()
+
     def onExportButton(self) -> None:
         folder = self.ui.exportFolderPathLineEdit.currentPath
         with self._errorDisplay(_("The export failed.")):
-            ensurePythonPackages()  # the map NRRDs need pynrrd, which Slicer does not bundle
+            self.ensurePackages()  # the map NRRDs need pynrrd, which Slicer does not bundle
             withDicom = self.ui.exportDicomCheckBox.checked
             self.logic.exportResults(self._analysis, folder, dicom=withDicom)
         self.ui.exportFolderPathLineEdit.addCurrentPathToHistory()

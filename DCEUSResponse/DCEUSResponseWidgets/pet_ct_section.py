@@ -208,6 +208,7 @@ class PetCtSection:
         ui = self.ui
         analysis, browser, segmentation, maps = self._inputs()
         with self.widget._errorDisplay(_("The PET/CT measurement failed.")):
+            self.widget.ensurePackages()  # Measure writes NRRD files: pynrrd, which Slicer does not bundle
             measured = self.logic.measure(analysis, ui.exportFolderPathLineEdit.currentPath, browser, segmentation,
                                           maps, ui.petCtCtSelector.currentNode(), ui.petCtPetSelector.currentNode(),
                                           ui.petCtCeusPointsSelector.currentNode(),

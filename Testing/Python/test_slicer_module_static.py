@@ -624,7 +624,13 @@ def test_the_module_ensures_its_requirements_before_export_as_the_template_does(
     assert "slicer.packaging.load_requirements(REQUIREMENTS_FILE)" in ensure
     assert "slicer.packaging.pip_ensure(requirements, requester=requester" in ensure
     export = ast.unparse(functions["onExportButton"])
-    assert export.index("ensurePythonPackages()") < export.index("self.logic.exportResults")
+    assert export.index("self.ensurePackages()") < export.index("self.logic.exportResults")
+    assert "ensurePythonPackages()" in ast.unparse(functions["ensurePackages"])
+    # the PET/CT section's Measure writes NRRD files too (a decline at Apply must not leave it without pynrrd)
+    section = {n.name: n for n in ast.walk(_tree(PET_CT_SECTION)) if isinstance(n, ast.FunctionDef)}
+    measure = ast.unparse(section["onMeasureButton"])
+    assert measure.index("self.widget._errorDisplay(") < measure.index("self.widget.ensurePackages()") \
+        < measure.index("self.logic.measure(")
     # First use, where the template puts it (onApplyButton), before the progress dialog; the analysis
     # runs without the packages, so declining or a failed pip (no network) must not stop it.
     apply = ast.unparse(functions["onApplyButton"])
