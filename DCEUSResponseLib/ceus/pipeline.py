@@ -236,8 +236,11 @@ def _excluded_frames(clip, options, contrast_gray, bmode_gray, motion, warnings)
     """Frames kept out of the fits (one ExcludedFrame each, in frame order) and the flash frames."""
     found = {}
     if options.frame_quality_control:
-        for excluded in detect_bad_frames(contrast_gray, clip.frame_times_s, bmode_gray=bmode_gray, motion=motion):
+        notes = []
+        for excluded in detect_bad_frames(contrast_gray, clip.frame_times_s, bmode_gray=bmode_gray, motion=motion,
+                                          notes=notes):
             found[excluded.frame] = excluded
+        warnings.extend(f"frame QC: {note}" for note in notes)
     detected_flashes = sorted(k for k, e in found.items() if e.reason == "flash")
     flash_frames = detected_flashes
     if options.flash_frames is not None:

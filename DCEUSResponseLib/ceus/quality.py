@@ -105,7 +105,7 @@ class _PanelStats:
 
 
 def detect_bad_frames(contrast_gray: np.ndarray, times_s: np.ndarray, *, bmode_gray: np.ndarray | None = None,
-                      motion: MotionEstimate | None = None) -> list[ExcludedFrame]:
+                      motion: MotionEstimate | None = None, notes: list[str] | None = None) -> list[ExcludedFrame]:
     """Find dropout, out-of-plane, duplicate and flash frames of a clip.
 
     ``contrast_gray``: (N, rows, columns) gray levels 0..255 of the contrast panel; ``times_s``: (N,)
@@ -115,6 +115,8 @@ def detect_bad_frames(contrast_gray: np.ndarray, times_s: np.ndarray, *, bmode_g
     tests and the order of reasons). Runs of up to 4 consecutive bad frames of one kind are found;
     frames at the very start or end of the clip (fewer than 2 neighbours on a side) are not judged
     by the dropout and out-of-plane tests. Raises InputError for arrays of the wrong shape.
+    ``notes``, when given, receives a warning per longer run of frames stepped down and back up
+    (:func:`_dimmed_runs`: warned about, not excluded).
     """
     contrast = np.asarray(contrast_gray)
     if contrast.ndim != 3 or contrast.shape[0] < 1:
@@ -140,7 +142,69 @@ def detect_bad_frames(contrast_gray: np.ndarray, times_s: np.ndarray, *, bmode_g
     _find_duplicates(contrast_stats, bmode_stats, found)
     if motion is not None:
         _find_out_of_plane(motion, segment, found)
+    if notes is not None:
+        notes.extend(_dimmed_runs(contrast_stats.mean, times, segment, found))
     return [found[k] for k in sorted(found)]
+
+
+#: A dimming: the contrast panel's mean steps down between two frames by at least this (gray; 15 gray
+#: = 3 dB at 50 dB) and 8 x the clip's median frame-to-frame change...
+DIMMING_MIN_STEP_GRAY = 15.0
+DIMMING_MIN_STEP_NOISE = 8.0
+#: ... and back up by 0.5 to 2 x as much within this long; perfusion changes are never such steps
+#: down and up (a wash-in may step up at a low frame rate, but nothing steps down before it).
+DIMMING_MAX_SECONDS = 60.0
+_DIMMING_SIDE_FRAMES = 3
+
+
+def _dimmed_runs(mean: np.ndarray, times: np.ndarray, segment: np.ndarray,
+                 found: dict[int, ExcludedFrame]) -> list[str]:
+    """Warnings for runs of frames longer than the dropout test sees, whose contrast panel stepped
+    down and back up (a gain change, the probe's pressure or contact): their TIC values are low, and
+    which frames they are is for the user to judge (``--exclude-frames``)."""
+    usable = np.array([k not in found for k in range(mean.size)])
+    frames = np.flatnonzero(usable)
+    if frames.size < 4 * _DIMMING_SIDE_FRAMES:
+        return []
+    values = mean[frames]
+    steps = np.diff(values)
+    same_segment = segment[frames[1:]] == segment[frames[:-1]]
+    threshold = max(DIMMING_MIN_STEP_GRAY, DIMMING_MIN_STEP_NOISE * float(np.median(np.abs(steps))))
+    m = _DIMMING_SIDE_FRAMES
+
+    def sustained(i: int, sign: float) -> bool:
+        """The step into frames[i + 1] holds: m frames on each side differ by most of it."""
+        before, after = values[max(0, i + 1 - m):i + 1], values[i + 1:i + 1 + m]
+        return sign * (float(np.median(after)) - float(np.median(before))) >= 0.7 * threshold
+
+    downs = [i for i in np.flatnonzero((steps <= -threshold) & same_segment) if sustained(i, -1.0)]
+    ups = [i for i in np.flatnonzero((steps >= threshold) & same_segment) if sustained(i, 1.0)]
+    notes, last_end = [], -1
+    for i in downs:
+        if i <= last_end:
+            continue
+        for j in ups:
+            if j <= i or times[frames[j]] - times[frames[i]] > DIMMING_MAX_SECONDS:
+                continue
+            if segment[frames[j]] != segment[frames[i]] or not 0.5 <= steps[j] / -steps[i] <= 2.0:
+                continue
+            # Below the line between the frames before and after (the curve may rise meanwhile, a
+            # dimming during the wash-in) by about the steps.
+            before = float(np.median(values[max(0, i + 1 - m):i + 1]))
+            after = float(np.median(values[j + 1:j + 1 + m]))
+            inside = np.arange(i + 1, j + 1)
+            line = before + (after - before) * (inside - i) / (j + 1 - i)
+            depth = -float(np.median(values[inside] - line))
+            if depth < 0.25 * (steps[j] - steps[i]):
+                continue
+            first, last = int(frames[i + 1]), int(frames[j])
+            notes.append(f"frames {first}-{last} ({times[first]:.1f}-{times[last]:.1f} s) are about {depth:.0f} "
+                         "gray levels darker than the frames around them, stepped down and back up between two "
+                         "frames (a gain change, the probe's pressure or contact?): their TIC values are low; if "
+                         f"so, exclude them with --exclude-frames {first}-{last}")
+            last_end = j
+            break
+    return notes
 
 
 def _panel_stats(panel: np.ndarray) -> _PanelStats:

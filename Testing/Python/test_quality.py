@@ -229,3 +229,42 @@ def test_8bit_frame_statistics_equal_the_float_computation():
     for name in ("mean", "std", "difference", "saturated"):
         np.testing.assert_allclose(getattr(fast, name), getattr(exact, name), rtol=1e-12, atol=1e-12, err_msg=name)
     assert np.isnan(fast.difference[0]) and fast.saturated[4] > 0.2
+
+
+def _notes(clip, **options):
+    notes = []
+    contrast = panel_gray(clip, clip.contrast_region)
+    bmode = None if clip.bmode_region is None else panel_gray(clip, clip.bmode_region)
+    detect_bad_frames(contrast, clip.frame_times_s, bmode_gray=bmode, notes=notes, **options)
+    return notes
+
+
+@pytest.mark.parametrize("display", ["single", "dual"])
+def test_a_dimmed_stretch_of_frames_is_warned_about(display):
+    """A 6 dB dimming of the contrast panel for 10 s at the peak (a gain change, the probe's pressure)
+    went unnoticed on a single display (PE 46 % low, `ok`): too long for the dropout test, and not
+    dark. A step down and back up between two frames is warned about, naming the frames."""
+    clip = make_clip(panel_shape=PANEL, n_frames=N_FRAMES, frame_interval_s=FRAME_INTERVAL_S,
+                     injection_time_s=INJECTION_S, display=display, seed=4, dynamic_range_db=50.0)
+    assert _notes(clip) == []
+    rows, columns = clip.contrast_region.slices
+    dimmed = clip.frames.copy()
+    six_db = round(6.0 / 50.0 * 255)  # gray levels of 6 dB at a 50 dB dynamic range
+    panel = dimmed[30:50, rows, columns].astype(np.int16) - six_db
+    dimmed[30:50, rows, columns] = np.clip(panel, 0, 255).astype(np.uint8)
+    clip.frames = dimmed
+    notes = _notes(clip)
+    assert len(notes) == 1, notes
+    assert notes[0].startswith("frames 30-49 (") and "--exclude-frames 30-49" in notes[0]
+
+
+@pytest.mark.parametrize("interval_s", [0.5, 2.0])
+def test_wash_in_flash_and_replenishment_are_no_dimming(interval_s):
+    """Perfusion never steps down and back up: a steep wash-in at 0.5 Hz, a destruction flash and
+    its replenishment, and a breathing clip give no dimming warning."""
+    n_frames = int(N_FRAMES * FRAME_INTERVAL_S / interval_s)
+    for options in (dict(), dict(flash_frames=[n_frames // 2]), dict(motion_px=breathing_motion(
+            make_frame_times(n_frames, interval_s), amplitude_px=6.0, period_s=4.0, direction=(1.0, 0.5)))):
+        clip = make_clip(panel_shape=PANEL, n_frames=n_frames, frame_interval_s=interval_s,
+                         injection_time_s=INJECTION_S, seed=5, **options)
+        assert _notes(clip) == [], options
