@@ -256,6 +256,16 @@ def test_a_dimmed_stretch_of_frames_is_warned_about(display):
     notes = _notes(clip)
     assert len(notes) == 1, notes
     assert notes[0].startswith("frames 30-49 (") and "--exclude-frames 30-49" in notes[0]
+    if display == "single":  # and analyze says so, among its warnings (the frames are still fitted)
+        from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
+        from DCEUSResponseLib.clip import Clip, RoiMask
+
+        engine_clip = Clip("synthetic", clip.frames, clip.frame_times_s, regions=clip.regions)
+        analysis = analyze(engine_clip, [RoiMask("liver", clip.roi_masks["liver"], "synthetic")],
+                           AnalysisOptions(dynamic_range_db=50.0, injection_time_s=INJECTION_S,
+                                           motion_compensation=False))
+        assert [w for w in analysis.warnings if w.startswith("frame QC: frames 30-49")], analysis.warnings
+        assert not set(analysis.excluded_frames) & set(range(30, 50))
 
 
 @pytest.mark.parametrize("interval_s", [0.5, 2.0])
