@@ -15,7 +15,7 @@ import numpy as np
 
 from DCEUSResponseLib.clip import IDENTIFYING_KEYWORDS, LINKING_UID_KEYWORDS, Clip, UltrasoundRegion
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.io.dicom_frames import library_warnings, one_line
+from DCEUSResponseLib.io.dicom_frames import library_warnings, one_line, quiet_uid
 from DCEUSResponseLib.io.timing import uniform_times
 
 US_MULTIFRAME_SOP_CLASSES = {
@@ -119,14 +119,10 @@ def raise_if_truncated(ds: Any, path: str) -> None:
 
 
 def _sop_class_name(ds: Any) -> str:
-    from pydicom.uid import UID
-
-    from pydicom import config
-
     uid = str(ds.get("SOPClassUID", "") or "")
     if not uid:
         return "no SOP Class UID"
-    checked = UID(uid, validation_mode=config.IGNORE)  # pydicom would warn on stderr about a bad one
+    checked = quiet_uid(uid)
     if not checked.is_valid:
         return f"invalid SOP Class UID {uid[:64]!r}: damaged or truncated?"
     name = checked.name

@@ -173,13 +173,18 @@ def _check_stream_signature(ds: Any, transfer_syntax: Any, path: str) -> None:
                          f"(expected {expected}): the file is mislabelled", path)
 
 
-def transfer_syntax_uid(ds: Any):
-    """The dataset's Transfer Syntax UID (Implicit VR Little Endian when absent), without pydicom's
-    warning on stderr about a malformed one (which then matches no decoder and is refused as such)."""
+def quiet_uid(value: Any):
+    """``value`` as a pydicom UID, without pydicom's warning on stderr when it is malformed (a damaged
+    header): the callers name such a UID themselves (``is_valid``, or no decoder matching it)."""
     from pydicom import config
     from pydicom.uid import UID
 
-    return UID(str(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2")), validation_mode=config.IGNORE)
+    return UID(str(value), validation_mode=config.IGNORE)
+
+
+def transfer_syntax_uid(ds: Any):
+    """The dataset's Transfer Syntax UID (Implicit VR Little Endian when absent), as :func:`quiet_uid`."""
+    return quiet_uid(ds.file_meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
 
 
 def one_line(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from DCEUSResponseLib.io.dicom_dataset import ultrasound_regions
+from DCEUSResponseLib.io.dicom_frames import quiet_uid
 
 # Names of contrast modes and agents that scanners and sonographers write into descriptions.
 CONTRAST_WORDS = re.compile(
@@ -50,11 +51,9 @@ def decoding_problem(transfer_syntax_uid: str) -> str | None:
     installed plugins (Slicer 5.12 bundles pillow and pyjpegls: JPEG Baseline, JPEG 2000, RLE and
     JPEG-LS decode; JPEG Lossless needs pylibjpeg or gdcm).
     """
-    from pydicom import config
     from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
 
-    uid = UID(str(transfer_syntax_uid or "1.2.840.10008.1.2"), validation_mode=config.IGNORE)
+    uid = quiet_uid(transfer_syntax_uid or "1.2.840.10008.1.2")
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:
