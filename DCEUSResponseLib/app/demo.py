@@ -40,8 +40,7 @@ from DCEUSResponseLib.app.commands.fuse import format_fusion
 from DCEUSResponseLib.app.summary import format_response, format_summary
 from DCEUSResponseLib.ceus.options import AnalysisOptions
 from DCEUSResponseLib.ceus.pipeline import analyze_files
-from DCEUSResponseLib.export.contract import analysis_writers
-from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
+from DCEUSResponseLib.export.contract import write_analysis
 from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.export.staging import StagedFiles, json_text, prepare_output_dir, write_staged
 from DCEUSResponseLib.fusion.pipeline import fuse
@@ -250,8 +249,7 @@ def _analyse_study(out_dir: str, slicer_cache: str, command_main: CommandMain | 
         if scenes:
             extra.append((f"{exam}.mrb", lambda path, a=analysis: write_scene_bundle(
                 a, path, rois=a.roi_masks, cache_dir=slicer_cache)))
-        write_staged(os.path.join(out_dir, exam), analysis_writers(analysis, extra), last="results.json",
-                     replaces=dicom_output_patterns())
+        write_analysis(analysis, os.path.join(out_dir, exam), extra_writers=extra)
         analyses[exam] = analysis
         lines += [f"{exam}: {study[exam]['clip']}", format_summary(analysis), ""]
     lines += _fuse_exams(out_dir, analyses, scenes)

@@ -25,7 +25,7 @@ from DCEUSResponseLib.export.csv_cells import csv_text
 from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
 from DCEUSResponseLib.export.map_files import map_underlay, map_writers
 from DCEUSResponseLib.export.tic_plot import TicPanel, analysis_panel, matplotlib_available, tic_plot_writer
-from DCEUSResponseLib.export.staging import json_text, write_staged
+from DCEUSResponseLib.export.staging import StagedFiles, json_text
 from DCEUSResponseLib.kinetics.parameters import _finite_or_none
 from DCEUSResponseLib.kinetics.replenishment import replenishment_parameters
 from DCEUSResponseLib.io.masks import roi_png_path
@@ -208,10 +208,17 @@ def results_have_maps(results: Mapping) -> bool:
     return isinstance(results.get("maps"), Mapping) and bool(results["maps"])
 
 
+def commit_analysis(staged: StagedFiles) -> list[str]:
+    """Commit an analysis' staged files (``analyze``'s or ``fit-tic``'s): ``results.json`` last, which
+    names the set, and an earlier run's DICOM objects in ``dicom/`` removed (they describe it)."""
+    return staged.commit("results.json", replaces=dicom_output_patterns())
+
+
 def write_analysis(analysis: Analysis, out_dir: str, extra_writers: Iterable[tuple[str, Callable[[str], None]]] = ()) -> list[str]:
     """Write ``results.json``, ``parameters.csv``, ``tic.csv`` (and extras) atomically into ``out_dir``."""
-    return write_staged(out_dir, analysis_writers(analysis, extra_writers), last="results.json",
-                        replaces=dicom_output_patterns())
+    with StagedFiles(out_dir) as staged:
+        staged.write(analysis_writers(analysis, extra_writers))
+        return commit_analysis(staged)
 
 
 def _text_writer(text: str) -> Callable[[str], None]:

@@ -18,8 +18,7 @@ from DCEUSResponseLib.ceus.pipeline import analyze_files, check_options
 from DCEUSResponseLib.io.video import VIDEO_EXTENSIONS
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
-from DCEUSResponseLib.export.contract import analysis_writers
-from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
+from DCEUSResponseLib.export.contract import analysis_writers, commit_analysis
 from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers, require_highdicom
 from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, inside, recover_output_dir
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
@@ -127,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.dicom:  # built before anything is written; staged with the rest, results.json last
             extra += dicom_writers(analysis_dicom_outputs(analysis, time_point=os.path.basename(out_dir)))
         staged.write(analysis_writers(analysis, extra))
-        staged.commit("results.json", replaces=dicom_output_patterns())
+        commit_analysis(staged)
     for warning in analysis.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_summary(analysis))

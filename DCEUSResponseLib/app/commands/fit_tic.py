@@ -10,8 +10,7 @@ import sys
 
 from DCEUSResponseLib.ceus.linearize import MAX_DYNAMIC_RANGE_DB, MIN_DYNAMIC_RANGE_DB, check_dynamic_range
 from DCEUSResponseLib.ceus.table_fit import TableFitOptions, fit_tic_table
-from DCEUSResponseLib.export.contract import table_fit_writers
-from DCEUSResponseLib.export.dicom_common import dicom_output_patterns
+from DCEUSResponseLib.export.contract import commit_analysis, table_fit_writers
 from DCEUSResponseLib.export.staging import StagedFiles, prepare_output_dir
 from DCEUSResponseLib.io.tic_table import read_tic_table
 from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     with StagedFiles(out_dir) as staged:
         staged.isolate_process_caches()  # matplotlib's config and font cache stay inside DIR
         staged.write(table_fit_writers(result))
-        staged.commit("results.json", replaces=dicom_output_patterns())
+        commit_analysis(staged)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     roi = result.roi
