@@ -136,8 +136,7 @@ def check_scheduler(address: str, timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S
     except InputError:
         raise
     except Exception as error:
-        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s "
-                         f"({_one_line(error)})") from None
+        raise _unreachable(address, timeout_s, error) from None
 
 
 def _connect(client_class, address: str, timeout_s: float):
@@ -147,13 +146,12 @@ def _connect(client_class, address: str, timeout_s: float):
     for logger in quiet:
         logger.setLevel(logging.CRITICAL)
     try:
-        _probe_scheduler(address, timeout_s)
+        check_scheduler(address, timeout_s)
         return client_class(address, timeout=timeout_s, set_as_default=False)
     except InputError:
         raise
     except Exception as error:
-        raise InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s "
-                         f"({_one_line(error)})") from None
+        raise _unreachable(address, timeout_s, error) from None
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
@@ -195,6 +193,10 @@ def _probe_scheduler(address: str, timeout_s: float) -> None:
     if not (isinstance(reply, dict) and reply.get("type") == "Scheduler"):
         kind = reply.get("type") if isinstance(reply, dict) else type(reply).__name__
         raise InputError(f"{address!r} is not a Dask scheduler (it answers as {kind!r}): give the scheduler's address")
+
+
+def _unreachable(address: str, timeout_s: float, error: BaseException) -> InputError:
+    return InputError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s ({_one_line(error)})")
 
 
 def _one_line(error: BaseException) -> str:
