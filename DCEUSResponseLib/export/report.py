@@ -20,7 +20,6 @@ import csv
 import glob
 import html
 import io
-import json
 import os
 import re
 import sys
@@ -359,19 +358,6 @@ def _lesion_section(lesion: str, exams: list["LesionExam"], tables, trajectory: 
     return "\n".join(parts)
 
 
-def _run_computed_maps(folder: str) -> bool:
-    """Whether the analysis in ``folder`` computed maps (its results.json ``maps``): an earlier
-    ``--maps`` run's ``maps/`` stays beside a later run's results, which it does not describe."""
-    from DCEUSResponseLib.export.contract import results_have_maps
-
-    try:
-        with open(os.path.join(folder, "results.json"), encoding="utf-8") as stream:
-            results = json.load(stream)
-    except (OSError, ValueError):
-        return False
-    return isinstance(results, dict) and results_have_maps(results)
-
-
 def _exam_views(manifest: "Manifest", out_dir: str, patient: str, keep) -> str:
     parts = []
     for exam in manifest.exams_of(patient):
@@ -380,8 +366,9 @@ def _exam_views(manifest: "Manifest", out_dir: str, patient: str, keep) -> str:
             folder = os.path.join(out_dir, row.output_dir)
             tag = f"{exam.exam}_{row.injection}"
             pe = os.path.join(folder, "maps", "png", "PE.png")
-            shown = os.path.isfile(pe) and _run_computed_maps(folder)
-            views = [(pe, f"PE_{tag}", f"PE map, injection {row.injection}")] if shown else []
+            # A clip folder holds only its own run's outputs (a clip whose commands change is run
+            # again in an emptied folder), so a PE map there is that run's.
+            views = [(pe, f"PE_{tag}", f"PE map, injection {row.injection}")] if os.path.isfile(pe) else []
             for path in sorted(glob.glob(os.path.join(folder, "fusion", "**", "png", "*.png"), recursive=True)):
                 name = os.path.splitext(os.path.basename(path))[0]
                 views.append((path, f"fusion_{tag}_{name}", f"fused view {name}, injection {row.injection}"))
