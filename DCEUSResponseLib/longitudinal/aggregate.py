@@ -274,9 +274,9 @@ def _mean_and_cv(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
     mean = float(np.mean(values))
-    # A CV is a spread relative to a positive magnitude: none for a negative mean (WoR, a slope that
-    # falls), as repeatability.csv leaves such parameters out of the wCV.
-    cv = 100.0 * float(np.std(values, ddof=1)) / mean if len(values) > 1 and mean > 0 else None
+    # The shared contract's sample SD / mean x 100, signed: a negative mean (WoR) gives a negative CV
+    # (read its magnitude); repeatability.csv's wCV leaves such parameters out.
+    cv = 100.0 * float(np.std(values, ddof=1)) / mean if len(values) > 1 and mean != 0 else None
     return mean, cv
 
 

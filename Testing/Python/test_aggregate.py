@@ -283,11 +283,12 @@ def test_an_outcome_for_a_lesion_no_clip_has_is_warned_about(study):
     assert aggregate(manifest, results, fusion, outcomes=read_outcomes(str(good), manifest), n_resamples=50).warnings == []
 
 
-def test_no_cv_of_a_negative_mean():
-    """lesions.csv gave WoR (negative) a negative CV (-15 %); a CV needs a positive mean, as
-    repeatability.csv's wCV already required."""
+def test_the_cv_is_the_contracts_signed_sd_over_mean():
+    """lesions.csv's cv_PARAM is the shared contract's sample SD / mean x 100: signed, so WoR (negative)
+    has a negative CV, whose magnitude is the spread; empty with one clip or a zero mean."""
     from DCEUSResponseLib.longitudinal.aggregate import _mean_and_cv
 
-    assert _mean_and_cv([-0.5, -0.6]) == (pytest.approx(-0.55), None)
-    assert _mean_and_cv([0.5, 0.6])[1] == pytest.approx(100 * np.std([0.5, 0.6], ddof=1) / 0.55)
-    assert _mean_and_cv([0.5]) == (0.5, None)
+    spread = 100 * np.std([0.5, 0.6], ddof=1) / 0.55
+    assert _mean_and_cv([-0.5, -0.6]) == (pytest.approx(-0.55), pytest.approx(-spread))
+    assert _mean_and_cv([0.5, 0.6])[1] == pytest.approx(spread)
+    assert _mean_and_cv([0.5]) == (0.5, None) and _mean_and_cv([-1.0, 1.0])[1] is None
