@@ -52,7 +52,7 @@ from DCEUSResponseLib.io.masks import read_roi_masks
 from DCEUSResponseLib.io.timing import MAX_CLIP_DURATION_S
 from DCEUSResponseLib.kinetics.base import STATUS_OK, ClipFrames
 from DCEUSResponseLib.kinetics.bolus import MIN_USABLE_FRAMES
-from DCEUSResponseLib.kinetics.parameters import relative_parameters
+from DCEUSResponseLib.kinetics.parameters import relative_extrapolated, relative_parameters
 from DCEUSResponseLib.kinetics.registry import get_family, model_choices
 
 #: An ROI of fewer pixels is warned about. Spread of PE over speckle realisations of one synthetic
@@ -159,7 +159,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
                             "are undefined")
         for roi in results.values():
             roi.relative = relative_parameters(roi.parameters, reference.parameters)
-            roi.relative_extrapolated = relative_extrapolated(roi, reference)
+            roi.relative_extrapolated = relative_extrapolated(roi.relative, roi.extrapolated, reference.extrapolated)
         if reference.fit.status == STATUS_OK and reference.extrapolated:
             warnings.append(f"reference ROI {options.reference!r}: {', '.join(reference.extrapolated)} are extrapolated, "
                             "so every ROI's relative values of them are too (see 'relative_extrapolated' in "
@@ -176,13 +176,6 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
                             f"(NaN) of that map, of {fitted} fitted: {', '.join(beyond)}")
     return Analysis(clip, layout, options, mapping, times_s, frame_use, results, warnings, motion, excluded, maps,
                     tuple(family.parameter_names), list(rois))
-
-
-def relative_extrapolated(roi: RoiResult, reference: RoiResult) -> tuple[str, ...]:
-    """The parameters, in the ROI's order, whose relative value uses an extrapolated value of the ROI
-    or of the reference ROI; none where the relative value is undefined."""
-    leaning = set(roi.extrapolated) | set(reference.extrapolated)
-    return tuple(name for name in roi.parameters if name in leaning and roi.relative.get(name) is not None)
 
 
 def dynamic_range_default_warning() -> str:

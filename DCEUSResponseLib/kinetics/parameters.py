@@ -9,7 +9,7 @@ Brent roots of an analytic quartic), so the values are exact to about 1e-12 rela
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -99,6 +99,14 @@ def relative_parameters(values: Mapping[str, float | None],
         else:
             relative[name] = _finite_or_none(value / reference)
     return relative
+
+
+def relative_extrapolated(relative: Mapping[str, float | None], extrapolated: Iterable[str],
+                          reference_extrapolated: Iterable[str]) -> tuple[str, ...]:
+    """The names, in ``relative``'s order, whose relative value is defined but uses a value extrapolated
+    beyond the fitted frames: the ROI's own (``extrapolated``) or the reference ROI's."""
+    leaning = set(extrapolated) | set(reference_extrapolated)
+    return tuple(name for name, value in relative.items() if name in leaning and value is not None)
 
 
 def _lognormal_landmarks(mu: np.ndarray, sigma: np.ndarray):

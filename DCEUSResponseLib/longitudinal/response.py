@@ -26,6 +26,7 @@ from DCEUSResponseLib.catalogue import parameter_names
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.files import require_regular_file
 from DCEUSResponseLib.kinetics.base import STATUS_NO_ENHANCEMENT, STATUS_OK
+from DCEUSResponseLib.kinetics.parameters import relative_extrapolated
 from DCEUSResponseLib.longitudinal.records import PET_RULE_MEASURES
 
 RULE_ALIASES = {"lassau2014": "relative:WiWoAUC:-40", "lassau2014-auc": "absolute:AUC:-40"}
@@ -185,8 +186,9 @@ def with_relative_extrapolated(roi: dict, results: dict) -> dict:
     if "relative_extrapolated" in roi:
         return roi
     reference = results["rois"].get(results.get("reference") or "", {})
-    leaning = set(roi.get("extrapolated") or ()) | set(reference.get("extrapolated") or ())
-    return {**roi, "relative_extrapolated": sorted(leaning)}
+    leaning = relative_extrapolated(roi.get("relative") or {}, roi.get("extrapolated") or (),
+                                    reference.get("extrapolated") or ())
+    return {**roi, "relative_extrapolated": list(leaning)}
 
 
 def identity_warnings(baseline: dict, followup: dict) -> list[str]:
