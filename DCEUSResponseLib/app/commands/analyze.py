@@ -19,7 +19,6 @@ from DCEUSResponseLib.io.video import VIDEO_EXTENSIONS
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import analysis_writers, commit_analysis
-from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers, require_highdicom
 from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, inside, recover_output_dir
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
@@ -110,7 +109,9 @@ def _run(args: argparse.Namespace) -> int:
     scene_path = _scene_path(args.scene, out_dir) if args.scene else None
     if scene_path:
         require_extra("slicer", "slicer", "--scene (a Slicer scene bundle)", args.scene)
-    if args.dicom:
+    if args.dicom:  # the DICOM writers (and the fusion code they share) load only for --dicom
+        from DCEUSResponseLib.export.dicom_outputs import analysis_dicom_outputs, dicom_writers, require_highdicom
+
         require_highdicom()  # before the work, not after it
     recover_output_dir(out_dir)  # earlier runs stopped by a signal, before anything else
     analysis = analyze_files(args.clip, args.roi, options, frame_rate_hz=args.frame_rate_hz,
