@@ -12,7 +12,8 @@ with Slicer's own slice logic, volume rendering and displayable managers (no Qt)
 * ``4.png``: the map view (Yellow): the contrast frame at lesion1's peak and the PE map, the map legend;
 * ``5.png``: the 3D view: PET and CT volume rendering, the CEUS plane with the map, the landmarks.
 
-:func:`render_slice_view` and :func:`render_3d_view` are also used by ``Testing/Python/test_fusion_views.py``.
+:func:`render_3d_view` (and ``render_screenshots.render_slice_view``, imported here) are also used by
+``Testing/Python/test_fusion_views.py``.
 """
 from __future__ import annotations
 
@@ -33,11 +34,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from render_screenshots import (  # noqa: E402
     EXIT_NO_RENDERING,
+    add_crosshair,
+    announce_legends,
+    render_slice_view,
     MAP_BINNING,
     RenderingUnavailable,
     analyse_demo_baseline,
     check_offscreen_rendering,
-    layer_annotation,
     offscreen_render_window,
     peak_frame,
     save_png,
@@ -56,74 +59,6 @@ CAMERA_VIEW_ANGLE_DEG = 13.0  # far and narrow: little perspective, the plane ~ 
 CAMERA_VIEW_UP_RAS = (0.0, 1.0, 0.0)
 
 
-def render_slice_view(app, slice_node, size, path: str | None = None, annotate: bool = True,
-                      managers_names=("vtkMRMLSegmentationsDisplayableManager2D",
-                                      "vtkMRMLColorLegendDisplayableManager")):
-    """Draw ``slice_node``'s view (layers, outlines, legend) offscreen; save a PNG when ``path`` is given.
-
-    Returns the window (caller renders again or reads pixels) and the slice logic."""
-    import slicer
-    import vtkmodules.vtkInteractionStyle  # noqa: F401  (the interactor's default style)
-    from vtkmodules.vtkRenderingCore import vtkActor2D, vtkImageMapper, vtkRenderer, vtkRenderWindowInteractor
-
-    scene, app_logic = app.scene, app.app_logic
-    _crosshair(scene)
-    window = offscreen_render_window(size)
-    renderer = vtkRenderer()
-    window.AddRenderer(renderer)
-    renderer.GetActiveCamera().ParallelProjectionOn()
-    interactor = vtkRenderWindowInteractor()
-    interactor.SetRenderWindow(window)
-    interactor.Initialize()
-    factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
-    factory.SetMRMLApplicationLogic(app_logic)
-    for manager in managers_names:
-        if not factory.IsDisplayableManagerRegistered(manager):
-            factory.RegisterDisplayableManager(manager)
-    managers = slicer.vtkMRMLDisplayableManagerGroup()
-    managers.Initialize(factory, renderer)
-    logic = slicer.vtkMRMLSliceLogic()
-    logic.SetMRMLApplicationLogic(app_logic)
-    app_logic.GetSliceLogics().AddItem(logic)
-    logic.SetMRMLScene(scene)
-    logic.SetSliceNode(slice_node)
-    managers.SetMRMLDisplayableNode(slice_node)
-    announce_legends(scene)
-    image_mapper = vtkImageMapper()
-    image_mapper.SetColorWindow(255)
-    image_mapper.SetColorLevel(127.5)
-    image_actor = vtkActor2D()
-    image_actor.SetMapper(image_mapper)
-    image_actor.GetProperty().SetDisplayLocationToBackground()
-    renderer.AddViewProp(image_actor)
-    logic.ResizeSliceNode(*size)
-    image_mapper.SetInputConnection(logic.GetImageDataConnection())
-    if annotate:
-        renderer.AddViewProp(layer_annotation(logic))
-    managers.RequestRender()
-    if path:
-        save_png(window, path)
-    return window, logic, managers
-
-
-def announce_legends(scene) -> None:
-    """Tell new views of the scene's colour legends: Slicer's legend displayable manager learns of legends
-    only when they are added to the scene (in Slicer the views exist before a scene is loaded)."""
-    import slicer
-
-    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLColorLegendDisplayNode")):
-        scene.InvokeEvent(slicer.vtkMRMLScene.NodeAddedEvent, scene.GetNthNodeByClass(index, "vtkMRMLColorLegendDisplayNode"))
-
-
-def _crosshair(scene) -> None:
-    import slicer
-
-    if scene.GetFirstNodeByClass("vtkMRMLCrosshairNode") is None:  # as qSlicerCoreApplication adds it
-        crosshair = slicer.vtkMRMLCrosshairNode()
-        crosshair.SetCrosshairName("default")
-        scene.AddNode(crosshair)
-
-
 def render_3d_view(app, view_node, slice_to_ras, size=THREED_VIEW_SIZE, path: str | None = None):
     """Draw the 3D view (volume rendering, models, markups, legends) offscreen, the camera on the centre of
     the slice view whose 4 x 4 SliceToRAS is ``slice_to_ras`` (see :data:`CAMERA_TILT`).
@@ -135,7 +70,7 @@ def render_3d_view(app, view_node, slice_to_ras, size=THREED_VIEW_SIZE, path: st
     from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindowInteractor
 
     scene, app_logic = app.scene, app.app_logic
-    _crosshair(scene)
+    add_crosshair(scene)
     window = offscreen_render_window(size)
     window.SetAlphaBitPlanes(1)
     renderer = vtkRenderer()

@@ -196,48 +196,99 @@ def save_png(window, path: str) -> None:
     os.replace(staged, path)
 
 
-def render_slice_view(app, analysis, clip_nodes, segmentation, maps, path: str) -> None:
-    """Slicer's Red slice view (slice logic + displayable managers) of the contrast panel and PE map."""
+SLICE_VIEW_MANAGERS = ("vtkMRMLSegmentationsDisplayableManager2D", "vtkMRMLColorLegendDisplayableManager")
+
+
+def render_slice_view(app, slice_node, size, path: str | None = None, annotate: bool = True,
+                      managers_names=SLICE_VIEW_MANAGERS, fit_to_background: bool = False):
+    """Draw ``slice_node``'s view as Slicer's slice view does (its slice logic's blended layers, as the
+    light box manager shows them, and the displayable managers: outlines, legends) offscreen; fitted to
+    the background volume first when ``fit_to_background``; a PNG saved when ``path`` is given.
+
+    Returns the window (the caller may render again or read pixels), the slice logic and the managers."""
     import slicer
     import vtkmodules.vtkInteractionStyle  # noqa: F401  (the interactor's default style)
     from vtkmodules.vtkRenderingCore import vtkActor2D, vtkImageMapper, vtkRenderer, vtkRenderWindowInteractor
 
     scene, app_logic = app.scene, app.app_logic
-    if scene.GetFirstNodeByClass("vtkMRMLCrosshairNode") is None:  # as qSlicerCoreApplication adds it
-        crosshair = slicer.vtkMRMLCrosshairNode()
-        crosshair.SetCrosshairName("default")
-        scene.AddNode(crosshair)
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
-
-    window = offscreen_render_window(SLICE_VIEW_SIZE)
+    add_crosshair(scene)
+    window = offscreen_render_window(size)
     renderer = vtkRenderer()
     window.AddRenderer(renderer)
     renderer.GetActiveCamera().ParallelProjectionOn()
     interactor = vtkRenderWindowInteractor()
     interactor.SetRenderWindow(window)
     interactor.Initialize()
-
     factory = slicer.vtkMRMLSliceViewDisplayableManagerFactory.GetInstance()
     factory.SetMRMLApplicationLogic(app_logic)
-    for manager in ("vtkMRMLSegmentationsDisplayableManager2D", "vtkMRMLColorLegendDisplayableManager",
-                    "vtkMRMLRulerDisplayableManager"):
+    for manager in managers_names:
         if not factory.IsDisplayableManagerRegistered(manager):
             factory.RegisterDisplayableManager(manager)
     managers = slicer.vtkMRMLDisplayableManagerGroup()
     managers.Initialize(factory, renderer)
-
     logic = slicer.vtkMRMLSliceLogic()
     logic.SetMRMLApplicationLogic(app_logic)
     app_logic.GetSliceLogics().AddItem(logic)
     logic.SetMRMLScene(scene)
-    slice_node = logic.AddSliceNode("Red")
+    logic.SetSliceNode(slice_node)
+    managers.SetMRMLDisplayableNode(slice_node)
+    announce_legends(scene)
+    image_mapper = vtkImageMapper()
+    image_mapper.SetColorWindow(255)
+    image_mapper.SetColorLevel(127.5)
+    image_actor = vtkActor2D()
+    image_actor.SetMapper(image_mapper)
+    image_actor.GetProperty().SetDisplayLocationToBackground()
+    renderer.AddViewProp(image_actor)
+    logic.ResizeSliceNode(*size)
+    if fit_to_background:
+        logic.FitSliceToBackground()
+        logic.SnapSliceOffsetToIJK()
+    image_mapper.SetInputConnection(logic.GetImageDataConnection())
+    if annotate:
+        renderer.AddViewProp(layer_annotation(logic))
+    managers.RequestRender()
+    if path:
+        save_png(window, path)
+    return window, logic, managers
+
+
+def announce_legends(scene) -> None:
+    """Tell new views of the scene's colour legends: Slicer's legend displayable manager learns of legends
+    only when they are added to the scene (in Slicer the views exist before a scene is loaded)."""
+    import slicer
+
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLColorLegendDisplayNode")):
+        scene.InvokeEvent(slicer.vtkMRMLScene.NodeAddedEvent, scene.GetNthNodeByClass(index, "vtkMRMLColorLegendDisplayNode"))
+
+
+def add_crosshair(scene) -> None:
+    """The scene's crosshair node, as qSlicerCoreApplication adds it (the slice logic expects one)."""
+    import slicer
+
+    if scene.GetFirstNodeByClass("vtkMRMLCrosshairNode") is None:
+        crosshair = slicer.vtkMRMLCrosshairNode()
+        crosshair.SetCrosshairName("default")
+        scene.AddNode(crosshair)
+
+
+def render_map_slice_view(app, analysis, clip_nodes, segmentation, maps, path: str) -> None:
+    """1.png: the Red slice view of the contrast panel at the lesion's peak, the PE map over it, the ROI
+    outlines, the map's legend and a ruler."""
+    import slicer
+
+    scene = app.scene
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
+    maker = slicer.vtkMRMLSliceLogic()  # the Red slice and composite nodes, made as Slicer makes them
+    maker.SetMRMLScene(scene)
+    slice_node = maker.AddSliceNode("Red")
+    composite = maker.GetSliceCompositeNode()
+    maker.SetMRMLScene(None)
     slice_node.SetOrientation("Axial")
     slice_node.SetRulerType(slice_node.RulerTypeThick)
     slice_node.SetRulerColor(slice_node.RulerColorWhite)
-    managers.SetMRMLDisplayableNode(slice_node)
 
     overlay = maps[OVERLAY_PARAMETER]
-    composite = logic.GetSliceCompositeNode()
     composite.SetBackgroundVolumeID(clip_nodes.contrast_volume.GetID())
     composite.SetForegroundVolumeID(overlay.GetID())
     composite.SetForegroundOpacity(FOREGROUND_OPACITY)
@@ -254,22 +305,8 @@ def render_slice_view(app, analysis, clip_nodes, segmentation, maps, path: str) 
     legend.SetLabelFormat("%.3g")
 
     clip_nodes.browser.SetSelectedItemNumber(peak_frame(analysis))
-
-    image_mapper = vtkImageMapper()  # the slice logic's blended RGBA image, as Slicer's light box manager shows it
-    image_mapper.SetColorWindow(255)
-    image_mapper.SetColorLevel(127.5)
-    image_actor = vtkActor2D()
-    image_actor.SetMapper(image_mapper)
-    image_actor.GetProperty().SetDisplayLocationToBackground()
-    renderer.AddViewProp(image_actor)
-
-    logic.ResizeSliceNode(*SLICE_VIEW_SIZE)
-    logic.FitSliceToBackground()
-    logic.SnapSliceOffsetToIJK()
-    image_mapper.SetInputConnection(logic.GetImageDataConnection())
-    renderer.AddViewProp(layer_annotation(logic))
-    managers.RequestRender()
-    save_png(window, path)
+    render_slice_view(app, slice_node, SLICE_VIEW_SIZE, path, fit_to_background=True,
+                      managers_names=(*SLICE_VIEW_MANAGERS, "vtkMRMLRulerDisplayableManager"))
 
 
 def layer_annotation(logic):
@@ -400,7 +437,7 @@ def main(argv=None) -> int:
     with create_headless_application() as app:
         clip_nodes, segmentation, results, maps = build_scene(app, analysis)
         try:
-            render_slice_view(app, analysis, clip_nodes, segmentation, maps, os.path.join(args.out, "1.png"))
+            render_map_slice_view(app, analysis, clip_nodes, segmentation, maps, os.path.join(args.out, "1.png"))
             render_chart(results, os.path.join(args.out, "2.png"))
         except RenderingUnavailable as error:
             print(f"error: {error}", file=sys.stderr)
