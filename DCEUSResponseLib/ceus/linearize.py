@@ -155,9 +155,18 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
     ``warnings``: its gray scale is an assumption). Colours that lie on no 1-D curve need ``--colormap``.
     """
     if clip.palette is not None:
+        if colour_table is not None and warnings is not None:
+            warnings.append("--colormap is ignored: the clip carries its own DICOM palette, whose position is "
+                            "the gray level")
         return ColourMapping("palette", table=np.asarray(clip.palette, dtype=np.float64))
     if not clip.is_colour:
-        return ColourMapping("gray")
+        if colour_table is None:
+            return ColourMapping("gray")
+        # A grey display curve (gamma, a reject level) stored as MONOCHROME: each stored value is
+        # the grey shown, so its gray level is the table row showing that grey.
+        if clip.bits_stored > 8:
+            raise InputError(f"--colormap maps 8-bit display values, but this MONOCHROME clip stores "
+                             f"{clip.bits_stored} bits per pixel; leave --colormap out", clip.source)
     if colour_table is not None:
         return ColourMapping("table", table=colour_table)
     blocks = panel_blocks(clip.frames, panel)
@@ -225,6 +234,8 @@ def gray_levels(frames: np.ndarray, clip: Clip, mapping: ColourMapping) -> np.nd
         return np.clip(gray, 0.0, 255.0, out=gray)
     if mapping.kind == "recovered" and mapping.table_luma is not None:
         return gray_from_luma(frames, mapping.table_luma)
+    if frames.ndim == 3:  # single-channel display values through a grey table: value v shows (v, v, v)
+        frames = np.repeat(frames[..., None], 3, axis=-1)
     return _gray_from_table(frames, mapping.table)
 
 
@@ -312,7 +323,7 @@ def gray_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype) -> np.ndarr
         return None
     if mapping.kind == "palette":
         entries = mapping.table.shape[0]
-    elif mapping.kind == "gray" and not clip.is_colour:
+    elif mapping.kind in ("gray", "table") and not clip.is_colour:
         entries = 2 ** clip.bits_stored
     else:
         return None

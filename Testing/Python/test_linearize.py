@@ -146,3 +146,36 @@ def test_lookup_table_path_equals_the_formula():
         with np.errstate(over="raise"):  # a 12-bit table's unused entries overflowed exp (a numpy warning)
             looked_up = linear_intensity(frames, clip, mapping, 45.0)
         np.testing.assert_allclose(looked_up, linear_from_gray(gray_levels(frames, clip, mapping), 45.0), rtol=1e-6)
+
+
+def test_colormap_of_a_monochrome_clip_is_applied_and_of_a_palette_clip_is_warned_about():
+    """A clip stored through a grey display curve (gamma 0.5) as MONOCHROME, given that curve with
+    --colormap: each stored value is read back as the table row showing it (the option was ignored
+    before: PE +330 % in the audit). A palette clip keeps its palette, with a warning."""
+    from DCEUSResponseLib.ceus.linearize import linear_intensity
+
+    g = np.arange(256.0)
+    shown = np.round(255.0 * np.sqrt(g / 255.0))
+    table = np.repeat(shown[:, None], 3, axis=1)
+    rng = np.random.default_rng(4)
+    gray = rng.integers(0, 256, size=(3, 16, 16))
+    stored = shown[gray].astype(np.uint8)
+    clip = _clip(stored)
+    mapping = choose_colour_mapping(clip, (slice(None), slice(None)), table)
+    assert mapping.kind == "table"
+    read = gray_levels(stored, clip, mapping)
+    # the curve is steep near black (several levels share a shown grey); elsewhere one level per grey
+    assert np.median(np.abs(read - gray)) <= 1.0 and np.mean(np.abs(read - gray) <= 2.0) > 0.95
+    # the lookup-table path of linear_intensity agrees with the per-pixel lookup
+    np.testing.assert_allclose(linear_intensity(stored, clip, mapping, 50.0), linear_from_gray(read, 50.0), rtol=1e-6)
+    assert np.mean(np.abs(gray_levels(stored, clip, choose_colour_mapping(clip, (slice(None),) * 2)) - gray)) > 20
+
+    with pytest.raises(InputError, match="12 bits"):
+        choose_colour_mapping(_clip(stored.astype(np.uint16), bits_stored=12), (slice(None),) * 2, table)
+
+    palette = np.stack([np.linspace(0, 255, 256)] * 3, axis=1)
+    warnings = []
+    indices = np.array([[[0, 51, 255]]], dtype=np.uint8).repeat(2, axis=0)
+    palette_clip = _clip(indices, palette=palette, photometric="PALETTE COLOR")
+    assert choose_colour_mapping(palette_clip, (slice(None),) * 2, table, warnings).kind == "palette"
+    assert len(warnings) == 1 and "--colormap is ignored" in warnings[0]
