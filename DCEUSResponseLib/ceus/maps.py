@@ -22,7 +22,8 @@ from DCEUSResponseLib.ceus.pixel_fits import (BIN_SECONDS, MIN_ENHANCEMENT_F, MI
                                               STATUS_NAMES, STATUS_NOT_MAPPED, STATUS_OUTSIDE_IMAGE, fit_curves)
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.models import get_model
-from DCEUSResponseLib.kinetics.parameters import PARAMETER_NAMES, bolus_extrapolated_arrays, bolus_parameter_arrays
+from DCEUSResponseLib.kinetics.parameters import (PARAMETER_NAMES, bolus_extrapolated_arrays, bolus_parameter_arrays,
+                                                  fitted_gaps)
 
 #: A pixel whose display value changes by no more than this (display levels, every channel) over the
 #: whole clip carries no signal: the black background outside the scan sector, static overlays. JPEG
@@ -113,6 +114,7 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
     status = np.full(map_shape, STATUS_NOT_MAPPED, dtype=np.uint8)
     status[outside] = STATUS_OUTSIDE_IMAGE
     span_s = (float(used_times[0]), float(used_times[-1])) if n_used else (0.0, 0.0)
+    gaps_s = fitted_gaps(used_times)
     frame_indices = np.flatnonzero(frame_use)
     for band_start in range(0, rows, band_rows):
         band_stop = min(band_start + band_rows, rows)
@@ -132,7 +134,7 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         named = dict(zip(model.parameter_names, fits.params.T))
         parameters = bolus_parameter_arrays(model, named, fits.qof)
         fitted = fits.status == STATUS_FITTED
-        beyond = bolus_extrapolated_arrays(model, {k: v[fitted] for k, v in named.items()}, span_s)
+        beyond = bolus_extrapolated_arrays(model, {k: v[fitted] for k, v in named.items()}, span_s, gaps_s)
         band_status = status[map_rows]
         band_status[wanted] = fits.status
         for name in PARAMETER_NAMES:

@@ -187,7 +187,11 @@ def dynamic_range_default_warning() -> str:
 def extrapolation_warning(name: str, extrapolated: Sequence[str], fit) -> str:
     """The warning of an ROI whose ``extrapolated`` parameters lean on the curve beyond its fitted frames."""
     span = getattr(fit, "fitted_span_s", None)
-    where = f" ({span[0]:.1f} to {span[1]:.1f} s since injection)" if span else ""
+    gaps = getattr(fit, "fitted_gaps_s", ())
+    where = f" ({span[0]:.1f} to {span[1]:.1f} s since injection" if span else ""
+    if span and gaps:
+        where += ", no fitted frame " + ", ".join(f"from {start:.1f} to {end:.1f} s" for start, end in gaps)
+    where += ")" if span else ""
     return (f"ROI {name!r}: {', '.join(extrapolated)} depend on the fitted curve outside the fitted frames"
             f"{where}: extrapolated, not measured (see 'extrapolated' in results.json)")
 

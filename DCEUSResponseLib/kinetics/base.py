@@ -108,7 +108,8 @@ class Fit(Protocol):
 @dataclass
 class CurveFit:
     """The fields every single-curve fit has (see :class:`Fit`); ``noise``: per-frame noise, a.u.;
-    ``fitted_span_s``: times (s) of the first and last frame that entered the fit."""
+    ``fitted_span_s``: times (s) of the first and last frame that entered the fit; ``fitted_gaps_s``:
+    the gaps (start, end; s) between fitted frames within it (``kinetics.parameters.fitted_gaps``)."""
 
     model: str
     status: str
@@ -118,6 +119,7 @@ class CurveFit:
     n_frames_used: int = 0
     noise: float | None = None
     fitted_span_s: tuple[float, float] | None = None
+    fitted_gaps_s: tuple[tuple[float, float], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -83,7 +83,7 @@ from DCEUSResponseLib.kinetics.base import (
     validated_tic,
 )
 from DCEUSResponseLib.kinetics.models import DEFAULT_MODEL, BolusModel, get_model
-from DCEUSResponseLib.kinetics.parameters import bolus_parameters
+from DCEUSResponseLib.kinetics.parameters import bolus_parameters, fitted_gaps
 
 __all__ = [
     "BolusFit", "fit_bolus", "shape_bounds", "GRID_SKEW", "robust_noise", "MIN_INPUT_FRAMES", "MIN_USABLE_FRAMES",
@@ -228,6 +228,7 @@ def fit_bolus(t_s: ArrayLike, tic: ArrayLike, model: str | BolusModel = DEFAULT_
     y_au = values[usable][order]
     span = float(t[-1] - t[0])
     result.fitted_span_s = (float(t[0]), float(t[-1]))
+    result.fitted_gaps_s = fitted_gaps(t)
     if not span > 0:
         result.reason = "the used frames all have the same time"
         return result

@@ -198,9 +198,28 @@ class _Landmarks(NamedTuple):
     time_out: np.ndarray
 
 
+#: Two consecutive fitted frames farther apart than this many median frame intervals, and at least
+#: :data:`MIN_GAP_S`, leave a gap in which the curve is the model's, not the data's (frames lost or
+#: excluded during the wash-in): a parameter resting on a gap is as unmeasured as one beyond the span.
+GAP_FRAME_INTERVALS = 4.0
+MIN_GAP_S = 2.0
+
+
+def fitted_gaps(times_s) -> tuple[tuple[float, float], ...]:
+    """The gaps (start, end; s) between consecutive fitted frames at ``times_s`` (sorted) longer than
+    :data:`GAP_FRAME_INTERVALS` median frame intervals and :data:`MIN_GAP_S`."""
+    times = np.asarray(times_s, dtype=np.float64)
+    if times.size < 3:
+        return ()
+    steps = np.diff(times)
+    longest = max(GAP_FRAME_INTERVALS * float(np.median(steps)), MIN_GAP_S)
+    return tuple((float(times[k]), float(times[k + 1])) for k in np.flatnonzero(steps > longest))
+
+
 def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
-                       span_s: tuple[float, float]) -> dict[str, np.ndarray]:
-    """For each bolus parameter, whether it is extrapolated beyond the fitted span ``span_s`` (s).
+                       span_s: tuple[float, float], gaps_s=()) -> dict[str, np.ndarray]:
+    """For each bolus parameter, whether it is extrapolated beyond the fitted span ``span_s`` (s) or
+    into one of its ``gaps_s`` (:func:`fitted_gaps`: the span less the gaps is what the frames cover).
 
     A parameter is extrapolated when a time it evaluates the curve at (the peak, an inflection)
     or reports (TI, TO) lies outside the span, when one it is built from is (RT, FT, WiPI), or
@@ -210,14 +229,24 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
     first, last = (float(v) for v in span_s)
     with np.errstate(all="ignore"):
         def outside(time):
-            return (time < first) | (time > last)
+            beyond = (time < first) | (time > last)
+            for gap_start, gap_end in gaps_s:
+                beyond = beyond | ((time > gap_start) & (time < gap_end))
+            return beyond
+
+        def gap_area(low, high):  # of the shape between low and high that lies in the gaps
+            missing = 0.0
+            for gap_start, gap_end in gaps_s:
+                start, end = np.maximum(low, gap_start), np.minimum(high, gap_end)
+                missing = missing + np.where(end > start, cdf(end) - cdf(np.minimum(start, end)), 0.0)
+            return missing
 
         def cdf(time):
             return model.shape_cdf(np.maximum(np.asarray(time, dtype=float) - t0, 0.0), p1, p2)
 
         def area_share_outside(low, high):
             total = cdf(high) - cdf(low)
-            inside = cdf(np.clip(high, first, last)) - cdf(np.clip(low, first, last))
+            inside = cdf(np.clip(high, first, last)) - cdf(np.clip(low, first, last)) - gap_area(low, high)
             return np.where(total > 0, 1.0 - inside / total, 0.0)
 
         def moment_below(time):  # integral of (t - TI) e(t) dt up to ``time``, per unit area
@@ -230,8 +259,10 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
         wash_in = area_share_outside(landmarks.time_in, landmarks.peak) > EXTRAPOLATED_SHARE
         total_moment = t0 + np.vectorize(model.shape_mean, otypes=[float])(p1, p2) - landmarks.time_in
         inside_moment = moment_below(last) - moment_below(first)
+        for gap_start, gap_end in gaps_s:
+            inside_moment = inside_moment - (moment_below(gap_end) - moment_below(gap_start))
         moment = np.where(total_moment > 0, 1.0 - inside_moment / total_moment, 0.0) > EXTRAPOLATED_SHARE
-        all_time = 1.0 - (cdf(last) - cdf(first)) > EXTRAPOLATED_SHARE
+        all_time = 1.0 - (cdf(last) - cdf(first) - gap_area(-np.inf, np.inf)) > EXTRAPOLATED_SHARE
         flags = dict(PE=peak, TTP=peak, WiR=rise, WoR=fall, TI=time_in, TO=time_out, RT=time_in | peak,
                      FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in,
                      WoAUC=area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE,
@@ -243,10 +274,11 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
 
 
 def bolus_extrapolated(model_name_or_model: str | BolusModel, params: ParamsLike,
-                       span_s: tuple[float, float] | None) -> tuple[str, ...]:
+                       span_s: tuple[float, float] | None, gaps_s=()) -> tuple[str, ...]:
     """The defined bolus parameters of a fit (``params`` as for :func:`bolus_parameters`) that are
-    extrapolated beyond the fitted frames' time span ``span_s`` (first, last; s since injection),
-    in :data:`PARAMETER_NAMES` order; see :func:`extrapolated_flags`. Empty without a span."""
+    extrapolated beyond the fitted frames' time span ``span_s`` (first, last; s since injection) or
+    into its ``gaps_s`` (:func:`fitted_gaps`), in :data:`PARAMETER_NAMES` order; see
+    :func:`extrapolated_flags`. Empty without a span."""
     if span_s is None:
         return ()
     model = get_model(model_name_or_model)
@@ -261,12 +293,12 @@ def bolus_extrapolated(model_name_or_model: str | BolusModel, params: ParamsLike
         return ()
     landmarks = _Landmarks(*(np.float64(t0 + tau) for tau in (tau_rise, tau_peak, tau_fall, intercept_rise,
                                                                 intercept_fall)))
-    flags = extrapolated_flags(model, np.float64(t0), np.float64(p1), np.float64(p2), landmarks, span_s)
+    flags = extrapolated_flags(model, np.float64(t0), np.float64(p1), np.float64(p2), landmarks, span_s, gaps_s)
     return tuple(name for name in PARAMETER_NAMES if values[name] is not None and bool(flags[name]))
 
 
 def bolus_extrapolated_arrays(model_name_or_model: str | BolusModel, params: Mapping[str, np.ndarray],
-                              span_s: tuple[float, float]) -> dict[str, np.ndarray]:
+                              span_s: tuple[float, float], gaps_s=()) -> dict[str, np.ndarray]:
     """:func:`bolus_extrapolated` for many fits at once (parametric maps): a boolean array per parameter."""
     model = get_model(model_name_or_model)
     _, area, t0, p1, p2 = (np.asarray(params[name], dtype=np.float64) for name in model.parameter_names)
@@ -275,7 +307,7 @@ def bolus_extrapolated_arrays(model_name_or_model: str | BolusModel, params: Map
         flags = {name: np.zeros(area.shape, dtype=bool) for name in PARAMETER_NAMES}
         for index in np.ndindex(area.shape):
             single = [params[name][index] for name in model.parameter_names]
-            for name in bolus_extrapolated(model, single, span_s):
+            for name in bolus_extrapolated(model, single, span_s, gaps_s):
                 flags[name][index] = True
         return flags
     with np.errstate(all="ignore"):
@@ -283,4 +315,4 @@ def bolus_extrapolated_arrays(model_name_or_model: str | BolusModel, params: Map
         times = _vector_times(t0, tau_peak, tau_rise, tau_fall, model.dlog_shape_dtau(tau_rise, p1, p2),
                               model.dlog_shape_dtau(tau_fall, p1, p2))
     landmarks = _Landmarks(t0 + tau_rise, times[0], t0 + tau_fall, times[1], times[2])
-    return {name: np.array(flag) for name, flag in extrapolated_flags(model, t0, p1, p2, landmarks, span_s).items()}
+    return {name: np.array(flag) for name, flag in extrapolated_flags(model, t0, p1, p2, landmarks, span_s, gaps_s).items()}

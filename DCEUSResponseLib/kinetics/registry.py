@@ -49,7 +49,8 @@ class BolusFamily(KineticFamily):
         """See :func:`~DCEUSResponseLib.kinetics.parameters.bolus_extrapolated`."""
         if not fit.ok:
             return ()
-        return bolus_extrapolated(model, fit.params, getattr(fit, "fitted_span_s", None))
+        return bolus_extrapolated(model, fit.params, getattr(fit, "fitted_span_s", None),
+                                  getattr(fit, "fitted_gaps_s", ()))
 
 
 class _Segments(NamedTuple):

@@ -17,6 +17,7 @@ from DCEUSResponseLib.kinetics.parameters import (
     bolus_extrapolated,
     bolus_extrapolated_arrays,
     bolus_parameters,
+    fitted_gaps,
 )
 from DCEUSResponseLib.synthetic.clips import PerfusionRegion, liver, make_clip
 
@@ -71,7 +72,48 @@ def test_every_model_flags_a_curve_cut_after_the_peak_and_maps_agree(model):
     assert {name for name, flag in arrays.items() if flag.all()} == cut
 
 
-def _clip(n_frames, frame_interval_s=0.25):
+def test_gaps_between_fitted_frames_are_found_above_four_intervals_and_two_seconds():
+    times = np.arange(100) * 0.25
+    assert fitted_gaps(times) == ()
+    holed = np.delete(times, np.arange(36, 61))  # frames 36-60 (9-15 s) lost: 8.75 s to 15.25 s
+    assert fitted_gaps(holed) == ((8.75, 15.25),)
+    assert fitted_gaps(np.delete(times, np.arange(36, 42))) == ()  # 1.75 s: below 2 s
+    slow = np.arange(30) * 2.0  # 0.5 Hz: one missing frame (a 4 s step) is no gap, nor three (8 s)...
+    assert fitted_gaps(np.delete(slow, [10])) == () and fitted_gaps(np.delete(slow, [10, 11, 12])) == ()
+    assert fitted_gaps(np.delete(slow, [10, 11, 12, 13])) == ((18.0, 28.0),)  # ...four (10 s) are
+
+
+def test_a_gap_over_the_wash_in_flags_what_rests_on_it_and_nothing_else():
+    """Frames lost (or excluded) during the wash-in leave the rise to the model: WiR, TI and what is
+    built on them are not measured, while the peak, the fall and the tail, seen, stay measurements."""
+    values = bolus_parameters("lognormal", LOGNORMAL, None)
+    rise_gap = ((T0 + 0.5, values["TTP"] - 0.3),)  # from just after arrival to just before the peak
+    flagged = set(bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), rise_gap))
+    assert {"WiR", "TI", "RT", "WiAUC", "WiPI"} <= flagged
+    assert not {"PE", "TTP", "WoR", "TO", "FT", "WoAUC"} & flagged
+    # a gap in the late tail holding under 10 % of every area flags nothing
+    assert bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((150.0, 200.0),)) == ()
+    # the time landmarks: exactly when inside the gap
+    assert "TO" in bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((values["TO"] - 1, values["TO"] + 1),))
+    arrays = bolus_extrapolated_arrays("lognormal", {k: np.full(2, v) for k, v in LOGNORMAL.items()},
+                                       (FIRST_S, 300.0), rise_gap)
+    assert {name for name, flag in arrays.items() if flag.all()} == flagged
+
+
+def test_frames_excluded_over_the_wash_in_make_its_parameters_extrapolated(cut_and_full):
+    """The audit's case: --exclude-frames over the lesion's wash-in (9-15 s) gave WiR +55 % and TI
+    +16 % as ordinary measurements; they are flagged, warned about and left out of the maps."""
+    _, full = cut_and_full
+    excluded = _clip(480, exclude_frames="36-60")
+    lesion = excluded.rois["lesion"]
+    assert lesion.fit.ok and lesion.fit.fitted_gaps_s == ((8.75, 15.25),)
+    assert {"WiR", "TI", "WiAUC"} <= set(lesion.extrapolated) and "TO" not in lesion.extrapolated
+    assert any("no fitted frame from 8.8 to 15.2 s" in w and "ROI 'lesion'" in w for w in excluded.warnings)
+    assert excluded.maps.extrapolated["WiR"] > excluded.maps.extrapolated["TO"]
+    assert full.maps.extrapolated["WiR"] == 0
+
+
+def _clip(n_frames, frame_interval_s=0.25, **options):
     """Lesion and liver of known lognormals, 4 frames/s from the injection, ``n_frames`` long."""
     rows, columns = 70, 90
     lesion = {"O": 3e-4, "A": 0.33, "t0": T0, "mu": MU, "sigma": SIGMA}
@@ -82,7 +124,7 @@ def _clip(n_frames, frame_interval_s=0.25):
     in_memory = Clip("synthetic.dcm", clip.frames, clip.frame_times_s, regions=clip.regions)
     rois = [RoiMask(name, mask, "synthetic") for name, mask in clip.roi_masks.items()]
     return analyze(in_memory, rois, AnalysisOptions(dynamic_range_db=clip.dynamic_range_db, maps=True,
-                                                    motion_compensation=False))
+                                                    motion_compensation=False, **options))
 
 
 @pytest.fixture(scope="module")
