@@ -44,7 +44,8 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
         scene = app.scene
         clip = dataclasses.replace(analysis.clip,
                                    uids=shareable_uids(analysis.clip.uids, analysis.options.keep_identifiers))
-        clip_nodes = add_clip_sequences(scene, clip, analysis.layout)
+        clip_nodes = add_clip_sequences(scene, clip, analysis.layout,
+                                        selected_frame=int(analysis.options.reference_frame))
         segmentation_node = None
         if rois:
             segmentation_node = add_roi_segmentation(scene, rois, clip, clip_nodes.contrast_volume)

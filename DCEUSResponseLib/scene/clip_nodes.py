@@ -40,8 +40,10 @@ class ClipNodes:
 
 
 def add_clip_sequences(scene: "slicer.vtkMRMLScene", clip: Clip, layout: DisplayLayout,
-                       name: str = "CEUS") -> ClipNodes:
-    """Add the clip's panels as volume sequences (index "time" in s) with one browser synchronising them.
+                       name: str = "CEUS", selected_frame: int = 0) -> ClipNodes:
+    """Add the clip's panels as volume sequences (index "time" in s) with one browser synchronising them,
+    showing frame ``selected_frame`` (a scene of an analysis opens on its reference frame, where the
+    ROIs were drawn and onto which the maps are motion-compensated).
 
     Grey clips become scalar volumes of the stored display values; colour clips RGB vector volumes
     (what the scanner showed, so the radiologist sees the same image; the analysis derives gray
@@ -93,7 +95,9 @@ def add_clip_sequences(scene: "slicer.vtkMRMLScene", clip: Clip, layout: Display
     bmode_sequence = sequences.get(PANEL_BMODE)
     if bmode_sequence is not None:
         browser.AddSynchronizedSequenceNode(bmode_sequence)
-    browser.SetSelectedItemNumber(0)
+    if not 0 <= selected_frame < clip.n_frames:
+        raise InputError(f"frame {selected_frame} is outside the clip's frames 0..{clip.n_frames - 1}", clip.source)
+    browser.SetSelectedItemNumber(int(selected_frame))
 
     proxies = {}
     for panel, sequence in sequences.items():

@@ -120,7 +120,8 @@ def add_fusion_nodes(scene: Any, fusion: Fusion) -> dict[str, Any]:
         under[other] = nodes["panel_shift"] = shift
     else:
         under[other] = registration
-    clip_nodes = add_clip_sequences(scene, analysis.clip, analysis.layout)
+    reference_frame = int((analysis.results.get("clip") or {}).get("reference_frame") or 0)
+    clip_nodes = add_clip_sequences(scene, analysis.clip, analysis.layout, selected_frame=reference_frame)
     nodes["clip"] = clip_nodes
     clip_nodes.contrast_volume.SetAndObserveTransformNodeID(under[PANEL_CONTRAST].GetID())
     if clip_nodes.bmode_volume is not None:

@@ -539,6 +539,22 @@ def test_scene_bundle_is_read_back_by_slicer(dual_gold, tmp_path):
         assert len(_nodes(scene, "vtkMRMLPlotSeriesNode")) == chart.GetNumberOfPlotSeriesNodes()
 
 
+def test_scene_bundle_opens_on_the_reference_frame(dual_gold, tmp_path):
+    """The ROIs are drawn on the reference frame and the maps are motion-compensated onto it: a scene
+    opened on frame 0 showed the anatomy away from both (an audit: 9.5 px at frame 0 of a breathing clip)."""
+    import dataclasses
+
+    clip, rois, analysis = dual_gold
+    on_seven = dataclasses.replace(analysis, options=dataclasses.replace(analysis.options, reference_frame=7))
+    path = write_scene_bundle(on_seven, str(tmp_path / "seven.mrb"), rois=rois)
+    with create_headless_application() as application:
+        assert application.scene.ReadFromMRB(path, False, slicer.vtkMRMLMessageCollection())
+        (browser,) = _nodes(application.scene, "vtkMRMLSequenceBrowserNode")
+        assert browser.GetSelectedItemNumber() == 7
+    with pytest.raises(InputError, match="outside the clip's frames"):
+        add_clip_sequences(slicer.vtkMRMLScene(), clip, analysis.layout, selected_frame=clip.n_frames)
+
+
 def test_scene_bundle_replaces_a_file_only_when_complete(dual_gold, tmp_path):
     clip, rois, analysis = dual_gold
     target = tmp_path / "scene.mrb"
