@@ -110,6 +110,26 @@ def inside(path: str, folder: str) -> bool:
     return os.path.commonpath([os.path.realpath(path), real_folder]) == real_folder
 
 
+def scene_path_inside(scene: str, out_dir: str) -> str:
+    """``--scene`` (of ``analyze`` and ``fuse``) as a path relative to ``out_dir``; InputError unless its
+    real path lies inside it.
+
+    A relative path that already lies inside ``out_dir`` seen from the current folder (``--scene
+    out/x.mrb --out out``) is taken as it is; any other relative path is relative to ``out_dir``.
+    Symbolic links are resolved before the check, so a link inside ``out_dir`` cannot lead out of it.
+    """
+    if not scene.lower().endswith(".mrb"):
+        raise InputError("--scene must name a .mrb file", scene)
+    if os.path.isabs(scene) or inside(scene, out_dir):
+        candidate = os.path.abspath(scene)
+    else:
+        candidate = os.path.join(out_dir, scene)
+    if not inside(candidate, out_dir) or os.path.realpath(candidate) == os.path.realpath(out_dir):
+        raise InputError(f"--scene is outside --out {out_dir} (symbolic links resolved); give a path inside it",
+                         scene)
+    return os.path.relpath(os.path.realpath(candidate), os.path.realpath(out_dir))
+
+
 class StagedFiles:
     """Collects output files in a staging folder inside ``out_dir``; :meth:`commit` moves them in."""
 

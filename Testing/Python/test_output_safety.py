@@ -250,6 +250,32 @@ def test_scene_through_a_symbolic_link_is_refused(study, tmp_path, capsys):
     assert _entries(outside) == [] and _entries(out) == ["link"]
 
 
+def test_fuse_takes_its_scene_path_by_the_same_rule_as_analyze(tmp_path, monkeypatch, capsys):
+    """``fuse --scene w/f.mrb --out w`` wrote ``w/w/f.mrb`` (an audit), and a link inside --out could
+    lead its scene out of it: both commands take --scene by one rule (links resolved)."""
+    from DCEUSResponseLib.errors import InputError
+    from DCEUSResponseLib.export.staging import scene_path_inside
+
+    out = tmp_path / "w"
+    out.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert scene_path_inside("w/f.mrb", str(out)) == "f.mrb"  # already inside, seen from here
+    assert scene_path_inside("f.mrb", str(out)) == "f.mrb" == scene_path_inside(str(out / "f.mrb"), str(out))
+    assert scene_path_inside("sub/f.mrb", str(out)) == os.path.join("sub", "f.mrb")
+    for outside in ("../f.mrb", str(tmp_path / "f.mrb")):
+        with pytest.raises(InputError, match="outside --out"):
+            scene_path_inside(outside, str(out))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "link").symlink_to(elsewhere, target_is_directory=True)
+    # fuse checks --scene before it reads anything
+    code = main(["fuse", str(tmp_path / "no-analysis"), "--ct", str(tmp_path / "no-ct"), "--landmarks", "a=b",
+                 "--scene", "link/f.mrb", "--out", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 1 and "outside --out" in stderr and len(stderr.strip().splitlines()) == 1
+    assert _entries(elsewhere) == []
+
+
 def test_output_file_through_a_symbolic_link_folder_is_refused(tmp_path):
     """Every output path, not only --scene: a maps/ folder that links elsewhere is not written through."""
     from DCEUSResponseLib.errors import InputError

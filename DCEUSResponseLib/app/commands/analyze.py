@@ -19,7 +19,7 @@ from DCEUSResponseLib.io.video import VIDEO_EXTENSIONS
 from DCEUSResponseLib.kinetics.registry import MODEL_CHOICES
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import analysis_writers, commit_analysis
-from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, inside, recover_output_dir
+from DCEUSResponseLib.export.staging import StagedFiles, check_output_dir, recover_output_dir, scene_path_inside
 from DCEUSResponseLib.scene.bundle import write_scene_bundle
 
 
@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         args, colour_table=read_colour_table(args.colormap) if args.colormap else None)
     check_options(options)
     out_dir = check_output_dir(args.out)
-    scene_path = _scene_path(args.scene, out_dir) if args.scene else None
+    scene_path = scene_path_inside(args.scene, out_dir) if args.scene else None
     if scene_path:
         require_extra("slicer", "slicer", "--scene (a Slicer scene bundle)", args.scene)
     if args.dicom:  # the DICOM writers (and the fusion code they share) load only for --dicom
@@ -144,22 +144,3 @@ def _pixel_box(text: str) -> tuple[int, int, int, int]:
     if len(box) != 4 or min(box) < 0 or box[2] < box[0] or box[3] < box[1]:
         raise argparse.ArgumentTypeError(f"expected x0,y0,x1,y1 with x0 <= x1 and y0 <= y1 (pixels), got {text!r}")
     return box
-
-
-def _scene_path(scene: str, out_dir: str) -> str:
-    """``--scene`` as a path relative to ``out_dir``; InputError unless its real path lies inside it.
-
-    A relative path that already lies inside ``out_dir`` seen from the current folder (``--scene
-    out/x.mrb --out out``) is taken as it is; any other relative path is relative to ``out_dir``.
-    Symbolic links are resolved before the check, so a link inside ``out_dir`` cannot lead out of it.
-    """
-    if not scene.lower().endswith(".mrb"):
-        raise InputError("--scene must name a .mrb file", scene)
-    if os.path.isabs(scene) or inside(scene, out_dir):
-        candidate = os.path.abspath(scene)
-    else:
-        candidate = os.path.join(out_dir, scene)
-    if not inside(candidate, out_dir) or os.path.realpath(candidate) == os.path.realpath(out_dir):
-        raise InputError(f"--scene is outside --out {out_dir} (symbolic links resolved); give a path inside it",
-                         scene)
-    return os.path.relpath(os.path.realpath(candidate), os.path.realpath(out_dir))

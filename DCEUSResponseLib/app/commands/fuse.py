@@ -16,7 +16,7 @@ from DCEUSResponseLib.export.dicom_outputs import dicom_writers, fusion_dicom_ou
 from DCEUSResponseLib.export.fusion_files import write_fusion
 from DCEUSResponseLib.scene.application import have_slicer_core
 from DCEUSResponseLib.scene.transforms import registration_file_writer
-from DCEUSResponseLib.export.staging import prepare_output_dir
+from DCEUSResponseLib.export.staging import prepare_output_dir, scene_path_inside
 from DCEUSResponseLib.fusion.pipeline import fuse
 from DCEUSResponseLib.scene.fusion_nodes import write_fusion_scene
 
@@ -53,22 +53,11 @@ def add_subparser(subparsers: argparse._SubParsersAction, summary: str) -> argpa
     return fuse
 
 
-def _scene_path(scene: str | None, out_dir: str) -> str | None:
-    if not scene:
-        return None
-    if not scene.lower().endswith(".mrb"):
-        raise InputError(f"--scene must name a .mrb file, got {scene!r}")
-    relative = os.path.relpath(os.path.join(out_dir, scene), out_dir)
-    if relative.startswith(os.pardir):
-        raise InputError(f"--scene {scene!r} is outside --out {out_dir}; give a path inside it")
-    return relative
-
-
 def run(args) -> int:
     """Run ``fuse`` from parsed arguments; prints the per-ROI summary. Raises InputError on bad input."""
 
     out_dir = os.path.abspath(args.out)
-    scene = _scene_path(args.scene, out_dir)
+    scene = scene_path_inside(args.scene, out_dir) if args.scene else None
     if scene and not have_slicer_core():
         raise InputError("--scene needs slicer-core (pip install 'DCEUSResponse[slicer]')")
     if args.dicom:
