@@ -47,6 +47,18 @@ def place_on_contrast_panel(rois: Sequence[RoiMask], layout: DisplayLayout) -> l
     return placed
 
 
+def full_frame_on_contrast_panel(rois: Sequence[RoiMask], layout: DisplayLayout,
+                                 frame_shape: tuple[int, int]) -> list[RoiMask]:
+    """The ROIs as full-frame masks (``frame_shape`` rows, columns) where they are quantified: on the
+    contrast panel, those drawn on the B-mode panel mirrored onto it (:func:`place_on_contrast_panel`)."""
+    placed = []
+    for roi in place_on_contrast_panel(rois, layout):
+        mask = np.zeros(frame_shape, dtype=bool)
+        mask[layout.contrast.slices] = roi.mask
+        placed.append(RoiMask(roi.name, mask, roi.source))
+    return placed
+
+
 def _span(layout: DisplayLayout, panel: str, axis: int) -> str:
     region = layout.bmode if panel == "B-mode" else layout.contrast
     return f"{region.y0}-{region.y1}" if axis == 0 else f"{region.x0}-{region.x1}"

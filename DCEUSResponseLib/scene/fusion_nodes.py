@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from DCEUSResponseLib.ceus.tic import full_frame_on_contrast_panel
 from DCEUSResponseLib.fusion.inputs import PANEL_BMODE, PANEL_CONTRAST
 from DCEUSResponseLib.fusion.pipeline import Fusion
 from DCEUSResponseLib.scene.application import create_headless_application
@@ -126,10 +127,12 @@ def add_fusion_nodes(scene: Any, fusion: Fusion) -> dict[str, Any]:
     clip_nodes.contrast_volume.SetAndObserveTransformNodeID(under[PANEL_CONTRAST].GetID())
     if clip_nodes.bmode_volume is not None:
         clip_nodes.bmode_volume.SetAndObserveTransformNodeID(under[PANEL_BMODE].GetID())
-    segmentation = add_roi_segmentation(scene, analysis.rois, analysis.clip, clip_nodes.contrast_volume)
-    panels = [roi.panel for roi in fusion.rois.values()]
-    segmentation_panel = max(set(panels), key=panels.count) if panels else PANEL_CONTRAST
-    segmentation.SetAndObserveTransformNodeID(under[segmentation_panel].GetID())
+    # On the contrast panel, where they are quantified (mirrored from the B-mode panel when drawn there),
+    # under its transform: every outline then lies where fuse measured it and over the maps.
+    on_contrast = full_frame_on_contrast_panel(analysis.rois, analysis.layout,
+                                               (analysis.clip.rows, analysis.clip.columns))
+    segmentation = add_roi_segmentation(scene, on_contrast, analysis.clip, clip_nodes.contrast_volume)
+    segmentation.SetAndObserveTransformNodeID(under[PANEL_CONTRAST].GetID())
     nodes["segmentation"] = segmentation
     maps = _maps(analysis)
     if maps is not None:

@@ -208,6 +208,20 @@ def test_the_scene_bundle_loads_with_every_node(written):
         assert names["CEUS landmarks"].GetTransformNodeID() == registration
         assert names["CT landmarks"].GetNumberOfControlPoints() == 6
         assert names["PET SUVbw"].GetImageData().GetDimensions() == (80, 80, 45)
+        # The ROIs (drawn on the B-mode panel) are shown where fuse measured them and over the maps:
+        # on the contrast panel, under its transform; under the majority panel's transform an ROI
+        # drawn on the other panel lay 50 mm from its measurement (an audit).
+        segmentation = names["ROIs"]
+        assert segmentation.GetTransformNodeID() == names["PE map"].GetTransformNodeID() == shift.GetID()
+        with open(out / "fusion.json", encoding="utf-8") as stream:
+            measured = json.load(stream)["rois"]
+        segments = segmentation.GetSegmentation()
+        for index in range(segments.GetNumberOfSegments()):
+            segment_id = segments.GetNthSegmentID(index)
+            name = segments.GetSegment(segment_id).GetName()
+            centre_ras = np.array(segmentation.GetSegmentCenterRAS(segment_id))
+            expected_ras = np.asarray(measured[name]["centroid_patient_mm"]) * [-1.0, -1.0, 1.0]
+            assert np.linalg.norm(centre_ras - expected_ras) < 2.0, name
 
 
 def test_pet_segmentation_gives_3d_measures(case, exact, tmp_path):

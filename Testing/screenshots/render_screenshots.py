@@ -84,16 +84,9 @@ def analyse_demo_baseline(folder: str, map_binning: int = MAP_BINNING):
 
 def contrast_panel_rois(analysis):
     """The analysis's ROIs as full-frame masks where they were quantified: on the contrast panel."""
-    from DCEUSResponseLib.clip import RoiMask
-    from DCEUSResponseLib.ceus.tic import place_on_contrast_panel
+    from DCEUSResponseLib.ceus.tic import full_frame_on_contrast_panel
 
-    region = analysis.layout.contrast
-    rois = []
-    for roi in place_on_contrast_panel(analysis.roi_masks, analysis.layout):
-        mask = np.zeros((analysis.clip.rows, analysis.clip.columns), dtype=bool)
-        mask[region.slices] = roi.mask
-        rois.append(RoiMask(roi.name, mask, roi.source))
-    return rois
+    return full_frame_on_contrast_panel(analysis.roi_masks, analysis.layout, (analysis.clip.rows, analysis.clip.columns))
 
 
 def build_scene(app, analysis):
