@@ -219,7 +219,9 @@ def fitted_gaps(times_s) -> tuple[tuple[float, float], ...]:
 def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
                        span_s: tuple[float, float], gaps_s=()) -> dict[str, np.ndarray]:
     """For each bolus parameter, whether it is extrapolated beyond the fitted span ``span_s`` (s) or
-    into one of its ``gaps_s`` (:func:`fitted_gaps`: the span less the gaps is what the frames cover).
+    into one of its ``gaps_s`` (:func:`fitted_gaps`): the peak or an inflection inside a gap (and what
+    is built on it: TI, TO, RT, FT, WiPI, mTTl, and the areas it bounds: WiAUC, WoAUC, WiWoAUC); an
+    area's share inside a gap does not count, as frames on both sides hold the curve there.
 
     A parameter is extrapolated when a time it evaluates the curve at (the peak, an inflection)
     or reports (TI, TO) lies outside the span, when one it is built from is (RT, FT, WiPI), or
@@ -228,45 +230,45 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
     """
     first, last = (float(v) for v in span_s)
     with np.errstate(all="ignore"):
-        def outside(time):
-            beyond = (time < first) | (time > last)
+        def in_gap(time):
+            inside_gap = np.zeros(np.shape(time), dtype=bool)
             for gap_start, gap_end in gaps_s:
-                beyond = beyond | ((time > gap_start) & (time < gap_end))
-            return beyond
+                inside_gap = inside_gap | ((time > gap_start) & (time < gap_end))
+            return inside_gap
 
-        def gap_area(low, high):  # of the shape between low and high that lies in the gaps
-            missing = 0.0
-            for gap_start, gap_end in gaps_s:
-                start, end = np.maximum(low, gap_start), np.minimum(high, gap_end)
-                missing = missing + np.where(end > start, cdf(end) - cdf(np.minimum(start, end)), 0.0)
-            return missing
+        def outside(time):
+            return (time < first) | (time > last)
 
         def cdf(time):
             return model.shape_cdf(np.maximum(np.asarray(time, dtype=float) - t0, 0.0), p1, p2)
 
         def area_share_outside(low, high):
             total = cdf(high) - cdf(low)
-            inside = cdf(np.clip(high, first, last)) - cdf(np.clip(low, first, last)) - gap_area(low, high)
+            inside = cdf(np.clip(high, first, last)) - cdf(np.clip(low, first, last))
             return np.where(total > 0, 1.0 - inside / total, 0.0)
 
         def moment_below(time):  # integral of (t - TI) e(t) dt up to ``time``, per unit area
             tau = np.maximum(np.asarray(time, dtype=float) - t0, 0.0)
             return (t0 - landmarks.time_in) * model.shape_cdf(tau, p1, p2) + model.shape_partial_mean(tau, p1, p2)
 
-        peak, rise, fall = outside(landmarks.peak), outside(landmarks.rise), outside(landmarks.fall)
+        # Where the curve is evaluated (the peak, the inflections), inside a gap is as unseen as beyond
+        # the span; TI and TO, built on the inflections' tangents, follow them.
+        peak, rise, fall = (outside(time) | in_gap(time) for time in (landmarks.peak, landmarks.rise, landmarks.fall))
         time_in = rise | outside(landmarks.time_in)
         time_out = fall | outside(landmarks.time_out)
         wash_in = area_share_outside(landmarks.time_in, landmarks.peak) > EXTRAPOLATED_SHARE
         total_moment = t0 + np.vectorize(model.shape_mean, otypes=[float])(p1, p2) - landmarks.time_in
         inside_moment = moment_below(last) - moment_below(first)
-        for gap_start, gap_end in gaps_s:
-            inside_moment = inside_moment - (moment_below(gap_end) - moment_below(gap_start))
         moment = np.where(total_moment > 0, 1.0 - inside_moment / total_moment, 0.0) > EXTRAPOLATED_SHARE
-        all_time = 1.0 - (cdf(last) - cdf(first) - gap_area(-np.inf, np.inf)) > EXTRAPOLATED_SHARE
+        all_time = 1.0 - (cdf(last) - cdf(first)) > EXTRAPOLATED_SHARE
+        # Across a gap the curve is held by frames on both sides, so an area is not judged by its share
+        # in the gap; but an area whose bound (TI, TO) the model placed inside one is the model's.
+        bound_in, bound_out = in_gap(landmarks.rise), in_gap(landmarks.fall)
         flags = dict(PE=peak, TTP=peak, WiR=rise, WoR=fall, TI=time_in, TO=time_out, RT=time_in | peak,
-                     FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in,
-                     WoAUC=area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE,
-                     WiWoAUC=area_share_outside(landmarks.time_in, landmarks.time_out) > EXTRAPOLATED_SHARE,
+                     FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in | bound_in,
+                     WoAUC=(area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE) | bound_out,
+                     WiWoAUC=(area_share_outside(landmarks.time_in, landmarks.time_out) > EXTRAPOLATED_SHARE)
+                     | bound_in | bound_out,
                      WiPI=wash_in | time_in | peak, AUC=all_time)
     shape = np.broadcast(t0, p1, p2).shape
     out = {name: np.broadcast_to(np.asarray(flags.get(name, False), dtype=bool), shape) for name in PARAMETER_NAMES}

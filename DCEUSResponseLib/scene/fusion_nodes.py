@@ -4,8 +4,8 @@ Nodes: the CT (HU) and the PET (SUVbw, Slicer's PET-Heat colour table) volumes i
 registration transform ("CEUS to patient", to-parent = the registration in RAS) with the CEUS nodes
 of the registration panel under it; a translation "<panel> panel to <registration panel> panel" under
 the registration holding the other panel's nodes (the panels of a dual display show one plane, shifted
-by the panel offset); the clip's sequences and browser, the ROI segmentation and the analysis' maps
-(read back from ``maps/*.nrrd``); the CEUS landmarks (frame coordinates, under the registration) and
+by the panel offset); the clip's sequences and browser, the ROI segmentation, the analysis' TIC and
+parameter tables and chart (from its files) and its maps (read back from ``maps/*.nrrd``); the CEUS landmarks (frame coordinates, under the registration) and
 the CT landmarks (patient RAS) as markups point lists. The views of the fused scene (slice views on the
 CEUS plane, volume rendering) are :mod:`DCEUSResponseLib.scene.fusion_views`.
 """
@@ -27,6 +27,7 @@ from DCEUSResponseLib.scene.fusion_views import add_fusion_views
 from DCEUSResponseLib.scene.map_volumes import add_parameter_maps
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 from DCEUSResponseLib.scene.segmentation import add_roi_segmentation
+from DCEUSResponseLib.scene.tables import add_folder_results
 from DCEUSResponseLib.scene.transforms import add_registration_node
 from DCEUSResponseLib.spatial.registration import LPS_FROM_RAS
 
@@ -134,6 +135,8 @@ def add_fusion_nodes(scene: Any, fusion: Fusion) -> dict[str, Any]:
     segmentation = add_roi_segmentation(scene, on_contrast, analysis.clip, clip_nodes.contrast_volume)
     segmentation.SetAndObserveTransformNodeID(under[PANEL_CONTRAST].GetID())
     nodes["segmentation"] = segmentation
+    # The analysis scene's tables and chart too (the contract: everything of the analysis scene).
+    nodes["results"] = add_folder_results(scene, analysis.folder, analysis.results, segmentation_node=segmentation)
     maps = _maps(analysis)
     if maps is not None:
         nodes["maps"] = add_parameter_maps(scene, maps, frame_spacing_mm=analysis.spacing_mm)

@@ -3,6 +3,7 @@ response of a follow-up as a table. The one place the package builds MRML tables
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -11,8 +12,10 @@ import numpy as np
 from DCEUSResponseLib import SOFTWARE_NAME, __version__
 from DCEUSResponseLib.catalogue import unit
 from DCEUSResponseLib.ceus.results import Analysis
+from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.export.contract import extrapolated_cell, results_json
 from DCEUSResponseLib.export.staging import json_text
+from DCEUSResponseLib.kinetics.base import STATUS_OK
 from DCEUSResponseLib.longitudinal.response import DEFAULT_RULE, ResponseRule
 from DCEUSResponseLib.scene.nodes import (
     ROI_COLOURS,
@@ -40,6 +43,23 @@ class ResultNodes:
         return [*self.measured_series.values(), *self.fitted_series.values()]
 
 
+@dataclass
+class _ResultColumns:
+    """What the result tables show, from an :class:`Analysis` or from an analysis folder's files."""
+
+    names: list[str]
+    times_s: np.ndarray
+    measured: dict[str, np.ndarray]
+    fitted: dict[str, np.ndarray]
+    clip_times_s: np.ndarray
+    excluded: np.ndarray
+    rois: dict[str, dict]  # as results.json's: status, model, parameters, relative, pixels, reason
+    extrapolated: dict[str, str]  # the parameters.csv cell
+    parameter_names: list[str]
+    provenance: dict[str, str]
+    results_text: str
+
+
 def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", name_prefix: str = "", *,
                          segmentation_node: "slicer.vtkMRMLSegmentationNode | None" = None) -> ResultNodes:
     """TIC and parameter tables and a chart of measured (markers) and fitted (lines) TICs.
@@ -50,46 +70,89 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
     with units, NaN for null). A curve takes the colour of the segment named after its ROI in
     ``segmentation_node`` when given, else :data:`ROI_COLOURS`.
     """
-    names = list(analysis.rois)
-    provenance = provenance_attributes(analysis)
     times = np.asarray(analysis.times_s, dtype=np.float64)
+    results = results_json(analysis)
+    columns = _ResultColumns(
+        list(analysis.rois), times,
+        {name: np.asarray(roi.tic, dtype=np.float64) for name, roi in analysis.rois.items()},
+        {name: np.asarray(roi.fit.curve(times), dtype=np.float64) for name, roi in analysis.rois.items()},
+        np.asarray(analysis.clip.frame_times_s, dtype=np.float64), ~np.asarray(analysis.frame_use, dtype=bool),
+        results["rois"], {name: extrapolated_cell(roi) for name, roi in analysis.rois.items()},
+        list(analysis.parameter_names), provenance_attributes(analysis), json_text(results))
+    return _add_result_nodes(scene, columns, name_prefix, segmentation_node)
 
+
+def add_folder_results(scene: "slicer.vtkMRMLScene", folder: str, results: dict, name_prefix: str = "", *,
+                       segmentation_node: "slicer.vtkMRMLSegmentationNode | None" = None) -> ResultNodes:
+    """:func:`add_analysis_results` of an ``analyze`` output folder (``fuse --scene``): the TIC columns
+    from ``tic.csv`` (by position: the ROIs in ``results``' order, as analyze writes them), the
+    parameters from ``results`` (its ``results.json`` as read), ``DCEUS.Results`` the file's text."""
+    import csv
+
+    names = list(results["rois"])
+    try:  # as written: a reader may have turned its nulls into NaN
+        with open(os.path.join(folder, "results.json"), encoding="utf-8") as stream:
+            results_text = stream.read()
+    except OSError as error:
+        raise InputError(f"cannot read the analysis' results ({error.strerror or error})", folder) from None
+    path = os.path.join(folder, "tic.csv")
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = list(csv.reader(stream))[1:]
+        table = np.array([[float(cell) if cell else math.nan for cell in row[:2 * len(names) + 4]] for row in rows])
+    except (OSError, ValueError, IndexError) as error:
+        raise InputError(f"cannot read the analysis' TIC table ({error})", path) from None
+    if table.ndim != 2 or table.shape[1] != 2 * len(names) + 4:
+        raise InputError(f"the TIC table does not hold the {len(names)} ROIs of results.json", path)
+    first = next(iter(results["rois"].values()), {})
+    extrapolated = {name: ";".join([*(roi.get("extrapolated") or ()),
+                                    *(f"rel_{p}" for p in roi.get("relative_extrapolated") or ())])
+                    for name, roi in results["rois"].items()}
+    provenance = {"DCEUS.Source": str((results.get("clip") or {}).get("source_path") or ""),
+                  "DCEUS.SoftwareName": SOFTWARE_NAME, "DCEUS.SoftwareVersion": __version__,
+                  "DCEUS.Reference": results.get("reference") or ""}
+    columns = _ResultColumns(
+        names, table[:, 0], {name: table[:, 1 + 2 * k] for k, name in enumerate(names)},
+        {name: table[:, 2 + 2 * k] for k, name in enumerate(names)}, table[:, 2 * len(names) + 2],
+        table[:, 2 * len(names) + 3] != 0, results["rois"], extrapolated, list(first.get("parameters") or ()),
+        provenance, results_text)
+    return _add_result_nodes(scene, columns, name_prefix, segmentation_node)
+
+
+def _add_result_nodes(scene, columns: _ResultColumns, name_prefix: str, segmentation_node) -> ResultNodes:
+    names, rois = columns.names, [columns.rois[name] for name in columns.names]
     tic_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}TIC")
-    add_double_column(tic_table, "time_s", times, "s", "time since injection")
+    add_double_column(tic_table, "time_s", columns.times_s, "s", "time since injection")
     for name in names:
-        roi = analysis.rois[name]
-        add_double_column(tic_table, f"{name}_measured", np.asarray(roi.tic, dtype=np.float64), "a.u.",
-                           f"{name}: measured mean linear intensity")
-        add_double_column(tic_table, f"{name}_fitted", np.asarray(roi.fit.curve(times), dtype=np.float64), "a.u.",
-                           f"{name}: fitted {roi.fit.model} model")
-    add_int_column(tic_table, "frame", np.arange(times.size), "frame index")
-    add_double_column(tic_table, "clip_time_s", np.asarray(analysis.clip.frame_times_s, dtype=np.float64), "s",
-                       "time on the clip clock (first frame 0)")
-    add_int_column(tic_table, "excluded", (~np.asarray(analysis.frame_use, dtype=bool)).astype(np.int64),
-                    "1 when the frame was kept out of the fit")
+        add_double_column(tic_table, f"{name}_measured", columns.measured[name], "a.u.",
+                          f"{name}: measured mean linear intensity")
+        add_double_column(tic_table, f"{name}_fitted", columns.fitted[name], "a.u.",
+                          f"{name}: fitted {columns.rois[name]['model']} model")
+    add_int_column(tic_table, "frame", np.arange(columns.times_s.size), "frame index")
+    add_double_column(tic_table, "clip_time_s", columns.clip_times_s, "s", "time on the clip clock (first frame 0)")
+    add_int_column(tic_table, "excluded", columns.excluded.astype(np.int64), "1 when the frame was kept out of the fit")
 
     parameter_table = add_new_node(scene, "vtkMRMLTableNode", f"{name_prefix}Parameters")
-    rois = [analysis.rois[name] for name in names]
     add_string_column(parameter_table, "roi", names)
-    add_string_column(parameter_table, "status", [roi.fit.status for roi in rois])
-    add_string_column(parameter_table, "model", [roi.fit.model for roi in rois])
-    for parameter in analysis.parameter_names:
-        add_double_column(parameter_table, parameter, [nan_for_none(r.parameters.get(parameter)) for r in rois],
-                           unit(parameter), parameter)
-    for parameter in analysis.parameter_names:
+    add_string_column(parameter_table, "status", [roi["status"] for roi in rois])
+    add_string_column(parameter_table, "model", [roi["model"] for roi in rois])
+    for parameter in columns.parameter_names:
+        add_double_column(parameter_table, parameter, [nan_for_none(r["parameters"].get(parameter)) for r in rois],
+                          unit(parameter), parameter)
+    for parameter in columns.parameter_names:
         add_double_column(parameter_table, f"rel_{parameter}",
-                           [nan_for_none(r.relative.get(parameter)) for r in rois], "",
-                           f"{parameter} relative to the reference ROI")
-    add_int_column(parameter_table, "pixels", [roi.pixels for roi in rois], "ROI size in pixels")
-    add_string_column(parameter_table, "reason", [roi.fit.reason or "" for roi in rois])
+                          [nan_for_none((r.get("relative") or {}).get(parameter)) for r in rois], "",
+                          f"{parameter} relative to the reference ROI")
+    add_int_column(parameter_table, "pixels", [roi["pixels"] for roi in rois], "ROI size in pixels")
+    add_string_column(parameter_table, "reason", [roi.get("reason") or "" for roi in rois])
     # the values that depend on the fitted curve beyond the fitted frames (as in parameters.csv)
-    add_string_column(parameter_table, "extrapolated", [extrapolated_cell(roi) for roi in rois])
+    add_string_column(parameter_table, "extrapolated", [columns.extrapolated[name] for name in names])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
     for table in (tic_table, parameter_table):
-        for key, value in provenance.items():
+        for key, value in columns.provenance.items():
             table.SetAttribute(key, value)
-    parameter_table.SetAttribute("DCEUS.Results", json_text(results_json(analysis)))
+    parameter_table.SetAttribute("DCEUS.Results", columns.results_text)
 
     chart = add_new_node(scene, "vtkMRMLPlotChartNode", f"{name_prefix}TIC chart")
     chart.SetTitle(f"{name_prefix}Time-intensity curves")
@@ -102,14 +165,14 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
         series = add_new_node(scene, "vtkMRMLPlotSeriesNode", f"{name_prefix}{name} measured")
         _configure_series(series, tic_table, f"{name}_measured", colour, markers=True)
         measured[name] = series
-        if analysis.rois[name].fit.ok:
+        if columns.rois[name]["status"] == STATUS_OK:
             series = add_new_node(scene, "vtkMRMLPlotSeriesNode", f"{name_prefix}{name} fitted")
             _configure_series(series, tic_table, f"{name}_fitted", colour, markers=False)
             fitted[name] = series
     for series in [*measured.values(), *fitted.values()]:
         chart.AddAndObservePlotSeriesNodeID(series.GetID())
     for node in (chart, *measured.values(), *fitted.values()):
-        for key, value in provenance.items():
+        for key, value in columns.provenance.items():
             node.SetAttribute(key, value)
     return ResultNodes(tic_table, parameter_table, chart, measured, fitted)
 

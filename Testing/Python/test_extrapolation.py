@@ -93,8 +93,12 @@ def test_a_gap_over_the_wash_in_flags_what_rests_on_it_and_nothing_else():
     assert not {"PE", "TTP", "WoR", "TO", "FT", "WoAUC"} & flagged
     # a gap in the late tail holding under 10 % of every area flags nothing
     assert bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((150.0, 200.0),)) == ()
-    # the time landmarks: exactly when inside the gap
-    assert "TO" in bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((values["TO"] - 1, values["TO"] + 1),))
+    # the landmarks where the curve is evaluated: exactly when inside the gap (TO follows the fall's
+    # inflection, whose tangent makes it; TO itself inside a gap is no reason)
+    fall = T0 + np.exp(MU - SIGMA**2 * (1 + 0.5 * (1 - np.sqrt(1 + 4 / SIGMA**2))))
+    around_fall = set(bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((fall - 1, fall + 1),)))
+    assert {"WoR", "TO", "FT", "WoAUC", "WiWoAUC"} <= around_fall and not {"PE", "WiR", "TI"} & around_fall
+    assert bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((values["TO"] - 1, values["TO"] + 1),)) == ()
     arrays = bolus_extrapolated_arrays("lognormal", {k: np.full(2, v) for k, v in LOGNORMAL.items()},
                                        (FIRST_S, 300.0), rise_gap)
     assert {name for name, flag in arrays.items() if flag.all()} == flagged

@@ -3,6 +3,7 @@ truth with the true pose, the contrast-panel grid, the files, the scene, and eve
 the command (one line, exit 1, nothing written)."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -222,6 +223,27 @@ def test_the_scene_bundle_loads_with_every_node(written):
             centre_ras = np.array(segmentation.GetSegmentCenterRAS(segment_id))
             expected_ras = np.asarray(measured[name]["centroid_patient_mm"]) * [-1.0, -1.0, 1.0]
             assert np.linalg.norm(centre_ras - expected_ras) < 2.0, name
+        # and the analysis scene's tables and chart (they were missing: the contract promises them)
+        analysis_folder = json.load(open(out / "fusion.json", encoding="utf-8"))["analysis"]
+        with open(os.path.join(analysis_folder, "results.json"), encoding="utf-8") as stream:
+            results = json.load(stream)
+        parameters = names["Parameters"]
+        assert json.loads(parameters.GetAttribute("DCEUS.Results")) == results
+        for row, (roi, record) in enumerate(results["rois"].items()):
+            assert parameters.GetCellText(row, 0) == roi and parameters.GetCellText(row, 1) == record["status"]
+            column = parameters.GetTable().GetColumnByName("PE")
+            expected = record["parameters"]["PE"]
+            assert float(column.GetValue(row)) == pytest.approx(np.nan if expected is None else expected, rel=1e-5,
+                                                                nan_ok=True)
+        with open(os.path.join(analysis_folder, "tic.csv"), encoding="utf-8") as stream:
+            tic_rows = list(csv.reader(stream))
+        first_roi = next(iter(results["rois"]))
+        measured_column = names["TIC"].GetTable().GetColumnByName(f"{first_roi}_measured")
+        assert measured_column.GetNumberOfTuples() == len(tic_rows) - 1
+        assert float(measured_column.GetValue(5)) == pytest.approx(float(tic_rows[6][1]), rel=1e-5)
+        chart = names["TIC chart"]
+        assert chart.GetNumberOfPlotSeriesNodes() == len(results["rois"]) + sum(
+            record["status"] == "ok" for record in results["rois"].values())
 
 
 def test_pet_segmentation_gives_3d_measures(case, exact, tmp_path):
