@@ -139,7 +139,7 @@ def analyze(clip: Clip, rois: Sequence[RoiMask], options: AnalysisOptions, progr
     for roi in panel_rois:
         report(f"fitting ROI {roi.name}")
         tic, clipping = _roi_tic(clip, layout, mapping, options.resolved_dynamic_range_db, roi.mask, motion, frame_use)
-        warnings.extend(_clipping_warnings(roi.name, clipping))
+        warnings.extend(_clipping_warnings(roi.name, clipping, is_reference=roi.name == options.reference))
         pixels = int(np.count_nonzero(roi.mask))
         if pixels < FEW_ROI_PIXELS:
             warnings.append(f"ROI {roi.name!r} has only {pixels} pixels (fewer than {FEW_ROI_PIXELS}): speckle is "
@@ -318,12 +318,16 @@ def _parametric_maps(clip, layout, mapping, options, times_s, frame_use, motion,
                                    displacement_px=None if motion is None else motion.displacement_px)
 
 
-def _clipping_warnings(name: str, clipping: ClippingCount) -> list[str]:
+def _clipping_warnings(name: str, clipping: ClippingCount, is_reference: bool = False) -> list[str]:
     out = []
     if clipping.peak_saturated_fraction > SATURATION_WARNING_FRACTION:
+        # The reference divides every relative value: its underestimate is the others' overestimate.
+        relative = (", and every ROI's values relative to this reference ROI are overestimated by about as much"
+                    if is_reference else "")
         out.append(f"ROI {name!r}: up to {100 * clipping.peak_saturated_fraction:.1f} % of its pixels are saturated "
                    f"(gray 255) in a frame ({100 * clipping.saturated_fraction:.1f} % of all samples): PE and the "
-                   "values built on it are underestimated by about as much; lower the gain or raise the dynamic range")
+                   f"values built on it are underestimated by about as much{relative}; lower the gain or raise the "
+                   "dynamic range")
     if clipping.floor_fraction > FLOOR_WARNING_FRACTION:
         out.append(f"ROI {name!r}: {100 * clipping.floor_fraction:.1f} % of samples are at the display floor "
                    "(gray 0): low intensities are overestimated; raise the gain")

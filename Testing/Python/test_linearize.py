@@ -114,6 +114,12 @@ def test_a_peak_saturated_for_a_few_seconds_is_warned_and_the_bias_is_as_large_a
     if gain == 25.0:
         assert lesion.clipping.saturated_fraction < 0.02 < lesion.clipping.peak_saturated_fraction
         assert "up to 30" in lesion_warnings[0] and "underestimated" in lesion_warnings[0]
+        assert "relative to this reference ROI are overestimated" not in lesion_warnings[0]
+        # a saturated reference ROI: every value relative to it is overestimated, and the warning says so
+        as_reference = analyze(clip, rois, AnalysisOptions(dynamic_range_db=synthetic.dynamic_range_db,
+                                                           injection_time_s=1.5, reference="lesion"))
+        warning = next(w for w in as_reference.warnings if w.startswith("ROI 'lesion'") and "saturated" in w)
+        assert "relative to this reference ROI are overestimated" in warning
     if warned:
         assert 0.5 < shortfall / lesion.clipping.peak_saturated_fraction < 1.5
     else:
