@@ -203,6 +203,12 @@ class _Landmarks(NamedTuple):
 #: excluded during the wash-in): a parameter resting on a gap is as unmeasured as one beyond the span.
 GAP_FRAME_INTERVALS = 4.0
 MIN_GAP_S = 2.0
+#: and a gap counts where it is longer than this share of the curve's phase there (the rise time RT for
+#: the peak and the steepest rise, the fall time FT for the steepest fall): a 6.5 s gap over a 5 s rise
+#: leaves the rise to the model (WiR +55 %), while a 10 s dropout over the 13 s rise of a liver's peak
+#: or the 14 s fall of a lesion is held by the frames on both sides (relative WiWoAUC within 5 % of the
+#: truth in the study's cohort).
+GAP_SHARE_OF_PHASE = 1.0
 
 
 def fitted_gaps(times_s) -> tuple[tuple[float, float], ...]:
@@ -219,8 +225,8 @@ def fitted_gaps(times_s) -> tuple[tuple[float, float], ...]:
 def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
                        span_s: tuple[float, float], gaps_s=()) -> dict[str, np.ndarray]:
     """For each bolus parameter, whether it is extrapolated beyond the fitted span ``span_s`` (s) or
-    into one of its ``gaps_s`` (:func:`fitted_gaps`): the peak or an inflection inside a gap (and what
-    is built on it: TI, TO, RT, FT, WiPI, mTTl, and the areas it bounds: WiAUC, WoAUC, WiWoAUC); an
+    into one of its ``gaps_s`` (:func:`fitted_gaps`): the peak or an inflection inside a gap longer than
+    :data:`GAP_SHARE_OF_PHASE` of the rise or fall time (and what is built on it: TI, TO, RT, FT, WiPI, mTTl, and the areas it bounds: WiAUC, WoAUC, WiWoAUC); an
     area's share inside a gap does not count, as frames on both sides hold the curve there.
 
     A parameter is extrapolated when a time it evaluates the curve at (the peak, an inflection)
@@ -230,10 +236,13 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
     """
     first, last = (float(v) for v in span_s)
     with np.errstate(all="ignore"):
-        def in_gap(time):
-            inside_gap = np.zeros(np.shape(time), dtype=bool)
+        def in_gap(time, phase_s):
+            """Inside a gap longer than GAP_SHARE_OF_PHASE of the curve's phase there (RT, FT): the
+            frames on both sides of a shorter gap hold the curve through it."""
+            inside_gap = np.zeros(np.broadcast(time, phase_s).shape, dtype=bool)
             for gap_start, gap_end in gaps_s:
-                inside_gap = inside_gap | ((time > gap_start) & (time < gap_end))
+                inside_gap = inside_gap | ((time > gap_start) & (time < gap_end)
+                                           & ~(gap_end - gap_start <= GAP_SHARE_OF_PHASE * phase_s))
             return inside_gap
 
         def outside(time):
@@ -253,7 +262,11 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
 
         # Where the curve is evaluated (the peak, the inflections), inside a gap is as unseen as beyond
         # the span; TI and TO, built on the inflections' tangents, follow them.
-        peak, rise, fall = (outside(time) | in_gap(time) for time in (landmarks.peak, landmarks.rise, landmarks.fall))
+        rise_s, fall_s = landmarks.peak - landmarks.time_in, landmarks.time_out - landmarks.peak
+        peak_gap, rise_gap, fall_gap = (in_gap(landmarks.peak, rise_s), in_gap(landmarks.rise, rise_s),
+                                        in_gap(landmarks.fall, fall_s))
+        peak, rise, fall = outside(landmarks.peak) | peak_gap, outside(landmarks.rise) | rise_gap, \
+            outside(landmarks.fall) | fall_gap
         time_in = rise | outside(landmarks.time_in)
         time_out = fall | outside(landmarks.time_out)
         wash_in = area_share_outside(landmarks.time_in, landmarks.peak) > EXTRAPOLATED_SHARE
@@ -263,7 +276,7 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
         all_time = 1.0 - (cdf(last) - cdf(first)) > EXTRAPOLATED_SHARE
         # Across a gap the curve is held by frames on both sides, so an area is not judged by its share
         # in the gap; but an area whose bound (TI, TO) the model placed inside one is the model's.
-        bound_in, bound_out = in_gap(landmarks.rise), in_gap(landmarks.fall)
+        bound_in, bound_out = rise_gap, fall_gap
         flags = dict(PE=peak, TTP=peak, WiR=rise, WoR=fall, TI=time_in, TO=time_out, RT=time_in | peak,
                      FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in | bound_in,
                      WoAUC=(area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE) | bound_out,

@@ -96,8 +96,15 @@ def test_a_gap_over_the_wash_in_flags_what_rests_on_it_and_nothing_else():
     # the landmarks where the curve is evaluated: exactly when inside the gap (TO follows the fall's
     # inflection, whose tangent makes it; TO itself inside a gap is no reason)
     fall = T0 + np.exp(MU - SIGMA**2 * (1 + 0.5 * (1 - np.sqrt(1 + 4 / SIGMA**2))))
-    around_fall = set(bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((fall - 1, fall + 1),)))
+    wash_out_s = values["TO"] - values["TTP"]  # FT
+    after_peak = values["TTP"] + 0.1
+    assert after_peak < fall < after_peak + 0.8 * wash_out_s
+    long_gap = ((after_peak, after_peak + 1.2 * wash_out_s),)  # 1.2 FT over the fall: not held
+    around_fall = set(bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), long_gap))
     assert {"WoR", "TO", "FT", "WoAUC", "WiWoAUC"} <= around_fall and not {"PE", "WiR", "TI"} & around_fall
+    # a gap shorter than the fall time: the frames on both sides hold the curve through it
+    short_gap = ((after_peak, after_peak + 0.8 * wash_out_s),)
+    assert bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), short_gap) == ()
     assert bolus_extrapolated("lognormal", LOGNORMAL, (FIRST_S, 300.0), ((values["TO"] - 1, values["TO"] + 1),)) == ()
     arrays = bolus_extrapolated_arrays("lognormal", {k: np.full(2, v) for k, v in LOGNORMAL.items()},
                                        (FIRST_S, 300.0), rise_gap)
