@@ -124,15 +124,15 @@ def _parameters_csv(rois: Iterable[RoiResult], names: Sequence[str]) -> str:
     header = ["roi", "status", "model", *names, *(f"rel_{p}" for p in names), "pixels", "reason", "extrapolated"]
     rows = ([roi.name, roi.fit.status, roi.fit.model, *(_number(roi.parameters.get(p)) for p in names),
              *(_number(roi.relative.get(p)) for p in names), roi.pixels, roi.fit.reason or "",
-             extrapolated_cell(roi)]
+             extrapolated_cell(roi.extrapolated, roi.relative_extrapolated)]
             for roi in rois)
     return csv_text(header, rows)
 
 
-def extrapolated_cell(roi: RoiResult) -> str:
+def extrapolated_cell(extrapolated: Iterable[str], relative_extrapolated: Iterable[str]) -> str:
     """The ``extrapolated`` cell of an ROI's row: its extrapolated parameters, then ``rel_PARAM`` for
     each relative value that rests on an extrapolated value (the ROI's or the reference's), by ``;``."""
-    return ";".join([*roi.extrapolated, *(f"rel_{name}" for name in roi.relative_extrapolated)])
+    return ";".join([*extrapolated, *(f"rel_{name}" for name in relative_extrapolated)])
 
 
 def tic_csv(analysis: Analysis) -> str:

@@ -53,8 +53,7 @@ class _ResultColumns:
     fitted: dict[str, np.ndarray]
     clip_times_s: np.ndarray
     excluded: np.ndarray
-    rois: dict[str, dict]  # as results.json's: status, model, parameters, relative, pixels, reason
-    extrapolated: dict[str, str]  # the parameters.csv cell
+    rois: dict[str, dict]  # as results.json's: status, model, parameters, relative, pixels, reason, extrapolated
     parameter_names: list[str]
     provenance: dict[str, str]
     results_text: str
@@ -77,8 +76,7 @@ def add_analysis_results(scene: "slicer.vtkMRMLScene", analysis: "Analysis", nam
         {name: np.asarray(roi.tic, dtype=np.float64) for name, roi in analysis.rois.items()},
         {name: np.asarray(roi.fit.curve(times), dtype=np.float64) for name, roi in analysis.rois.items()},
         np.asarray(analysis.clip.frame_times_s, dtype=np.float64), ~np.asarray(analysis.frame_use, dtype=bool),
-        results["rois"], {name: extrapolated_cell(roi) for name, roi in analysis.rois.items()},
-        list(analysis.parameter_names), provenance_attributes(analysis), json_text(results))
+        results["rois"], list(analysis.parameter_names), provenance_attributes(analysis), json_text(results))
     return _add_result_nodes(scene, columns, name_prefix, segmentation_node)
 
 
@@ -105,17 +103,12 @@ def add_folder_results(scene: "slicer.vtkMRMLScene", folder: str, results: dict,
     if table.ndim != 2 or table.shape[1] != 2 * len(names) + 4:
         raise InputError(f"the TIC table does not hold the {len(names)} ROIs of results.json", path)
     first = next(iter(results["rois"].values()), {})
-    extrapolated = {name: ";".join([*(roi.get("extrapolated") or ()),
-                                    *(f"rel_{p}" for p in roi.get("relative_extrapolated") or ())])
-                    for name, roi in results["rois"].items()}
-    provenance = {"DCEUS.Source": str((results.get("clip") or {}).get("source_path") or ""),
-                  "DCEUS.SoftwareName": SOFTWARE_NAME, "DCEUS.SoftwareVersion": __version__,
-                  "DCEUS.Reference": results.get("reference") or ""}
+    provenance = _provenance(str((results.get("clip") or {}).get("source_path") or ""), results.get("reference"))
     columns = _ResultColumns(
         names, table[:, 0], {name: table[:, 1 + 2 * k] for k, name in enumerate(names)},
         {name: table[:, 2 + 2 * k] for k, name in enumerate(names)}, table[:, 2 * len(names) + 2],
-        table[:, 2 * len(names) + 3] != 0, results["rois"], extrapolated, list(first.get("parameters") or ()),
-        provenance, results_text)
+        table[:, 2 * len(names) + 3] != 0, results["rois"], list(first.get("parameters") or ()), provenance,
+        results_text)
     return _add_result_nodes(scene, columns, name_prefix, segmentation_node)
 
 
@@ -146,7 +139,9 @@ def _add_result_nodes(scene, columns: _ResultColumns, name_prefix: str, segmenta
     add_int_column(parameter_table, "pixels", [roi["pixels"] for roi in rois], "ROI size in pixels")
     add_string_column(parameter_table, "reason", [roi.get("reason") or "" for roi in rois])
     # the values that depend on the fitted curve beyond the fitted frames (as in parameters.csv)
-    add_string_column(parameter_table, "extrapolated", [columns.extrapolated[name] for name in names])
+    add_string_column(parameter_table, "extrapolated", [extrapolated_cell(roi.get("extrapolated") or (),
+                                                                          roi.get("relative_extrapolated") or ())
+                                                        for roi in rois])
     parameter_table.SetUseFirstColumnAsRowHeader(True)
 
     for table in (tic_table, parameter_table):
@@ -178,8 +173,12 @@ def _add_result_nodes(scene, columns: _ResultColumns, name_prefix: str, segmenta
 
 
 def provenance_attributes(analysis: "Analysis") -> dict[str, str]:
-    return {"DCEUS.Source": analysis.clip.source, "DCEUS.SoftwareName": SOFTWARE_NAME,
-            "DCEUS.SoftwareVersion": __version__, "DCEUS.Reference": analysis.options.reference or ""}
+    return _provenance(analysis.clip.source, analysis.options.reference)
+
+
+def _provenance(source: str, reference: str | None) -> dict[str, str]:
+    return {"DCEUS.Source": source, "DCEUS.SoftwareName": SOFTWARE_NAME, "DCEUS.SoftwareVersion": __version__,
+            "DCEUS.Reference": reference or ""}
 
 
 # Column helpers of every table node the scene rooms build (analysis, response, follow-up, PET/CT).
