@@ -188,10 +188,8 @@ def extrapolation_warning(name: str, extrapolated: Sequence[str], fit) -> str:
     """The warning of an ROI whose ``extrapolated`` parameters lean on the curve beyond its fitted frames."""
     span = getattr(fit, "fitted_span_s", None)
     gaps = getattr(fit, "fitted_gaps_s", ())
-    where = f" ({span[0]:.1f} to {span[1]:.1f} s since injection" if span else ""
-    if span and gaps:
-        where += ", no fitted frame " + ", ".join(f"from {start:.1f} to {end:.1f} s" for start, end in gaps)
-    where += ")" if span else ""
+    holes = ", no fitted frame " + ", ".join(f"from {start:.1f} to {end:.1f} s" for start, end in gaps) if gaps else ""
+    where = f" ({span[0]:.1f} to {span[1]:.1f} s since injection{holes})" if span else ""
     return (f"ROI {name!r}: {', '.join(extrapolated)} depend on the fitted curve outside the fitted frames"
             f"{where}: extrapolated, not measured (see 'extrapolated' in results.json)")
 

@@ -226,8 +226,9 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
                        span_s: tuple[float, float], gaps_s=()) -> dict[str, np.ndarray]:
     """For each bolus parameter, whether it is extrapolated beyond the fitted span ``span_s`` (s) or
     into one of its ``gaps_s`` (:func:`fitted_gaps`): the peak or an inflection inside a gap longer than
-    :data:`GAP_SHARE_OF_PHASE` of the rise or fall time (and what is built on it: TI, TO, RT, FT, WiPI, mTTl, and the areas it bounds: WiAUC, WoAUC, WiWoAUC); an
-    area's share inside a gap does not count, as frames on both sides hold the curve there.
+    :data:`GAP_SHARE_OF_PHASE` of the rise or fall time, with what is built on it (TI, TO, RT, FT, WiPI,
+    mTTl) and the areas it bounds (WiAUC, WoAUC, WiWoAUC); an area's share inside a gap does not count,
+    as frames on both sides hold the curve there.
 
     A parameter is extrapolated when a time it evaluates the curve at (the peak, an inflection)
     or reports (TI, TO) lies outside the span, when one it is built from is (RT, FT, WiPI), or
@@ -275,13 +276,12 @@ def extrapolated_flags(model: BolusModel, t0, p1, p2, landmarks: _Landmarks,
         moment = np.where(total_moment > 0, 1.0 - inside_moment / total_moment, 0.0) > EXTRAPOLATED_SHARE
         all_time = 1.0 - (cdf(last) - cdf(first)) > EXTRAPOLATED_SHARE
         # Across a gap the curve is held by frames on both sides, so an area is not judged by its share
-        # in the gap; but an area whose bound (TI, TO) the model placed inside one is the model's.
-        bound_in, bound_out = rise_gap, fall_gap
+        # in the gap; but an area bounded by an inflection inside one (through TI, TO) is the model's.
         flags = dict(PE=peak, TTP=peak, WiR=rise, WoR=fall, TI=time_in, TO=time_out, RT=time_in | peak,
-                     FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in | bound_in,
-                     WoAUC=(area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE) | bound_out,
+                     FT=time_out | peak, mTTl=time_in | moment, WiAUC=wash_in | rise_gap,
+                     WoAUC=(area_share_outside(landmarks.peak, landmarks.time_out) > EXTRAPOLATED_SHARE) | fall_gap,
                      WiWoAUC=(area_share_outside(landmarks.time_in, landmarks.time_out) > EXTRAPOLATED_SHARE)
-                     | bound_in | bound_out,
+                     | rise_gap | fall_gap,
                      WiPI=wash_in | time_in | peak, AUC=all_time)
     shape = np.broadcast(t0, p1, p2).shape
     out = {name: np.broadcast_to(np.asarray(flags.get(name, False), dtype=bool), shape) for name in PARAMETER_NAMES}
@@ -330,4 +330,5 @@ def bolus_extrapolated_arrays(model_name_or_model: str | BolusModel, params: Map
         times = _vector_times(t0, tau_peak, tau_rise, tau_fall, model.dlog_shape_dtau(tau_rise, p1, p2),
                               model.dlog_shape_dtau(tau_fall, p1, p2))
     landmarks = _Landmarks(t0 + tau_rise, times[0], t0 + tau_fall, times[1], times[2])
-    return {name: np.array(flag) for name, flag in extrapolated_flags(model, t0, p1, p2, landmarks, span_s, gaps_s).items()}
+    flags = extrapolated_flags(model, t0, p1, p2, landmarks, span_s, gaps_s)
+    return {name: np.array(flag) for name, flag in flags.items()}

@@ -4,9 +4,10 @@ Nodes: the CT (HU) and the PET (SUVbw, Slicer's PET-Heat colour table) volumes i
 registration transform ("CEUS to patient", to-parent = the registration in RAS) with the CEUS nodes
 of the registration panel under it; a translation "<panel> panel to <registration panel> panel" under
 the registration holding the other panel's nodes (the panels of a dual display show one plane, shifted
-by the panel offset); the clip's sequences and browser, the ROI segmentation, the analysis' TIC and
-parameter tables and chart (from its files) and its maps (read back from ``maps/*.nrrd``); the CEUS landmarks (frame coordinates, under the registration) and
-the CT landmarks (patient RAS) as markups point lists. The views of the fused scene (slice views on the
+by the panel offset); the clip's sequences and browser, the ROI segmentation (on the contrast panel),
+the analysis' TIC and parameter tables and chart (from its files) and its maps (read back from
+``maps/*.nrrd``); the CEUS landmarks (frame coordinates, under the registration) and the CT landmarks
+(patient RAS) as markups point lists. The views of the fused scene (slice views on the
 CEUS plane, volume rendering) are :mod:`DCEUSResponseLib.scene.fusion_views`.
 """
 from __future__ import annotations
