@@ -171,14 +171,18 @@ def _dimmed_runs(mean: np.ndarray, times: np.ndarray, segment: np.ndarray,
     same_segment = segment[frames[1:]] == segment[frames[:-1]]
     threshold = max(DIMMING_MIN_STEP_GRAY, DIMMING_MIN_STEP_NOISE * float(np.median(np.abs(steps))))
     m = _DIMMING_SIDE_FRAMES
+    # The medians of the m frames before and after each step large enough to be one (taken once: the
+    # step test and the pairing below both use them).
+    candidates = np.flatnonzero((np.abs(steps) >= threshold) & same_segment)
+    before_step = {int(i): float(np.median(values[max(0, i + 1 - m):i + 1])) for i in candidates}
+    after_step = {int(i): float(np.median(values[i + 1:i + 1 + m])) for i in candidates}
 
     def sustained(i: int, sign: float) -> bool:
         """The step into frames[i + 1] holds: m frames on each side differ by most of it."""
-        before, after = values[max(0, i + 1 - m):i + 1], values[i + 1:i + 1 + m]
-        return sign * (float(np.median(after)) - float(np.median(before))) >= 0.7 * threshold
+        return sign * (after_step[i] - before_step[i]) >= 0.7 * threshold
 
-    downs = [i for i in np.flatnonzero((steps <= -threshold) & same_segment) if sustained(i, -1.0)]
-    ups = [i for i in np.flatnonzero((steps >= threshold) & same_segment) if sustained(i, 1.0)]
+    downs = [int(i) for i in candidates if steps[i] <= -threshold and sustained(int(i), -1.0)]
+    ups = [int(i) for i in candidates if steps[i] >= threshold and sustained(int(i), 1.0)]
     notes, last_end = [], -1
     for i in downs:
         if i <= last_end:
@@ -190,8 +194,7 @@ def _dimmed_runs(mean: np.ndarray, times: np.ndarray, segment: np.ndarray,
                 continue
             # Below the line between the frames before and after (the curve may rise meanwhile, a
             # dimming during the wash-in) by about the steps.
-            before = float(np.median(values[max(0, i + 1 - m):i + 1]))
-            after = float(np.median(values[j + 1:j + 1 + m]))
+            before, after = before_step[i], after_step[j]
             inside = np.arange(i + 1, j + 1)
             line = before + (after - before) * (inside - i) / (j + 1 - i)
             depth = -float(np.median(values[inside] - line))
