@@ -215,7 +215,8 @@ def test_the_scene_bundle_loads_with_every_node(written):
         segmentation = names["ROIs"]
         assert segmentation.GetTransformNodeID() == names["PE map"].GetTransformNodeID() == shift.GetID()
         with open(out / "fusion.json", encoding="utf-8") as stream:
-            measured = json.load(stream)["rois"]
+            fusion_record = json.load(stream)
+        measured = fusion_record["rois"]
         segments = segmentation.GetSegmentation()
         for index in range(segments.GetNumberOfSegments()):
             segment_id = segments.GetNthSegmentID(index)
@@ -224,7 +225,7 @@ def test_the_scene_bundle_loads_with_every_node(written):
             expected_ras = np.asarray(measured[name]["centroid_patient_mm"]) * [-1.0, -1.0, 1.0]
             assert np.linalg.norm(centre_ras - expected_ras) < 2.0, name
         # and the analysis scene's tables and chart (they were missing: the contract promises them)
-        analysis_folder = json.load(open(out / "fusion.json", encoding="utf-8"))["analysis"]
+        analysis_folder = fusion_record["analysis"]
         with open(os.path.join(analysis_folder, "results.json"), encoding="utf-8") as stream:
             results = json.load(stream)
         parameters = names["Parameters"]
