@@ -64,8 +64,8 @@ def _attribute(text: str, out_dir: str):
     return [name, _normalise(value, out_dir)]
 
 
-def _csv_rows(text: str) -> list[list[str]]:
-    return [row for row in csv.reader(io.StringIO(text))]
+def _csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
 def _nrrd_digest(data: bytes) -> str:
@@ -95,7 +95,8 @@ def _scene(path: str, out_dir: str) -> dict:
         for name in sorted(names):
             short = name.split("/", 1)[1] if "/" in name else name
             if name.endswith(".tsv") or name.endswith(".csv"):
-                files[short] = bundle.read(name).decode("utf-8")
+                # as rows of cells, so that numbers compare as numbers (within the test's tolerance)
+                files[short] = _csv_rows(bundle.read(name).decode("utf-8"), "\t" if name.endswith(".tsv") else ",")
             elif name.endswith(".nrrd"):
                 files[short] = _nrrd_digest(bundle.read(name))
     return {"nodes": nodes, "files": files}
