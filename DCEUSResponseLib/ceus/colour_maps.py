@@ -83,14 +83,15 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
             where = (f"rows {rows[0]}-{rows[1] - 1}, columns {first}-{last - 1}" if not transposed
                      else f"columns {rows[0]}-{rows[1] - 1}, rows {first}-{last - 1}")
             profile = picture[rows[0]:rows[1], first:last].mean(axis=1)
-            table, faded = _table_from_profile(profile)
+            side_columns = (first - _SIDE_OFFSET_PX, last - 1 + _SIDE_OFFSET_PX)
+            beside = [picture[rows[0]:rows[1], column] for column in side_columns if 0 <= column < picture.shape[1]]
+            beyond = [picture[row, first:last].mean(axis=0) if 0 <= row < picture.shape[0] else None
+                      for row in (rows[0] - 1, rows[1])]
+            table, caveat_end = _table_from_profile(profile, beside, beyond)
             # A grey bar (the B-mode scale) is not the map of a colour panel.
             if table is not None and np.ptp(table, axis=1).max() > 2 * BAR_NOISE + 4:
                 description = f"{'horizontal' if transposed else 'vertical'} colour bar at {where}"
-                caveat = None if faded is None else (
-                    f"the {description} fades into the {faded} colour around it: where the map ends there is "
-                    f"not visible, so its {faded}est gray levels are uncertain; check colour_map.csv against the "
-                    "scanner's colour bar, or give --colormap")
+                caveat = None if caveat_end is None else _end_caveat(description, *caveat_end)
                 found.append((rows[1] - rows[0], RecoveredMap(table, "colour_bar", description, caveat)))
     found.sort(key=lambda item: -item[0])
     return [recovered for _, recovered in found]
@@ -155,36 +156,89 @@ def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float) -> tuple[int, in
 #: maps that are steep at their ends, hot, gold-map, curved-tint: 0.5-2 %).
 FADING_END_FRACTION = 0.05
 FADING_LUMA_LEVELS = 3.0
+#: A bar end *jumps* when the step out of its end colour, continued at the map's steepest slope just inside
+#: it, hides more than this many gray levels: the map leaves the end colour abruptly, as at a reject
+#: level (gray 0-12 shown black on a black border: ~19 levels estimated), so the background around the
+#: bar may hide part of the map. A steep but continuous end (a gamma 0.5 map: ~4 levels) does not.
+JUMP_HIDDEN_LEVELS = 8.0
+#: The pixels beside a bar are read this far outside its inner columns (past JPEG's blur of its edges);
+#: a bar pixel of its end colour is background when the pixels beside it show that colour too.
+_SIDE_OFFSET_PX = 4
+_SIDE_MATCH = 8.0  # display levels (max over channels)
 
 
-def _table_from_profile(profile: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """256-entry table from a bar's colour profile (dark end first, flat ends trimmed, resampled), and
-    ``"dark"`` / ``"bright"`` when that end was trimmed but fades (:data:`FADING_END_FRACTION`),
-    so that the trimmed pixels may have been the map's own (a gamma 2 map is within one level of black
-    over its first 16 gray levels)."""
+def _table_from_profile(profile: np.ndarray, beside: list[np.ndarray] | tuple = (),
+                        beyond: list[np.ndarray | None] | tuple = (None, None)
+                        ) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+    """256-entry table from a bar's colour profile (dark end first, background trimmed, resampled), and
+    (end, why) when where the map ends is not visible at an end: ``("dark" / "bright", "fades" /
+    "jumps:N")``, N the gray levels the jump may hide (:data:`FADING_END_FRACTION`,
+    :data:`JUMP_HIDDEN_LEVELS`).
+
+    A run of the end colour at an end of the bar is background only where the pixels ``beside`` the
+    bar (profiles of the columns left and right of it, same rows) show that colour too: a map that
+    reaches its top colour early (gray 230-255 one colour) on a black border keeps its flat top, which
+    trimming would stretch over the whole scale. Without pixels beside it the run is trimmed.
+    ``beyond`` are the colours just past the profile's first and last pixels (None off the frame): a
+    bar whose run stops at a jump into something darker than its dark end (brighter than its bright
+    end) may continue there unseen, as a reject level shown black on a black border does.
+    """
+    sides = [np.asarray(side, dtype=np.float64) for side in beside]
+    beyond = list(beyond)
     if luma(profile[-1]) < luma(profile[0]):
-        profile = profile[::-1]
+        profile, sides, beyond = profile[::-1], [side[::-1] for side in sides], beyond[::-1]
     # The bar's ends may run into a background of the same colour (black below, white above): those
-    # pixels are not part of the map, so each end keeps only one pixel of its end colour.
-    distance_from_start = np.abs(profile - profile[0]).max(axis=-1)
-    distance_from_end = np.abs(profile - profile[-1]).max(axis=-1)
-    first = max(int(np.argmax(distance_from_start > _FLAT)) - 1, 0)
-    last = len(profile) - max(int(np.argmax(distance_from_end[::-1] > _FLAT)) - 1, 0)
-    # A single pixel near the end colour is the map itself; a run of them is background.
-    first = first if first >= 2 else 0
-    last = last if len(profile) - last >= 2 else len(profile)
-    trimmed = {"dark": first > 0, "bright": last < len(profile)}
-    profile = profile[first:last]
+    # pixels are not part of the map, so each such end keeps only one pixel of its end colour.
+    first = _background_run(profile, sides)
+    stop = len(profile) - _background_run(profile[::-1], [side[::-1] for side in sides])
+    trimmed = {"dark": first > 0, "bright": stop < len(profile)}
+    profile = profile[first:stop]
     if len(profile) < MIN_BAR_LENGTH_PX:
         return None, None
     position = np.linspace(0.0, 1.0, len(profile))
     wanted = np.linspace(0.0, 1.0, 256)
     table = np.stack([np.interp(wanted, position, profile[:, k]) for k in range(3)], axis=1)
     y = luma(profile)
-    near = {"dark": np.mean(np.abs(y - y[0]) <= FADING_LUMA_LEVELS),
-            "bright": np.mean(np.abs(y - y[-1]) <= FADING_LUMA_LEVELS)}
-    faded = [end for end in ("dark", "bright") if trimmed[end] and near[end] > FADING_END_FRACTION]
-    return table, (faded[0] if faded else None)
+    steps = np.abs(np.diff(y))
+    levels_per_pixel = 255.0 / (len(profile) - 1)
+    ends = (("dark", np.abs(y - y[0]), steps[0], np.max(steps[1:5]), beyond[0], -1.0),
+            ("bright", np.abs(y - y[-1]), steps[-1], np.max(steps[-5:-1]), beyond[1], 1.0))
+    for end, near_end, first_step, inner_step, past, outwards in ends:
+        if trimmed[end] and np.mean(near_end <= FADING_LUMA_LEVELS) > FADING_END_FRACTION:
+            return table, (end, "fades")
+        if trimmed[end]:
+            jump = float(first_step)
+        elif past is not None:
+            jump = outwards * (float(luma(past)) - float(y[0] if end == "dark" else y[-1]))
+        else:
+            continue
+        hidden = (jump / max(float(inner_step), BAR_NOISE / 4) - 1.0) * levels_per_pixel
+        if hidden > JUMP_HIDDEN_LEVELS:
+            return table, (end, f"jumps:{hidden:.0f}")
+    return table, None
+
+
+def _background_run(profile: np.ndarray, sides: list[np.ndarray]) -> int:
+    """How many pixels at the start of ``profile`` to drop as background: the run of its first colour
+    (within :data:`_FLAT`) where the ``sides`` show that colour too, but for the run's last pixel (the
+    map's own end colour). Runs of one pixel are the map's own."""
+    end_colour = profile[0]
+    run = int(np.argmax(np.abs(profile - end_colour).max(axis=-1) > _FLAT))
+    if sides:
+        like_sides = np.all([np.abs(side[:run] - end_colour).max(axis=-1) <= _SIDE_MATCH for side in sides], axis=0)
+        run = int(np.argmin(like_sides)) if not np.all(like_sides) else run
+    return run - 1 if run >= 3 else 0
+
+
+def _end_caveat(description: str, end: str, why: str) -> str:
+    """The warning for a bar whose ``end`` (dark / bright) cannot be seen (``why``: fades / jumps:N)."""
+    if why == "fades":
+        shown, hidden = f"fades into the {end} colour around it", ""
+    else:
+        shown = f"steps abruptly into the {end} colour around it (a reject level?)"
+        hidden = f" (about {why.partition(':')[2]} may be hidden)"
+    return (f"the {description} {shown}: where the map ends there is not visible, so its {end}est gray levels "
+            f"are uncertain{hidden}; check colour_map.csv against the scanner's colour bar, or give --colormap")
 
 
 def panel_blocks(frames: np.ndarray, panel: tuple[slice, slice], max_blocks: int = 200_000) -> np.ndarray:
@@ -224,7 +278,6 @@ def curve_from_colours(blocks: np.ndarray) -> RecoveredMap | None:
     low, high = float(np.percentile(pixel_luma, 0.1)), float(np.percentile(pixel_luma, 99.9))
     if high - low < MIN_BAR_LUMA_RANGE / 2:
         return None
-    knot_luma = np.linspace(low, high, _LUMA_BINS)
     position = np.clip((pixel_luma - low) / (high - low) * (_LUMA_BINS - 1), 0, _LUMA_BINS - 1 - 1e-6)
     left = position.astype(np.int64)
     fraction = position - left
@@ -258,39 +311,100 @@ def curve_from_colours(blocks: np.ndarray) -> RecoveredMap | None:
 
 
 def explained_fraction(table: np.ndarray, blocks: np.ndarray, tolerance: float = CURVE_DISTANCE_TOLERANCE) -> float:
-    """Fraction of 2 x 2 ``blocks`` (M, 4, 3) whose mean colour ``table`` predicts within ``tolerance``.
+    """Fraction of 2 x 2 ``blocks`` (M, 4, 3) whose mean colour ``table`` predicts within ``tolerance``."""
+    return float(np.mean(block_distances(table, blocks) <= tolerance))
+
+
+def block_distances(table: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Distance (RGB levels) of each 2 x 2 block's mean colour from what ``table`` predicts for it.
 
     With a rising luma the prediction is the mean of the table colours at the pixels' lumas (robust to
     chroma subsampling); otherwise the distance of the block mean to the table's polyline.
     """
     observed = blocks.mean(axis=1)
-    table_luma = luma_lookup(table)
-    if table_luma is not None:
-        gray = gray_from_luma(blocks, table_luma)
+    knots = luma_lookup(table)
+    if knots is not None:
+        gray = gray_from_luma(blocks, knots)
         predicted = np.stack([np.interp(gray, np.arange(len(table)), table[:, k]) for k in range(3)], axis=-1)
-        distance = np.linalg.norm(observed - predicted.mean(axis=1), axis=1)
-        return float(np.mean(distance <= tolerance))
+        return np.linalg.norm(observed - predicted.mean(axis=1), axis=1)
     from scipy.spatial import cKDTree
 
     # Eight points per table step make the nearest point a close stand-in for the polyline distance.
     dense = np.stack([np.interp(np.linspace(0, len(table) - 1, 8 * len(table)), np.arange(len(table)), table[:, k])
                       for k in range(3)], axis=1)
     distance, _ = cKDTree(dense).query(observed)
-    return float(np.mean(distance <= tolerance))
+    return distance
+
+
+#: A map shows a stretch of at least this many gray levels as one colour (all channels within
+#: :data:`PLATEAU_COLOUR_LEVELS` of the stretch's first colour) where it pauses, while it moves by more
+#: than :data:`PLATEAU_MOVING_LEVELS` over as many levels on either side: the display loses those gray
+#: levels (a top colour reached early, a reject level, a flat stretch mid-map). A map that is merely
+#: slow (the dark end of a gamma 2 map, within 1.5 levels over 16 gray levels) is not flat.
+PLATEAU_MIN_LEVELS = 8
+PLATEAU_COLOUR_LEVELS = 1.5
+PLATEAU_MOVING_LEVELS = 4.5
+
+
+def flat_stretches(table: np.ndarray) -> list[tuple[int, int]]:
+    """The [first, stop) gray levels of a colour ``table`` (N x 3) shown as one colour
+    (:data:`PLATEAU_MIN_LEVELS`, :data:`PLATEAU_COLOUR_LEVELS`, :data:`PLATEAU_MOVING_LEVELS`), in order."""
+    table = np.asarray(table, dtype=np.float64)
+    span = PLATEAU_MIN_LEVELS
+
+    def moving(a: int, b: int) -> bool:  # the map moves between rows a and b (or b is off the table)
+        return not 0 <= b < len(table) or np.abs(table[b] - table[a]).max() > PLATEAU_MOVING_LEVELS
+
+    stretches, first = [], 0
+    while first < len(table):
+        apart = np.abs(table[first:] - table[first]).max(axis=-1) > PLATEAU_COLOUR_LEVELS
+        stop = first + (int(np.argmax(apart)) if apart.any() else len(table) - first)
+        if stop - first >= span and moving(first, first - span) and moving(stop - 1, stop - 1 + span):
+            stretches.append((first, stop))
+        first = max(stop, first + 1)
+    return stretches
+
+
+def gray_positions(table: np.ndarray) -> np.ndarray:
+    """The gray level read for each row of a colour ``table``: its own, except on flat stretches.
+
+    A colour shown for a stretch of gray levels stands for all of them. Mid-map it is read as the
+    stretch's middle (its error at most half the stretch, unbiased); at the top of the map as the
+    stretch's first level (the display saturates there, as at gray 255: the pixel is at least that
+    bright); at the bottom as gray 0 (the display floor).
+    """
+    positions = np.arange(len(table), dtype=np.float64)
+    for first, stop in flat_stretches(table):
+        if first == 0:
+            positions[first:stop] = 0.0
+        elif stop == len(table):
+            positions[first:stop] = first
+        else:
+            positions[first:stop] = (first + stop - 1) / 2.0
+    return positions
+
+
+def saturation_gray(table: np.ndarray) -> float:
+    """The lowest gray level a ``table`` shows in its top colour: where the display saturates."""
+    stretches = flat_stretches(table)
+    return float(stretches[-1][0]) if stretches and stretches[-1][1] == len(table) else float(len(table) - 1)
 
 
 def luma_lookup(table: np.ndarray) -> np.ndarray | None:
-    """The table's luma per gray level when it rises strictly enough to read gray from luma, else None."""
+    """Knots (2 x K: luma rising, gray) to read gray from luma, when the table's luma rises strictly
+    enough for that, else None. Flat stretches are one knot at their :func:`gray_positions`."""
     table_luma = luma(table).astype(np.float64)
     rise = table_luma[-1] - table_luma[0]
     if rise < MIN_LUMA_SLOPE * 255.0 or np.any(np.diff(table_luma) < -BAR_NOISE / 4):
         return None
-    return np.maximum.accumulate(table_luma)
+    rising = np.maximum.accumulate(table_luma)
+    gray, group = np.unique(gray_positions(table), return_inverse=True)
+    return np.stack([np.bincount(group, weights=rising) / np.bincount(group), gray])
 
 
-def gray_from_luma(frames: np.ndarray, table_luma: np.ndarray) -> np.ndarray:
-    """Gray level (float32 0..255) of RGB ``frames`` from their luma along a map's rising luma."""
+def gray_from_luma(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Gray level (float32 0..255) of RGB ``frames`` from their luma through :func:`luma_lookup` knots."""
     values = luma(frames)
     # np.interp needs increasing x; ties (flat stretches) are broken by a tiny ramp.
-    knots = table_luma + np.arange(table_luma.size) * 1e-6
-    return np.interp(values, knots, np.arange(table_luma.size, dtype=np.float64)).astype(np.float32)
+    knot_luma = knots[0] + np.arange(knots.shape[1]) * 1e-6
+    return np.interp(values, knot_luma, knots[1]).astype(np.float32)

@@ -14,13 +14,17 @@ import numpy as np
 
 from DCEUSResponseLib.ceus.colour_maps import (
     LUMA_WEIGHTS,
+    CURVE_DISTANCE_TOLERANCE,
     CURVE_OUTLIER_FRACTION,
     RecoveredMap,
+    block_distances,
     curve_from_colours,
-    explained_fraction,
     find_colour_bar,
+    flat_stretches,
     gray_from_luma,
+    gray_positions,
     luma_lookup,
+    saturation_gray,
     panel_blocks,
 )
 from DCEUSResponseLib.clip import Clip
@@ -52,7 +56,7 @@ class ColourMapping:
     ``"tint"`` (a tinted grey map: colour = g * ``tint``, ``tint`` scaled so its largest channel
     is 1), ``"table"`` (a user-given colour table, nearest colour wins) or ``"recovered"`` (a map
     found in the clip by :mod:`colour_maps`: ``table`` 256 x 3, ``source`` ``"colour_bar"`` or
-    ``"clip_colours"``, ``where`` how it was found; gray from luma when ``table_luma`` is set).
+    ``"clip_colours"``, ``where`` how it was found; gray from luma when ``luma_knots`` is set).
     """
 
     kind: str
@@ -60,16 +64,28 @@ class ColourMapping:
     table: np.ndarray | None = None
     source: str | None = None
     where: str | None = None
-    table_luma: np.ndarray | None = None
+    luma_knots: np.ndarray | None = None
 
     def describe(self) -> str:
         if self.kind == "tint" and self.tint is not None:
-            return "tinted grey map, channel gains R {:.3f} G {:.3f} B {:.3f}".format(*self.tint)
+            # Colours alone cannot tell a tint that tops out short of full scale from a clip with no
+            # pixel that bright: the reading rests on this assumption, said where the scale is named.
+            return ("tinted grey map, channel gains R {:.3f} G {:.3f} B {:.3f}, its brightest channel at full "
+                    "scale at gray 255 (assumed: a colour bar or --colormap would show it)").format(*self.tint)
         if self.kind == "recovered":
-            lookup = "pixel luma" if self.table_luma is not None else "nearest table colour"
+            lookup = "pixel luma" if self.luma_knots is not None else "nearest table colour"
             return f"position along the display colour map recovered {self.where} (read from {lookup})"
         return {"gray": "grey levels", "palette": "DICOM palette colour LUT position",
                 "table": "position along the given colour table"}.get(self.kind, self.kind)
+
+    @property
+    def saturated_above(self) -> float:
+        """Gray levels above this are the top of the display scale: 254.5, or below the first gray level
+        a colour table shows in its top colour when the map reaches it early (gray 230-255 one colour)."""
+        if self.table is None or self.kind not in ("recovered", "table"):
+            return SATURATED_GRAY
+        rows = len(self.table)
+        return min(SATURATED_GRAY, saturation_gray(self.table) * 255.0 / (rows - 1) - 0.5)
 
     def to_json(self) -> dict:
         """How the display values became gray levels, for ``results.json`` ``clip.colour_map``."""
@@ -168,20 +184,25 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
             raise InputError(f"--colormap maps 8-bit display values, but this MONOCHROME clip stores "
                              f"{clip.bits_stored} bits per pixel; leave --colormap out", clip.source)
     if colour_table is not None:
+        if warnings is not None:
+            warnings.extend(flat_stretch_warnings(colour_table, "--colormap"))
         return ColourMapping("table", table=colour_table)
     blocks = panel_blocks(clip.frames, panel)
     sample = blocks.mean(axis=1)
     spread = sample.max(axis=1) - sample.min(axis=1)
-    if np.mean(spread <= _GREY_CHANNEL_TOLERANCE) >= 1.0 - _TINT_OUTLIER_FRACTION:
+    coloured = spread > _GREY_CHANNEL_TOLERANCE
+    mostly_grey = np.mean(~coloured) >= 1.0 - _TINT_OUTLIER_FRACTION
+    for bar in find_colour_bar(clip.frames):
+        if _bar_is_the_map(bar.table, blocks, coloured, mostly_grey):
+            if warnings is not None:
+                warnings.extend([bar.caveat] if bar.caveat else [])
+                warnings.extend(flat_stretch_warnings(bar.table, bar.description))
+            return _recovered(bar)
+    if mostly_grey:
         return ColourMapping("gray")
     bright = sample[sample.max(axis=1) > 16.0]
     if len(bright) < 10:
         return ColourMapping("gray")
-    for bar in find_colour_bar(clip.frames):
-        if explained_fraction(bar.table, blocks) >= 1.0 - CURVE_OUTLIER_FRACTION:
-            if bar.caveat and warnings is not None:
-                warnings.append(bar.caveat)
-            return _recovered(bar)
     tint = _tint_of(bright)
     if tint is not None:
         return ColourMapping("tint", tint=tint)
@@ -197,9 +218,40 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
     return _recovered(curve)
 
 
+def _bar_is_the_map(table: np.ndarray, blocks: np.ndarray, coloured: np.ndarray, mostly_grey: bool) -> bool:
+    """Whether a colour bar's ``table`` is the contrast panel's map: it explains nearly all block colours
+    and, on a panel of mostly grey blocks, explains its ``coloured`` blocks better than grey does (a map
+    grey up to gray 190 and gold above leaves only the brightest blocks coloured; a grey panel beside an
+    unrelated bar has none, or only JPEG's faint chroma)."""
+    distances = block_distances(table, blocks)
+    if np.mean(distances <= CURVE_DISTANCE_TOLERANCE) < 1.0 - CURVE_OUTLIER_FRACTION:
+        return False
+    if not mostly_grey:
+        return True
+    if not np.any(coloured):
+        return False
+    observed = blocks[coloured].mean(axis=1)
+    grey_distances = np.linalg.norm(observed - observed.mean(axis=1, keepdims=True), axis=1)
+    return bool(np.median(distances[coloured]) < np.median(grey_distances))
+
+
+def flat_stretch_warnings(table: np.ndarray, where: str) -> list[str]:
+    """Warnings for gray levels a colour ``table`` shows as one colour mid-map (:func:`flat_stretches`)."""
+    scale = 255.0 / (len(table) - 1)
+    out = []
+    for first, stop in flat_stretches(table):
+        if first == 0 or stop == len(table):
+            continue  # the ends are the display's floor and top, counted as clipping
+        low, high = first * scale, (stop - 1) * scale
+        out.append(f"the display colour map ({where}) shows gray levels {low:.0f}-{high:.0f} as one colour: those "
+                   f"pixels are read as gray {(low + high) / 2:.0f}, uncertain by up to {(high - low) / 2:.0f} "
+                   "levels (the display lost them); a map without a flat stretch avoids this")
+    return out
+
+
 def _recovered(found: RecoveredMap) -> ColourMapping:
     return ColourMapping("recovered", table=found.table, source=found.source, where=found.description,
-                         table_luma=luma_lookup(found.table))
+                         luma_knots=luma_lookup(found.table))
 
 
 def _tint_of(bright: np.ndarray) -> tuple[float, float, float] | None:
@@ -232,8 +284,8 @@ def gray_levels(frames: np.ndarray, clip: Clip, mapping: ColourMapping) -> np.nd
         weights = luma_weights / np.float32(luma_weights @ np.asarray(mapping.tint, dtype=np.float32))
         gray = frames.astype(np.float32) @ weights
         return np.clip(gray, 0.0, 255.0, out=gray)
-    if mapping.kind == "recovered" and mapping.table_luma is not None:
-        return gray_from_luma(frames, mapping.table_luma)
+    if mapping.kind == "recovered" and mapping.luma_knots is not None:
+        return gray_from_luma(frames, mapping.luma_knots)
     if frames.ndim == 3:  # single-channel display values through a grey table: value v shows (v, v, v)
         frames = np.repeat(frames[..., None], 3, axis=-1)
     return _gray_from_table(frames, mapping.table)
@@ -247,7 +299,7 @@ def _gray_from_table(frames: np.ndarray, table: np.ndarray) -> np.ndarray:
     colours, inverse = np.unique(packed.ravel(), return_inverse=True)
     rgb = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.float64)
     _, index = cKDTree(table).query(rgb)
-    position = (index * (255.0 / (len(table) - 1))).astype(np.float32)
+    position = (gray_positions(table)[index] * (255.0 / (len(table) - 1))).astype(np.float32)
     return position[inverse].reshape(packed.shape)
 
 
@@ -266,20 +318,22 @@ class ClippingCount:
     peak_saturated_fraction: float = 0.0
 
 
-def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | None = None) -> ClippingCount:
-    """Saturated (gray > 254.5) and floor (gray < 0.5) fractions of the ``mask`` pixels over frames."""
+def count_clipping(gray: np.ndarray, mask: np.ndarray, frame_use: np.ndarray | None = None,
+                   saturated_above: float = SATURATED_GRAY) -> ClippingCount:
+    """Saturated (gray > ``saturated_above``, :attr:`ColourMapping.saturated_above`) and floor
+    (gray < 0.5) fractions of the ``mask`` pixels over frames."""
     samples = gray[:, mask] if frame_use is None else gray[frame_use][:, mask]
     total = max(samples.size, 1)
-    saturated = np.count_nonzero(samples > SATURATED_GRAY, axis=1)
+    saturated = np.count_nonzero(samples > saturated_above, axis=1)
     peak = float(saturated.max()) / samples.shape[1] if saturated.size and samples.shape[1] else 0.0
     return ClippingCount(float(saturated.sum()) / total, float(np.count_nonzero(samples < FLOOR_GRAY)) / total, peak)
 
 
 def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
-                    frame_use: np.ndarray | None = None) -> ClippingCount:
+                    frame_use: np.ndarray | None = None, saturated_above: float = SATURATED_GRAY) -> ClippingCount:
     """:func:`count_clipping` of stored integer ``frames`` whose gray is ``table[frames]``
     (:func:`gray_lookup`), frame by frame: only the ``mask`` pixels are gathered."""
-    saturated, floor = table > SATURATED_GRAY, table < FLOOR_GRAY
+    saturated, floor = table > saturated_above, table < FLOOR_GRAY
     counts = np.zeros(2, dtype=np.int64)
     most_saturated = 0
     used = range(frames.shape[0]) if frame_use is None else np.flatnonzero(frame_use)

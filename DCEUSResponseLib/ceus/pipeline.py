@@ -290,9 +290,10 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
         shifts = motion.displacement_px if motion is not None else np.zeros((clip.n_frames, 2))
         lookup = linear_from_gray(table, dynamic_range_db)
         return (motion_compensated_tic(frames, mask, shifts, lookup=lookup),
-                stored_clipping(frames, table, mask, frame_use))
+                stored_clipping(frames, table, mask, frame_use, mapping.saturated_above))
     gray = gray_levels(frames, clip, mapping)  # colour: the gray depends on the three channels
-    linear, clipping = linear_from_gray(gray, dynamic_range_db), count_clipping(gray, mask, frame_use)
+    linear = linear_from_gray(gray, dynamic_range_db)
+    clipping = count_clipping(gray, mask, frame_use, mapping.saturated_above)
     if motion is not None:
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:
@@ -323,9 +324,9 @@ def _clipping_warnings(name: str, clipping: ClippingCount, is_reference: bool = 
         relative = (", and every ROI's values relative to this reference ROI are overestimated by about as much"
                     if is_reference else "")
         out.append(f"ROI {name!r}: up to {100 * clipping.peak_saturated_fraction:.1f} % of its pixels are saturated "
-                   f"(gray 255) in a frame ({100 * clipping.saturated_fraction:.1f} % of all samples): PE and the "
-                   f"values built on it are underestimated by about as much{relative}; lower the gain or raise the "
-                   "dynamic range")
+                   f"(at the top of the display scale) in a frame ({100 * clipping.saturated_fraction:.1f} % of all "
+                   f"samples): PE and the values built on it are underestimated by about as much{relative}; lower "
+                   "the gain or raise the dynamic range")
     if clipping.floor_fraction > FLOOR_WARNING_FRACTION:
         out.append(f"ROI {name!r}: {100 * clipping.floor_fraction:.1f} % of samples are at the display floor "
                    "(gray 0): low intensities are overestimated; raise the gain")

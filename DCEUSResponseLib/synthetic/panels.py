@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # annotations only
 
 GOLD_TINT = (1.0, 0.78, 0.42)
 PIXEL_SPACING_MM = 0.2  # isotropic, a typical abdominal CEUS field of view over ~250 pixels
-DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint", "sqrt-tint", "square-tint")
+DISPLAY_COLOUR_MAPS = ("hot", "gold-map", "curved-tint", "sqrt-tint", "square-tint", "early-top", "reject-12",
+                       "mid-plateau", "grey-then-gold", "dim-gold")
 
 
 def display_colour_map(name: str) -> np.ndarray:
@@ -24,6 +25,12 @@ def display_colour_map(name: str) -> np.ndarray:
     ``"curved-tint"``: a tint that turns from red-brown to pale yellow as it brightens;
     ``"sqrt-tint"`` / ``"square-tint"``: one gold tint whose brightness is the square root / the square
     of the gray level (a display gamma of 0.5 / 2: every colour a multiple of the tint, but not linear).
+    Maps that lose gray levels, as displays do: ``"early-top"``, the gold map reaching its top colour at
+    gray 230 (230-255 one colour); ``"reject-12"``, the gold map with a reject level (gray 0-12 black);
+    ``"mid-plateau"``, the curved tint pausing at gray 140's colour up to gray 180, then running on to its
+    top colour; and
+    ``"grey-then-gold"``, grey up to gray 190, then turning to gold at gray 255. ``"dim-gold"``: the gold
+    tint reaching only (230, 176, 97) at gray 255 (every colour a multiple of the tint, short of full scale).
     """
     x = np.arange(256.0) / 255.0
     if name == "hot":
@@ -35,8 +42,24 @@ def display_colour_map(name: str) -> np.ndarray:
     elif name in ("sqrt-tint", "square-tint"):
         brightness = x ** (0.5 if name == "sqrt-tint" else 2.0)
         channels = (brightness, 0.78 * brightness, 0.42 * brightness)
+    elif name == "early-top":
+        return display_colour_map("gold-map")[np.minimum(np.round(np.arange(256) * 255 / 230), 255).astype(int)]
+    elif name == "reject-12":
+        table = display_colour_map("gold-map")
+        table[:13] = 0.0
+        return table
+    elif name == "mid-plateau":
+        pausing = np.where(np.arange(256) <= 140, np.arange(256.0),
+                           np.maximum(140.0, 140.0 + (np.arange(256) - 180) * 115.0 / 75.0))
+        return display_colour_map("curved-tint")[np.round(pausing).astype(int)]
+    elif name == "dim-gold":
+        return 0.9 * 255.0 * x[:, None] * np.asarray(GOLD_TINT)[None, :]
+    elif name == "grey-then-gold":
+        towards_gold = np.clip((x - 190 / 255) / (65 / 255), 0, 1)[:, None]
+        grey = np.repeat(np.minimum(x, 190 / 255)[:, None], 3, axis=1)
+        return 255.0 * ((1 - towards_gold) * grey + towards_gold * np.asarray(GOLD_TINT)[None, :])
     else:
-        raise ValueError(f"unknown display colour map {name!r}: hot, gold-map, curved-tint, sqrt-tint, square-tint")
+        raise ValueError(f"unknown display colour map {name!r}: one of {', '.join(DISPLAY_COLOUR_MAPS)}")
     return 255.0 * np.stack(channels, axis=1)
 # Gray levels of a frame recorded without probe contact: electronic noise just above black.
 DROPOUT_GRAY_MEAN, DROPOUT_GRAY_STD = 4.0, 3.0

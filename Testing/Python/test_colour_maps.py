@@ -2,6 +2,7 @@
 the clip's own colours, through JPEG 4:2:2; the recovered gray levels against the rendered ones and
 the end-to-end parameters against the grey rendering of the same clip."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -170,3 +171,133 @@ def test_recovered_map_end_to_end_and_written_for_checking(tmp_path, capsys):
         assert override["rois"][roi]["parameters"]["TTP"] == pytest.approx(bar["rois"][roi]["parameters"]["TTP"],
                                                                            rel=0.03)
     assert not (tmp_path / "grey" / "colour_map.csv").exists()
+
+
+# Maps that lose gray levels, as displays do (eighth session; the colour-chain audit's findings).
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_map_reaching_its_top_colour_early_keeps_its_flat_top(tmp_path, transfer_syntax):
+    """A gold map that shows gray 230-255 in one colour: the bar's flat top differs from the black
+    border beside it, so it is the map's, not background. It was trimmed, stretching gray 0-230 over
+    the whole scale (gray +9.6 on average; PE +122 % liver, +139 % lesion end to end). Pixels in the top
+    colour read as gray 230, where the display saturates, and count as saturated."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "early-top", True, transfer_syntax)
+    assert mapping.source == "colour_bar" and warnings == []
+    assert mapping.saturated_above == pytest.approx(229.5, abs=1.0 if transfer_syntax == "explicit" else 3.0)
+    grey = make_clip(colour="gray", colour_bar=True, **SMALL)
+    panel = grey.contrast_region.slices
+    rendered = grey.frames[:, panel[0], panel[1]].astype(np.float64)
+    # the display itself clips at gray 230: compare with what it can show
+    shown_error = error + rendered - np.minimum(rendered, 230.0)
+    jpeg = transfer_syntax == "jpeg-baseline"
+    assert np.median(np.abs(shown_error)) <= (5.5 if jpeg else 0.5)
+    assert abs(np.mean(shown_error)) <= (5.0 if jpeg else 0.2)  # the gold map's JPEG bias, as above
+
+
+def test_a_saturating_top_colour_is_counted_as_saturation(tmp_path):
+    """An ROI whose peak reaches the early top colour is warned about as saturated (gray 230 is the top)."""
+    from DCEUSResponseLib.ceus.pipeline import AnalysisOptions, analyze
+    from DCEUSResponseLib.clip import RoiMask
+
+    synthetic = make_clip(colour="early-top", colour_bar=True, injection_time_s=1.5, seed=0, gain=8.0)
+    clip = Clip("synthetic.dcm", synthetic.frames, synthetic.frame_times_s, regions=synthetic.regions)
+    rois = [RoiMask(name, mask, "synthetic") for name, mask in synthetic.roi_masks.items() if name in ("liver", "lesion")]
+    analysis = analyze(clip, rois, AnalysisOptions(dynamic_range_db=synthetic.dynamic_range_db, injection_time_s=1.5,
+                                                   motion_compensation=False))
+    lesion = analysis.rois["lesion"]
+    assert lesion.clipping.peak_saturated_fraction > 0.05
+    assert any(w.startswith("ROI 'lesion'") and "saturated" in w for w in analysis.warnings)
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_reject_level_hidden_in_the_black_border_is_warned_about(tmp_path, transfer_syntax):
+    """A gold map showing gray 0-12 black, its bar on a black border: where the map ends cannot be
+    seen, so the bar's table starts at gray 13 (PE 16-19 % low end to end, silently before). The warning
+    names the dark end and estimates the hidden levels; a steep but continuous end (the gamma 0.5
+    tint above) is not warned about."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "reject-12", True, transfer_syntax)
+    assert mapping.source == "colour_bar"
+    assert len(warnings) == 1 and "steps abruptly into the dark colour around it (a reject level?)" in warnings[0]
+    hidden = int(warnings[0].split("(about ")[1].split()[0])
+    assert 8 <= hidden <= 20  # 13 levels are black
+    assert "darkest gray levels are uncertain" in warnings[0] and "--colormap" in warnings[0]
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_flat_stretch_mid_map_is_read_as_its_middle_and_warned_about(tmp_path, transfer_syntax):
+    """The curved tint pausing at one colour over gray 140-180: its pixels were read as gray 140, the
+    stretch's start (15 levels low on average; liver PE -47 %, lesion/liver PE 3.38 for 2.33 end to end).
+    They are read as the middle, 160, and the warning says which levels the display lost."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "mid-plateau", True, transfer_syntax)
+    assert mapping.source == "colour_bar"
+    assert len(warnings) == 1 and "as one colour" in warnings[0] and "read as gray 160" in warnings[0]
+    assert re.search(r"gray levels 1(39|40|41)-1(79|80|81) ", warnings[0]), warnings[0]
+    grey = make_clip(colour="gray", colour_bar=True, **SMALL)
+    panel = grey.contrast_region.slices
+    rendered = grey.frames[:, panel[0], panel[1]].astype(np.float64)
+    on_stretch = (rendered >= 141) & (rendered <= 179)
+    recovered = error + rendered
+    if transfer_syntax == "explicit":
+        assert np.median(recovered[on_stretch]) == pytest.approx(160.0, abs=1.0)
+        assert np.median(np.abs(error[~on_stretch])) <= 0.5
+    else:  # JPEG scatters luma by a few levels around the one colour: pixels spread over the stretch
+        assert abs(np.mean(error[on_stretch])) <= 5.0
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_grey_map_turning_gold_at_the_top_is_read_through_its_bar(tmp_path, transfer_syntax):
+    """A map grey up to gray 190 and gold above, with its bar: 98 % of the panel's blocks are grey, so
+    the clip was taken as grey and its gold pixels read as their channels' mean (gray 229 as 188:
+    lesion PE -16 %, lesion/liver PE 2.00 for 2.33). The bar explains the coloured blocks better than
+    grey does, so it is the map."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "grey-then-gold", True, transfer_syntax)
+    assert mapping.kind == "recovered" and mapping.source == "colour_bar" and warnings == []
+    grey = make_clip(colour="gray", colour_bar=True, **SMALL)
+    panel = grey.contrast_region.slices
+    bright = grey.frames[:, panel[0], panel[1]] >= 200
+    assert bright.sum() > 100
+    assert abs(np.mean(error[bright])) <= (4.0 if transfer_syntax == "jpeg-baseline" else 0.5)
+
+
+def test_a_grey_panel_beside_an_unrelated_colour_bar_stays_grey(tmp_path):
+    """A grey contrast panel with a gold bar in the frame (another panel's map): grey explains the
+    panel's blocks better than the bar, whose table would misread every grey level."""
+    from dataclasses import replace
+
+    clip = make_clip(colour="gold", colour_bar=True, **SMALL)
+    frames = clip.frames.copy()
+    panel = clip.contrast_region.slices
+    grey_panel = make_clip(colour="gray", colour_bar=True, **SMALL).frames[:, panel[0], panel[1]]
+    frames[:, panel[0], panel[1]] = grey_panel[..., None]
+    path = tmp_path / "grey-with-gold-bar.dcm"
+    write_clip(replace(clip, frames=frames), str(path), transfer_syntax="jpeg-baseline")
+    read = read_clip(str(path))
+    assert choose_colour_mapping(read, find_layout(read).contrast.slices).kind == "gray"
+
+
+def test_a_given_table_with_a_flat_stretch_reads_its_middle_and_its_flat_top_as_saturation():
+    """--colormap tables: nearest-colour lookup picked any row of a repeated colour; a repeated colour
+    mid-table is read as the stretch's middle (with a warning), a repeated top colour as its first row,
+    where the display saturates."""
+    table = display_colour_map("curved-tint")
+    table[100:140] = table[120]
+    table[240:] = table[240]
+    frames = np.round(table[[50, 100, 120, 139, 200, 240, 255]]).astype(np.uint8)[None, None]
+    clip = Clip("table.dcm", frames, np.zeros(1))
+    warnings = []
+    mapping = choose_colour_mapping(clip, (slice(None), slice(None)), colour_table=table, warnings=warnings)
+    gray = gray_levels(frames, clip, mapping)[0, 0]
+    np.testing.assert_allclose(gray, [50, 119.5, 119.5, 119.5, 200, 240, 240], atol=0.6)
+    assert mapping.saturated_above == pytest.approx(239.5)
+    assert len(warnings) == 1 and "gray levels 100-139 as one colour" in warnings[0] and "--colormap" in warnings[0]
+
+
+def test_a_tint_short_of_full_scale_is_read_through_its_bar_and_the_tint_assumption_is_recorded(tmp_path):
+    """A gold tint reaching only (230, 176, 97) at gray 255 looks, colour for colour, like the full tint on
+    a dimmer clip: without a bar its gray levels are read 10 % low (PE -56 % in the audit's clip), which
+    no pixel can reveal; the record says the full-scale assumption. With the bar the map is read right."""
+    mapping, warnings, error = _recovered_gray_error(tmp_path, "dim-gold", True, "explicit")
+    assert mapping.source == "colour_bar" and np.median(np.abs(error)) <= 0.5
+    without_bar, _, error = _recovered_gray_error(tmp_path, "dim-gold", False, "explicit")
+    assert without_bar.kind == "tint" and "full scale at gray 255 (assumed" in without_bar.describe()
+    assert np.mean(error) < -5.0  # what the assumption costs here, documented in the contract copy
