@@ -59,8 +59,8 @@ class RecoveredMap:
     table: np.ndarray
     source: str
     description: str
-    #: Why the table may be off, for the analysis's warnings (None when nothing is known to be).
-    caveat: str | None = None
+    #: Why the table may be off, for the analysis's warnings (empty when nothing is known to be).
+    caveats: tuple[str, ...] = ()
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -85,14 +85,16 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
             profile = picture[rows[0]:rows[1], first:last].mean(axis=1)
             side_columns = (first - _SIDE_OFFSET_PX, last - 1 + _SIDE_OFFSET_PX)
             beside = [picture[rows[0]:rows[1], column] for column in side_columns if 0 <= column < picture.shape[1]]
-            beyond = [picture[row, first:last].mean(axis=0) if 0 <= row < picture.shape[0] else None
-                      for row in (rows[0] - 1, rows[1])]
-            table, caveat_end = _table_from_profile(profile, beside, beyond)
+            # pixels past each end (up to a quarter of the bar), going outwards
+            reach = max(_PAST_PX, (rows[1] - rows[0]) // 4)
+            beyond = (picture[max(rows[0] - reach, 0):rows[0], first:last].mean(axis=1)[::-1],
+                      picture[rows[1]:rows[1] + reach, first:last].mean(axis=1))
+            table, unseen_ends = _table_from_profile(profile, beside, beyond)
             # A grey bar (the B-mode scale) is not the map of a colour panel.
             if table is not None and np.ptp(table, axis=1).max() > 2 * BAR_NOISE + 4:
                 description = f"{'horizontal' if transposed else 'vertical'} colour bar at {where}"
-                caveat = None if caveat_end is None else _end_caveat(description, *caveat_end)
-                found.append((rows[1] - rows[0], RecoveredMap(table, "colour_bar", description, caveat)))
+                caveats = tuple(_end_caveat(description, *unseen) for unseen in unseen_ends)
+                found.append((rows[1] - rows[0], RecoveredMap(table, "colour_bar", description, caveats)))
     found.sort(key=lambda item: -item[0])
     return [recovered for _, recovered in found]
 
@@ -156,77 +158,136 @@ def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float) -> tuple[int, in
 #: maps that are steep at their ends, hot, gold-map, curved-tint: 0.5-2 %).
 FADING_END_FRACTION = 0.05
 FADING_LUMA_LEVELS = 3.0
-#: A bar end *jumps* when the step out of its end colour, continued at the map's steepest slope just inside
-#: it, hides more than this many gray levels: the map leaves the end colour abruptly, as at a reject
-#: level (gray 0-12 shown black on a black border: ~19 levels estimated), so the background around the
-#: bar may hide part of the map. A steep but continuous end (a gamma 0.5 map: ~4 levels) does not.
-JUMP_HIDDEN_LEVELS = 8.0
+#: A bar end *jumps* when it steps into a background darker than its dark end (brighter than its
+#: bright end) by more than the map's slope just inside it accounts for, by this many gray levels, and
+#: the map continued at that slope would reach the background's colour: the background may hide part
+#: of the map, as a reject level shown black on a black border does (gray 0-12 black: 15-17 estimated,
+#: uncompressed and JPEG, bars vertical, horizontal or at the frame's edge). Not a map that starts at a
+#: colour of its own (navy), nor a bar framed by an outline; nor a steep but continuous end (a gamma
+#: 0.5 map: 9-10, the slope over 8 pixels missing its curvature).
+JUMP_HIDDEN_LEVELS = 12.0
 #: The pixels beside a bar are read this far outside its inner columns (past JPEG's blur of its edges);
 #: a bar pixel of its end colour is background when the pixels beside it show that colour too.
 _SIDE_OFFSET_PX = 4
 _SIDE_MATCH = 8.0  # display levels (max over channels)
+_PAST_PX = 3  # pixels read past each end of a bar
+_SLOPE_PX = 8  # pixels inside an end whose colours give the map's slope there
 
 
 def _table_from_profile(profile: np.ndarray, beside: list[np.ndarray] | tuple = (),
-                        beyond: list[np.ndarray | None] | tuple = (None, None)
-                        ) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+                        beyond: tuple[np.ndarray, np.ndarray] | None = None
+                        ) -> tuple[np.ndarray | None, list[tuple[str, str]]]:
     """256-entry table from a bar's colour profile (dark end first, background trimmed, resampled), and
-    (end, why) when where the map ends is not visible at an end: ``("dark" / "bright", "fades" /
-    "jumps:N")``, N the gray levels the jump may hide (:data:`FADING_END_FRACTION`,
-    :data:`JUMP_HIDDEN_LEVELS`).
+    the ends where the map's end is not visible: ``("dark" / "bright", "fades" / "jumps:N")``, N the
+    gray levels the background may hide (:data:`FADING_END_FRACTION`, :data:`JUMP_HIDDEN_LEVELS`).
 
     A run of the end colour at an end of the bar is background only where the pixels ``beside`` the
-    bar (profiles of the columns left and right of it, same rows) show that colour too: a map that
-    reaches its top colour early (gray 230-255 one colour) on a black border keeps its flat top, which
-    trimming would stretch over the whole scale. Without pixels beside it the run is trimmed.
-    ``beyond`` are the colours just past the profile's first and last pixels (None off the frame): a
-    bar whose run stops at a jump into something darker than its dark end (brighter than its bright
-    end) may continue there unseen, as a reject level shown black on a black border does.
+    bar (profiles of the columns left and right of it, same rows) show that colour too, on either side
+    (a tick or a label on one side is not background): a map that reaches its top colour early (gray
+    230-255 one colour) on a black border keeps its flat top, which trimming would stretch over the
+    whole scale. Without pixels beside it the run is trimmed. ``beyond`` holds the pixels past the
+    profile's first and last pixels, going outwards (may be empty).
     """
     sides = [np.asarray(side, dtype=np.float64) for side in beside]
-    beyond = list(beyond)
+    past = [np.asarray(pixels, dtype=np.float64).reshape(-1, 3) for pixels in (beyond or (np.zeros((0, 3)),) * 2)]
     if luma(profile[-1]) < luma(profile[0]):
-        profile, sides, beyond = profile[::-1], [side[::-1] for side in sides], beyond[::-1]
+        profile, sides, past = profile[::-1], [side[::-1] for side in sides], past[::-1]
+    # A flat end the bar's search stopped short of (a reject level's black on a grey background: the
+    # step into it is too steep for a bar) is the map's own when it stands out from the background.
+    dark_own = _own_flat_end(past[0], [side[0] for side in sides], darker=True, end_colour=profile[0])
+    bright_own = _own_flat_end(past[1], [side[-1] for side in sides], darker=False, end_colour=profile[-1])
+    if dark_own or bright_own:
+        profile = np.concatenate([past[0][:dark_own][::-1], profile, past[1][:bright_own]])
+        sides = [np.concatenate([np.repeat(side[:1], dark_own, axis=0), side, np.repeat(side[-1:], bright_own, axis=0)])
+                 for side in sides]
+        past = [past[0][dark_own:], past[1][bright_own:]]
     # The bar's ends may run into a background of the same colour (black below, white above): those
     # pixels are not part of the map, so each such end keeps only one pixel of its end colour.
     first = _background_run(profile, sides)
     stop = len(profile) - _background_run(profile[::-1], [side[::-1] for side in sides])
+    around = {"dark": [side[first] for side in sides], "bright": [side[stop - 1] for side in sides]}
     trimmed = {"dark": first > 0, "bright": stop < len(profile)}
     profile = profile[first:stop]
     if len(profile) < MIN_BAR_LENGTH_PX:
-        return None, None
+        return None, []
     position = np.linspace(0.0, 1.0, len(profile))
     wanted = np.linspace(0.0, 1.0, 256)
     table = np.stack([np.interp(wanted, position, profile[:, k]) for k in range(3)], axis=1)
-    y = luma(profile)
-    steps = np.abs(np.diff(y))
-    levels_per_pixel = 255.0 / (len(profile) - 1)
-    ends = (("dark", np.abs(y - y[0]), steps[0], np.max(steps[1:5]), beyond[0], -1.0),
-            ("bright", np.abs(y - y[-1]), steps[-1], np.max(steps[-5:-1]), beyond[1], 1.0))
-    for end, near_end, first_step, inner_step, past, outwards in ends:
+    unseen = []
+    for end, inwards, outside in (("dark", profile, past[0]), ("bright", profile[::-1], past[1])):
+        near_end = np.abs(luma(inwards) - luma(inwards[0]))
         if trimmed[end] and np.mean(near_end <= FADING_LUMA_LEVELS) > FADING_END_FRACTION:
-            return table, (end, "fades")
-        if trimmed[end]:
-            jump = float(first_step)
-        elif past is not None:
-            jump = outwards * (float(luma(past)) - float(y[0] if end == "dark" else y[-1]))
-        else:
+            unseen.append((end, "fades"))
             continue
-        hidden = (jump / max(float(inner_step), BAR_NOISE / 4) - 1.0) * levels_per_pixel
+        if trimmed[end]:
+            background = inwards[0]  # the one pixel kept of the background's colour
+            inwards = inwards[1:]
+        elif _is_background(outside, around[end]):
+            background = outside[0]
+        else:
+            continue  # the bar ends against something else (an outline, the frame's edge): its end is seen
+        hidden = _hidden_levels(inwards, background, 255.0 / (len(profile) - 1))
         if hidden > JUMP_HIDDEN_LEVELS:
-            return table, (end, f"jumps:{hidden:.0f}")
-    return table, None
+            unseen.append((end, f"jumps:{hidden:.0f}"))
+    return table, unseen
+
+
+def _own_flat_end(outside: np.ndarray, around: list[np.ndarray], darker: bool, end_colour: np.ndarray) -> int:
+    """How many pixels past a bar's end (``outside``, going outwards) are a flat end of the map: at
+    least :data:`_PAST_PX` of one colour, darker (``darker``) or brighter than the bar's ``end_colour``,
+    unlike the colours ``around`` the bar beside that end, and bounded by the background (not an
+    outline, which is thinner; not the frame's edge)."""
+    if len(outside) <= _PAST_PX or not around:
+        return 0
+    if (luma(outside[0]) < luma(end_colour)) != darker or min(
+            np.abs(side - outside[0]).max() for side in around) <= _SIDE_MATCH:
+        return 0
+    same = np.abs(outside - outside[0]).max(axis=-1) <= _SIDE_MATCH
+    count = int(np.argmin(same)) if not np.all(same) else len(outside)
+    bounded = count < len(outside) and any(np.abs(side - outside[count]).max() <= _SIDE_MATCH for side in around)
+    return count if count >= _PAST_PX and bounded else 0
+
+
+def _is_background(outside: np.ndarray, around: list[np.ndarray]) -> bool:
+    """Whether the pixels past a bar's end are the background: uniform, and the colour beside the bar."""
+    if len(outside) < _PAST_PX:
+        return False
+    uniform = np.abs(outside[:_PAST_PX] - outside[0]).max() <= _SIDE_MATCH
+    return bool(uniform and any(np.abs(side - outside[0]).max() <= _SIDE_MATCH for side in around))
+
+
+def _hidden_levels(inwards: np.ndarray, background: np.ndarray, levels_per_pixel: float) -> float:
+    """Gray levels a ``background`` colour may hide past a bar end whose colours, going inwards, are
+    ``inwards``: how far the map, continued outwards at its slope over :data:`_SLOPE_PX` pixels, runs
+    beyond the one pixel step to the background before reaching its luma; 0 when the continued map does
+    not lead to the background's colour (a map starting at a colour of its own)."""
+    inner = inwards[:_SLOPE_PX]
+    if len(inner) < 3:
+        return 0.0
+    offsets = np.arange(len(inner), dtype=np.float64)
+    colour_slope = np.polyfit(offsets, inner, 1)[0]  # per pixel inwards, per channel
+    luma_slope = float(luma(colour_slope))
+    outwards_step = float(luma(background) - luma(inner[0]))
+    # The map continued outwards must head for the background (darker past the dark end, brighter past
+    # the bright end) and reach it only after more than the one pixel step.
+    if luma_slope * outwards_step >= 0 or abs(outwards_step) <= abs(luma_slope):
+        return 0.0
+    pixels = abs(outwards_step / luma_slope)
+    continued = inner[0] - pixels * colour_slope
+    if np.abs(continued - background).max() > 0.35 * np.abs(inner[0] - background).max() + 2 * BAR_NOISE:
+        return 0.0
+    return (pixels - 1.0) * levels_per_pixel
 
 
 def _background_run(profile: np.ndarray, sides: list[np.ndarray]) -> int:
     """How many pixels at the start of ``profile`` to drop as background: the run of its first colour
-    (within :data:`_FLAT`) where the ``sides`` show that colour too, but for the run's last pixel (the
-    map's own end colour). Runs of one pixel are the map's own."""
+    (within :data:`_FLAT`) where a side shows that colour too, but for the run's last pixel (the map's
+    own end colour). Runs of one pixel are the map's own."""
     end_colour = profile[0]
     run = int(np.argmax(np.abs(profile - end_colour).max(axis=-1) > _FLAT))
     if sides:
-        like_sides = np.all([np.abs(side[:run] - end_colour).max(axis=-1) <= _SIDE_MATCH for side in sides], axis=0)
-        run = int(np.argmin(like_sides)) if not np.all(like_sides) else run
+        like_a_side = np.any([np.abs(side[:run] - end_colour).max(axis=-1) <= _SIDE_MATCH for side in sides], axis=0)
+        run = int(np.argmin(like_a_side)) if not np.all(like_a_side) else run
     return run - 1 if run >= 3 else 0
 
 
@@ -344,24 +405,36 @@ def block_distances(table: np.ndarray, blocks: np.ndarray) -> np.ndarray:
 PLATEAU_MIN_LEVELS = 8
 PLATEAU_COLOUR_LEVELS = 1.5
 PLATEAU_MOVING_LEVELS = 4.5
+_END_SLACK_LEVELS = 8
 
 
 def flat_stretches(table: np.ndarray) -> list[tuple[int, int]]:
     """The [first, stop) gray levels of a colour ``table`` (N x 3) shown as one colour
-    (:data:`PLATEAU_MIN_LEVELS`, :data:`PLATEAU_COLOUR_LEVELS`, :data:`PLATEAU_MOVING_LEVELS`), in order."""
+    (:data:`PLATEAU_MIN_LEVELS`, :data:`PLATEAU_COLOUR_LEVELS`, :data:`PLATEAU_MOVING_LEVELS`), in order.
+
+    Neighbouring stretches whose colours together stay within :data:`PLATEAU_MOVING_LEVELS` are one
+    (a top colour reached through a small step), and a stretch within :data:`_END_SLACK_LEVELS` of an
+    end of the table reaches it (JPEG ringing alters a bar's last pixels)."""
     table = np.asarray(table, dtype=np.float64)
-    span = PLATEAU_MIN_LEVELS
+    runs, first = [], 0
+    while first < len(table):
+        apart = np.abs(table[first:] - table[first]).max(axis=-1) > PLATEAU_COLOUR_LEVELS
+        stop = first + (int(np.argmax(apart)) if apart.any() else len(table) - first)
+        if stop - first >= PLATEAU_MIN_LEVELS:
+            merged = (runs and runs[-1][1] == first
+                      and np.ptp(table[runs[-1][0]:stop], axis=0).max() <= PLATEAU_MOVING_LEVELS)
+            runs[-1:] = [(runs[-1][0], stop)] if merged else runs[-1:] + [(first, stop)]
+        first = max(stop, first + 1)
 
     def moving(a: int, b: int) -> bool:  # the map moves between rows a and b (or b is off the table)
         return not 0 <= b < len(table) or np.abs(table[b] - table[a]).max() > PLATEAU_MOVING_LEVELS
 
-    stretches, first = [], 0
-    while first < len(table):
-        apart = np.abs(table[first:] - table[first]).max(axis=-1) > PLATEAU_COLOUR_LEVELS
-        stop = first + (int(np.argmax(apart)) if apart.any() else len(table) - first)
-        if stop - first >= span and moving(first, first - span) and moving(stop - 1, stop - 1 + span):
+    stretches = []
+    for first, stop in runs:
+        first = 0 if first <= _END_SLACK_LEVELS else first
+        stop = len(table) if stop >= len(table) - _END_SLACK_LEVELS else stop
+        if moving(first, first - PLATEAU_MIN_LEVELS) and moving(stop - 1, stop - 1 + PLATEAU_MIN_LEVELS):
             stretches.append((first, stop))
-        first = max(stop, first + 1)
     return stretches
 
 

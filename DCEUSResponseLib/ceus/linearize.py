@@ -46,6 +46,10 @@ _GREY_CHANNEL_TOLERANCE = 6.0
 # (gray levels; JPEG chroma quantisation scatters blocks by up to ~10 levels, a curved map by ~100).
 _TINT_DISTANCE_TOLERANCE = 14.0
 _TINT_OUTLIER_FRACTION = 0.02
+# Grey blocks brighter than this tell a grey map from a tinted one (gold differs from grey by 40 levels
+# at gray 70, by 13 at gray 24).
+_TELLING_GREY = 24.0
+_MIN_TABLE_RANGE = 16.0  # display levels a colour table spans at least (a bar spans 96 luma levels)
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ def read_colour_table(path: str) -> np.ndarray:
     """A display colour table from ``.npy`` or ``.csv``/``.txt``: rows of R, G, B in 0..255 (or 0..1).
 
     Raises InputError for a file that is not a regular file or over 16 MiB, unreadable, not N x 3,
-    or holding values that are not finite or outside 0..255.
+    holding values that are not finite or outside 0..255, or one colour in every row.
     """
     require_regular_file(path, "colour table", 16 << 20)
     try:
@@ -158,6 +162,9 @@ def read_colour_table(path: str) -> np.ndarray:
         raise InputError("the colour table holds values that are not finite or outside 0..255", path)
     if table.max() <= 1.0:
         table = table * 255.0
+    if np.ptp(table, axis=0).max() < _MIN_TABLE_RANGE:
+        raise InputError(f"the colour table's rows are all one colour (within {_MIN_TABLE_RANGE:g} levels): it "
+                         "cannot tell gray levels apart", path)
     return table
 
 
@@ -165,10 +172,13 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
                           colour_table: np.ndarray | None = None, warnings: list[str] | None = None) -> ColourMapping:
     """Decide how the clip's display values in ``panel`` become gray levels.
 
-    In order: the DICOM palette; monochrome; the user's ``--colormap`` table; grey RGB; a colour bar
-    burned into the frame whose map explains the panel's colours; a tinted grey map (every colour a
-    multiple of one tint); a map recovered from the panel's own colours (with a warning appended to
-    ``warnings``: its gray scale is an assumption). Colours that lie on no 1-D curve need ``--colormap``.
+    In order: the DICOM palette; monochrome; the user's ``--colormap`` table; grey RGB without a
+    coloured block; a colour bar burned into the frame whose map explains the panel's colours (on a
+    mostly grey panel: explains its grey blocks as grey and its coloured ones better than grey); grey
+    RGB; a tinted grey map (every colour a multiple of one tint); a map recovered from the panel's own
+    colours (with a warning appended to ``warnings``: its gray scale is an assumption). Colours that lie
+    on no 1-D curve need ``--colormap``. Warnings also say where a bar's end is not visible and which
+    gray levels a map shows as one colour.
     """
     if clip.palette is not None:
         if colour_table is not None and warnings is not None:
@@ -192,10 +202,12 @@ def choose_colour_mapping(clip: Clip, panel: tuple[slice, slice],
     spread = sample.max(axis=1) - sample.min(axis=1)
     coloured = spread > _GREY_CHANNEL_TOLERANCE
     mostly_grey = np.mean(~coloured) >= 1.0 - _TINT_OUTLIER_FRACTION
+    if not np.any(coloured):
+        return ColourMapping("gray")  # no colour to explain: no bar search (seconds on large frames)
     for bar in find_colour_bar(clip.frames):
         if _bar_is_the_map(bar.table, blocks, coloured, mostly_grey):
             if warnings is not None:
-                warnings.extend([bar.caveat] if bar.caveat else [])
+                warnings.extend(bar.caveats)
                 warnings.extend(flat_stretch_warnings(bar.table, bar.description))
             return _recovered(bar)
     if mostly_grey:
@@ -228,7 +240,13 @@ def _bar_is_the_map(table: np.ndarray, blocks: np.ndarray, coloured: np.ndarray,
         return False
     if not mostly_grey:
         return True
-    if not np.any(coloured):
+    # Grey blocks bright enough to tell a grey map from a tinted one must be grey on the bar's map too:
+    # on a dark grey panel a gold table is within 40 levels of nearly every block, and an annotation's
+    # coloured pixels (a yellow caliper) would then pick the unrelated bar.
+    telling = ~coloured & (blocks.mean(axis=1).max(axis=1) > _TELLING_GREY)
+    if not np.any(coloured) or np.count_nonzero(telling) < 10:
+        return False
+    if np.median(distances[telling]) > 2 * _GREY_CHANNEL_TOLERANCE:
         return False
     observed = blocks[coloured].mean(axis=1)
     grey_distances = np.linalg.norm(observed - observed.mean(axis=1, keepdims=True), axis=1)

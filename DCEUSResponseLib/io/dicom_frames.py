@@ -78,10 +78,12 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     if not decoder.is_native:
         _check_stream_signature(ds, transfer_syntax, path)
     notes = _high_bit_notes(ds, path, n_frames) if decoder.is_native else []
+    # YBR is decoded as stored and converted here, keeping each pixel's luma (see rgb_from_ybr_full).
+    stored_ybr = str(ds.PhotometricInterpretation).strip() in ("YBR_FULL", "YBR_FULL_422")
     try:
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
-            frames, meta = decoder.as_array(ds, as_rgb=True, view_only=_can_view(ds, decoder))
+            frames, meta = decoder.as_array(ds, as_rgb=not stored_ybr, view_only=_can_view(ds, decoder))
     except StopIteration:  # pydicom's frame generator ran out of encapsulated frames
         problem = f"pixel data is truncated: fewer frames than Number of Frames ({n_frames})"
         raise InputError(problem, path) from None
@@ -92,14 +94,12 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     if frames.shape[0] != n_frames and n_frames > 1:
         raise InputError(f"pixel data decodes to {frames.shape[0]} frames, Number of Frames is {n_frames}", path)
 
-    # pydicom converts YBR_FULL / YBR_FULL_422 to RGB itself (native and JPEG alike) and says so
-    # in the returned metadata; convert only if it did not, so no conversion happens twice.
+    # pydicom reports in the returned metadata whether it converted the colour space itself; convert
+    # only if it did not, so no conversion happens twice.
     photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
     palette = None
     if photometric in ("YBR_FULL", "YBR_FULL_422"):
-        from pydicom.pixels import convert_color_space
-
-        frames = convert_color_space(frames, "YBR_FULL", "RGB")
+        frames = rgb_from_ybr_full(frames)
         photometric = "RGB"
     elif photometric == "MONOCHROME1":
         # MONOCHROME1 shows low values bright; invert so that bright = high like MONOCHROME2.
@@ -111,6 +111,51 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     elif photometric not in ("MONOCHROME2", "RGB"):
         raise InputError(f"photometric interpretation {photometric} is not supported", path)
     return frames, photometric, palette, notes
+
+
+_LUMA = np.asarray((0.299, 0.587, 0.114), dtype=np.float32)  # BT.601, the Y of YBR_FULL
+# YBR_FULL -> RGB (PS3.3 C.7.6.3.1.2) on (Y, Cb - 128, Cr - 128) row vectors, as pydicom converts.
+_YBR_TO_RGB = np.asarray([[1.0, 1.0, 1.0], [0.0, -0.114 * 1.772 / 0.587, 1.772], [1.402, -0.299 * 1.402 / 0.587, 0.0]],
+                         dtype=np.float32)
+
+
+def rgb_from_ybr_full(ybr: np.ndarray, frames_per_step: int = 16) -> np.ndarray:
+    """8-bit RGB of 8-bit YBR_FULL pixels (..., 3), each pixel's BT.601 luma kept equal to its Y.
+
+    The standard conversion (DICOM PS3.3 C.7.6.3.1.2; pydicom's ``convert_color_space``, whose matrix
+    and rounding this uses) clips channels to 0..255. With subsampled chroma (JPEG 4:2:2 / 4:2:0) a
+    saturated colour's pixels take their neighbours' chroma and leave the gamut, so clipping lowers their
+    luma, which is what their gray level is read from: the bright third of a "hot" map, where one luma
+    level is nine gray levels, read 7 levels low (PE -20 %). The luma a pixel clipped by more than a
+    level lost (or gained) is given to the channels that can still take it; every other pixel is
+    exactly the standard conversion's.
+    """
+    frames = ybr.reshape(-1, *ybr.shape[-3:])
+    rgb = np.empty(frames.shape, dtype=np.uint8)
+    offset = np.float32([0.0, 128.0, 128.0])
+    for start in range(0, frames.shape[0], frames_per_step):
+        chunk = frames[start:start + frames_per_step]
+        exact = (chunk.astype(np.float32) - offset) @ _YBR_TO_RGB
+        # Beyond the 0.9 levels by which rounding Cb and Cr alone can push an in-gamut colour out
+        clipped = np.any((exact < -1.0) | (exact > 256.0), axis=-1)
+        out = rgb[start:start + frames_per_step]
+        out[...] = np.clip(np.floor(exact + 0.5), 0.0, 255.0)
+        if np.any(clipped):
+            luma = chunk[..., 0][clipped].astype(np.float32)
+            out[clipped] = _restore_luma(np.clip(exact[clipped], 0.0, 255.0), luma)
+    return rgb.reshape(ybr.shape)
+
+
+def _restore_luma(rgb: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """Colours (M, 3) moved to ``luma`` (M,) within 0..255 through the channels not at their limit."""
+    for _ in range(3):  # a channel reaching its limit passes the rest on to the others
+        missing = luma - rgb @ _LUMA
+        free = np.where(missing[:, None] > 0, rgb < 255.0, rgb > 0.0)
+        weight = free @ _LUMA
+        step = np.divide(missing, weight, out=np.zeros_like(missing), where=weight > 1e-6)
+        rgb += free * step[:, None]
+        np.clip(rgb, 0.0, 255.0, out=rgb)
+    return np.floor(rgb + 0.5).astype(np.uint8)
 
 
 def _can_view(ds: Any, decoder: Any) -> bool:

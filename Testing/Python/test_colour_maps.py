@@ -36,9 +36,9 @@ def _recovered_gray_error(tmp_path, colour, bar, transfer_syntax):
 
 # Tolerances (gray levels: median |error|, 95th percentile, |mean|): uncompressed, the bar gives the
 # map to its rounding (median 0.2-0.3 measured). JPEG 4:2:2 adds the luma error of the grey tint case
-# (median 1.7, 95 % 5.0), and on saturated maps (hot, gold-map) the decoder's clipping of RGB after
-# subsampled chroma shifts the pixels' luma: median up to 4.8, |mean| up to 2.8 (hot) measured.
-@pytest.mark.parametrize("colour, jpeg_median, jpeg_mean", [("hot", 3.0, 3.5), ("gold-map", 5.5, 5.0),
+# (median 1.7, 95 % 5.0). Hot: 1.0 / 0.1 measured since YBR is converted keeping each pixel's luma (the
+# standard conversion's clipping read it 2.4 / 2.8, its bright third 7 levels low); gold-map: 4.6 / 4.6.
+@pytest.mark.parametrize("colour, jpeg_median, jpeg_mean", [("hot", 1.5, 0.5), ("gold-map", 5.5, 5.0),
                                                              ("curved-tint", 2.5, 1.5), ("gold", 2.5, 1.5)])
 @pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
 def test_colour_bar_gives_the_gray_level_for_any_map(tmp_path, colour, jpeg_median, jpeg_mean, transfer_syntax):
@@ -83,13 +83,15 @@ def test_bar_table_is_the_rendered_map():
     assert find_colour_bar(make_clip(colour="gray", colour_bar=True, **SMALL).frames[..., None].repeat(3, -1)) == []
 
 
-@pytest.mark.parametrize("transfer_syntax, median_max", [("explicit", 0.5), ("jpeg-baseline", 2.5)])
-def test_constant_speed_map_is_recovered_from_the_clip_colours(tmp_path, transfer_syntax, median_max):
+# Through JPEG: median / mean 3.3 / +3.3 measured since YBR keeps each pixel's luma (2.0 / +2.0 before,
+# when the bright third read 1.3 low: end to end lesion PE -23 % then, +3 % now; liver -9 %, now +14 %).
+@pytest.mark.parametrize("transfer_syntax, median_max, mean_max", [("explicit", 0.5, 2.0), ("jpeg-baseline", 3.5, 3.5)])
+def test_constant_speed_map_is_recovered_from_the_clip_colours(tmp_path, transfer_syntax, median_max, mean_max):
     """No bar: the hot map moves evenly through RGB, so arc length along the colour curve is gray."""
     mapping, warnings, error = _recovered_gray_error(tmp_path, "hot", False, transfer_syntax)
     assert mapping.source == "clip_colours"
     assert len(warnings) == 1 and "colour_map.csv" in warnings[0] and "--colormap" in warnings[0]
-    assert np.median(np.abs(error)) <= median_max and abs(np.mean(error)) <= 2.0
+    assert np.median(np.abs(error)) <= median_max and abs(np.mean(error)) <= mean_max
 
 
 @pytest.mark.parametrize("colour", ["gold-map", "curved-tint"])
@@ -145,6 +147,7 @@ def test_recovered_map_end_to_end_and_written_for_checking(tmp_path, capsys):
     colours, _ = analyze("hot", False, "colours")
     tinted_jpeg, _ = analyze("curved-tint", True, "tinted", transfer_syntax="jpeg-baseline")
     grey_jpeg, _ = analyze("gray", True, "grey-jpeg", transfer_syntax="jpeg-baseline")
+    hot_jpeg, _ = analyze("hot", True, "hot-jpeg", transfer_syntax="jpeg-baseline")
     assert grey["clip"]["colour_map"]["kind"] == "gray"
     assert bar["clip"]["colour_map"]["source"] == "colour_bar" and "colour bar" in bar["clip"]["linear_scale"]
     assert colours["clip"]["colour_map"]["source"] == "clip_colours"
@@ -158,8 +161,9 @@ def test_recovered_map_end_to_end_and_written_for_checking(tmp_path, capsys):
                 reference_error = abs(reference["rois"][roi]["parameters"][name] - truth[name])
                 error = abs(result["rois"][roi]["parameters"][name] - truth[name])
                 assert error <= reference_error + 0.01 * truth[name] + 0.1, (roi, name, error, reference_error)
+        # hot through JPEG: PE was 15 % (liver) and 23 % (lesion) low when YBR's clipped conversion set luma
         for name in ("PE", "WiWoAUC"):
-            for result, reference in ((bar, grey), (colours, grey), (tinted_jpeg, grey_jpeg)):
+            for result, reference in ((bar, grey), (colours, grey), (tinted_jpeg, grey_jpeg), (hot_jpeg, grey_jpeg)):
                 assert result["rois"][roi]["parameters"][name] == pytest.approx(
                     reference["rois"][roi]["parameters"][name], rel=0.05), (roi, name)
     # the recovered table is written in --colormap format; as the override it gives the same numbers
@@ -301,3 +305,158 @@ def test_a_tint_short_of_full_scale_is_read_through_its_bar_and_the_tint_assumpt
     without_bar, _, error = _recovered_gray_error(tmp_path, "dim-gold", False, "explicit")
     assert without_bar.kind == "tint" and "full scale at gray 255 (assumed" in without_bar.describe()
     assert np.mean(error) < -5.0  # what the assumption costs here, documented in the contract copy
+
+
+def test_ybr_is_converted_keeping_each_pixels_luma():
+    """In-gamut pixels convert exactly as the standard (pydicom's) conversion; a pixel it clips keeps
+    its Y as luma (a saturated red-yellow with a neighbour's chroma lost 4-9 luma levels)."""
+    from pydicom.pixels import convert_color_space
+
+    from DCEUSResponseLib.ceus.colour_maps import luma
+    from DCEUSResponseLib.io.dicom_frames import rgb_from_ybr_full
+
+    rng = np.random.default_rng(2)
+    ybr = rng.integers(0, 256, size=(3, 20, 30, 3)).astype(np.uint8)
+    standard = convert_color_space(ybr, "YBR_FULL", "RGB")
+    exact = (ybr.astype(np.float64) - [0, 128, 128]) @ np.array(
+        [[1.0, 1.0, 1.0], [0.0, -0.114 * 1.772 / 0.587, 1.772], [1.402, -0.299 * 1.402 / 0.587, 0.0]])
+    in_gamut = np.all((exact >= -1.0) & (exact <= 256.0), axis=-1)
+    assert 0.05 < in_gamut.mean() < 0.95
+    converted = rgb_from_ybr_full(ybr)
+    np.testing.assert_array_equal(converted[in_gamut], standard[in_gamut])
+    luma_kept = np.abs(luma(converted) - ybr[..., 0])
+    clipped_luma_lost = np.abs(luma(standard) - ybr[..., 0])
+    reachable = ~in_gamut & (ybr[..., 0] > 2) & (ybr[..., 0] < 253)
+    assert np.percentile(luma_kept[reachable], 99) <= 0.6
+    assert np.percentile(clipped_luma_lost[reachable], 50) > 3.0  # what the standard conversion loses
+
+
+# Bar geometries a scanner may draw (the eighth session's review of the bar-end rules).
+
+def _repaint_bar(clip, table, *, horizontal=False, at_edge=False, background=None, outline=None, tick=False):
+    """``clip`` with its bar replaced by ``table`` painted 100 px long, 10 px wide (gray 255 first):
+    vertical in the right border (at the frame's edge with ``at_edge``) or horizontal below the panel;
+    on a ``background`` colour, framed by a 1-px ``outline``, or with a tick beside its dark end."""
+    from dataclasses import replace
+
+    frames = clip.frames.copy()
+    n, height, width, _ = frames.shape
+    frames[:, :, width - 22:, :] = 0
+    if horizontal:
+        frames = np.concatenate([frames, np.zeros((n, 24, width, 3), np.uint8)], axis=1)
+    if background is not None:
+        frames[:, 18:height, width - 22:width, :] = background
+    if outline is not None:
+        frames[:, 23:125, width - 15:width - 3, :] = outline
+    gray = np.round(np.linspace(255.0, 0.0, 100)).astype(int)
+    colours = np.round(table).astype(np.uint8)[gray]
+    if horizontal:
+        frames[:, height + 8:height + 18, 20:120, :] = colours[None, :, :]
+    else:
+        column = width - 10 if at_edge else width - 14
+        frames[:, 24:124, column:column + 10, :] = colours[:, None, :]
+    if tick:
+        frames[:, 124, width - 18:width - 14] = 200
+    return replace(clip, frames=frames)
+
+
+def _gray_error_with_bar(tmp_path, colour, transfer_syntax="explicit", table=None, **geometry):
+    """(mapping, warnings, recovered minus rendered gray) for a clip whose bar is repainted."""
+    clip = make_clip(colour=colour if table is None else "gold", colour_bar=True, **SMALL)
+    grey = make_clip(colour="gray", colour_bar=True, **SMALL)
+    panel = clip.contrast_region.slices
+    table = display_colour_map(colour) if table is None else table
+    if colour not in ("gold",) and table is not None:
+        from dataclasses import replace
+
+        frames = clip.frames.copy()
+        frames[:, panel[0], panel[1]] = np.round(table).astype(np.uint8)[grey.frames[:, panel[0], panel[1]]]
+        clip = replace(clip, frames=frames)
+    path = tmp_path / "repainted.dcm"
+    write_clip(_repaint_bar(clip, table, **geometry), str(path), transfer_syntax=transfer_syntax)
+    read = read_clip(str(path))
+    read_panel = find_layout(read).contrast.slices
+    warnings = []
+    mapping = choose_colour_mapping(read, read_panel, warnings=warnings)
+    recovered = gray_levels(read.frames[:, read_panel[0], read_panel[1]], read, mapping)
+    return mapping, warnings, recovered - grey.frames[:, panel[0], panel[1]]
+
+
+@pytest.mark.parametrize("geometry", [dict(at_edge=True), dict(horizontal=True), dict(outline=255)],
+                         ids=["frame-edge", "horizontal", "outlined"])
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_reject_level_is_warned_about_whatever_the_bars_geometry(tmp_path, geometry, transfer_syntax):
+    """At the frame's edge through JPEG one noisy step hid the reject level (an estimate of 5.5 levels):
+    the slope inside the end is now a fit over 8 pixels (estimates 15-17 everywhere)."""
+    _, warnings, _ = _gray_error_with_bar(tmp_path, "reject-12", transfer_syntax, **geometry)
+    assert any("a reject level?" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("transfer_syntax", ["explicit", "jpeg-baseline"])
+def test_a_reject_level_on_a_grey_background_is_read_as_the_maps_own_black(tmp_path, transfer_syntax):
+    """On a grey background the reject level's black is visibly the bar's: the bar's search stopped at
+    the steep step into it, so the table started at gray 13 (8 levels low, silently). It is the map's
+    flat bottom now."""
+    mapping, warnings, error = _gray_error_with_bar(tmp_path, "reject-12", transfer_syntax, background=40)
+    assert mapping.source == "colour_bar" and not any("reject" in w for w in warnings)
+    assert abs(np.mean(error)) < 1.0
+
+
+@pytest.mark.parametrize("table_name, table", [
+    ("navy-to-white", np.stack([np.arange(256.0), np.arange(256.0), 128 + np.arange(256.0) / 2], axis=1)),
+    ("blue-to-yellow", np.stack([np.arange(256.0), np.arange(256.0), 120 - np.arange(256.0) * 100 / 255], axis=1)),
+])
+def test_a_map_starting_at_a_colour_of_its_own_is_not_taken_for_a_reject_level(tmp_path, table_name, table):
+    """A map whose gray 0 is navy steps from the black border into navy, but continued at its slope it
+    does not lead to black: its end is seen, no warning (it warned, estimating 9-15 hidden levels)."""
+    mapping, warnings, error = _gray_error_with_bar(tmp_path, table_name, table=table)
+    # (the bar's search drops its white first row here: the top gray levels read up to 2 levels high)
+    assert mapping.source == "colour_bar" and warnings == [] and np.median(np.abs(error)) < 1.5
+
+
+def test_an_outline_around_the_bar_is_not_taken_for_a_hidden_bright_end(tmp_path):
+    """A 1-px white frame past the bar's bright end is no background that could hide the map."""
+    mapping, warnings, error = _gray_error_with_bar(tmp_path, "gold-map", outline=255)
+    assert mapping.source == "colour_bar" and warnings == [] and np.median(np.abs(error)) < 0.5
+
+
+def test_a_tick_beside_the_bars_dark_end_leaves_the_border_below_as_background(tmp_path):
+    """A tick on one side of the border below the bar made that border count as the map's (every gray
+    3 levels high): one side showing the end colour makes a pixel background."""
+    mapping, warnings, error = _gray_error_with_bar(tmp_path, "gold-map", tick=True)
+    assert warnings == [] and abs(np.mean(error)) < 0.2
+
+
+def test_an_early_top_through_a_horizontal_jpeg_bar_is_still_the_top(tmp_path):
+    """JPEG ringing altered the bar's last pixels, so its flat top read as a stretch mid-map (warned,
+    read as 244, saturation at 254.5): a stretch within 3 levels of an end reaches it."""
+    mapping, warnings, _ = _gray_error_with_bar(tmp_path, "early-top", "jpeg-baseline", horizontal=True)
+    # 4:2:2 halves chroma along a horizontal bar: its top stretch starts 2 px (6 levels) late
+    assert warnings == [] and mapping.saturated_above == pytest.approx(229.5, abs=7.0)
+
+
+def test_a_top_colour_reached_through_a_small_step_is_one_flat_top():
+    """Two flat runs 2 levels apart (230-237, 238-255) each failed the 'moving beside it' test."""
+    from DCEUSResponseLib.ceus.colour_maps import flat_stretches
+
+    table = display_colour_map("early-top")
+    table[230:238] = table[255] - 2.0
+    assert flat_stretches(table) == [(229, 256)]
+
+
+def test_a_grey_panel_with_a_coloured_annotation_is_not_read_through_an_unrelated_bar(tmp_path):
+    """A dark grey panel is within 40 levels of a gold table nearly everywhere; a yellow caliper line
+    then gave 'coloured blocks the bar explains better than grey' (every gray +7): the panel's
+    telling grey blocks must be grey on the bar's map too."""
+    from dataclasses import replace
+
+    clip = make_clip(colour="gold", colour_bar=True, **SMALL)
+    frames = clip.frames.copy()
+    rows, columns = clip.contrast_region.slices
+    panel = np.random.default_rng(0).gamma(2.0, 15, size=(frames.shape[0], 100, 120)).clip(0, 255).astype(np.uint8)
+    frames[:, rows, columns] = panel[..., None]
+    frames[:, rows.start + 40:rows.start + 42, columns.start + 30:columns.start + 60] = (255, 200, 0)
+    path = tmp_path / "caliper.dcm"
+    write_clip(replace(clip, frames=frames), str(path), transfer_syntax="jpeg-baseline")
+    read = read_clip(str(path))
+    assert choose_colour_mapping(read, find_layout(read).contrast.slices).kind == "gray"

@@ -491,7 +491,8 @@ def test_unknown_vr_after_a_bit_flip_is_an_input_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content", ["nan,nan,nan\n" * 256, "1e400,0,0\n" * 256, "300,0,0\n" * 256,
-                                     "-5,0,0\n" * 256], ids=["nan", "1e400", "300", "-5"])
+                                     "-5,0,0\n" * 256, "120,90,40\n" * 256],
+                         ids=["nan", "1e400", "300", "-5", "one colour"])
 def test_non_finite_or_out_of_range_colour_table_is_an_input_error(tmp_path, content):
     path = tmp_path / "map.csv"
     path.write_text(content)
