@@ -10,6 +10,7 @@ from typing import Sequence
 from DCEUSResponseLib.ceus.results import Analysis
 from DCEUSResponseLib.clip import RoiMask, shareable_uids
 from DCEUSResponseLib.errors import InputError
+from DCEUSResponseLib.scene.analysis_views import add_analysis_views
 from DCEUSResponseLib.scene.application import create_headless_application
 from DCEUSResponseLib.scene.clip_nodes import add_clip_sequences
 from DCEUSResponseLib.scene.map_volumes import add_parameter_maps
@@ -24,7 +25,8 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
     A fresh headless scene gets the clip's sequences and browser, the ROIs (full-frame masks, as
     given to the analysis; none when ``rois`` is None) as a segmentation referencing the contrast
     volume, the TIC and parameter tables and the chart, and, when the analysis has maps, the map
-    volumes with their colour tables (:func:`add_parameter_maps`). The bundle is written into a
+    volumes with their colour tables (:func:`add_parameter_maps`), and the slice views it opens on
+    (:func:`~DCEUSResponseLib.scene.analysis_views.add_analysis_views`). The bundle is written into a
     temporary folder next to ``path`` (same file system) and moved into place with
     :func:`os.replace`, so ``path`` is either the old file or the complete new one; nothing else is
     left behind.
@@ -50,11 +52,13 @@ def write_scene_bundle(analysis: "Analysis", path: str, *, rois: Sequence[RoiMas
         if rois:
             segmentation_node = add_roi_segmentation(scene, rois, clip, clip_nodes.contrast_volume)
         add_analysis_results(scene, analysis, segmentation_node=segmentation_node)
+        map_nodes = None
         if analysis.maps is not None:
             map_nodes = add_parameter_maps(scene, analysis.maps, frame_spacing_mm=analysis.clip.frame_spacing_mm)
             for node in map_nodes.values():
                 for key, value in provenance_attributes(analysis).items():
                     node.SetAttribute(key, value)
+        add_analysis_views(scene, clip_nodes, map_nodes, segmentation_node)
         save_scene_bundle(scene, path)
     return path
 

@@ -31,7 +31,13 @@ import numpy as np
 
 from DCEUSResponseLib.fusion.inputs import PANEL_CONTRAST
 from DCEUSResponseLib.fusion.pipeline import Fusion
-from DCEUSResponseLib.scene.nodes import add_new_node, volume_ijk_to_ras, vtk_matrix
+from DCEUSResponseLib.scene.nodes import (
+    add_new_node,
+    slice_view_nodes,
+    three_d_view_node,
+    volume_ijk_to_ras,
+    vtk_matrix,
+)
 from DCEUSResponseLib.spatial.registration import LPS_FROM_RAS
 from DCEUSResponseLib.spatial.resample import slab_offsets_mm
 
@@ -127,34 +133,6 @@ def add_volume_property(scene: Any, name: str, preset: dict):
     return node
 
 
-def _slice_nodes(scene: Any, layout_name: str):
-    """The slice and slice composite nodes of view ``layout_name``: the application's when it has
-    them, else made the way Slicer makes them (``vtkMRMLSliceLogic.AddSliceNode``)."""
-    import slicer
-
-    slice_node = _by_layout_name(scene, "vtkMRMLSliceNode", layout_name)
-    if slice_node is None:
-        logic = slicer.vtkMRMLSliceLogic()
-        logic.SetMRMLScene(scene)
-        slice_node = logic.AddSliceNode(layout_name)
-        logic.SetMRMLScene(None)
-    composite = _by_layout_name(scene, "vtkMRMLSliceCompositeNode", layout_name)
-    if composite is None:
-        composite = add_new_node(scene, "vtkMRMLSliceCompositeNode", f"SliceComposite{layout_name}")
-        composite.SetLayoutName(layout_name)
-    return slice_node, composite
-
-
-def _by_layout_name(scene: Any, class_name: str, layout_name: str):
-    """The first node of ``class_name`` whose layout name is ``layout_name`` (as Slicer's slice and view
-    logics find theirs), or None."""
-    for index in range(scene.GetNumberOfNodesByClass(class_name)):
-        node = scene.GetNthNodeByClass(index, class_name)
-        if node.GetLayoutName() == layout_name:
-            return node
-    return None
-
-
 def _fit_to_panel(slice_node: Any, fusion: Fusion, slab_mm: float) -> None:
     """Orient ``slice_node`` on the CEUS plane with the contrast panel's pixel grid and ``fuse``'s slab.
 
@@ -182,18 +160,6 @@ def _fit_to_panel(slice_node: Any, fusion: Fusion, slab_mm: float) -> None:
     slice_node.UpdateMatrices()
 
 
-def _view_node(scene: Any, layout_name: str):
-    import slicer
-
-    view = _by_layout_name(scene, "vtkMRMLViewNode", layout_name)
-    if view is None:
-        logic = slicer.vtkMRMLViewLogic()
-        logic.SetMRMLScene(scene)
-        view = logic.AddViewNode(layout_name)
-        logic.SetMRMLScene(None)
-    return view
-
-
 def add_fusion_views(scene: Any, nodes: dict[str, Any], fusion: Fusion, volume_rendering_logic: Any = None,
                      presets: dict[str, dict] | None = None) -> FusionViews:
     """Set up the fused, map and 3D views of ``nodes`` (:func:`add_fusion_nodes`'s; see the module).
@@ -203,9 +169,9 @@ def add_fusion_views(scene: Any, nodes: dict[str, Any], fusion: Fusion, volume_r
     Slicer); without it the 3D view has no volume rendering.
     """
     presets = load_presets() if presets is None else presets
-    fused, fused_composite = _slice_nodes(scene, FUSED_VIEW)
-    mapped, map_composite = _slice_nodes(scene, MAP_VIEW)
-    view = _view_node(scene, THREED_VIEW)
+    fused, fused_composite = slice_view_nodes(scene, FUSED_VIEW)
+    mapped, map_composite = slice_view_nodes(scene, MAP_VIEW)
+    view = three_d_view_node(scene, THREED_VIEW)
     views = FusionViews(fused, mapped, view)
     for slice_node in (fused, mapped):
         _fit_to_panel(slice_node, fusion, fusion.slab_mm if slice_node is fused else 0.0)
@@ -215,7 +181,7 @@ def add_fusion_views(scene: Any, nodes: dict[str, Any], fusion: Fusion, volume_r
         fused_composite.SetForegroundVolumeID(nodes["pet"].GetID())
         fused_composite.SetForegroundOpacity(PET_OPACITY)
     map_composite.SetBackgroundVolumeID(nodes["clip"].contrast_volume.GetID())
-    map_node = _map_node(nodes)
+    map_node = overlay_map_node(nodes.get("maps"))
     if map_node is not None:
         map_composite.SetForegroundVolumeID(map_node.GetID())
         map_composite.SetForegroundOpacity(MAP_OPACITY)
@@ -249,8 +215,10 @@ def _smaller_landmark_labels(nodes: dict[str, Any]) -> None:
             nodes[role].GetDisplayNode().SetTextScale(LANDMARK_TEXT_SCALE)
 
 
-def _map_node(nodes: dict[str, Any]):
-    maps = nodes.get("maps") or {}
+def overlay_map_node(maps: dict[str, Any] | None):
+    """The map volume a view shows over the clip: :data:`MAP_PARAMETER`'s, else the first parameter's
+    (never the status map), or None without maps."""
+    maps = maps or {}
     if MAP_PARAMETER in maps:
         return maps[MAP_PARAMETER]
     return next((node for name, node in maps.items() if name != "status"), None)
@@ -407,11 +375,11 @@ def placement_views(scene: Any, ceus_volume: Any, ct_volume: Any, pet_volume: An
     points are read on) in the left view, in its own plane wherever its transform puts it; the CT (with
     the PET over it at :data:`PET_OPACITY`) axial in the right view. Returns {view name: what it shows}.
     The module switches to the side-by-side layout and fits the views (Qt); this is the scene's part."""
-    ceus_slice, ceus_composite = _slice_nodes(scene, CEUS_PLACEMENT_VIEW)
+    ceus_slice, ceus_composite = slice_view_nodes(scene, CEUS_PLACEMENT_VIEW)
     ceus_composite.SetBackgroundVolumeID(ceus_volume.GetID())
     ceus_composite.SetForegroundVolumeID(None)
     ceus_slice.RotateToVolumePlane(ceus_volume)
-    ct_slice, ct_composite = _slice_nodes(scene, CT_PLACEMENT_VIEW)
+    ct_slice, ct_composite = slice_view_nodes(scene, CT_PLACEMENT_VIEW)
     ct_composite.SetBackgroundVolumeID(ct_volume.GetID())
     ct_composite.SetForegroundVolumeID(pet_volume.GetID() if pet_volume is not None else None)
     ct_composite.SetForegroundOpacity(PET_OPACITY if pet_volume is not None else 0.0)

@@ -10,6 +10,7 @@ from DCEUSResponseLib.catalogue import colour_map as preview_colour_map, unit
 from DCEUSResponseLib.ceus.maps import ParametricMaps
 from DCEUSResponseLib.ceus.pixel_fits import STATUS_NAMES
 from DCEUSResponseLib.export.map_files import STATUS_COLOURS, sample_colour_map
+from DCEUSResponseLib.kinetics.base import STATUS_FITTED, STATUS_OUTSIDE_IMAGE
 from DCEUSResponseLib.scene.nodes import add_new_node, vtk_matrix
 from DCEUSResponseLib.spatial.frame import FrameGeometry
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:  # for annotations only: ``slicer`` is imported inside functio
 
 
 MAP_STATUS = "status"
+#: Status codes the scene's status colour table leaves transparent (the PNG preview keeps their colours).
+TRANSPARENT_STATUSES = (STATUS_FITTED, STATUS_OUTSIDE_IMAGE)
 # Slicer's own perceptual colour tables (the Colors module of the application; not in a headless
 # scene) by matplotlib colour map name: used when the scene has them.
 _SLICER_COLOUR_TABLES = {"magma": "Magma", "viridis": "Viridis", "cividis": "Cividis", "inferno": "Inferno",
@@ -166,7 +169,10 @@ def _status_colour_table(scene, status_names: Mapping[int, str]):
     table.SetNumberOfColors(max(status_names) + 1)
     for code in range(max(status_names) + 1):
         red, green, blue = (c / 255.0 for c in STATUS_COLOURS.get(code, (127, 127, 127)))
-        table.SetColor(code, status_names.get(code, f"{code}"), red, green, blue, 1.0)
+        # As a label layer the map shows where pixels were not fitted: fitted pixels (most of the
+        # lesion) and those outside the image would hide the clip under opaque green and white.
+        opacity = 0.0 if status_names.get(code) in TRANSPARENT_STATUSES else 1.0
+        table.SetColor(code, status_names.get(code, f"{code}"), red, green, blue, opacity)
     table.SetAttribute("DCEUS.ColourMap", MAP_STATUS)
     return table
 

@@ -3,6 +3,8 @@
 Where pixels lie (the frame geometry, panel and map grids) is :mod:`DCEUSResponseLib.spatial.frame`."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 PANEL_CONTRAST = "contrast"
@@ -64,3 +66,44 @@ def volume_ijk_to_ras(volume_node) -> np.ndarray:
     matrix = vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     return numpy_matrix(matrix)
+
+
+def slice_view_nodes(scene: Any, layout_name: str):
+    """The slice and slice composite nodes of view ``layout_name``: the application's when it has
+    them, else made the way Slicer makes them (``vtkMRMLSliceLogic.AddSliceNode``)."""
+    import slicer
+
+    slice_node = node_by_layout_name(scene, "vtkMRMLSliceNode", layout_name)
+    if slice_node is None:
+        logic = slicer.vtkMRMLSliceLogic()
+        logic.SetMRMLScene(scene)
+        slice_node = logic.AddSliceNode(layout_name)
+        logic.SetMRMLScene(None)
+    composite = node_by_layout_name(scene, "vtkMRMLSliceCompositeNode", layout_name)
+    if composite is None:
+        composite = add_new_node(scene, "vtkMRMLSliceCompositeNode", f"SliceComposite{layout_name}")
+        composite.SetLayoutName(layout_name)
+    return slice_node, composite
+
+
+def node_by_layout_name(scene: Any, class_name: str, layout_name: str):
+    """The first node of ``class_name`` whose layout name is ``layout_name`` (as Slicer's slice and view
+    logics find theirs), or None."""
+    for index in range(scene.GetNumberOfNodesByClass(class_name)):
+        node = scene.GetNthNodeByClass(index, class_name)
+        if node.GetLayoutName() == layout_name:
+            return node
+    return None
+
+
+def three_d_view_node(scene: Any, layout_name: str):
+    """The 3D view node ``layout_name``: the application's, else made as Slicer makes it."""
+    import slicer
+
+    view = node_by_layout_name(scene, "vtkMRMLViewNode", layout_name)
+    if view is None:
+        logic = slicer.vtkMRMLViewLogic()
+        logic.SetMRMLScene(scene)
+        view = logic.AddViewNode(layout_name)
+        logic.SetMRMLScene(None)
+    return view

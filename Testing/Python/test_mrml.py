@@ -555,6 +555,38 @@ def test_scene_bundle_opens_on_the_reference_frame(dual_gold, tmp_path):
         add_clip_sequences(slicer.vtkMRMLScene(), clip, analysis.layout, selected_frame=clip.n_frames)
 
 
+def test_scene_bundle_opens_on_views_of_its_panels(dual_gold, tmp_path):
+    """The bundle set no slice view: Slicer opened it on its default views (Yellow and Green cut the
+    flat panels edge-on, nothing selected). Red shows the contrast panel, Yellow the B-mode panel, both
+    in the panels' plane, centred on their panel with all of it in view; the ROIs as outlines."""
+    clip, rois, analysis = dual_gold
+    path = write_scene_bundle(analysis, str(tmp_path / "views.mrb"), rois=rois)
+    with create_headless_application() as application:
+        scene = application.scene
+        assert scene.ReadFromMRB(path, False, slicer.vtkMRMLMessageCollection())
+        (browser,) = _nodes(scene, "vtkMRMLSequenceBrowserNode")
+        proxies = {s.GetAttribute("DCEUS.Panel"): browser.GetProxyNode(s) for s in _nodes(scene, "vtkMRMLSequenceNode")}
+        composites = {c.GetLayoutName(): c for c in _nodes(scene, "vtkMRMLSliceCompositeNode")}
+        slices = {s.GetLayoutName(): s for s in _nodes(scene, "vtkMRMLSliceNode")}
+        for view, panel in (("Red", "contrast"), ("Yellow", "bmode")):
+            volume = proxies[panel]
+            assert composites[view].GetBackgroundVolumeID() == volume.GetID()
+            assert composites[view].GetForegroundVolumeID() is None  # no maps in this analysis
+            bounds = [0.0] * 6
+            volume.GetRASBounds(bounds)
+            slice_to_ras = slices[view].GetSliceToRAS()
+            normal = [slice_to_ras.GetElement(row, 2) for row in range(3)]
+            assert abs(abs(normal[2]) - 1.0) < 1e-9, (view, normal)  # the panels' (axial) plane
+            centre = [slice_to_ras.GetElement(row, 3) for row in range(2)]
+            np.testing.assert_allclose(centre, [(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2], atol=1e-6)
+            field = slices[view].GetFieldOfView()
+            extent = max(bounds[1] - bounds[0], bounds[3] - bounds[2])
+            assert field[1] == pytest.approx(extent)  # Slicer keeps this height when it sizes the view
+        (segmentation,) = _nodes(scene, "vtkMRMLSegmentationNode")
+        display = segmentation.GetDisplayNode()
+        assert display.GetVisibility2DOutline() and not display.GetVisibility2DFill()
+
+
 def test_scene_bundle_replaces_a_file_only_when_complete(dual_gold, tmp_path):
     clip, rois, analysis = dual_gold
     target = tmp_path / "scene.mrb"

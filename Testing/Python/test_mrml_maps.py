@@ -103,6 +103,11 @@ def _check_map_nodes(nodes, maps: ParametricMaps, *, saved: bool) -> None:
                 [STATUS_NAMES[code] for code in sorted(STATUS_NAMES)]
             assert json.loads(volume.GetAttribute("DCEUS.StatusCodes")) == \
                 {str(code): text for code, text in STATUS_NAMES.items()}
+            # as a label layer it shows where pixels were not fitted: fitted and outside-image pixels
+            # are transparent (they were opaque green and white over the clip)
+            opacity = {STATUS_NAMES[code]: colour_node.GetLookupTable().GetTableValue(code)[3] for code in STATUS_NAMES}
+            assert opacity == {"fitted": 0.0, "no_enhancement": 1.0, "poor_fit": 1.0, "not_mapped": 1.0,
+                               "fit_failed": 1.0, "outside_image": 0.0}
             continue
         values = maps.values[name]
         _same_map(_array(volume), values)
@@ -248,6 +253,11 @@ def test_scene_bundle_keeps_the_maps_and_their_colour_tables(exam, tmp_path):
         # the maps still sit on the contrast panel volume read back with them
         contrast = next(v for v in volumes if v.GetAttribute("DCEUS.Panel") == "contrast")
         np.testing.assert_allclose(_ijk_to_ras(contrast), _ijk_to_ras(nodes["PE"]), atol=1e-9)  # binning 1
+        # and the scene opens with the PE map over the contrast panel in the Red view
+        red = next(scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+                   for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))
+                   if scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode").GetLayoutName() == "Red")
+        assert red.GetForegroundVolumeID() == nodes["PE"].GetID() and red.GetForegroundOpacity() == 0.6
 
 
 def test_scene_bundle_without_maps_has_no_map_volumes(exam, tmp_path):
