@@ -86,6 +86,9 @@ class Clip:
     timing_source: str = ""
     warnings: list[str] = field(default_factory=list)
     uids: dict[str, str] = field(default_factory=dict)
+    #: The display values went through lossy compression (JPEG, a video codec): values at the top of
+    #: the display scale may have been moved a few levels below it.
+    lossy: bool = False
 
     @property
     def n_frames(self) -> int:

@@ -30,6 +30,7 @@ from DCEUSResponseLib.ceus.linearize import (
     gray_lookup,
     linear_from_gray,
     panel_gray_uint8,
+    saturation_threshold,
     stored_clipping,
 )
 from DCEUSResponseLib.ceus.maps import compute_parametric_maps
@@ -290,10 +291,10 @@ def _roi_tic(clip: Clip, layout: DisplayLayout, mapping: ColourMapping, dynamic_
         shifts = motion.displacement_px if motion is not None else np.zeros((clip.n_frames, 2))
         lookup = linear_from_gray(table, dynamic_range_db)
         return (motion_compensated_tic(frames, mask, shifts, lookup=lookup),
-                stored_clipping(frames, table, mask, frame_use, mapping.saturated_above))
+                stored_clipping(frames, table, mask, frame_use, saturation_threshold(clip, mapping)))
     gray = gray_levels(frames, clip, mapping)  # colour: the gray depends on the three channels
     linear = linear_from_gray(gray, dynamic_range_db)
-    clipping = count_clipping(gray, mask, frame_use, mapping.saturated_above)
+    clipping = count_clipping(gray, mask, frame_use, saturation_threshold(clip, mapping))
     if motion is not None:
         tic = motion_compensated_tic(linear, mask, motion.displacement_px)
     else:

@@ -277,7 +277,29 @@ def clip_from_header(ds: Any, source: str, frames: np.ndarray, frame_times_s: np
         timing_source=timing_source,
         warnings=warnings + region_warnings + spacing_warnings,
         uids=identifiers(ds),
+        lossy=is_lossy(ds),
     )
+
+
+# Transfer syntaxes whose encoding loses information (PS3.5 Table A-1), by pydicom's names: JPEG
+# Baseline and Extended, JPEG-LS near-lossless, JPEG 2000 and HTJ2K in their lossy forms, MPEG, HEVC.
+_LOSSY_TRANSFER_SYNTAX_NAMES = (
+    "JPEGBaseline8Bit", "JPEGExtended12Bit", "JPEGLSNearLossless", "JPEG2000", "JPEG2000MC", "HTJ2K",
+    "MPEG2MPML", "MPEG2MPMLF", "MPEG2MPHL", "MPEG2MPHLF", "MPEG4HP41", "MPEG4HP41F", "MPEG4HP41BD",
+    "MPEG4HP41BDF", "MPEG4HP422D", "MPEG4HP422DF", "MPEG4HP423D", "MPEG4HP423DF", "MPEG4HP42STEREO",
+    "MPEG4HP42STEREOF", "HEVCMP51", "HEVCM10P51",
+)
+
+
+def is_lossy(ds: Any) -> bool:
+    """Whether the pixels were lossily compressed: by the transfer syntax, or before (Lossy Image
+    Compression "01", which an uncompressed copy of a JPEG image keeps)."""
+    import pydicom.uid
+
+    lossy = {str(getattr(pydicom.uid, name)) for name in _LOSSY_TRANSFER_SYNTAX_NAMES if hasattr(pydicom.uid, name)}
+    file_meta = getattr(ds, "file_meta", None)
+    transfer_syntax = str(file_meta.get("TransferSyntaxUID", "")) if file_meta is not None else ""
+    return transfer_syntax in lossy or str(ds.get("LossyImageCompression", "")).strip() == "01"
 
 
 def identifiers(ds: Any) -> dict[str, str]:

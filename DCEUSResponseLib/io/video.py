@@ -42,6 +42,9 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mov", ".mkv", ".m4v", ".w
 #: A pixel counts as grey when its R, G, B differ by at most this many levels (0..255); lossy
 #: codecs and YUV to RGB conversion move grey pixels by a level or two, JPEG-like codecs by a few.
 GREY_CHANNEL_TOLERANCE = 6
+#: FFmpeg decoders of codecs that code only losslessly; any other (H.264, whose lossless mode a stream
+#: does not declare, MPEG-4, MJPEG, VP9...) is taken as lossy (``Clip.lossy``).
+LOSSLESS_CODECS = frozenset({"ffv1", "png", "rawvideo", "huffyuv", "ffvhuff", "utvideo", "qtrle", "magicyuv", "apng"})
 #: Warn when at least this fraction of frames repeat their predecessor exactly (a video exported
 #: at a higher rate than the acquisition duplicates frames).
 REPEATED_FRAME_WARNING_FRACTION = 0.10
@@ -135,6 +138,7 @@ def read_video_clip(path: str | os.PathLike, frame_rate_hz: float | None = None,
         regions=[],
         timing_source=timing_source,
         warnings=warnings,
+        lossy=decoded.lossy,
     )
 
 
@@ -235,6 +239,7 @@ class _Decoded:
         self.warnings: list[str] = []
         self.declared_frames = 0  # the container's frame count (0: not stated)
         self.declared_seconds: float | None = None  # the video's duration as the container states it
+        self.lossy = True  # unless the codec is one that only codes losslessly (LOSSLESS_CODECS)
 
     def append(self, image: np.ndarray, expected_frames: int = 0, path: str = "") -> None:
         # The container's frame count is a claim, not a size: never allocate beyond the clip limit.
@@ -297,6 +302,7 @@ def _decode(av: Any, path: str, keep_colour: bool) -> _Decoded:
         result.container_has_timestamps = not flags & _AVFMT_NOTIMESTAMPS
         result.average_rate = _positive_fraction(stream.average_rate)
         result.bitstream_rate = _positive_fraction(getattr(stream.codec_context, "framerate", None))
+        result.lossy = str(getattr(stream.codec_context, "name", "") or "") not in LOSSLESS_CODECS
         # Containers that index their frames know the count in advance (else the buffer grows).
         expected_frames = int(stream.frames or 0) + 1
         result.declared_frames = int(stream.frames or 0)

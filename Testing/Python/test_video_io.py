@@ -69,6 +69,7 @@ def test_video_gives_the_dicom_parameters(reference, name, arguments, pixel_tole
     np.testing.assert_allclose(video.frame_times_s, clip.frame_times_s, atol=1e-6)
     assert video.regions == [] and video.pixel_spacing_mm is None
     assert any("pixels" in warning for warning in video.warnings)
+    assert video.lossy == name.startswith("h264")  # H.264 is taken as lossy: a stream does not declare otherwise
     if pixel_tolerance is not None:
         assert np.abs(video.frames.astype(np.int16) - clip.frames).max() <= pixel_tolerance
     else:  # lossy: near in brightness (4:2:0 chroma is shared by 2 x 2 pixels, so compare luma)
