@@ -99,6 +99,9 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     photometric = str(meta.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
     palette = None
     if photometric in ("YBR_FULL", "YBR_FULL_422"):
+        if frames.dtype != np.uint8:  # as pydicom's own conversion refuses
+            raise InputError(f"{photometric} pixel data of {int(ds.BitsAllocated)} bits cannot be converted "
+                             "to RGB (8 bits only)", path)
         frames = rgb_from_ybr_full(frames)
         photometric = "RGB"
     elif photometric == "MONOCHROME1":

@@ -600,3 +600,18 @@ def test_pydicom_example_rgb_color_is_a_single_frame():
     with pytest.raises(InputError, match="single frame") as error:
         read_clip(path)
     assert_one_line_naming(error, path)
+
+
+def test_sixteen_bit_ybr_is_refused_not_turned_into_white(tmp_path):
+    """Decoding YBR as stored skipped pydicom's 8-bit check: 16-bit YBR_FULL became all-white frames
+    (the second review); it is an input error, as it was."""
+    frames = np.repeat(rgb_frames()[:, :, : COLUMNS // 2], 2, axis=2)
+    path = tmp_path / "ybr16.dcm"
+    write_ultrasound_multiframe(path, frames, IRREGULAR_TIMES_S, photometric="YBR_FULL")
+    ds = pydicom.dcmread(path)
+    wide = np.frombuffer(ds.PixelData, dtype=np.uint8).astype(np.uint16) * 257
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelData = wide.astype("<u2").tobytes()
+    ds.save_as(path)
+    with pytest.raises(InputError, match="8 bits only"):
+        read_clip(path)
