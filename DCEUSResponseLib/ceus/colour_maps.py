@@ -478,6 +478,6 @@ def luma_lookup(table: np.ndarray) -> np.ndarray | None:
 def gray_from_luma(frames: np.ndarray, knots: np.ndarray) -> np.ndarray:
     """Gray level (float32 0..255) of RGB ``frames`` from their luma through :func:`luma_lookup` knots."""
     values = luma(frames)
-    # np.interp needs increasing x; ties (flat stretches) are broken by a tiny ramp.
+    # np.interp needs increasing x; equal lumas left by the running maximum are broken by a tiny ramp.
     knot_luma = knots[0] + np.arange(knots.shape[1]) * 1e-6
     return np.interp(values, knot_luma, knots[1]).astype(np.float32)

@@ -24,8 +24,8 @@ from DCEUSResponseLib.ceus.colour_maps import (
     gray_from_luma,
     gray_positions,
     luma_lookup,
-    saturation_gray,
     panel_blocks,
+    saturation_gray,
 )
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError

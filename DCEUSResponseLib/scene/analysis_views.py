@@ -13,6 +13,7 @@ from typing import Any
 
 from DCEUSResponseLib.scene.fusion_views import MAP_OPACITY, overlay_map_node
 from DCEUSResponseLib.scene.nodes import slice_view_nodes
+from DCEUSResponseLib.scene.segmentation import show_roi_outlines
 
 CONTRAST_VIEW = "Red"
 BMODE_VIEW = "Yellow"
@@ -43,10 +44,7 @@ def add_analysis_views(scene: Any, clip_nodes: Any, map_nodes: dict[str, Any] | 
         _fit_to_volume(scene, slice_node, volume)
         slice_nodes[view] = slice_node
     if segmentation is not None:
-        display = segmentation.GetDisplayNode()
-        display.SetVisibility2DFill(False)
-        display.SetVisibility2DOutline(True)
-        display.SetSliceIntersectionThickness(2)
+        show_roi_outlines(segmentation)
     return slice_nodes
 
 

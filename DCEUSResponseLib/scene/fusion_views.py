@@ -38,6 +38,7 @@ from DCEUSResponseLib.scene.nodes import (
     volume_ijk_to_ras,
     vtk_matrix,
 )
+from DCEUSResponseLib.scene.segmentation import show_roi_outlines
 from DCEUSResponseLib.spatial.registration import LPS_FROM_RAS
 from DCEUSResponseLib.spatial.resample import slab_offsets_mm
 
@@ -227,11 +228,8 @@ def overlay_map_node(maps: dict[str, Any] | None):
 def _show_outlines(segmentation: Any, views: list[Any]) -> None:
     if segmentation is None:
         return
-    display = segmentation.GetDisplayNode()
-    display.SetVisibility2DFill(False)
-    display.SetVisibility2DOutline(True)
-    display.SetSliceIntersectionThickness(2)
-    display.SetVisibility3D(False)  # in 3D the ROIs would hide the map on the plane
+    show_roi_outlines(segmentation)
+    segmentation.GetDisplayNode().SetVisibility3D(False)  # in 3D the ROIs would hide the map on the plane
 
 
 def _volume_rendering(scene: Any, logic: Any, volume: Any, name: str, preset: dict, view: Any):

@@ -194,3 +194,9 @@ def _node_ids(scene) -> set[str]:
     return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
+def show_roi_outlines(segmentation_node) -> None:
+    """Show the ROIs as outlines (2 px) without fill in slice views, so the image under them stays visible."""
+    display = segmentation_node.GetDisplayNode()
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    display.SetSliceIntersectionThickness(2)

@@ -270,6 +270,8 @@ def render_map_slice_view(app, analysis, clip_nodes, segmentation, maps, path: s
     outlines, the map's legend and a ruler."""
     import slicer
 
+    from DCEUSResponseLib.scene.segmentation import show_roi_outlines
+
     scene = app.scene
     slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene, True)
     maker = slicer.vtkMRMLSliceLogic()  # the Red slice and composite nodes, made as Slicer makes them
@@ -286,10 +288,7 @@ def render_map_slice_view(app, analysis, clip_nodes, segmentation, maps, path: s
     composite.SetForegroundVolumeID(overlay.GetID())
     composite.SetForegroundOpacity(FOREGROUND_OPACITY)
 
-    segmentation_display = segmentation.GetDisplayNode()
-    segmentation_display.SetVisibility2DFill(False)
-    segmentation_display.SetVisibility2DOutline(True)
-    segmentation_display.SetSliceIntersectionThickness(2)
+    show_roi_outlines(segmentation)
 
     if not scene.IsNodeClassRegistered("vtkMRMLColorLegendDisplayNode"):  # the Colors module registers it
         scene.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())
