@@ -6,6 +6,7 @@ import decimal
 import json
 import math
 import pathlib
+import re
 import sys
 
 import pytest
@@ -38,12 +39,48 @@ def _last_digit(text) -> float:
     return 1.01 * 10.0 ** digits.exponent
 
 
-def _differences(expected, actual, path="", out=None):
-    """Paths where the two differ; floats (and numeric strings) within 1e-6 relative, or one unit of the
-    last printed digit, count as equal.
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+#: Floats within this relative difference are equal; counts (integers) within COUNT_TOLERANCE.
+RELATIVE_TOLERANCE = 1e-4
+COUNT_TOLERANCE = 1e-3
 
-    Not closer: numpy / scipy releases move the fits' last digits (2e-8 relative measured between the
-    versions pip installed in two sessions), while any change of the engine's numbers is far larger."""
+
+#: Percentages (changes from baseline) within this many percentage points: a change near zero is the
+#: difference of two close values, whose relative tolerance it does not inherit.
+PERCENT_POINTS_TOLERANCE = 1e-4
+
+
+def _close(expected: str | float, actual: str | float, path: str = "") -> bool:
+    e, a = _number(expected), _number(actual)
+    if e is None or a is None:
+        return False
+    if _is_count(expected) and _is_count(actual):
+        return abs(e - a) <= COUNT_TOLERANCE * abs(e)
+    floor = PERCENT_POINTS_TOLERANCE if path.endswith("percent") else 0.0
+    return math.isclose(e, a, rel_tol=RELATIVE_TOLERANCE, abs_tol=max(_last_digit(expected), floor))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value) is not None)
+
+
+def _same_text(expected: str, actual: str) -> bool:
+    """Strings equal but for the numbers in them, which compare as numbers (warnings quote counts)."""
+    if _NUMBER.sub("#", expected) != _NUMBER.sub("#", actual):
+        return False
+    return all(e == a or _close(e, a) for e, a in zip(_NUMBER.findall(expected), _NUMBER.findall(actual)))
+
+
+def _differences(expected, actual, path="", out=None):
+    """Paths where the two differ. Numbers, numeric strings and the numbers inside strings count as equal
+    within :data:`RELATIVE_TOLERANCE` (counts within :data:`COUNT_TOLERANCE`), or one unit of the last
+    printed digit.
+
+    Not closer: CPUs with other vector units (AVX2 / AVX-512) round numpy's float32 exp and log
+    differently; between two such machines the demo's ROI and map figures moved by up to 5e-5 relative
+    and a map's pixel counts by up to 2 of 45,000 (the Levenberg-Marquardt fit of a speckle pixel on a
+    flat cost can end in a neighbouring minimum). Any change of the engine's numbers is far larger (the
+    eighth session's colour fixes moved the demo by 2-3e-3)."""
     out = [] if out is None else out
     if isinstance(expected, dict) and isinstance(actual, dict):
         for key in sorted(set(expected) | set(actual)):
@@ -57,19 +94,29 @@ def _differences(expected, actual, path="", out=None):
         for index, (e, a) in enumerate(zip(expected, actual)):
             _differences(e, a, f"{path}[{index}]", out)
     elif expected != actual:
-        e, a = _number(expected), _number(actual)
-        if e is None or a is None or not math.isclose(e, a, rel_tol=1e-6, abs_tol=_last_digit(expected)):
+        texts = isinstance(expected, str) and isinstance(actual, str)
+        if not (_close(expected, actual, path) or (texts and _same_text(expected, actual))):
             out.append(f"{path}: expected {str(expected)[:80]!r}, found {str(actual)[:80]!r}")
     return out
 
 
 def test_the_comparison_sees_a_changed_number():
-    assert _differences({"a": [1.0, "2.5"]}, {"a": [1.0, "2.5000001"]}) == []
-    assert _differences({"a": [1.0]}, {"a": [1.00001]}) == ["/a[0]: expected '1.0', found '1.00001'"]
+    assert _differences({"a": [1.0, "2.5"]}, {"a": [1.0, "2.50001"]}) == []
+    assert _differences({"a": [1.0]}, {"a": [1.001]}) == ["/a[0]: expected '1.0', found '1.001'"]
     assert _differences(["0.000392104"], ["0.000392103"]) == []  # a rounded cell flipping its last digit
-    assert _differences(["0.000392104"], ["0.000392102"]) != []
+    assert _differences(["0.000392104"], ["0.000392004"]) != []
     assert _differences({"a": [1.0, "2.5"]}, {"a": [1.0, "2.6"]}) == ["/a[1]: expected '2.5', found '2.6'"]
     assert _differences({"a": 1}, {"b": 1}) == ["/a: missing", "/b: unexpected"]
+    # counts: two pixels of 45,000 pass, ten of 2,900 do not; numbers inside a warning compare as numbers
+    assert _differences(["45080", 2891], ["45078", 2893]) == []
+    assert _differences(["2891"], ["2901"]) != []
+    assert _differences(["maps: of 58539 fitted: mTTl 7915"], ["maps: of 58538 fitted: mTTl 7916"]) == []
+    assert _differences(["maps: of 58539 fitted: mTTl 7915"], ["maps: of 58539 fitted: mTTl 8915"]) != []
+    assert _differences(["maps: of 58539 fitted: mTTl"], ["maps: of 58539 fitted: AUC"]) != []
+    # the eighth session's colour fixes moved the demo's figures by 2e-3: seen
+    assert _differences([0.0132373], [0.0132373 * (1 - 2e-3)]) != []
+    assert _differences({"delta_percent": -0.0074785}, {"delta_percent": -0.0074793}) == []
+    assert _differences({"delta_percent": -12.5}, {"delta_percent": -12.51}) != []
 
 
 def test_demo_outputs_equal_the_recorded_snapshot(demo_run):

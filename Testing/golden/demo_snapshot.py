@@ -1,9 +1,9 @@
 """A value-for-value snapshot of the demo study's outputs, independent of the engine's own code.
 
 ``snapshot(out_dir)`` reads what ``demo --out out_dir`` wrote: ``results.json``, ``parameters.csv``,
-``tic.csv`` and ``response.json`` as parsed values, each map's NRRD data as a digest of its float32
-bytes, and each scene bundle's nodes (class, name, ``DCEUS.*`` attributes), tables and the digests
-of the voxel data it holds. Paths under ``out_dir`` and the software version are normalised, so
+``tic.csv`` and ``response.json`` as parsed values, each map's NRRD data summarised
+(:func:`_nrrd_summary`), and each scene bundle's nodes (class, name, ``DCEUS.*`` attributes), tables
+and the summaries of the voxel data it holds. Paths under ``out_dir`` and the software version are normalised, so
 two runs of the same engine into different folders give equal snapshots.
 
 Run as a script to (re)write ``Testing/Data/demo-snapshot.json`` from the installed engine:
@@ -68,15 +68,35 @@ def _csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
     return [row for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
 
 
-def _nrrd_digest(data: bytes) -> str:
+def _nrrd_summary(data: bytes) -> dict:
+    """A NRRD's geometry and values: integer data as a digest of its bytes (the clip's pixels) or, with
+    few values (a status or label map), the count of each; float data (a parametric map) as its count
+    of finite pixels and their 5th, 50th and 95th percentiles.
+
+    Not a digest of float maps: CPUs with other vector units (AVX2 / AVX-512) round float32 exp and log
+    differently, which moves a few speckle pixels of every map (the medians by up to 5e-5 relative)."""
     import nrrd
 
     with tempfile.NamedTemporaryFile(suffix=".nrrd") as stream:
         stream.write(data)
         stream.flush()
         array, header = nrrd.read(stream.name)
-    geometry = {k: str(header.get(k)) for k in ("space directions", "space origin", "space", "sizes")}
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16] + " " + json.dumps(geometry)
+    summary = {k: str(header.get(k)) for k in ("space directions", "space origin", "space", "sizes")}
+    summary["type"] = str(array.dtype)
+    if np.issubdtype(array.dtype, np.integer):
+        values, counts = np.unique(array, return_counts=True)
+        if len(values) <= _FEW_VALUES:
+            summary["counts"] = {str(v): int(c) for v, c in zip(values, counts)}
+        else:
+            summary["sha256"] = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+        return summary
+    finite = array[np.isfinite(array)].astype(np.float64)
+    summary["finite"] = int(finite.size)
+    summary["percentiles 5 50 95"] = [float(v) for v in np.percentile(finite, (5, 50, 95))] if finite.size else []
+    return summary
+
+
+_FEW_VALUES = 64
 
 
 def _scene(path: str, out_dir: str) -> dict:
@@ -98,7 +118,7 @@ def _scene(path: str, out_dir: str) -> dict:
                 # as rows of cells, so that numbers compare as numbers (within the test's tolerance)
                 files[short] = _csv_rows(bundle.read(name).decode("utf-8"), "\t" if name.endswith(".tsv") else ",")
             elif name.endswith(".nrrd"):
-                files[short] = _nrrd_digest(bundle.read(name))
+                files[short] = _nrrd_summary(bundle.read(name))
     return {"nodes": nodes, "files": files}
 
 
@@ -117,7 +137,7 @@ def snapshot(out_dir: str, scenes: bool = True) -> dict:
         for name in sorted(os.listdir(os.path.join(folder, "maps"))):
             if name.endswith(".nrrd"):
                 with open(os.path.join(folder, "maps", name), "rb") as stream:
-                    maps[name] = _nrrd_digest(stream.read())
+                    maps[name] = _nrrd_summary(stream.read())
         entry["maps"] = maps
         if scenes:
             entry["scene"] = _scene(os.path.join(folder, f"{exam}.mrb"), out_dir)
