@@ -267,6 +267,8 @@ def _hidden_levels(inwards: np.ndarray, background: np.ndarray, levels_per_pixel
     offsets = np.arange(len(inner), dtype=np.float64)
     colour_slope = np.polyfit(offsets, inner, 1)[0]  # per pixel inwards, per channel
     luma_slope = float(luma(colour_slope))
+    if abs(luma_slope) * (len(inner) - 1) <= BAR_NOISE:
+        return 0.0  # a flat end (the map's own end colour) heads nowhere: the step to the background is seen
     outwards_step = float(luma(background) - luma(inner[0]))
     # The map continued outwards must head for the background (darker past the dark end, brighter past
     # the bright end) and reach it only after more than the one pixel step.
@@ -414,7 +416,8 @@ def flat_stretches(table: np.ndarray) -> list[tuple[int, int]]:
 
     Neighbouring stretches whose colours together stay within :data:`PLATEAU_MOVING_LEVELS` are one
     (a top colour reached through a small step), and a stretch within :data:`_END_SLACK_LEVELS` of an
-    end of the table reaches it (JPEG ringing alters a bar's last pixels)."""
+    end of the table reaches it when the rows between keep its luma (JPEG ringing alters a bar's last
+    pixels' colour); a map that goes on brightening (or darkening) there is not flat to its end."""
     table = np.asarray(table, dtype=np.float64)
     runs, first = [], 0
     while first < len(table):
@@ -429,10 +432,15 @@ def flat_stretches(table: np.ndarray) -> list[tuple[int, int]]:
     def moving(a: int, b: int) -> bool:  # the map moves between rows a and b (or b is off the table)
         return not 0 <= b < len(table) or np.abs(table[b] - table[a]).max() > PLATEAU_MOVING_LEVELS
 
+    def near(first: int, stop: int, rows: slice) -> bool:  # rows show the stretch's brightness
+        # Luma, not every channel: 4:2:2 chroma rings by 14 levels at a horizontal bar's end where its
+        # luma stays within 1.5 of the stretch's; a map still rising past the stretch leaves it by more.
+        return bool(np.all(np.abs(luma(table[rows]) - np.median(luma(table[first:stop]))) <= PLATEAU_MOVING_LEVELS))
+
     stretches = []
     for first, stop in runs:
-        first = 0 if first <= _END_SLACK_LEVELS else first
-        stop = len(table) if stop >= len(table) - _END_SLACK_LEVELS else stop
+        first = 0 if first <= _END_SLACK_LEVELS and near(first, stop, slice(0, first)) else first
+        stop = len(table) if stop >= len(table) - _END_SLACK_LEVELS and near(first, stop, slice(stop, None)) else stop
         if moving(first, first - PLATEAU_MIN_LEVELS) and moving(stop - 1, stop - 1 + PLATEAU_MIN_LEVELS):
             stretches.append((first, stop))
     return stretches

@@ -419,6 +419,9 @@ def gray_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype) -> np.ndarr
     return table
 
 
+_GATHER_PIXELS = 1 << 19  # pixels per gather of linear_intensity (4 MiB of intp indices)
+
+
 def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float) -> np.ndarray:
     """Linear echo power (a.u., float32) of ``frames`` (a crop of ``clip.frames``).
 
@@ -426,6 +429,16 @@ def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dyn
     pixel instead of the arithmetic and exponential); colour values are mapped to gray first.
     """
     table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
-    if table is not None:
-        return linear_from_gray(table, dynamic_range_db)[frames]
-    return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
+    if table is None:
+        return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
+    linear = linear_from_gray(table, dynamic_range_db)
+    if frames.dtype not in (np.uint8, np.uint16):
+        return linear[frames]
+    # A whole-array gather converts every index to intp first (8 bytes a pixel, touched once: page
+    # faults cost 3 x the gather); a few frames at a time keep that temporary in the cache.
+    # The table spans the dtype's whole range, so "clip" never clips (and lets take skip buffering).
+    out = np.empty(frames.shape, dtype=linear.dtype)
+    step = max(1, _GATHER_PIXELS // max(frames[0].size, 1))
+    for start in range(0, frames.shape[0], step):
+        np.take(linear, frames[start:start + step], out=out[start:start + step], mode="clip")
+    return out

@@ -79,7 +79,10 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
         _check_stream_signature(ds, transfer_syntax, path)
     notes = _high_bit_notes(ds, path, n_frames) if decoder.is_native else []
     # YBR is decoded as stored and converted here, keeping each pixel's luma (see rgb_from_ybr_full).
-    stored_ybr = str(ds.PhotometricInterpretation).strip() in ("YBR_FULL", "YBR_FULL_422")
+    # A JPEG stream labelled RGB is YCbCr inside (its JFIF marker says so), and decoded as stored
+    # pydicom relabels it YBR_FULL_422: it takes the same conversion.
+    stored_ybr = (str(ds.PhotometricInterpretation).strip() in ("YBR_FULL", "YBR_FULL_422")
+                  or transfer_syntax in _YBR_INSIDE_SYNTAXES)
     try:
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
@@ -102,7 +105,7 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
         if frames.dtype != np.uint8:  # as pydicom's own conversion refuses
             raise InputError(f"{photometric} pixel data of {int(ds.BitsAllocated)} bits cannot be converted "
                              "to RGB (8 bits only)", path)
-        frames = rgb_from_ybr_full(frames)
+        frames = rgb_from_ybr_full(frames, in_place=True)  # the decoder's own copy
         photometric = "RGB"
     elif photometric == "MONOCHROME1":
         # MONOCHROME1 shows low values bright; invert so that bright = high like MONOCHROME2.
@@ -116,13 +119,14 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     return frames, photometric, palette, notes
 
 
-_LUMA = np.asarray((0.299, 0.587, 0.114), dtype=np.float32)  # BT.601, the Y of YBR_FULL
+#: JPEG processes whose 3-sample streams are YCbCr whatever the header says (PS3.5 8.2.1).
+_YBR_INSIDE_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+_LUMA = np.asarray((0.299, 0.587, 0.114))  # BT.601, the Y of YBR_FULL
 # YBR_FULL -> RGB (PS3.3 C.7.6.3.1.2) on (Y, Cb - 128, Cr - 128) row vectors, as pydicom converts.
-_YBR_TO_RGB = np.asarray([[1.0, 1.0, 1.0], [0.0, -0.114 * 1.772 / 0.587, 1.772], [1.402, -0.299 * 1.402 / 0.587, 0.0]],
-                         dtype=np.float32)
+_YBR_TO_RGB = np.asarray([[1.0, 1.0, 1.0], [0.0, -0.114 * 1.772 / 0.587, 1.772], [1.402, -0.299 * 1.402 / 0.587, 0.0]])
 
 
-def rgb_from_ybr_full(ybr: np.ndarray, frames_per_step: int = 16) -> np.ndarray:
+def rgb_from_ybr_full(ybr: np.ndarray, in_place: bool = False, pixels_per_step: int = 1 << 18) -> np.ndarray:
     """8-bit RGB of 8-bit YBR_FULL pixels (..., 3), each pixel's BT.601 luma kept equal to its Y.
 
     The standard conversion (DICOM PS3.3 C.7.6.3.1.2; pydicom's ``convert_color_space``, whose matrix
@@ -132,33 +136,54 @@ def rgb_from_ybr_full(ybr: np.ndarray, frames_per_step: int = 16) -> np.ndarray:
     level is nine gray levels, read 7 levels low (PE -20 %). The luma a pixel clipped by more than a
     level lost (or gained) is given to the channels that can still take it; every other pixel is
     exactly the standard conversion's.
+
+    With ``in_place`` a writeable C-contiguous ``ybr`` is overwritten and returned, so a decoded clip
+    is never held twice; the float32 temporaries cover ``pixels_per_step`` pixels at a time (about
+    3 MiB each by default) whatever the clip's size.
     """
-    frames = ybr.reshape(-1, *ybr.shape[-3:])
-    rgb = np.empty(frames.shape, dtype=np.uint8)
-    offset = np.float32([0.0, 128.0, 128.0])
-    for start in range(0, frames.shape[0], frames_per_step):
-        chunk = frames[start:start + frames_per_step]
-        exact = (chunk.astype(np.float32) - offset) @ _YBR_TO_RGB
+    can_overwrite = in_place and ybr.flags.writeable and ybr.flags.c_contiguous
+    rgb = ybr if can_overwrite else np.array(ybr, dtype=np.uint8, order="C")
+    pixels = rgb.reshape(-1, 3)
+    for start in range(0, pixels.shape[0], pixels_per_step):
+        chunk = pixels[start:start + pixels_per_step]
+        luma = chunk[:, 0].astype(np.float64)
+        exact = _exact_rgb(chunk)
         # Beyond the 0.9 levels by which rounding Cb and Cr alone can push an in-gamut colour out
         clipped = np.any((exact < -1.0) | (exact > 256.0), axis=-1)
-        out = rgb[start:start + frames_per_step]
-        out[...] = np.clip(np.floor(exact + 0.5), 0.0, 255.0)
+        chunk[...] = np.clip(np.floor(exact + 0.5), 0.0, 255.0)
         if np.any(clipped):
-            luma = chunk[..., 0][clipped].astype(np.float32)
-            out[clipped] = _restore_luma(np.clip(exact[clipped], 0.0, 255.0), luma)
-    return rgb.reshape(ybr.shape)
+            chunk[clipped] = _restore_luma(np.clip(exact[clipped], 0.0, 255.0), luma[clipped])
+    return rgb
+
+
+def _exact_rgb(ybr: np.ndarray) -> np.ndarray:
+    """Unrounded, unclipped RGB (M, 3) float64 of 8-bit YBR_FULL pixels (M, 3).
+
+    Channel by channel, not as a matrix product: BLAS rounds a product differently with the number of
+    rows, and a pixel must convert the same in any chunk."""
+    y = ybr[:, 0].astype(np.float64)
+    blue, red = ybr[:, 1] - 128.0, ybr[:, 2] - 128.0
+    exact = np.empty(ybr.shape, dtype=np.float64)
+    for k in range(3):
+        exact[:, k] = y + _YBR_TO_RGB[1, k] * blue + _YBR_TO_RGB[2, k] * red
+    return exact
 
 
 def _restore_luma(rgb: np.ndarray, luma: np.ndarray) -> np.ndarray:
     """Colours (M, 3) moved to ``luma`` (M,) within 0..255 through the channels not at their limit."""
     for _ in range(3):  # a channel reaching its limit passes the rest on to the others
-        missing = luma - rgb @ _LUMA
+        missing = luma - _luma_of(rgb)
         free = np.where(missing[:, None] > 0, rgb < 255.0, rgb > 0.0)
-        weight = free @ _LUMA
+        weight = _luma_of(free)
         step = np.divide(missing, weight, out=np.zeros_like(missing), where=weight > 1e-6)
         rgb += free * step[:, None]
         np.clip(rgb, 0.0, 255.0, out=rgb)
     return np.floor(rgb + 0.5).astype(np.uint8)
+
+
+def _luma_of(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma (M,) float64 of (M, 3) values, channel by channel (the same in any chunk)."""
+    return _LUMA[0] * rgb[:, 0] + _LUMA[1] * rgb[:, 1] + _LUMA[2] * rgb[:, 2]
 
 
 def _can_view(ds: Any, decoder: Any) -> bool:

@@ -331,6 +331,40 @@ def test_ybr_is_converted_keeping_each_pixels_luma():
     assert np.percentile(clipped_luma_lost[reachable], 50) > 3.0  # what the standard conversion loses
 
 
+@pytest.mark.parametrize("colour", ["gold-map", "curved-tint", "square-tint"])
+def test_a_map_still_brightening_past_a_flat_stretch_near_its_top_is_not_flat_to_the_top(colour):
+    """A map flat over gray 236-247 that brightens again up to 255: the 8-level end slack took the
+    stretch to the top, so gray 236-255 read as 236 and the display saturated at 236, silently. The
+    rows between a stretch and the end must keep its luma; here they leave it by 12-30 luma levels."""
+    from DCEUSResponseLib.ceus.colour_maps import flat_stretches, gray_positions, saturation_gray
+
+    table = display_colour_map(colour).astype(float)
+    table[236:248] = table[236]
+    assert flat_stretches(table) == [(236, 248)]
+    assert saturation_gray(table) == 255.0
+    positions = gray_positions(table)
+    assert positions[240] == pytest.approx(241.5) and list(positions[248:]) == list(range(248, 256))
+    # a stretch running to the top with only its last rows altered is still the top (the JPEG case)
+    top = display_colour_map(colour).astype(float)
+    top[236:] = top[236]
+    top[-3:] += [[-2.0, 0.5, 8.0]]  # chroma ringing, luma within 1 level
+    assert flat_stretches(top) == [(236, 256)] and saturation_gray(top) == 236.0
+
+
+def test_a_flat_bar_end_hides_no_levels():
+    """A bar ending flat in its own colour (an early top) heads nowhere: its slope there is rounding, and
+    dividing the step to the background by it estimated 2.7e16 hidden levels, a spurious reject
+    warning seen on one machine's JPEG decode of the early-top bar."""
+    from DCEUSResponseLib.ceus.colour_maps import _hidden_levels
+
+    end, background = np.array([200.0, 150.0, 50.0]), np.zeros(3)
+    inwards = end[None, :] + 1e-9 * np.arange(12)[:, None] * (end - background)[None, :]
+    assert _hidden_levels(inwards, background, 2.0) == 0.0
+    # a map still falling at its end towards black, cut there, does hide levels
+    falling = end[None, :] + 0.05 * np.arange(12)[:, None] * (end - background)[None, :]
+    assert 20 * 2.0 - 2.0 * 1.5 < _hidden_levels(falling, background, 2.0) < 20 * 2.0
+
+
 # Bar geometries a scanner may draw (the eighth session's review of the bar-end rules).
 
 def _repaint_bar(clip, table, *, horizontal=False, at_edge=False, background=None, outline=None, tick=False):

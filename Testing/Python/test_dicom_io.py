@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pydicom
@@ -166,6 +167,64 @@ def test_jpeg_baseline_colour_is_ybr_422_and_read_as_rgb(tmp_path):
     assert error.mean() < 3
     # per channel too: a skipped YBR->RGB conversion would put luma in R and chroma in G, B
     assert all(error[..., channel].mean() < 4 for channel in range(3))
+
+
+def _saturated_colour_frames() -> np.ndarray:
+    """Reds and yellows at full saturation (a "hot" map's bright third): 4:2:2 chroma pushes them out
+    of the RGB gamut, where the clipping conversion lowers their luma."""
+    ramp = np.linspace(0, 255, 64)
+    frames = np.zeros((3, 32, 64, 3), dtype=np.uint8)
+    frames[..., 0] = 255
+    frames[..., 1] = ramp[None, None, :]
+    frames[:, ::2, ::3, 2] = 90  # chroma edges between neighbours of a pair
+    return frames
+
+
+def test_a_jpeg_stream_labelled_rgb_is_converted_as_the_ybr_it_holds(tmp_path):
+    """A JPEG Baseline stream is YCbCr inside whatever the header says; labelled RGB, pydicom decoded and
+    converted it with its clipping conversion (channels up to 73 levels from the YBR-labelled read of the
+    same stream). It now takes the luma-keeping conversion of a stream labelled YBR_FULL_422."""
+    from pydicom.pixels import get_decoder
+
+    frames = _saturated_colour_frames()
+    labelled_ybr, labelled_rgb = tmp_path / "ybr.dcm", tmp_path / "rgb.dcm"
+    write_ultrasound_multiframe(labelled_ybr, frames, IRREGULAR_TIMES_S[:3], photometric="RGB",
+                                transfer_syntax="jpeg-baseline")
+    shutil.copyfile(labelled_ybr, labelled_rgb)
+    rewrite_dicom(labelled_rgb, PhotometricInterpretation="RGB")
+    as_ybr, as_rgb = read_clip(str(labelled_ybr)), read_clip(str(labelled_rgb))
+    assert as_rgb.photometric == "RGB"
+    np.testing.assert_array_equal(as_rgb.frames, as_ybr.frames)
+    ds = pydicom.dcmread(labelled_rgb)
+    with warnings.catch_warnings():  # pydicom notes the label's mismatch with the JFIF marker
+        warnings.simplefilter("ignore")
+        clipped_by_pydicom, _ = get_decoder(ds.file_meta.TransferSyntaxUID).as_array(ds, as_rgb=True)
+    assert np.abs(clipped_by_pydicom.astype(int) - as_rgb.frames).max() > 8  # the read differs from that
+
+
+def test_ybr_conversion_is_chunked_by_pixels_and_may_overwrite_its_input():
+    """The same RGB in any chunking; in place, the input's own buffer is the output and no temporary
+    grows with the clip (16-frame chunks held +1.2-1.7 GB for 1080p frames; the output was a second
+    copy of the clip)."""
+    import tracemalloc
+
+    from DCEUSResponseLib.io.dicom_frames import rgb_from_ybr_full
+
+    rng = np.random.default_rng(5)
+    ybr = rng.integers(0, 256, size=(48, 240, 320, 3)).astype(np.uint8)
+    kept = ybr.copy()
+    reference = rgb_from_ybr_full(ybr)
+    np.testing.assert_array_equal(ybr, kept)  # not in place: the input is left as it was
+    np.testing.assert_array_equal(rgb_from_ybr_full(ybr, pixels_per_step=7777), reference)
+    tracemalloc.start()
+    try:
+        converted = rgb_from_ybr_full(ybr, in_place=True, pixels_per_step=1 << 13)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert converted is ybr
+    np.testing.assert_array_equal(converted, reference)
+    assert peak < 0.2 * ybr.nbytes, peak / ybr.nbytes  # the temporaries follow the step, not the clip
 
 
 def test_monochrome1_is_inverted(tmp_path):
