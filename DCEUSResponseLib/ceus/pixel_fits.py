@@ -95,13 +95,18 @@ def _bin(values: np.ndarray, index: np.ndarray, weights: np.ndarray | None = Non
     """Weighted means of the rows of ``values`` per bin, and each bin's total weight (its count)."""
     # Frames are in time order, so every bin is a contiguous run of rows.
     starts = np.flatnonzero(np.diff(index, prepend=-1))
-    if weights is None:
-        totals = np.diff(np.append(starts, len(index))).astype(np.float64)
-        sums = np.add.reduceat(values, starts, axis=0)
+    stops = np.append(starts[1:], len(index))
+    totals = (stops - starts).astype(np.float64) if weights is None else np.add.reduceat(
+        weights.astype(np.float64), starts)
+    shaped = None if weights is None else weights.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
+    if values.ndim == 1:
+        sums = np.add.reduceat(values if shaped is None else values * shaped, starts)
     else:
-        totals = np.add.reduceat(weights.astype(np.float64), starts)
-        shaped = weights.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype)
-        sums = np.add.reduceat(values * shaped, starts, axis=0)
+        # One reduction per bin: reduceat along the rows of a (frames x pixels) chunk took 13 x longer.
+        sums = np.empty((len(starts),) + values.shape[1:], dtype=values.dtype)
+        for row, (start, stop) in enumerate(zip(starts, stops)):
+            rows = values[start:stop] if shaped is None else values[start:stop] * shaped[start:stop]
+            np.add.reduce(rows, axis=0, out=sums[row])
     return sums / totals.reshape((-1,) + (1,) * (values.ndim - 1)).astype(values.dtype), totals
 
 
@@ -136,13 +141,14 @@ class _Dictionary:
         weights = self.weights
         mean_y = weights @ binned
         centred_y = (binned - mean_y[None, :]) * np.sqrt(weights)[:, None].astype(binned.dtype)
-        products = self.centred @ centred_y.astype(np.float32)  # (G, P): the one BLAS product
+        # (P, G): the one BLAS product, pixels in rows so that the search runs along contiguous rows
+        products = centred_y.astype(np.float32).T @ self.centred.T
         # Residual reduction p^2/|s|^2, signed so that shapes with A < 0 (p < 0) never win.
         score = np.abs(products)
         score *= products
-        score *= self.inverse_norms[:, None]
-        best = np.argmax(score, axis=0)
-        area = products[best, np.arange(binned.shape[1])] / self.norms[best]
+        score *= self.inverse_norms[None, :]
+        best = np.argmax(score, axis=1)
+        area = products[np.arange(binned.shape[1]), best] / self.norms[best]
         area = np.maximum(area, 0.0)
         offset = np.maximum(mean_y - area * self.means[best], 0.0)
         return np.stack([offset, area, self.t0[best], self.p1[best], self.p2[best]], axis=1)
@@ -278,14 +284,19 @@ def _normal_equations(model: BolusModel, times_s: np.ndarray, y: np.ndarray, x: 
         for column in columns:
             column *= root_w
     residual = np.subtract(y, curve, out=curve)
-    ones = np.ones((len(times_s), 1), dtype=np.float32) if root_w is None else root_w
-    columns = [np.broadcast_to(ones, y.shape)] + columns
+    # The offset's column is the same for every pixel: its products are matrix-vector products
+    # (BLAS, 3.6 x faster than the elementwise reductions of the other columns).
+    offset_column = np.ones(len(times_s), dtype=np.float32) if root_w is None else root_w[:, 0]
     normal = np.empty((x.shape[0], 5, 5))
     gradient = np.empty((x.shape[0], 5))
-    for i in range(5):
-        gradient[:, i] = np.einsum("np,np->p", columns[i], residual)
+    gradient[:, 0] = offset_column @ residual
+    normal[:, 0, 0] = float(offset_column @ offset_column)
+    for j in range(1, 5):
+        normal[:, 0, j] = normal[:, j, 0] = offset_column @ columns[j - 1]
+    for i in range(1, 5):
+        gradient[:, i] = np.einsum("np,np->p", columns[i - 1], residual)
         for j in range(i, 5):
-            normal[:, i, j] = normal[:, j, i] = np.einsum("np,np->p", columns[i], columns[j])
+            normal[:, i, j] = normal[:, j, i] = np.einsum("np,np->p", columns[i - 1], columns[j - 1])
     cost = np.einsum("np,np->p", residual, residual).astype(np.float64)
     return normal, gradient, cost
 
