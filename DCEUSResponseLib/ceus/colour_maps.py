@@ -27,10 +27,14 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as in DICOM YBR_FULL
 #: A colour bar is at least this long (pixels along the map) and this wide (pixels across).
 MIN_BAR_LENGTH_PX = 32
 MIN_BAR_WIDTH_PX = 3
+#: Pixels a bar may lose at its ends to its search: an end pixel reached by a step steeper than the
+#: bar allows (a map's dark end into black), or blurred by JPEG. A 32-pixel bar was cut to 31 and not found.
+_END_LOSS_PX = 4
 #: and spans at least this many luma levels between its ends.
 MIN_BAR_LUMA_RANGE = 96.0
-#: Between neighbouring pixels along a bar, luma rises by at most this much (a 32-pixel bar over the
-#: full range steps by 8) and falls by no more than JPEG noise.
+#: Between neighbouring pixels along a bar, luma rises by at most this much and falls by no more than
+#: JPEG noise: a 32-pixel bar over the full range steps by 8 on average, and a map's steepest third
+#: ("hot"'s red-to-yellow, 1.8 luma levels per gray level) by twice that.
 MAX_BAR_STEP = 14.0
 BAR_NOISE = 2.5
 #: Static pixels vary over the clip by at most this much (display levels): JPEG decodes an unchanged
@@ -110,7 +114,7 @@ def _vertical_bars(image: np.ndarray, static: np.ndarray) -> list[tuple[int, int
         rising = both_static & (sign * step >= -BAR_NOISE) & (sign * step <= MAX_BAR_STEP) \
             & (colour_step <= 2 * MAX_BAR_STEP)
         for column in range(image.shape[1]):
-            best = _best_run(rising[:, column], y[:, column], sign)
+            best = _best_run(rising[:, column], y[:, column], sign, static[:, column])
             if best is not None:
                 candidates.setdefault(column, []).append(best)
     bars = []
@@ -132,7 +136,7 @@ def _vertical_bars(image: np.ndarray, static: np.ndarray) -> list[tuple[int, int
     return bars
 
 
-def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float) -> tuple[int, int] | None:
+def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float, static: np.ndarray) -> tuple[int, int] | None:
     """The [first, stop) pixel run joined by ``ok_steps`` with the largest luma range in the direction
     ``sign`` (+1: luma rising along the run), if bar-like.
 
@@ -144,12 +148,36 @@ def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float) -> tuple[int, in
     best, best_range = None, 0.0
     for start, stop in zip(edges[::2], edges[1::2]):
         pixels = (start, stop + 1)  # steps start..stop-1 join pixels start..stop
-        if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX:
+        if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX - _END_LOSS_PX:
             continue
         span = sign * float(y[pixels[1] - 1] - y[pixels[0]])
         if span >= MIN_BAR_LUMA_RANGE and span > best_range:
             best, best_range = pixels, span
-    return best
+    return None if best is None else _with_steep_ends(best, y, sign, static)
+
+
+def _with_steep_ends(run: tuple[int, int], y: np.ndarray, sign: float, static: np.ndarray) -> tuple[int, int]:
+    """``run`` with the static pixel past each end joined when the step to it continues the bar's slope
+    there (same direction, at most :data:`_END_STEP_RATIO` times the mean of the next
+    :data:`_END_STEP_PIXELS` steps): a map's last gray level can step more steeply than the bar allows
+    (early top's dark end into black: -12.5 luma levels after steps of -8), and a 32-pixel bar cut to 31
+    was lost, a 40-pixel one read 4 levels off. A reject level's jump (five such steps on a 100-pixel
+    bar) stays outside, where :func:`_hidden_levels` sees it."""
+    first, stop = run
+    inside = sign * np.diff(y[first:stop])
+    if first > 0 and static[first - 1]:
+        slope = max(float(np.mean(inside[:_END_STEP_PIXELS])), BAR_NOISE)
+        if 0.0 < sign * float(y[first] - y[first - 1]) <= _END_STEP_RATIO * slope:
+            first -= 1
+    if stop < len(y) and static[stop]:
+        slope = max(float(np.mean(inside[-_END_STEP_PIXELS:])), BAR_NOISE)
+        if 0.0 < sign * float(y[stop] - y[stop - 1]) <= _END_STEP_RATIO * slope:
+            stop += 1
+    return first, stop
+
+
+_END_STEP_PIXELS = 4
+_END_STEP_RATIO = 2.0
 
 
 #: A bar end is faded when more than this fraction of the bar's pixels lie within
@@ -208,7 +236,7 @@ def _table_from_profile(profile: np.ndarray, beside: list[np.ndarray] | tuple = 
     around = {"dark": [side[first] for side in sides], "bright": [side[stop - 1] for side in sides]}
     trimmed = {"dark": first > 0, "bright": stop < len(profile)}
     profile = profile[first:stop]
-    if len(profile) < MIN_BAR_LENGTH_PX:
+    if len(profile) < MIN_BAR_LENGTH_PX - _END_LOSS_PX:
         return None, []
     position = np.linspace(0.0, 1.0, len(profile))
     wanted = np.linspace(0.0, 1.0, 256)

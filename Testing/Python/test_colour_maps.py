@@ -367,8 +367,9 @@ def test_a_flat_bar_end_hides_no_levels():
 
 # Bar geometries a scanner may draw (the eighth session's review of the bar-end rules).
 
-def _repaint_bar(clip, table, *, horizontal=False, at_edge=False, background=None, outline=None, tick=False):
-    """``clip`` with its bar replaced by ``table`` painted 100 px long, 10 px wide (gray 255 first):
+def _repaint_bar(clip, table, *, horizontal=False, at_edge=False, background=None, outline=None, tick=False,
+                 length=100):
+    """``clip`` with its bar replaced by ``table`` painted ``length`` px long, 10 px wide (gray 255 first):
     vertical in the right border (at the frame's edge with ``at_edge``) or horizontal below the panel;
     on a ``background`` colour, framed by a 1-px ``outline``, or with a tick beside its dark end."""
     from dataclasses import replace
@@ -382,13 +383,13 @@ def _repaint_bar(clip, table, *, horizontal=False, at_edge=False, background=Non
         frames[:, 18:height, width - 22:width, :] = background
     if outline is not None:
         frames[:, 23:125, width - 15:width - 3, :] = outline
-    gray = np.round(np.linspace(255.0, 0.0, 100)).astype(int)
+    gray = np.round(np.linspace(255.0, 0.0, length)).astype(int)
     colours = np.round(table).astype(np.uint8)[gray]
     if horizontal:
-        frames[:, height + 8:height + 18, 20:120, :] = colours[None, :, :]
+        frames[:, height + 8:height + 18, 20:20 + length, :] = colours[None, :, :]
     else:
         column = width - 10 if at_edge else width - 14
-        frames[:, 24:124, column:column + 10, :] = colours[:, None, :]
+        frames[:, 24:24 + length, column:column + 10, :] = colours[:, None, :]
     if tick:
         frames[:, 124, width - 18:width - 14] = 200
     return replace(clip, frames=frames)
@@ -414,6 +415,20 @@ def _gray_error_with_bar(tmp_path, colour, transfer_syntax="explicit", table=Non
     mapping = choose_colour_mapping(read, read_panel, warnings=warnings)
     recovered = gray_levels(read.frames[:, read_panel[0], read_panel[1]], read, mapping)
     return mapping, warnings, recovered - grey.frames[:, panel[0], panel[1]]
+
+
+@pytest.mark.parametrize("colour, length, transfer_syntax, limit", [
+    ("early-top", 32, "explicit", 0.5), ("early-top", 32, "jpeg-baseline", 2.0), ("early-top", 40, "explicit", 0.5),
+    ("gold-map", 32, "explicit", 0.5), ("gold-map", 40, "explicit", 0.5), ("gold-map", 40, "jpeg-baseline", 2.0)])
+def test_a_short_bar_keeps_its_steep_last_pixel(tmp_path, colour, length, transfer_syntax, limit):
+    """A map's dark end can step into black more steeply than a bar's steps may (-12.5 luma levels after
+    steps of -8 on a 32-pixel bar): the search dropped that pixel, so a 32-pixel bar was too short and
+    the clip's colours were used (median error 13.6 / 21.6 through JPEG), and a 40-pixel bar was read
+    stretched (4.0-4.2 levels). (A 32-pixel "hot" bar steps 16 luma levels in its red-to-yellow third,
+    as steep as a reject level's edge through JPEG: its clip's colours are used, 0.3 / 3.3 levels.)"""
+    mapping, warnings, error = _gray_error_with_bar(tmp_path, colour, transfer_syntax, length=length)
+    assert mapping.source == "colour_bar" and warnings == []
+    assert np.median(np.abs(error)) < limit
 
 
 @pytest.mark.parametrize("geometry", [dict(at_edge=True), dict(horizontal=True), dict(outline=255)],
