@@ -13,20 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from DCEUSResponseLib.ceus.colour_maps import (
-    LUMA_WEIGHTS,
     CURVE_DISTANCE_TOLERANCE,
     CURVE_OUTLIER_FRACTION,
     RecoveredMap,
-    block_distances,
     curve_from_colours,
     find_colour_bar,
-    flat_stretches,
-    gray_from_luma,
-    gray_positions,
-    luma_lookup,
     panel_blocks,
-    saturation_gray,
 )
+from DCEUSResponseLib.ceus.colour_tables import (LUMA_WEIGHTS, block_distances, flat_stretches, gray_from_luma,
+                                                  gray_positions, luma_lookup, saturation_gray)
 from DCEUSResponseLib.clip import Clip
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.io.files import require_regular_file

@@ -312,7 +312,7 @@ def test_ybr_is_converted_keeping_each_pixels_luma():
     its Y as luma (a saturated red-yellow with a neighbour's chroma lost 4-9 luma levels)."""
     from pydicom.pixels import convert_color_space
 
-    from DCEUSResponseLib.ceus.colour_maps import luma
+    from DCEUSResponseLib.ceus.colour_tables import luma
     from DCEUSResponseLib.io.dicom_frames import rgb_from_ybr_full
 
     rng = np.random.default_rng(2)
@@ -336,7 +336,7 @@ def test_a_map_still_brightening_past_a_flat_stretch_near_its_top_is_not_flat_to
     """A map flat over gray 236-247 that brightens again up to 255: the 8-level end slack took the
     stretch to the top, so gray 236-255 read as 236 and the display saturated at 236, silently. The
     rows between a stretch and the end must keep its luma; here they leave it by 12-30 luma levels."""
-    from DCEUSResponseLib.ceus.colour_maps import flat_stretches, gray_positions, saturation_gray
+    from DCEUSResponseLib.ceus.colour_tables import flat_stretches, gray_positions, saturation_gray
 
     table = display_colour_map(colour).astype(float)
     table[236:248] = table[236]
@@ -486,7 +486,7 @@ def test_an_early_top_through_a_horizontal_jpeg_bar_is_still_the_top(tmp_path):
 
 def test_a_top_colour_reached_through_a_small_step_is_one_flat_top():
     """Two flat runs 2 levels apart (230-237, 238-255) each failed the 'moving beside it' test."""
-    from DCEUSResponseLib.ceus.colour_maps import flat_stretches
+    from DCEUSResponseLib.ceus.colour_tables import flat_stretches
 
     table = display_colour_map("early-top")
     table[230:238] = table[255] - 2.0
