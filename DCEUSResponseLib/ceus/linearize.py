@@ -414,6 +414,14 @@ def gray_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype) -> np.ndarr
     return table
 
 
+def linear_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype, dynamic_range_db: float) -> np.ndarray | None:
+    """Linear echo power (a.u., float32) of every stored value of an integer ``dtype`` (see
+    :func:`gray_lookup`; None for colour clips): ``linear_lookup(...)[frames]`` equals
+    ``linear_intensity(frames, ...)`` value for value."""
+    table = gray_lookup(clip, mapping, dtype)
+    return None if table is None else linear_from_gray(table, dynamic_range_db)
+
+
 _GATHER_PIXELS = 1 << 19  # pixels per gather of linear_intensity (4 MiB of intp indices)
 
 
@@ -423,10 +431,9 @@ def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dyn
     Integer display values of grey and palette clips go through a lookup table (one gather per
     pixel instead of the arithmetic and exponential); colour values are mapped to gray first.
     """
-    table = gray_lookup(clip, mapping, frames.dtype) if frames.ndim == 3 else None
-    if table is None:
+    linear = linear_lookup(clip, mapping, frames.dtype, dynamic_range_db) if frames.ndim == 3 else None
+    if linear is None:
         return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
-    linear = linear_from_gray(table, dynamic_range_db)
     if frames.dtype not in (np.uint8, np.uint16):
         return linear[frames]
     # A whole-array gather converts every index to intp first (8 bytes a pixel, touched once: page

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from DCEUSResponseLib.ceus.linearize import linear_intensity
+from DCEUSResponseLib.ceus.linearize import linear_intensity, linear_lookup
 from DCEUSResponseLib.ceus.motion_sampling import sample_shifted
 from DCEUSResponseLib.ceus.pixel_fits import (BIN_SECONDS, MIN_ENHANCEMENT_F, MIN_MAP_QOF_PERCENT, STATUS_FITTED,
                                               STATUS_NAMES, STATUS_NOT_MAPPED, STATUS_OUTSIDE_IMAGE, fit_curves)
@@ -122,15 +122,15 @@ def compute_parametric_maps(clip, layout, mapping, dynamic_range_db: float, time
         wanted = map_region[map_rows]
         if not np.any(wanted):
             continue
-        linear = _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop,
-                              columns, margin, displacement_px)
+        linear, lookup = _band_values(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop,
+                                      columns, margin, displacement_px, binning)
         if binning > 1:
             linear = linear.reshape(n_used, linear.shape[1] // binning, binning, columns // binning,
                                     binning).mean(axis=(2, 4), dtype=np.float32)
         curves = linear.reshape(n_used, -1)
         if not wanted.all():
             curves = curves[:, wanted.ravel()]
-        fits = fit_curves(used_times, curves, model)
+        fits = fit_curves(used_times, curves, model, lookup=lookup)
         named = dict(zip(model.parameter_names, fits.params.T))
         parameters = bolus_parameter_arrays(model, named, fits.qof)
         fitted = fits.status == STATUS_FITTED
@@ -168,6 +168,22 @@ def _no_signal(clip, panel, rows: int, columns: int, binning: int) -> np.ndarray
         still[start:stop] = spread <= NO_SIGNAL_RANGE
     blocks = still.reshape(rows // binning, binning, columns // binning, binning)
     return blocks.mean(axis=(1, 3)) >= 0.5
+
+
+def _band_values(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,
+                 displacement_px, binning) -> tuple[np.ndarray, np.ndarray | None]:
+    """A row band's curves as :func:`_band_linear` gives them, or, where a lookup table linearises the
+    frames as they are (a grey or palette clip whose frames did not move, no binning), its display
+    values and that table, for :func:`.pixel_fits.fit_curves` to linearise chunk by chunk: a float copy of
+    the band (130 MiB for the 320 x 240 x 720 bench clip, touched once) is never made."""
+    moved = displacement_px is not None and np.any(displacement_px[frame_indices] != 0.0)
+    by_lookup = not moved and binning == 1 and clip.frames.ndim == 3 and clip.frames.dtype in (np.uint8, np.uint16)
+    lookup = linear_lookup(clip, mapping, clip.frames.dtype, dynamic_range_db) if by_lookup else None
+    if lookup is not None:
+        top = panel.y0 + band_start
+        return clip.frames[frame_indices, top:top + band_stop - band_start, panel.x0:panel.x0 + columns], lookup
+    return _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,
+                        displacement_px), None
 
 
 def _band_linear(clip, panel, mapping, dynamic_range_db, frame_indices, band_start, band_stop, columns, margin,

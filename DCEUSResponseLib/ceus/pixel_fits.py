@@ -301,15 +301,21 @@ def _normal_equations(model: BolusModel, times_s: np.ndarray, y: np.ndarray, x: 
     return normal, gradient, cost
 
 
-def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel = "lognormal") -> PixelFits:
+def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel = "lognormal", *,
+               lookup: np.ndarray | None = None) -> PixelFits:
     """Fit the bolus model to every column of ``curves`` (N frames x P pixels, linear a.u.).
 
     ``times_s`` are the N frame times since injection (s). Returns parameters in a.u. (O, A),
     seconds (t0) and the model's shape units, plus QOF, the enhancement F ratio and a status per curve.
+    With ``lookup`` (float32, indexed by every value of the curves' integer dtype), ``curves`` are
+    display values and their linear intensities ``lookup[curves]``, converted chunk by chunk on the
+    worker threads: the same fits, without holding the float curves of the whole map.
     """
     model = get_model(model)
     times_s = np.asarray(times_s, dtype=np.float64)
-    curves = np.asarray(curves, dtype=np.float32)
+    curves = np.asarray(curves) if lookup is not None else np.asarray(curves, dtype=np.float32)
+    if lookup is not None and (curves.dtype not in (np.uint8, np.uint16) or len(lookup) < 1 << (8 * curves.itemsize)):
+        raise ValueError("a lookup needs 8- or 16-bit curves and an entry for every value of their type")
     n_frames, n_pixels = curves.shape
     if n_frames < MIN_USABLE_FRAMES:
         raise InputError(f"a parametric map needs at least {MIN_USABLE_FRAMES} frames, got {n_frames}")
@@ -328,7 +334,8 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
 
     def fit_chunk(start: int) -> None:
         chunk = slice(start, min(start + CHUNK_PIXELS, n_pixels))
-        binned, _ = _bin(curves[:, chunk], bins_fit)
+        block = curves[:, chunk] if lookup is None else np.take(lookup, curves[:, chunk], mode="clip")
+        binned, _ = _bin(block, bins_fit)
         # Scale each curve to a peak of about 1 (the bins average the speckle out of the maximum) so
         # that one set of bounds and damping suits all pixels.
         peak = binned.max(axis=0)
@@ -341,7 +348,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
         binned_curve = _model_and_jacobian(model, fit_times, x, False)[0]
         # Quality over every frame (QOF) and enhancement significance on the bins (F), where a
         # single-frame speckle spike, exponentially distributed, cannot pass for a bolus.
-        qof[chunk], constant[chunk] = _qof_all_frames(curves[:, chunk], chunk_scale, binned, binned_curve, fit_counts)
+        qof[chunk], constant[chunk] = _qof_all_frames(block, chunk_scale, binned, binned_curve, fit_counts)
         f_ratio[chunk] = _enhancement_f(binned, binned_curve, fit_counts)
 
     # numpy releases the GIL inside array operations, so chunks run in parallel on threads.

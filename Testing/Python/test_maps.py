@@ -218,3 +218,23 @@ def test_maps_of_a_slow_frame_rate_keep_the_enhancing_tissue():
     fitted = {name: float(np.mean(status[mask[panel]] == STATUS_FITTED)) for name, mask in clip.roi_masks.items()}
     assert fitted["lesion"] > 0.55 and fitted["liver"] > 0.55, fitted
     assert fitted["necrosis"] < 0.02, fitted
+
+
+def test_display_values_through_a_lookup_fit_as_their_linear_intensities():
+    """fit_curves(values, lookup=table) linearises chunk by chunk on its threads (the map of a still
+    grey clip no longer holds a float copy of the panel): the fits are those of table[values], bit for
+    bit, over a full chunk and a partial one."""
+    from DCEUSResponseLib.ceus import pixel_fits
+
+    clip = _rim_and_core_clip(seed=6, n_frames=240)
+    panel = clip.contrast_region.slices
+    values = clip.frames[:, panel[0], panel[1]].reshape(len(clip.frames), -1)
+    table = linear_from_gray(np.arange(256, dtype=np.float32), clip.dynamic_range_db)
+    times = clip.frame_times_s - clip.injection_time_s
+    assert values.shape[1] > pixel_fits.CHUNK_PIXELS and values.shape[1] % pixel_fits.CHUNK_PIXELS
+    direct = fit_curves(times, table[values])
+    looked_up = fit_curves(times, values, lookup=table)
+    for name in ("params", "qof", "f_ratio", "status"):
+        np.testing.assert_array_equal(getattr(looked_up, name), getattr(direct, name))
+    with pytest.raises(ValueError, match="every value"):
+        fit_curves(times, values, lookup=table[:200])
