@@ -27,9 +27,6 @@ from DCEUSResponseLib.ceus.colour_tables import BAR_NOISE, block_distances, luma
 #: A colour bar is at least this long (pixels along the map) and this wide (pixels across).
 MIN_BAR_LENGTH_PX = 32
 MIN_BAR_WIDTH_PX = 3
-#: Pixels a bar may lose at its ends to its search: an end pixel reached by a step steeper than the
-#: bar allows (a map's dark end into black), or blurred by JPEG. A 32-pixel bar was cut to 31 and not found.
-_END_LOSS_PX = 4
 #: and spans at least this many luma levels between its ends.
 MIN_BAR_LUMA_RANGE = 96.0
 #: Between neighbouring pixels along a bar, luma rises by at most this much and falls by no more than
@@ -140,12 +137,15 @@ def _best_run(ok_steps: np.ndarray, y: np.ndarray, sign: float, static: np.ndarr
     best, best_range = None, 0.0
     for start, stop in zip(edges[::2], edges[1::2]):
         pixels = (start, stop + 1)  # steps start..stop-1 join pixels start..stop
-        if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX - _END_LOSS_PX:
+        if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX - 2:  # the steep ends may add one pixel each
+            continue
+        pixels = _with_steep_ends(pixels, y, sign, static)
+        if pixels[1] - pixels[0] < MIN_BAR_LENGTH_PX:
             continue
         span = sign * float(y[pixels[1] - 1] - y[pixels[0]])
         if span >= MIN_BAR_LUMA_RANGE and span > best_range:
             best, best_range = pixels, span
-    return None if best is None else _with_steep_ends(best, y, sign, static)
+    return best
 
 
 def _with_steep_ends(run: tuple[int, int], y: np.ndarray, sign: float, static: np.ndarray) -> tuple[int, int]:
@@ -228,7 +228,7 @@ def _table_from_profile(profile: np.ndarray, beside: list[np.ndarray] | tuple = 
     around = {"dark": [side[first] for side in sides], "bright": [side[stop - 1] for side in sides]}
     trimmed = {"dark": first > 0, "bright": stop < len(profile)}
     profile = profile[first:stop]
-    if len(profile) < MIN_BAR_LENGTH_PX - _END_LOSS_PX:
+    if len(profile) < MIN_BAR_LENGTH_PX:
         return None, []
     position = np.linspace(0.0, 1.0, len(profile))
     wanted = np.linspace(0.0, 1.0, 256)

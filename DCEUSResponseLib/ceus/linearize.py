@@ -440,7 +440,7 @@ def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dyn
     # faults cost 3 x the gather); a few frames at a time keep that temporary in the cache.
     # The table spans the dtype's whole range, so "clip" never clips (and lets take skip buffering).
     out = np.empty(frames.shape, dtype=linear.dtype)
-    step = max(1, _GATHER_PIXELS // max(frames[0].size, 1))
+    step = max(1, _GATHER_PIXELS // max(int(np.prod(frames.shape[1:])), 1))
     for start in range(0, frames.shape[0], step):
         np.take(linear, frames[start:start + step], out=out[start:start + step], mode="clip")
     return out

@@ -70,8 +70,9 @@ def _csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
 
 def _nrrd_summary(data: bytes) -> dict:
     """A NRRD's geometry and values: integer data as a digest of its bytes (the clip's pixels) or, with
-    few values (a status or label map), the count of each; float data (a parametric map) as its count
-    of finite pixels and their 5th, 50th and 95th percentiles.
+    few values (a status or label map), the count of each, overall and in each block of a 4 x 4 grid;
+    float data (a parametric map) as its count of finite pixels, their 5th, 50th and 95th percentiles,
+    and each grid block's finite count and median (where the values are: a flipped or shifted map).
 
     Not a digest of float maps: CPUs with other vector units (AVX2 / AVX-512) round float32 exp and log
     differently, which moves a few speckle pixels of every map (the medians by up to 5e-5 relative)."""
@@ -87,13 +88,32 @@ def _nrrd_summary(data: bytes) -> dict:
         values, counts = np.unique(array, return_counts=True)
         if len(values) <= _FEW_VALUES:
             summary["counts"] = {str(v): int(c) for v, c in zip(values, counts)}
+            summary["blocks"] = [{str(v): int(c) for v, c in zip(*np.unique(block, return_counts=True))}
+                                 for block in _blocks(array)]
         else:
             summary["sha256"] = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
         return summary
     finite = array[np.isfinite(array)].astype(np.float64)
     summary["finite"] = int(finite.size)
     summary["percentiles 5 50 95"] = [float(v) for v in np.percentile(finite, (5, 50, 95))] if finite.size else []
+    summary["blocks"] = [_block_median(block) for block in _blocks(array)]
     return summary
+
+
+def _blocks(array: np.ndarray) -> list[np.ndarray]:
+    """The array's 2-D slices cut into a grid of _GRID x _GRID blocks (where its values are)."""
+    plane = array.reshape(array.shape[0], array.shape[1], -1)
+    rows = np.array_split(np.arange(plane.shape[0]), _GRID)
+    columns = np.array_split(np.arange(plane.shape[1]), _GRID)
+    return [plane[np.ix_(r, c)] for r in rows for c in columns]
+
+
+def _block_median(block: np.ndarray):
+    finite = block[np.isfinite(block)]
+    return [int(finite.size), float(np.median(finite)) if finite.size else None]
+
+
+_GRID = 4
 
 
 _FEW_VALUES = 64
