@@ -177,7 +177,7 @@ def _band_values(clip, panel, mapping, dynamic_range_db, frame_indices, band_sta
     values and that table, for :func:`.pixel_fits.fit_curves` to linearise chunk by chunk: a float copy of
     the band (130 MiB for the 320 x 240 x 720 bench clip, touched once) is never made."""
     moved = displacement_px is not None and np.any(displacement_px[frame_indices] != 0.0)
-    by_lookup = not moved and binning == 1 and clip.frames.ndim == 3 and clip.frames.dtype in (np.uint8, np.uint16)
+    by_lookup = not moved and binning == 1 and clip.frames.dtype in (np.uint8, np.uint16)  # colour clips: no lookup
     lookup = linear_lookup(clip, mapping, clip.frames.dtype, dynamic_range_db) if by_lookup else None
     if lookup is not None:
         top = panel.y0 + band_start

@@ -64,6 +64,7 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     Call :func:`check_pixel_data` first. pydicom's own warnings become the returned warnings.
     """
     from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit
 
     if int(ds.get("PixelRepresentation", 0) or 0) != 0:
         raise InputError("signed pixel data (Pixel Representation 1) is not an ultrasound image", path)
@@ -82,7 +83,7 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     # A JPEG stream labelled RGB is YCbCr inside (its JFIF marker says so), and decoded as stored
     # pydicom relabels it YBR_FULL_422: it takes the same conversion.
     stored_ybr = (str(ds.PhotometricInterpretation).strip() in ("YBR_FULL", "YBR_FULL_422")
-                  or transfer_syntax in _YBR_INSIDE_SYNTAXES)
+                  or transfer_syntax in (JPEGBaseline8Bit, JPEGExtended12Bit))  # YCbCr streams (PS3.5 8.2.1)
     try:
         with _warnings.catch_warnings(record=True) as caught:
             _warnings.simplefilter("always")
@@ -119,8 +120,6 @@ def decode_frames(ds: Any, path: str, n_frames: int) -> tuple[np.ndarray, str, n
     return frames, photometric, palette, notes
 
 
-#: JPEG processes whose 3-sample streams are YCbCr whatever the header says (PS3.5 8.2.1).
-_YBR_INSIDE_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
 _LUMA = np.asarray((0.299, 0.587, 0.114))  # BT.601, the Y of YBR_FULL
 # YBR_FULL -> RGB (PS3.3 C.7.6.3.1.2) on (Y, Cb - 128, Cr - 128) row vectors, as pydicom converts.
 _YBR_TO_RGB = np.asarray([[1.0, 1.0, 1.0], [0.0, -0.114 * 1.772 / 0.587, 1.772], [1.402, -0.299 * 1.402 / 0.587, 0.0]])
@@ -138,8 +137,8 @@ def rgb_from_ybr_full(ybr: np.ndarray, in_place: bool = False, pixels_per_step: 
     exactly the standard conversion's.
 
     With ``in_place`` a writeable C-contiguous ``ybr`` is overwritten and returned, so a decoded clip
-    is never held twice; the float32 temporaries cover ``pixels_per_step`` pixels at a time (about
-    3 MiB each by default) whatever the clip's size.
+    is never held twice; the float64 temporaries cover ``pixels_per_step`` pixels at a time (about
+    6 MiB each by default) whatever the clip's size.
     """
     can_overwrite = in_place and ybr.flags.writeable and ybr.flags.c_contiguous
     rgb = ybr if can_overwrite else np.array(ybr, dtype=np.uint8, order="C")
@@ -147,7 +146,7 @@ def rgb_from_ybr_full(ybr: np.ndarray, in_place: bool = False, pixels_per_step: 
     for start in range(0, pixels.shape[0], pixels_per_step):
         chunk = pixels[start:start + pixels_per_step]
         luma = chunk[:, 0].astype(np.float64)
-        exact = _exact_rgb(chunk)
+        exact = _exact_rgb(luma, chunk)
         # Beyond the 0.9 levels by which rounding Cb and Cr alone can push an in-gamut colour out
         clipped = np.any((exact < -1.0) | (exact > 256.0), axis=-1)
         chunk[...] = np.clip(np.floor(exact + 0.5), 0.0, 255.0)
@@ -156,12 +155,11 @@ def rgb_from_ybr_full(ybr: np.ndarray, in_place: bool = False, pixels_per_step: 
     return rgb
 
 
-def _exact_rgb(ybr: np.ndarray) -> np.ndarray:
-    """Unrounded, unclipped RGB (M, 3) float64 of 8-bit YBR_FULL pixels (M, 3).
+def _exact_rgb(y: np.ndarray, ybr: np.ndarray) -> np.ndarray:
+    """Unrounded, unclipped RGB (M, 3) float64 of 8-bit YBR_FULL pixels (M, 3) whose Y is ``y`` (float64).
 
     Channel by channel, not as a matrix product: BLAS rounds a product differently with the number of
     rows, and a pixel must convert the same in any chunk."""
-    y = ybr[:, 0].astype(np.float64)
     blue, red = ybr[:, 1] - 128.0, ybr[:, 2] - 128.0
     exact = np.empty(ybr.shape, dtype=np.float64)
     for k in range(3):
