@@ -422,7 +422,25 @@ def linear_lookup(clip: Clip, mapping: ColourMapping, dtype: np.dtype, dynamic_r
     return None if table is None else linear_from_gray(table, dynamic_range_db)
 
 
-_GATHER_PIXELS = 1 << 19  # pixels per gather of linear_intensity (4 MiB of intp indices)
+_GATHER_PIXELS = 1 << 19  # pixels per gather of table_lookup (4 MiB of intp indices)
+
+
+def table_lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``table[values]`` for 8- or 16-bit ``values`` (any strides) and a ``table`` with an entry for
+    every value of their type: the same values, a few times faster.
+
+    A whole-array gather converts every index to intp first (8 bytes a pixel, touched once: page
+    faults cost 3 x the gather); a few rows at a time keep that temporary in the cache. The table
+    spans the dtype's whole range, so "clip" never clips (and lets take skip buffering).
+    """
+    out = np.empty(values.shape, dtype=table.dtype)
+    if values.ndim == 0 or values.size == 0:
+        out[...] = table[values]
+        return out
+    step = max(1, _GATHER_PIXELS // max(int(np.prod(values.shape[1:])), 1))
+    for start in range(0, values.shape[0], step):
+        np.take(table, values[start:start + step], out=out[start:start + step], mode="clip")
+    return out
 
 
 def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dynamic_range_db: float) -> np.ndarray:
@@ -436,11 +454,4 @@ def linear_intensity(frames: np.ndarray, clip: Clip, mapping: ColourMapping, dyn
         return linear_from_gray(gray_levels(frames, clip, mapping), dynamic_range_db)
     if frames.dtype not in (np.uint8, np.uint16):
         return linear[frames]
-    # A whole-array gather converts every index to intp first (8 bytes a pixel, touched once: page
-    # faults cost 3 x the gather); a few frames at a time keep that temporary in the cache.
-    # The table spans the dtype's whole range, so "clip" never clips (and lets take skip buffering).
-    out = np.empty(frames.shape, dtype=linear.dtype)
-    step = max(1, _GATHER_PIXELS // max(int(np.prod(frames.shape[1:])), 1))
-    for start in range(0, frames.shape[0], step):
-        np.take(linear, frames[start:start + step], out=out[start:start + step], mode="clip")
-    return out
+    return table_lookup(linear, frames)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from DCEUSResponseLib.ceus.linearize import table_lookup
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.kinetics.base import MAP_STATUSES
 from DCEUSResponseLib.kinetics.bolus import GRID_SKEW, MIN_USABLE_FRAMES, shape_bounds, shortest_bolus_s
@@ -334,7 +335,7 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
 
     def fit_chunk(start: int) -> None:
         chunk = slice(start, min(start + CHUNK_PIXELS, n_pixels))
-        block = curves[:, chunk] if lookup is None else np.take(lookup, curves[:, chunk], mode="clip")
+        block = curves[:, chunk] if lookup is None else table_lookup(lookup, curves[:, chunk])
         binned, _ = _bin(block, bins_fit)
         # Scale each curve to a peak of about 1 (the bins average the speckle out of the maximum) so
         # that one set of bounds and damping suits all pixels.

@@ -154,6 +154,25 @@ def test_lookup_table_path_equals_the_formula():
         np.testing.assert_allclose(looked_up, linear_from_gray(gray_levels(frames, clip, mapping), 45.0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(0, 4), (7,), (3, 5, 6), (300, 2000), (2, 1 << 20)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_table_lookup_equals_fancy_indexing_for_any_layout(shape, dtype):
+    """The gather a few rows at a time (strided column chunks of a map's frames x pixels array, as
+    the map fit takes them, and rows longer than one gather) is the plain gather, value for value."""
+    from DCEUSResponseLib.ceus.linearize import table_lookup
+
+    rng = np.random.default_rng(5)
+    table = rng.random(1 << (8 * np.dtype(dtype).itemsize)).astype(np.float32)
+    values = rng.integers(0, table.size, shape, dtype=dtype)
+    views = [values]
+    if values.ndim == 2 and values.shape[1] > 3:
+        views += [values[:, 1:-2], values[::-1, ::3], values.T]
+    for view in views:
+        looked_up = table_lookup(table, view)
+        assert looked_up.dtype == np.float32 and looked_up.shape == view.shape
+        np.testing.assert_array_equal(looked_up, table[view])
+
+
 def test_colormap_of_a_monochrome_clip_is_applied_and_of_a_palette_clip_is_warned_about():
     """A clip stored through a grey display curve (gamma 0.5) as MONOCHROME, given that curve with
     --colormap: each stored value is read back as the table row showing it (the option was ignored
