@@ -434,7 +434,7 @@ def table_lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     spans the dtype's whole range, so "clip" never clips (and lets take skip buffering).
     """
     out = np.empty(values.shape, dtype=table.dtype)
-    if values.ndim == 0 or values.size == 0:
+    if values.ndim == 0:  # no rows to step over (empty arrays need no case: the loop runs zero times)
         out[...] = table[values]
         return out
     step = max(1, _GATHER_PIXELS // max(int(np.prod(values.shape[1:])), 1))
