@@ -238,3 +238,33 @@ def test_display_values_through_a_lookup_fit_as_their_linear_intensities():
         np.testing.assert_array_equal(getattr(looked_up, name), getattr(direct, name))
     with pytest.raises(ValueError, match="every value"):
         fit_curves(times, values, lookup=table[:200])
+
+
+def test_reused_model_buffers_give_the_values_of_fresh_arrays():
+    """The LM evaluates the lognormal into one chunk's buffers, reused as the active pixels shrink
+    (views of their first elements, holding the last iteration's values): each evaluation equals
+    one into fresh arrays, bit for bit, for the whole chunk and for fewer curves after it."""
+    from DCEUSResponseLib.ceus import pixel_fits
+
+    rng = np.random.default_rng(12)
+    times = np.linspace(0.25, 119.75, 240)
+    n_curves = 1000
+    x = np.column_stack([rng.uniform(0, 0.2, n_curves), rng.uniform(0.5, 20, n_curves),
+                         rng.uniform(-5, 40, n_curves), rng.uniform(1.0, 3.5, n_curves),
+                         rng.uniform(0.1, 1.5, n_curves)])
+    x[:3, 2] = times[-1] + 1.0  # bolus after the last bin: the curve and Jacobian vanish
+    y = rng.gamma(2.0, 0.5, (len(times), n_curves)).astype(np.float32)
+    root_w = rng.uniform(0.5, 2.0, len(times)).astype(np.float32)[:, None]
+    model = get_model("lognormal")
+    scratch = pixel_fits._Scratch(pixel_fits._LOGNORMAL_ARRAYS, y.size)
+    for subset in (slice(None), slice(0, 617), slice(0, 1)):
+        curve, columns = pixel_fits._lognormal_and_jacobian(times, x[subset], True)
+        reused, reused_columns = pixel_fits._lognormal_and_jacobian(times, x[subset], True, scratch)
+        np.testing.assert_array_equal(reused, curve)
+        for column, reused_column in zip(columns, reused_columns):
+            np.testing.assert_array_equal(reused_column, column)
+        fresh = pixel_fits._normal_equations(model, times, y[:, subset], x[subset], root_w)
+        shared = pixel_fits._normal_equations(model, times, y[:, subset], x[subset], root_w, scratch)
+        for array, reused_array in zip(fresh, shared):
+            np.testing.assert_array_equal(reused_array, array)
+    assert np.all(np.isfinite(shared[0])) and np.any(fresh[0] != 0.0)
