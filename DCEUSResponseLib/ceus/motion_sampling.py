@@ -57,13 +57,23 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
     column_fraction = shifts[:, 1] - whole_columns
     top, bottom = int(roi_rows.min()), int(roi_rows.max())
     left, right = int(roi_columns.min()), int(roi_columns.max())
+    # A frame whose moved ROI lies inside is read through the block of rows top+dr .. bottom+dr+1 and
+    # columns left+dc .. right+dc+1 (the ROI and its bilinear neighbours): in that block the ROI's
+    # pixels sit at the same flat positions in every frame, so each frame is one 1-D gather per weight.
+    box_columns = right - left + 2
+    at_box = (roi_rows - top) * box_columns + (roi_columns - left)
+    box_positions = {(step_row, step_column): at_box + (step_row * box_columns + step_column)
+                     for step_row in (0, 1) for step_column in (0, 1)}
     tic = np.empty(n_frames)
     for k in range(n_frames):
         dr, dc = int(whole_rows[k]), int(whole_columns[k])
         fr, fc = float(row_fraction[k]), float(column_fraction[k])
         fully_inside = top + dr >= 0 and bottom + dr + 1 < rows and left + dc >= 0 and right + dc + 1 < columns
-        frame, row_offset, column_offset = _frame_values(frames[k], lookup, top + dr, bottom + dr + 2,
-                                                         left + dc, right + dc + 2)
+        if fully_inside:
+            box = np.ascontiguousarray(frames[k, top + dr:bottom + dr + 2, left + dc:right + dc + 2]).reshape(-1)
+        else:
+            frame, row_offset, column_offset = _frame_values(frames[k], lookup, top + dr, bottom + dr + 2,
+                                                             left + dc, right + dc + 2)
         total = 0.0
         weight_inside = 0.0
         for step_row, weight_row in ((0, 1.0 - fr), (1, fr)):
@@ -73,16 +83,18 @@ def motion_compensated_tic(linear_panel: np.ndarray, panel_mask: np.ndarray,
                 weight = weight_row * weight_column
                 if weight == 0.0:
                     continue
+                if fully_inside:
+                    values = box.take(box_positions[step_row, step_column])
+                    if lookup is not None:
+                        values = lookup.take(values)
+                    total += weight * float(values.sum(dtype=np.float64))
+                    weight_inside += weight * n_pixels
+                    continue
                 r = roi_rows + (dr + step_row)
                 c = roi_columns + (dc + step_column)
-                if fully_inside:
-                    total += weight * float(frame[r - row_offset, c - column_offset].sum(dtype=np.float64))
-                    weight_inside += weight * n_pixels
-                else:
-                    inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
-                    total += weight * float(frame[r[inside] - row_offset,
-                                                  c[inside] - column_offset].sum(dtype=np.float64))
-                    weight_inside += weight * int(np.count_nonzero(inside))
+                inside = (r >= 0) & (r < rows) & (c >= 0) & (c < columns)
+                total += weight * float(frame[r[inside] - row_offset, c[inside] - column_offset].sum(dtype=np.float64))
+                weight_inside += weight * int(np.count_nonzero(inside))
         tic[k] = total / weight_inside if weight_inside >= ROI_MIN_INSIDE_FRACTION * n_pixels else np.nan
     return tic
 
