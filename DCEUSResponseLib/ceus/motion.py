@@ -45,13 +45,16 @@ Method (the same engine for both panels, with panel-specific features)
    difference of two displacements; all displacements
    follow from a weighted least-squares solution of this graph with the reference frame fixed at
    zero (weights rho^2 / (1 - rho^2) from the match's correlation rho, then iteratively reweighted
-   with a Cauchy loss of scale :data:`ROBUST_SCALE_PX` so that a false peak cannot pull the
+   with a Cauchy loss of scale :data:`.motion_links.ROBUST_SCALE_PX` so that a false peak cannot pull the
    solution). Direct reference links keep the error from accumulating when the frames still look
    like the reference (always on B-mode); neighbour links carry the estimate through phases that
    look different from the reference (wash-in on the contrast panel), and the long links (up to 32
    frames) bound the random-walk drift a pure frame-to-frame chain would have.
 4. Frames with no significant, consistent match (no structure: the dark pre-arrival contrast panel,
    a dropout) are marked unreliable and get displacements interpolated in time from reliable frames.
+   A link that is a bridge of the graph (the only connection between two stretches of frames) is
+   left out before solving (:mod:`.motion_links`): no other link can check it, so a chance match
+   there would carry every frame beyond it by up to the search range and make them look consistent.
    If the reference frame itself has no structure, the displacements are referred to the nearest
    frame that has, with a warning.
 5. Significance of the motion as a whole. Every frame's estimate carries its own apparent-position
@@ -84,12 +87,9 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
-from scipy.sparse import linalg as sparse_linalg
-
 from DCEUSResponseLib.ceus.motion_matching import (BMODE_SMOOTHING_PX, CONTRAST_SMOOTHING_PX, LINK_OFFSETS,
                                                    MatchingGrid, Links, collect_links)
+from DCEUSResponseLib.ceus.motion_links import solve_links
 from DCEUSResponseLib.ceus.motion_sampling import sample_shifted
 from DCEUSResponseLib.errors import InputError
 from DCEUSResponseLib.parallel import single_threaded_blas
@@ -104,18 +104,6 @@ DEFAULT_MAX_SHIFT_PX = 24.0
 #: display with a small lesion (test_motion.py), 62 % of the frames were interpolated with 12 px
 #: breathing (7.3 px RMS off, of 8.5) and 60 % with 6 px (3.6 px off); its dual display, none.
 MOSTLY_INTERPOLATED_FRACTION = 0.25
-#: Cauchy loss scale (px, working resolution) of the robust least squares: disagreements of a
-#: pixel or more between links are down-weighted, gross ones (false peaks) effectively ignored.
-ROBUST_SCALE_PX = 1.0
-ROBUST_ITERATIONS = 6
-#: A frame is reliable when at least MIN_CONSISTENT_LINKS of its links agree with the solution
-#: within CONSISTENT_LINK_PX (px, full resolution): a single link could be a chance match that
-#: nothing corroborates; two chance matches agreeing within 2 px over a +-24 px search are rare.
-CONSISTENT_LINK_PX = 2.0
-MIN_CONSISTENT_LINKS = 2
-#: The reference frame's connected group of linked frames anchors the solution only when it holds at
-#: least this fraction of the largest group; otherwise the largest group does (with a warning).
-MIN_REFERENCE_COMPONENT_FRACTION = 0.5
 #: The motion is significant when the variance of the reliable frames' displacements (summed over
 #: both axes, around their mean) is at least this many times what the matches' precision predicts
 #: for a still clip (motion RMS at least sqrt(3) times the noise RMS: compensating then removes more
@@ -240,7 +228,7 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
     warnings = list(grid.warnings)
     with single_threaded_blas():  # the matches' products run beside the feature threads
         links, features = collect_links(frames, grid, reference_frame)
-    displacement, reliable, gauge_note = _solve_links(links, n_frames, reference_frame, grid.factor)
+    displacement, reliable, gauge_note = solve_links(links, n_frames, reference_frame, grid.factor)
     noise_px, motion_to_noise = _motion_to_noise(displacement, reliable, links, grid.factor)
     significant = motion_to_noise is not None and motion_to_noise >= MIN_MOTION_TO_NOISE
     if significant:
@@ -287,93 +275,6 @@ def _check_spacing(spacing_mm) -> tuple[float, float] | None:
     if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
         raise InputError(f"pixel spacing must be two positive numbers of mm (row, column), got {spacing_mm!r}")
     return values
-
-
-def _solve_links(links: Links, n_frames: int, reference_frame: int,
-                 factor: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Displacements (full-resolution px) from the link graph, reliability per frame, and a note."""
-    displacement = np.zeros((n_frames, 2))
-    reliable = np.zeros(n_frames, dtype=bool)
-    if n_frames == 1:
-        return displacement, np.ones(1, dtype=bool), None
-    earlier = np.asarray(links.earlier, dtype=np.int64)
-    later = np.asarray(links.later, dtype=np.int64)
-    measured = np.asarray(links.shift, dtype=np.float64).reshape(-1, 2)
-    rho = np.clip(np.asarray(links.rho, dtype=np.float64), 0.05, 0.98)
-    base_weight = rho * rho / (1.0 - rho * rho)
-
-    note = None
-    # The reference frame fixes the gauge of every displacement, so one chance match of a frame
-    # without structure (a black pre-arrival contrast frame) must not anchor the whole solution.
-    touching = (earlier == reference_frame) | (later == reference_frame)
-    if 0 < np.count_nonzero(touching) < MIN_CONSISTENT_LINKS:
-        keep = ~touching
-        earlier, later, measured, rho, base_weight = (a[keep] for a in (earlier, later, measured, rho, base_weight))
-    graph = sparse.coo_matrix((np.ones(earlier.size), (earlier, later)), shape=(n_frames, n_frames))
-    _, component = csgraph.connected_components(graph, directed=False)
-    members = np.flatnonzero(component == component[reference_frame])
-    gauge = reference_frame
-    sizes = np.bincount(component)
-    largest = int(np.argmax(sizes))
-    # A few structureless frames (pre-arrival speckle) can link to each other by chance; such a
-    # cluster around the reference frame must not stand for the clip while most frames are linked
-    # elsewhere (seen on 1,500 frames: a 6-frame chance cluster left 1,494 frames unmatched).
-    if members.size < 2 or MIN_REFERENCE_COMPONENT_FRACTION * sizes[largest] > members.size:
-        if sizes[largest] < 2:
-            return displacement, reliable | (np.arange(n_frames) == reference_frame), \
-                "motion: no two frames could be matched; no motion compensation is possible on this panel"
-        members = np.flatnonzero(component == largest)
-        gauge = int(members[np.argmin(np.abs(members - reference_frame))])
-        note = (f"motion: the reference frame {reference_frame} has no structure to match on this panel; "
-                f"displacements are relative to frame {gauge} (choose a reference frame with visible anatomy)")
-
-    position = -np.ones(n_frames, dtype=np.int64)
-    unknowns = members[members != gauge]
-    position[unknowns] = np.arange(unknowns.size)
-    in_component = np.isin(earlier, members)
-    e, l_, m, w0 = earlier[in_component], later[in_component], measured[in_component], base_weight[in_component]
-    solution = np.zeros((n_frames, 2))
-    weight = w0.copy()
-    for _ in range(ROBUST_ITERATIONS):
-        solution[unknowns] = _weighted_solve(e, l_, m, weight, position, unknowns.size)
-        residual = np.hypot(*(solution[l_] - solution[e] - m).T)
-        weight = w0 / (1.0 + (residual / ROBUST_SCALE_PX) ** 2)
-    residual = np.hypot(*(solution[l_] - solution[e] - m).T) * factor
-    consistent = residual <= CONSISTENT_LINK_PX
-    agreeing = np.bincount(e[consistent], minlength=n_frames) + np.bincount(l_[consistent], minlength=n_frames)
-    reliable = agreeing >= min(MIN_CONSISTENT_LINKS, n_frames - 1)
-    reliable[gauge] = True
-    displacement = solution * factor
-    if not reliable.all():
-        known = np.flatnonzero(reliable)
-        for axis in range(2):
-            displacement[~reliable, axis] = np.interp(np.flatnonzero(~reliable), known, displacement[known, axis])
-    if gauge != reference_frame:
-        # Refer everything to the reference frame's (interpolated) position, as promised.
-        displacement -= displacement[reference_frame]
-    return displacement, reliable, note
-
-
-def _weighted_solve(earlier, later, measured, weight, position, n_unknowns) -> np.ndarray:
-    """Minimise sum w |d[later] - d[earlier] - measured|^2 with the gauge frame fixed at zero."""
-    rows, columns, values = [], [], []
-    rhs = np.zeros((n_unknowns, 2))
-    p_e, p_l = position[earlier], position[later]
-    # The weighted graph Laplacian, without the gauge frame's row and column (position -1).
-    for a, b, sign in ((p_l, p_l, 1.0), (p_e, p_e, 1.0), (p_l, p_e, -1.0), (p_e, p_l, -1.0)):
-        keep = (a >= 0) & (b >= 0)
-        rows.append(a[keep])
-        columns.append(b[keep])
-        values.append(sign * weight[keep])
-    keep = p_l >= 0
-    np.add.at(rhs, p_l[keep], weight[keep, None] * measured[keep])
-    keep = p_e >= 0
-    np.add.at(rhs, p_e[keep], -weight[keep, None] * measured[keep])
-    matrix = sparse.csc_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(columns))),
-                               shape=(n_unknowns, n_unknowns))
-    # A tiny ridge keeps the system definite if reweighting ever isolates a frame.
-    matrix = matrix + sparse.identity(n_unknowns, format="csc") * 1e-9
-    return sparse_linalg.splu(matrix).solve(rhs)
 
 
 def _motion_to_noise(displacement: np.ndarray, reliable: np.ndarray, links: Links,

@@ -130,7 +130,7 @@ def test_breathing_aliased_by_a_low_frame_rate_counts():
 def test_a_chance_cluster_around_the_reference_does_not_stand_for_the_clip():
     """Frames 0-2 (no structure, linked by chance matches) and frames 3-39 (linked, moving by a
     known ramp): the solution must follow the large group, not hold 37 frames as unmatched."""
-    from DCEUSResponseLib.ceus.motion import _solve_links
+    from DCEUSResponseLib.ceus.motion_links import solve_links as _solve_links
     from DCEUSResponseLib.ceus.motion_matching import Links
 
     truth = np.c_[np.linspace(0, 6, 40), np.linspace(0, -3, 40)]
@@ -144,3 +144,74 @@ def test_a_chance_cluster_around_the_reference_does_not_stand_for_the_clip():
     assert "reference frame 0 has no structure" in note
     step = displacement[4:] - displacement[3:-1]
     np.testing.assert_allclose(step, np.diff(truth[3:], axis=0), atol=1e-6)
+
+
+def test_a_still_clip_whose_pre_arrival_frames_match_by_chance_stays_still():
+    """A large panel's pre-arrival frames (faint structure, fresh speckle) give a few significant
+    matches by chance. Where such a link was the only connection between two stretches of frames (a
+    bridge of the link graph) nothing could check it: on this still 768 x 568 x 150 clip the frames
+    beyond moved by up to the search range, looked reliable, and the clip was "moving" (variance
+    ratio 103, RMS 7.7 px). Bridges are now left out of the solution."""
+    from DCEUSResponseLib.synthetic.clips import default_regions
+
+    panel = (768, 568)
+    clip = make_clip(default_regions(panel), panel_shape=panel, n_frames=150, frame_interval_s=0.08,
+                     dynamic_range_db=50.0, seed=0)
+    gray = clip.frames[(slice(None),) + clip.contrast_region.slices]
+    estimate = estimate_motion(gray, 0, kind="contrast")
+    assert estimate.motion_to_noise < 2.0
+    assert estimate.significant is False
+    assert not np.any(estimate.displacement_px)
+
+
+def test_a_chance_chain_hanging_by_one_link_is_not_motion():
+    """Frames 0-39 still and densely linked (reference 0); frames 40-59 structureless, linked to each
+    other by small chance shifts and to the rest only through one chance link of (15, -9) px. That
+    link is a bridge: nothing checks it, so the chain's frames must be unreliable and interpolated,
+    not carried 17 px away as reliable frames (which made the clip's spread 'significant')."""
+    from DCEUSResponseLib.ceus.motion import _motion_to_noise
+    from DCEUSResponseLib.ceus.motion_links import link_bridges, solve_links
+    from DCEUSResponseLib.ceus.motion_matching import Links
+
+    rng = np.random.default_rng(3)
+    dense = [(k - o, k) for k in range(1, 40) for o in (1, 2, 4) if k - o >= 0] + [(0, k) for k in range(2, 40)]
+    chain = [(k - 1, k) for k in range(41, 60)] + [(k - 2, k) for k in range(42, 60)]
+    pairs = dense + [(39, 40)] + chain
+    earlier, later = (np.array(side) for side in zip(*pairs))
+    shift = rng.normal(0.0, 0.3, (len(pairs), 2))
+    shift[len(dense)] = [15.0, -9.0]
+    links = Links(earlier, later, shift, np.full(len(pairs), 0.5), np.full((len(pairs), 2), 0.05))
+    bridges = link_bridges(60, earlier, later)
+    assert np.flatnonzero(bridges).tolist() == [len(dense)]
+    displacement, reliable, note = solve_links(links, 60, 0, 1)
+    assert note is None
+    assert reliable[:40].all() and not reliable[40:].any()
+    assert np.abs(displacement).max() < 1.5
+    _, ratio = _motion_to_noise(displacement, reliable, links, 1)
+    assert ratio < MIN_MOTION_TO_NOISE
+
+
+def test_link_bridges_are_the_links_whose_removal_disconnects_their_frames():
+    """Against the definition, on random multigraphs (parallel links, links of a frame to itself,
+    isolated frames): a link is a bridge exactly when the graph without it has its two frames in
+    different connected components."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from DCEUSResponseLib.ceus.motion_links import link_bridges
+
+    rng = np.random.default_rng(11)
+    found = 0
+    for _ in range(300):
+        n_frames = int(rng.integers(1, 30))
+        n_links = int(rng.integers(0, 45))
+        earlier, later = rng.integers(0, n_frames, n_links), rng.integers(0, n_frames, n_links)
+        expected = np.zeros(n_links, dtype=bool)
+        for index in range(n_links):
+            others = np.arange(n_links) != index
+            graph = coo_matrix((np.ones(others.sum()), (earlier[others], later[others])), shape=(n_frames, n_frames))
+            _, component = connected_components(graph, directed=False)
+            expected[index] = component[earlier[index]] != component[later[index]]
+        np.testing.assert_array_equal(link_bridges(n_frames, earlier, later), expected)
+        found += int(expected.sum())
+    assert found > 100  # the random graphs do have bridges
