@@ -46,14 +46,18 @@ def solve_links(links: Links, n_frames: int, reference_frame: int,
     # up to the search range, and they look reliable (their links all agree with that solution).
     # Seen on a still 768 x 568 x 1,500 clip: 51 bridges among the pre-arrival frames moved them by
     # up to 16 px and made the still clip's motion "significant" (variance ratio 4.2, 1.1 without).
-    checked = ~link_bridges(n_frames, earlier, later)
-    earlier, later, measured, rho, base_weight = (a[checked] for a in (earlier, later, measured, rho, base_weight))
+    # Two frames have one link and no other to check it by: as for reliability below, it is enough.
+    checkable = n_frames > MIN_CONSISTENT_LINKS
+    if checkable:
+        checked = ~link_bridges(n_frames, earlier, later)
+        earlier, later, measured, rho, base_weight = (a[checked] for a in (earlier, later, measured, rho,
+                                                                           base_weight))
 
     note = None
     # The reference frame fixes the gauge of every displacement, so one chance match of a frame
     # without structure (a black pre-arrival contrast frame) must not anchor the whole solution.
     touching = (earlier == reference_frame) | (later == reference_frame)
-    if 0 < np.count_nonzero(touching) < MIN_CONSISTENT_LINKS:
+    if checkable and 0 < np.count_nonzero(touching) < MIN_CONSISTENT_LINKS:
         keep = ~touching
         earlier, later, measured, rho, base_weight = (a[keep] for a in (earlier, later, measured, rho, base_weight))
     graph = sparse.coo_matrix((np.ones(earlier.size), (earlier, later)), shape=(n_frames, n_frames))

@@ -215,3 +215,17 @@ def test_link_bridges_are_the_links_whose_removal_disconnects_their_frames():
         np.testing.assert_array_equal(link_bridges(n_frames, earlier, later), expected)
         found += int(expected.sum())
     assert found > 100  # the random graphs do have bridges
+
+
+def test_two_frames_are_matched_by_their_one_link():
+    """Two frames have one link and nothing to check it by: it is used (the reliability rule asks
+    one agreeing link there), not dropped as a bridge or as the reference frame's lone link (which
+    said "no two frames could be matched"). B-mode texture moved by (3, -2) px."""
+    from scipy.ndimage import gaussian_filter, shift
+
+    texture = gaussian_filter(np.random.default_rng(5).random((140, 180)), 2.0)
+    texture = 128.0 + 40.0 * (texture - texture.mean()) / texture.std()
+    frames = np.stack([texture, shift(texture, (3.0, -2.0), order=1, mode="nearest")]).astype(np.float32)
+    estimate = estimate_motion(frames, 0, kind="bmode")
+    assert estimate.significant is True and not estimate.warnings
+    np.testing.assert_allclose(estimate.displacement_px[1], [3.0, -2.0], atol=0.1)
