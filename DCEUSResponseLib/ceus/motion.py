@@ -120,7 +120,8 @@ class MotionEstimate:
     p + d in frame k. ``displacement_mm``: the same in mm (row spacing, column spacing), or None when
     the panel has no physical calibration. ``score``: (N,) ZNCC in [-1, 1] of each frame's features
     with the reference frame's after alignment (1 for the reference frame itself). ``reliable``: (N,)
-    bool, False where no significant match was found and the displacement was interpolated in time.
+    bool, False where no significant match that another confirms was found and the displacement was
+    interpolated in time.
     ``neighbour_score``: (N,) the better ZNCC of each frame with the previous or the next frame,
     both aligned onto the reference frame: unlike ``score`` it does not fall when the contrast phase
     makes the clip look different from the reference, so a frame from another plane shows as a dip
@@ -236,16 +237,18 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
             warnings.append(gauge_note)
         unreliable = int(np.count_nonzero(~reliable))
         if unreliable > MOSTLY_INTERPOLATED_FRACTION * n_frames:
-            warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match on the {kind} "
+            warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match that another "
+                            f"confirms on the {kind} "
                             "panel, so the motion estimate rests on few frames and may be wrong by several pixels "
                             "(ROIs then take in their surroundings); check the motion columns of tic.csv, prefer a "
                             "dual display (its B-mode panel), or compare with --no-motion-compensation")
         elif unreliable:
-            warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match on the {kind} "
+            warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match that another "
+                            f"confirms on the {kind} "
                             "panel; their displacement is interpolated in time")
     else:
         displacement = np.zeros_like(displacement)
-        if gauge_note and gauge_note.startswith("motion: no two frames"):
+        if gauge_note and gauge_note.startswith(("motion: no two frames", "motion: no match between")):
             warnings.append(gauge_note)
         elif motion_to_noise is not None:
             warnings.append(f"motion: no significant motion on the {kind} panel (spread of the estimates "

@@ -46,20 +46,17 @@ def solve_links(links: Links, n_frames: int, reference_frame: int,
     # up to the search range, and they look reliable (their links all agree with that solution).
     # Seen on a still 768 x 568 x 1,500 clip: 51 bridges among the pre-arrival frames moved them by
     # up to 16 px and made the still clip's motion "significant" (variance ratio 4.2, 1.1 without).
-    # Two frames have one link and no other to check it by: as for reliability below, it is enough.
-    checkable = n_frames > MIN_CONSISTENT_LINKS
-    if checkable:
+    # This also keeps a black pre-arrival reference frame's lone chance match from fixing the gauge of
+    # every displacement. A stretch of frames matched only frame to frame (for more than the longest
+    # link offset) is not trusted either: its frames are interpolated. Two frames have one link and
+    # nothing to check it by: as for reliability below, it is enough there.
+    has_links = earlier.size > 0
+    if n_frames > MIN_CONSISTENT_LINKS:
         checked = ~link_bridges(n_frames, earlier, later)
         earlier, later, measured, rho, base_weight = (a[checked] for a in (earlier, later, measured, rho,
                                                                            base_weight))
 
     note = None
-    # The reference frame fixes the gauge of every displacement, so one chance match of a frame
-    # without structure (a black pre-arrival contrast frame) must not anchor the whole solution.
-    touching = (earlier == reference_frame) | (later == reference_frame)
-    if checkable and 0 < np.count_nonzero(touching) < MIN_CONSISTENT_LINKS:
-        keep = ~touching
-        earlier, later, measured, rho, base_weight = (a[keep] for a in (earlier, later, measured, rho, base_weight))
     graph = sparse.coo_matrix((np.ones(earlier.size), (earlier, later)), shape=(n_frames, n_frames))
     _, component = csgraph.connected_components(graph, directed=False)
     members = np.flatnonzero(component == component[reference_frame])
@@ -72,11 +69,18 @@ def solve_links(links: Links, n_frames: int, reference_frame: int,
     if members.size < 2 or MIN_REFERENCE_COMPONENT_FRACTION * sizes[largest] > members.size:
         if sizes[largest] < 2:
             return displacement, reliable | (np.arange(n_frames) == reference_frame), \
-                "motion: no two frames could be matched; no motion compensation is possible on this panel"
+                ("motion: no match between two frames was confirmed by another (each frame needs two that "
+                 "agree); no motion compensation is possible on this panel" if has_links else
+                 "motion: no two frames could be matched; no motion compensation is possible on this panel")
+        own = members.size
         members = np.flatnonzero(component == largest)
         gauge = int(members[np.argmin(np.abs(members - reference_frame))])
         note = (f"motion: the reference frame {reference_frame} has no structure to match on this panel; "
-                f"displacements are relative to frame {gauge} (choose a reference frame with visible anatomy)")
+                f"displacements are relative to frame {gauge} (choose a reference frame with visible anatomy)"
+                if own < 2 else
+                f"motion: the reference frame {reference_frame} and the {own - 1} frames matched with it are "
+                f"joined to the {members.size} frames around frame {gauge} by no match that another confirms; "
+                f"displacements are relative to frame {gauge}, theirs are interpolated in time")
 
     position = -np.ones(n_frames, dtype=np.int64)
     unknowns = members[members != gauge]

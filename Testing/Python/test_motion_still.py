@@ -141,7 +141,7 @@ def test_a_chance_cluster_around_the_reference_does_not_stand_for_the_clip():
     links = Links(earlier, later, shift, np.full(len(pairs), 0.6), np.full((len(pairs), 2), 0.01))
     displacement, reliable, note = _solve_links(links, 40, 0, 1)
     assert reliable[3:].all()
-    assert "reference frame 0 has no structure" in note
+    assert "the reference frame 0 and the 2 frames matched with it" in note and "relative to frame 3" in note
     step = displacement[4:] - displacement[3:-1]
     np.testing.assert_allclose(step, np.diff(truth[3:], axis=0), atol=1e-6)
 
@@ -229,3 +229,29 @@ def test_two_frames_are_matched_by_their_one_link():
     estimate = estimate_motion(frames, 0, kind="bmode")
     assert estimate.significant is True and not estimate.warnings
     np.testing.assert_allclose(estimate.displacement_px[1], [3.0, -2.0], atol=0.1)
+
+
+def test_frames_joined_only_by_unconfirmed_matches_are_said_so():
+    """A dense group around the reference (frames 0-39) joined to a larger dense group (81-199) only by
+    a stretch matched frame to frame (40-80, each link a bridge): the larger group holds the solution
+    and the note names the reference's group as joined by no confirmed match (not "no structure").
+    A clip matched only frame to frame says that no match was confirmed (not "no two frames could be
+    matched", which is for a clip without any match)."""
+    from DCEUSResponseLib.ceus.motion_links import solve_links
+    from DCEUSResponseLib.ceus.motion_matching import Links
+
+    def links_of(pairs):
+        earlier, later = (np.array(side) for side in zip(*pairs))
+        count = len(pairs)
+        return Links(earlier, later, np.zeros((count, 2)), np.full(count, 0.6), np.full((count, 2), 0.01))
+
+    first = [(0, k) for k in range(1, 40)] + [(k - o, k) for k in range(2, 40) for o in (1, 2) if k - o >= 1]
+    stretch = [(k - 1, k) for k in range(40, 81)]
+    last = [(k - o, k) for k in range(82, 200) for o in (1, 2) if k - o >= 81]
+    _, reliable, note = solve_links(links_of(first + stretch + last), 200, 0, 1)
+    assert reliable[81:].all() and not reliable[:81].any()
+    assert note.startswith("motion: the reference frame 0 and the 39 frames matched with it are joined to the "
+                           "119 frames around frame 81 by no match that another confirms")
+    _, reliable, note = solve_links(links_of([(k - 1, k) for k in range(1, 50)]), 50, 0, 1)
+    assert reliable.tolist() == [True] + [False] * 49
+    assert note.startswith("motion: no match between two frames was confirmed by another")
