@@ -356,6 +356,8 @@ def stored_clipping(frames: np.ndarray, table: np.ndarray, mask: np.ndarray,
                     frame_use: np.ndarray | None = None, saturated_above: float = SATURATED_GRAY) -> ClippingCount:
     """:func:`count_clipping` of stored integer ``frames`` whose gray is ``table[frames]``
     (:func:`gray_lookup`), frame by frame: only the ``mask`` pixels are gathered."""
+    if mask.shape != frames.shape[1:]:
+        raise ValueError(f"the mask is {mask.shape} but the frames are {frames.shape[1:]}")
     saturated, floor = table > saturated_above, table < FLOOR_GRAY
     counts = np.zeros(2, dtype=np.int64)
     most_saturated = 0

@@ -348,6 +348,8 @@ def fit_curves(times_s: np.ndarray, curves: np.ndarray, model: str | BolusModel 
     n_frames, n_pixels = curves.shape
     if n_frames < MIN_USABLE_FRAMES:
         raise InputError(f"a parametric map needs at least {MIN_USABLE_FRAMES} frames, got {n_frames}")
+    if n_pixels == 0:  # no curve (a region of no pixels): no fit, and no thread pool of no threads
+        return PixelFits(np.empty((0, 5)), np.empty(0), np.empty(0), np.empty(0, dtype=np.uint8))
     bins_fit = frame_bins(times_s, BIN_SECONDS)
     fit_times, fit_counts = _bin(times_s, bins_fit)
     bins_dictionary = frame_bins(fit_times, BIN_SECONDS, MAX_DICTIONARY_BINS)

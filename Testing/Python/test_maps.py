@@ -268,3 +268,13 @@ def test_reused_model_buffers_give_the_values_of_fresh_arrays():
         for array, reused_array in zip(fresh, shared):
             np.testing.assert_array_equal(reused_array, array)
     assert np.all(np.isfinite(shared[0])) and np.any(fresh[0] != 0.0)
+
+
+def test_no_curves_give_no_fits():
+    """Zero curves (a region without pixels) give empty fits of the right shapes, not numpy's
+    "max_workers must be greater than 0" from a thread pool of no threads."""
+    times = np.linspace(0.0, 60.0, 120)
+    fits = fit_curves(times, np.empty((120, 0), dtype=np.float32))
+    assert fits.params.shape == (0, 5) and fits.qof.shape == fits.f_ratio.shape == fits.status.shape == (0,)
+    lookup = np.linspace(0.0, 1.0, 256, dtype=np.float32)
+    assert fit_curves(times, np.empty((120, 0), dtype=np.uint8), lookup=lookup).params.shape == (0, 5)

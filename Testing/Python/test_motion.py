@@ -461,6 +461,8 @@ def test_tic_through_a_lookup_table_equals_the_tic_of_the_linearised_panel():
     use = np.ones(40, dtype=bool)
     use[::3] = False
     assert stored_clipping(stored, table, mask, use) == count_clipping(table[stored], mask, use)
+    with pytest.raises(ValueError, match="the mask is"):  # a flat gather would count other pixels
+        stored_clipping(stored, table, mask[:, :-1], use)
 
 
 @pytest.mark.parametrize("display", ["single", "dual"])
