@@ -238,14 +238,13 @@ def estimate_motion(panel_frames: np.ndarray, reference_frame: int, *, kind: str
         unreliable = int(np.count_nonzero(~reliable))
         if unreliable > MOSTLY_INTERPOLATED_FRACTION * n_frames:
             warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match that another "
-                            f"confirms on the {kind} "
-                            "panel, so the motion estimate rests on few frames and may be wrong by several pixels "
-                            "(ROIs then take in their surroundings); check the motion columns of tic.csv, prefer a "
-                            "dual display (its B-mode panel), or compare with --no-motion-compensation")
+                            f"confirms on the {kind} panel, so the motion estimate rests on few frames and may be "
+                            "wrong by several pixels (ROIs then take in their surroundings); check the motion "
+                            "columns of tic.csv, prefer a dual display (its B-mode panel), or compare with "
+                            "--no-motion-compensation")
         elif unreliable:
             warnings.append(f"motion: {unreliable} of {n_frames} frames had no significant match that another "
-                            f"confirms on the {kind} "
-                            "panel; their displacement is interpolated in time")
+                            f"confirms on the {kind} panel; their displacement is interpolated in time")
     else:
         displacement = np.zeros_like(displacement)
         if gauge_note and gauge_note.startswith(("motion: no two frames", "motion: no match between")):

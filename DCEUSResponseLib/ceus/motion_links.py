@@ -50,11 +50,9 @@ def solve_links(links: Links, n_frames: int, reference_frame: int,
     # every displacement. A stretch of frames matched only frame to frame (for more than the longest
     # link offset) is not trusted either: its frames are interpolated. Two frames have one link and
     # nothing to check it by: as for reliability below, it is enough there.
-    has_links = earlier.size > 0
     if n_frames > MIN_CONSISTENT_LINKS:
         checked = ~link_bridges(n_frames, earlier, later)
-        earlier, later, measured, rho, base_weight = (a[checked] for a in (earlier, later, measured, rho,
-                                                                           base_weight))
+        earlier, later, measured, base_weight = (a[checked] for a in (earlier, later, measured, base_weight))
 
     note = None
     graph = sparse.coo_matrix((np.ones(earlier.size), (earlier, later)), shape=(n_frames, n_frames))
@@ -70,7 +68,7 @@ def solve_links(links: Links, n_frames: int, reference_frame: int,
         if sizes[largest] < 2:
             return displacement, reliable | (np.arange(n_frames) == reference_frame), \
                 ("motion: no match between two frames was confirmed by another (each frame needs two that "
-                 "agree); no motion compensation is possible on this panel" if has_links else
+                 "agree); no motion compensation is possible on this panel" if len(links.earlier) else
                  "motion: no two frames could be matched; no motion compensation is possible on this panel")
         own = members.size
         members = np.flatnonzero(component == largest)
