@@ -44,6 +44,7 @@ CURVE_DISTANCE_TOLERANCE = 40.0
 CURVE_OUTLIER_FRACTION = 0.03
 _LUMA_BINS = 64
 _FLAT = 1.0  # display levels: a bar's background run repeats its end colour within this
+_BACKGROUND_NOISE = 2 * BAR_NOISE  # and has no pixel further from it than this (JPEG's noise in a border)
 _SAMPLE_FRAMES = 16
 
 
@@ -76,8 +77,7 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
             where = (f"rows {rows[0]}-{rows[1] - 1}, columns {first}-{last - 1}" if not transposed
                      else f"columns {rows[0]}-{rows[1] - 1}, rows {first}-{last - 1}")
             profile = picture[rows[0]:rows[1], first:last].mean(axis=1)
-            side_columns = (first - _SIDE_OFFSET_PX, last - 1 + _SIDE_OFFSET_PX)
-            beside = [picture[rows[0]:rows[1], column] for column in side_columns if 0 <= column < picture.shape[1]]
+            beside = _beside_the_bar(picture[rows[0]:rows[1]], profile, first, last)
             # pixels past each end (up to a quarter of the bar), going outwards
             reach = max(_PAST_PX, (rows[1] - rows[0]) // 4)
             beyond = (picture[max(rows[0] - reach, 0):rows[0], first:last].mean(axis=1)[::-1],
@@ -90,6 +90,24 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
                 found.append((rows[1] - rows[0], RecoveredMap(table, "colour_bar", description, caveats)))
     found.sort(key=lambda item: -item[0])
     return [recovered for _, recovered in found]
+
+
+def _beside_the_bar(strip: np.ndarray, profile: np.ndarray, first: int, last: int) -> list[np.ndarray]:
+    """The profiles of the columns beside a bar (``strip``: its rows; ``first``..``last``: the columns it
+    was found in): on each side, the first column unlike the bar's ``profile`` (more than
+    :data:`_SIDE_MATCH` away on more than a tenth of its rows: the bar's rows may be mostly its
+    background's), :data:`_SIDE_BLUR_PX` further out. The columns a bar is found
+    in may be fewer than it has (JPEG breaks the runs of some): a column at a fixed offset from them
+    was inside the bar, so its colours, the bar's own, read as the background."""
+    sides = []
+    for step, column in ((-1, first - 1), (1, last)):
+        while 0 <= column < strip.shape[1] and np.percentile(
+                np.abs(strip[:, column] - profile).max(axis=-1), _SIDE_LIKE_PERCENT) <= _SIDE_MATCH:
+            column += step
+        column += step * _SIDE_BLUR_PX
+        if 0 <= column < strip.shape[1]:
+            sides.append(strip[:, column])
+    return sides
 
 
 def _vertical_bars(image: np.ndarray, static: np.ndarray) -> list[tuple[int, int, tuple[int, int]]]:
@@ -186,9 +204,10 @@ FADING_LUMA_LEVELS = 3.0
 #: colour of its own (navy), nor a bar framed by an outline; nor a steep but continuous end (a gamma
 #: 0.5 map: 9-10, the slope over 8 pixels missing its curvature).
 JUMP_HIDDEN_LEVELS = 12.0
-#: The pixels beside a bar are read this far outside its inner columns (past JPEG's blur of its edges);
-#: a bar pixel of its end colour is background when the pixels beside it show that colour too.
-_SIDE_OFFSET_PX = 4
+#: The pixels beside a bar are read this far outside its first column unlike it (past JPEG's blur of its
+#: edges); a bar pixel of its end colour is background when the pixels beside it show that colour too.
+_SIDE_BLUR_PX = 3
+_SIDE_LIKE_PERCENT = 90.0
 _SIDE_MATCH = 8.0  # display levels (max over channels)
 _PAST_PX = 3  # pixels read past each end of a bar
 _SLOPE_PX = 8  # pixels inside an end whose colours give the map's slope there
@@ -303,10 +322,24 @@ def _hidden_levels(inwards: np.ndarray, background: np.ndarray, levels_per_pixel
 
 def _background_run(profile: np.ndarray, sides: list[np.ndarray]) -> int:
     """How many pixels at the start of ``profile`` to drop as background: the run of its first colour
-    (within :data:`_FLAT`) where a side shows that colour too, but for the run's last pixel (the map's
-    own end colour). Runs of one pixel are the map's own."""
+    where a side shows that colour too, but for the run's last pixel (the map's own end colour). Runs
+    of one pixel are the map's own.
+
+    The run is the stretch within :data:`_BACKGROUND_NOISE` of the first colour, up to its last pixel
+    that repeats it: within :data:`_FLAT`, or within a quarter of the step to the first pixel past the
+    stretch (JPEG blurs a step by a pixel, a fraction of it; a map's own ramp steps by as much again
+    at its next pixel). JPEG leaves a pixel or two of a few levels' noise in a black border (a decoded
+    (0, 1, 3) among blacks), which ended the run there, and blurs the map's first visible colour into
+    the border pixel next to it: both kept border pixels as the map's dark end (up to 3 pixels of a
+    100-pixel bar: gray +8 at the dark end, +4.6 on average through JPEG 4:2:2).
+    """
     end_colour = profile[0]
-    run = int(np.argmax(np.abs(profile - end_colour).max(axis=-1) > _FLAT))
+    deviation = np.abs(profile - end_colour).max(axis=-1)
+    beyond_noise = deviation > _BACKGROUND_NOISE
+    stretch = int(np.argmax(beyond_noise)) if np.any(beyond_noise) else len(profile)
+    step = deviation[stretch] if stretch < len(profile) else 0.0
+    repeats = np.flatnonzero(deviation[:stretch] <= max(_FLAT, step / 4))
+    run = int(repeats[-1]) + 1 if len(repeats) else 0
     if sides:
         like_a_side = np.any([np.abs(side[:run] - end_colour).max(axis=-1) <= _SIDE_MATCH for side in sides], axis=0)
         run = int(np.argmin(like_a_side)) if not np.all(like_a_side) else run
