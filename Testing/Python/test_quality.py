@@ -231,6 +231,23 @@ def test_8bit_frame_statistics_equal_the_float_computation():
     assert np.isnan(fast.difference[0]) and fast.saturated[4] > 0.2
 
 
+def test_8bit_frame_statistics_are_exact_on_nearly_constant_frames_and_across_threads():
+    """The 8-bit path sums integers per frame on worker threads (frame ranges): every frame's numbers
+    equal the float64 path's, at the range boundaries too, and a frame with one pixel off a constant
+    keeps its tiny standard deviation (E[x^2] - E[x]^2 in floats would cancel it to 0 or noise)."""
+    from DCEUSResponseLib.ceus import quality
+
+    rng = np.random.default_rng(8)
+    frames = rng.integers(0, 256, (41, 50, 60), dtype=np.uint8)
+    frames[20] = 200
+    frames[20, 10, 10] = 201  # inside the panel
+    fast = quality._panel_stats(frames[:, 3:47, 2:58])
+    exact = quality._panel_stats(frames[:, 3:47, 2:58].astype(np.float64))
+    for name in ("mean", "std", "difference", "saturated"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(exact, name), rtol=1e-12, atol=0, err_msg=name)
+    assert fast.std[20] == pytest.approx(np.sqrt(1 / (44 * 56) * (1 - 1 / (44 * 56))), rel=1e-12)
+
+
 def _notes(clip, **options):
     notes = []
     contrast = panel_gray(clip, clip.contrast_region)
