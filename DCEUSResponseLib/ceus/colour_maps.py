@@ -94,15 +94,17 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
 
 def _beside_the_bar(strip: np.ndarray, profile: np.ndarray, first: int, last: int) -> list[np.ndarray]:
     """The profiles of the columns beside a bar (``strip``: its rows; ``first``..``last``: the columns it
-    was found in): on each side, the first column unlike the bar's ``profile`` (more than
-    :data:`_SIDE_MATCH` away on more than a tenth of its rows: the bar's rows may be mostly its
-    background's), :data:`_SIDE_BLUR_PX` further out. The columns a bar is found
-    in may be fewer than it has (JPEG breaks the runs of some): a column at a fixed offset from them
-    was inside the bar, so its colours, the bar's own, read as the background."""
+    was found in): on each side, the first column that does not follow the bar's luma ``profile``
+    (mean |luma difference| over the rows above :data:`_SIDE_LIKE_FRACTION` of the bar's luma range),
+    :data:`_SIDE_BLUR_PX` further out. The columns a bar is found in may be fewer than it has (JPEG
+    breaks the runs of some): a column at a fixed offset from them was inside the bar, so its colours,
+    the bar's own, read as the background. Luma, which JPEG keeps per pixel, follows the bar in each of
+    its columns where colours (subsampled chroma, ringing on a steep map) may not."""
+    bar_luma = luma(profile)
+    tolerance = _SIDE_LIKE_FRACTION * max(float(np.ptp(bar_luma)), 1.0)
     sides = []
     for step, column in ((-1, first - 1), (1, last)):
-        while 0 <= column < strip.shape[1] and np.percentile(
-                np.abs(strip[:, column] - profile).max(axis=-1), _SIDE_LIKE_PERCENT) <= _SIDE_MATCH:
+        while 0 <= column < strip.shape[1] and np.mean(np.abs(luma(strip[:, column]) - bar_luma)) <= tolerance:
             column += step
         column += step * _SIDE_BLUR_PX
         if 0 <= column < strip.shape[1]:
@@ -207,7 +209,7 @@ JUMP_HIDDEN_LEVELS = 12.0
 #: The pixels beside a bar are read this far outside its first column unlike it (past JPEG's blur of its
 #: edges); a bar pixel of its end colour is background when the pixels beside it show that colour too.
 _SIDE_BLUR_PX = 3
-_SIDE_LIKE_PERCENT = 90.0
+_SIDE_LIKE_FRACTION = 0.1
 _SIDE_MATCH = 8.0  # display levels (max over channels)
 _PAST_PX = 3  # pixels read past each end of a bar
 _SLOPE_PX = 8  # pixels inside an end whose colours give the map's slope there

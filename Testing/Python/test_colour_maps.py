@@ -487,6 +487,7 @@ def _gray_error_with_bar(tmp_path, colour, transfer_syntax="explicit", table=Non
 
 @pytest.mark.parametrize("colour, length, transfer_syntax, limit", [
     ("early-top", 32, "explicit", 0.5), ("early-top", 32, "jpeg-baseline", 2.0), ("early-top", 40, "explicit", 0.5),
+    ("early-top", 40, "jpeg-baseline", 2.0),  # 3.75 with the sides at a fixed offset (one inside the bar)
     ("gold-map", 32, "explicit", 0.5), ("gold-map", 40, "explicit", 0.5), ("gold-map", 40, "jpeg-baseline", 2.0)])
 def test_a_short_bar_keeps_its_steep_last_pixel(tmp_path, colour, length, transfer_syntax, limit):
     """A map's dark end can step into black more steeply than a bar's steps may (-12.5 luma levels after
