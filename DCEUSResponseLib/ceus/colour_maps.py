@@ -44,7 +44,8 @@ CURVE_DISTANCE_TOLERANCE = 40.0
 CURVE_OUTLIER_FRACTION = 0.03
 _LUMA_BINS = 64
 _FLAT = 1.0  # display levels: a bar's background run repeats its end colour within this
-_BACKGROUND_NOISE = 2 * BAR_NOISE  # and has no pixel further from it than this (JPEG's noise in a border)
+_BACKGROUND_NOISE = 2 * BAR_NOISE  # JPEG's noise in a border of one colour (display levels)
+_EDGE_RATIO = 3.0  # a step out of that noise this many times the one before it is the bar's hard edge
 _SAMPLE_FRAMES = 16
 
 
@@ -94,17 +95,23 @@ def find_colour_bar(frames: np.ndarray) -> list[RecoveredMap]:
 
 def _beside_the_bar(strip: np.ndarray, profile: np.ndarray, first: int, last: int) -> list[np.ndarray]:
     """The profiles of the columns beside a bar (``strip``: its rows; ``first``..``last``: the columns it
-    was found in): on each side, the first column that does not follow the bar's luma ``profile``
-    (mean |luma difference| over the rows above :data:`_SIDE_LIKE_FRACTION` of the bar's luma range),
-    :data:`_SIDE_BLUR_PX` further out. The columns a bar is found in may be fewer than it has (JPEG
-    breaks the runs of some): a column at a fixed offset from them was inside the bar, so its colours,
-    the bar's own, read as the background. Luma, which JPEG keeps per pixel, follows the bar in each of
-    its columns where colours (subsampled chroma, ringing on a steep map) may not."""
+    was found in): on each side, the first column that does not follow the bar's luma ``profile`` on the
+    bar's inner rows (mean |luma difference| above :data:`_SIDE_LIKE_FRACTION` of the bar's luma
+    range), :data:`_SIDE_BLUR_PX` further out. The columns a bar is found in may be fewer than it has
+    (JPEG breaks the runs of some): a column at a fixed offset from them was inside the bar, so its
+    colours, the bar's own, read as the background. Luma, which JPEG keeps per pixel, follows the bar
+    in each of its columns where colours (subsampled chroma, ringing on a steep map) may not. Only the
+    rows whose luma is clear of both end colours count: a bar's rows may be mostly a border of its end
+    colour (a 40 px bar in a run of 408 rows), which a plain border column matches."""
     bar_luma = luma(profile)
-    tolerance = _SIDE_LIKE_FRACTION * max(float(np.ptp(bar_luma)), 1.0)
+    span = max(float(np.ptp(bar_luma)), 1.0)
+    inner = (np.abs(bar_luma - bar_luma[0]) > _SIDE_END_CLEARANCE * span) \
+        & (np.abs(bar_luma - bar_luma[-1]) > _SIDE_END_CLEARANCE * span)
+    rows = inner if np.count_nonzero(inner) >= MIN_BAR_LENGTH_PX // 2 else np.ones(len(profile), dtype=bool)
+    tolerance = _SIDE_LIKE_FRACTION * span
     sides = []
     for step, column in ((-1, first - 1), (1, last)):
-        while 0 <= column < strip.shape[1] and np.mean(np.abs(luma(strip[:, column]) - bar_luma)) <= tolerance:
+        while 0 <= column < strip.shape[1] and np.mean(np.abs(luma(strip[rows, column]) - bar_luma[rows])) <= tolerance:
             column += step
         column += step * _SIDE_BLUR_PX
         if 0 <= column < strip.shape[1]:
@@ -210,6 +217,7 @@ JUMP_HIDDEN_LEVELS = 12.0
 #: edges); a bar pixel of its end colour is background when the pixels beside it show that colour too.
 _SIDE_BLUR_PX = 3
 _SIDE_LIKE_FRACTION = 0.1
+_SIDE_END_CLEARANCE = 0.1  # of the bar's luma range: rows this far from both end colours are its inner rows
 _SIDE_MATCH = 8.0  # display levels (max over channels)
 _PAST_PX = 3  # pixels read past each end of a bar
 _SLOPE_PX = 8  # pixels inside an end whose colours give the map's slope there
@@ -327,21 +335,30 @@ def _background_run(profile: np.ndarray, sides: list[np.ndarray]) -> int:
     where a side shows that colour too, but for the run's last pixel (the map's own end colour). Runs
     of one pixel are the map's own.
 
-    The run is the stretch within :data:`_BACKGROUND_NOISE` of the first colour, up to its last pixel
-    that repeats it: within :data:`_FLAT`, or within a quarter of the step to the first pixel past the
-    stretch (JPEG blurs a step by a pixel, a fraction of it; a map's own ramp steps by as much again
-    at its next pixel). JPEG leaves a pixel or two of a few levels' noise in a black border (a decoded
-    (0, 1, 3) among blacks), which ended the run there, and blurs the map's first visible colour into
-    the border pixel next to it: both kept border pixels as the map's dark end (up to 3 pixels of a
-    100-pixel bar: gray +8 at the dark end, +4.6 on average through JPEG 4:2:2).
+    The run is contiguous: pixels within :data:`_FLAT` of the first colour, and single pixels within
+    :data:`_BACKGROUND_NOISE` of it that the next pixel follows within :data:`_FLAT` again (JPEG's
+    noise in a black border: a decoded (0, 1, 3) among blacks). Where the bar leaves the stretch within
+    :data:`_BACKGROUND_NOISE` by a hard edge (a step beyond the noise and :data:`_EDGE_RATIO` times the
+    step before it), the whole stretch is the run: JPEG blurs the map's first visible colour into its
+    black end pixel ((1.8, 0, 0) before (10.6, 1, 0)) and leaves noise beside it ((1.1, 0, 0) twice in
+    the mean of the bar's columns). Both kept border pixels as the map's dark end (up to 3 of a
+    100-pixel bar: gray +8 at the dark end, +4.6 on average through JPEG 4:2:2). A map that leaves its
+    end colour gradually (a gamma 1.5 tint, "hot"'s steps of 3) has no hard edge, and its own first
+    levels are not taken for border beyond what the strict run took.
     """
     end_colour = profile[0]
     deviation = np.abs(profile - end_colour).max(axis=-1)
+    run = 0
+    while run < len(deviation) and (deviation[run] <= _FLAT or (
+            deviation[run] <= _BACKGROUND_NOISE and run + 1 < len(deviation) and deviation[run + 1] <= _FLAT)):
+        run += 1
     beyond_noise = deviation > _BACKGROUND_NOISE
     stretch = int(np.argmax(beyond_noise)) if np.any(beyond_noise) else len(profile)
-    step = deviation[stretch] if stretch < len(profile) else 0.0
-    repeats = np.flatnonzero(deviation[:stretch] <= max(_FLAT, step / 4))
-    run = int(repeats[-1]) + 1 if len(repeats) else 0
+    if 1 < stretch < len(profile):
+        step_out = deviation[stretch] - deviation[stretch - 1]
+        step_before = max(deviation[stretch - 1] - deviation[stretch - 2], 0.0)
+        if step_out > max(_EDGE_RATIO * step_before, _BACKGROUND_NOISE):
+            run = stretch
     if sides:
         like_a_side = np.any([np.abs(side[:run] - end_colour).max(axis=-1) <= _SIDE_MATCH for side in sides], axis=0)
         run = int(np.argmin(like_a_side)) if not np.all(like_a_side) else run

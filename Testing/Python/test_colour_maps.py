@@ -57,13 +57,14 @@ def test_colour_bar_gives_the_gray_level_for_any_map(tmp_path, colour, jpeg_medi
 @pytest.mark.parametrize("border", [
     [(0, 0, 0)] * 9,
     [(0, 0, 0)] * 5 + [(0, 1, 3), (0, 0, 1), (0, 0, 0), (0, 0, 0)],  # a pixel of JPEG noise in the border
+    [(0, 0, 0)] * 6 + [(1.1, 0, 0), (1.1, 0, 0), (2.1, 0, 0)],  # noise over two pixels, then the blurred black
     [(0, 0, 0)] * 8 + [(2, 0, 0)],  # the map's next colour blurred into its black pixel
-], ids=["clean", "noisy", "blurred"])
+], ids=["clean", "noisy", "noisy-and-blurred", "blurred"])
 def test_a_black_border_below_the_bar_is_background_through_jpeg_noise(border):
     """The border's run ended at its first pixel more than 1 level off black, and the rest of the
     border became the map's dark end: gold-map's bar through JPEG read every gray up to 8 levels high
-    (+4.6 on average). The run is the stretch within JPEG's noise, up to its last black pixel or the
-    last one within a quarter of the step to the map's first colour."""
+    (+4.6 on average). Single noisy pixels stay in the run, and where the bar leaves JPEG's noise by a
+    hard edge the whole stretch within the noise is the run (the blurred black pixel included)."""
     from DCEUSResponseLib.ceus.colour_maps import _table_from_profile
 
     def table_below(border):
@@ -78,8 +79,8 @@ def test_a_black_border_below_the_bar_is_background_through_jpeg_noise(border):
     # 100 pixels for 256 levels: the steep dark end (red 0 -> 9 -> 14) is interpolated; luma is close
     assert np.median(np.abs(clean - display_colour_map("gold-map"))) < 1.0
     # one border pixel kept as the map's would move the dark end by 2.6 gray levels (red 18 at gray 3,
-    # 14-18 levels off at the dark end); the blurred black pixel itself is 2 levels off
-    assert np.abs(table_below(border) - clean).max() <= 2.0
+    # 14-18 levels off at the dark end); the blurred black pixel itself is 2-2.1 levels off
+    assert np.abs(table_below(border) - clean).max() <= 2.5
 
 
 def test_gold_map_through_jpeg_read_through_its_bar_gives_the_grey_clips_pe(tmp_path, capsys):
