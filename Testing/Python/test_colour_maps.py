@@ -105,6 +105,22 @@ def test_gold_map_through_jpeg_read_through_its_bar_gives_the_grey_clips_pe(tmp_
         assert gold[roi] == pytest.approx(grey[roi], rel=0.015), roi
 
 
+def test_a_short_bar_in_a_tall_frame_keeps_its_sides_outside_it():
+    """A 40 px bar found with the whole black border below it (408 rows): a plain black column follows
+    that profile on most rows, so a walk judged on every row crossed the border into the panel and off
+    the frame, the border was not trimmed and the map read about 146 levels off (a reviewer's case).
+    Only the bar's inner rows decide where it ends."""
+    from DCEUSResponseLib.ceus.colour_maps import _beside_the_bar
+
+    strip = np.zeros((408, 40, 3))
+    bar = display_colour_map("hot")[np.round(np.linspace(255, 0, 40)).astype(int)]
+    strip[:40, 15:25] = bar[:, None, :]
+    strip[:, :5] = 90.0  # the live panel beyond the border
+    profile = strip[:, 18:21].mean(axis=1)
+    sides = _beside_the_bar(strip, profile, 18, 21)
+    assert len(sides) == 2 and all(np.all(side == 0) for side in sides)
+
+
 def test_the_columns_beside_a_bar_are_outside_it_when_it_was_found_in_fewer():
     """JPEG breaks the runs of some of a bar's columns, so it may be found in 3 of its 10: a column 4
     px from those lay inside the bar, and its flat top read as background there (a 32 px early-top bar
