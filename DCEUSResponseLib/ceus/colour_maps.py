@@ -216,7 +216,7 @@ JUMP_HIDDEN_LEVELS = 12.0
 #: The pixels beside a bar are read this far outside its first column unlike it (past JPEG's blur of its
 #: edges); a bar pixel of its end colour is background when the pixels beside it show that colour too.
 _SIDE_BLUR_PX = 3
-_SIDE_LIKE_FRACTION = 0.1
+_SIDE_LIKE_FRACTION = 0.1  # of the bar's luma range: a column whose luma follows the bar within it is the bar's
 _SIDE_END_CLEARANCE = 0.1  # of the bar's luma range: rows this far from both end colours are its inner rows
 _SIDE_MATCH = 8.0  # display levels (max over channels)
 _PAST_PX = 3  # pixels read past each end of a bar

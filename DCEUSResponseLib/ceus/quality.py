@@ -261,9 +261,9 @@ def _panel_stats_8bit(panel: np.ndarray) -> _PanelStats:
         for _ in pool.map(frame_sums, [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]):
             pass
     mean = sums / size
-    # size^2 x variance = size x sum of squares - sum^2, exact in Python's integers
+    # size^2 x variance = size x sum of squares - sum^2, exact in Python's integers (never negative)
     spread_squared = [size * int(q) - int(t) * int(t) for q, t in zip(squares, sums)]
-    std = np.sqrt(np.maximum(np.asarray(spread_squared, dtype=np.float64), 0.0)) / size
+    std = np.sqrt(np.asarray(spread_squared, dtype=np.float64)) / size
     difference = differences / size
     difference[0] = np.nan
     return _PanelStats(mean, std, difference, saturated / size)
